@@ -1,0 +1,305 @@
+//! The signature the network returns, in the deployed network's JSON shape:
+//! `{"big_r": {"affine_point": "<33-byte SEC1 hex>"}, "s": {"scalar": "<32-byte hex>"}, "recovery_id": 0|1}`.
+//!
+//! Signatures are always normalised to low s (s ≤ n/2), as Ethereum and Bitcoin
+//! require; the recovery id then tells which of the two points with x = r is the
+//! nonce point of the normalised signature. An Ethereum client uses `r = x(big_r)`,
+//! `s`, and `yParity = recovery_id`.
+
+use crate::hex_array::{self, HexVisitor};
+use crate::request::Payload;
+use borsh::{BorshDeserialize, BorshSerialize};
+use core::fmt;
+use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+use k256::elliptic_curve::point::AffineCoordinates;
+use k256::elliptic_curve::scalar::IsHigh;
+use k256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
+use k256::elliptic_curve::PrimeField;
+use k256::{AffinePoint, EncodedPoint, Scalar};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A scalar as `{"scalar": "<32-byte big-endian hex>"}` (upper case on output, any
+/// case on input). The bytes are kept as given; [`SerializableScalar::to_scalar`]
+/// checks them.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct SerializableScalar {
+    #[serde(serialize_with = "upper_hex", deserialize_with = "hex32")]
+    pub scalar: [u8; 32],
+}
+
+/// A curve point as `{"affine_point": "<33-byte compressed SEC1 hex>"}`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct SerializableAffinePoint {
+    #[serde(serialize_with = "upper_hex", deserialize_with = "hex33")]
+    pub affine_point: [u8; 33],
+}
+
+fn upper_hex<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hex_array::encode_upper(bytes))
+}
+
+fn hex32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 32], D::Error> {
+    deserializer.deserialize_str(HexVisitor::<32> { what: "scalar" })
+}
+
+fn hex33<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 33], D::Error> {
+    deserializer.deserialize_str(HexVisitor::<33> {
+        what: "affine_point",
+    })
+}
+
+impl SerializableScalar {
+    pub fn from_scalar(scalar: &Scalar) -> Self {
+        SerializableScalar {
+            scalar: scalar.to_bytes().into(),
+        }
+    }
+
+    /// The scalar, or `None` when the bytes are not below the curve order.
+    pub fn to_scalar(&self) -> Option<Scalar> {
+        Scalar::from_repr(self.scalar.into()).into()
+    }
+}
+
+impl SerializableAffinePoint {
+    pub fn from_point(point: &AffinePoint) -> Self {
+        let encoded = point.to_encoded_point(true);
+        let mut affine_point = [0u8; 33];
+        affine_point.copy_from_slice(encoded.as_bytes());
+        SerializableAffinePoint { affine_point }
+    }
+
+    /// The point, or `None` when the bytes are not a compressed point on the curve.
+    pub fn to_point(&self) -> Option<AffinePoint> {
+        let encoded = EncodedPoint::from_bytes(self.affine_point).ok()?;
+        AffinePoint::from_encoded_point(&encoded).into()
+    }
+}
+
+/// Why a signature response was refused. The texts are part of the contract's API.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ResponseError {
+    BigRNotAPoint,
+    RNotBelowOrder,
+    SNotCanonical,
+    HighS,
+    BadRecoveryId,
+    DoesNotVerify,
+}
+
+impl fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResponseError::BigRNotAPoint => "big_r is not a compressed secp256k1 point",
+            ResponseError::RNotBelowOrder => "x(big_r) is not below the curve order",
+            ResponseError::SNotCanonical => "s must be non-zero and below the curve order",
+            ResponseError::HighS => {
+                "s must be in the lower half of the curve order (negate s and flip recovery_id)"
+            }
+            ResponseError::BadRecoveryId => "recovery_id must be 0 or 1",
+            ResponseError::DoesNotVerify => {
+                "the signature does not verify for the payload and the derived key of this request"
+            }
+        })
+    }
+}
+
+/// An ECDSA signature over secp256k1 with its nonce point and recovery id.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct SignatureResponse {
+    pub big_r: SerializableAffinePoint,
+    pub s: SerializableScalar,
+    pub recovery_id: u8,
+}
+
+impl SignatureResponse {
+    /// Builds the response for nonce point `big_r` and signature scalar `s`,
+    /// normalising s to the lower half and setting the recovery id to match.
+    pub fn new(big_r: &AffinePoint, s: &Scalar) -> Result<Self, ResponseError> {
+        r_scalar(big_r)?;
+        if bool::from(s.is_zero()) {
+            return Err(ResponseError::SNotCanonical);
+        }
+        let mut recovery_id = u8::from(bool::from(big_r.y_is_odd()));
+        let mut s = *s;
+        if bool::from(s.is_high()) {
+            s = -s;
+            recovery_id ^= 1;
+        }
+        Ok(SignatureResponse {
+            big_r: SerializableAffinePoint::from_point(big_r),
+            s: SerializableScalar::from_scalar(&s),
+            recovery_id,
+        })
+    }
+
+    /// Checks the form (a point, canonical low s, recovery id 0 or 1) and returns the
+    /// 64-byte `r ‖ s` that `ecrecover` takes.
+    pub fn check_form(&self) -> Result<[u8; 64], ResponseError> {
+        let big_r = self.big_r.to_point().ok_or(ResponseError::BigRNotAPoint)?;
+        let r = r_scalar(&big_r)?;
+        let s = self.s.to_scalar().ok_or(ResponseError::SNotCanonical)?;
+        if bool::from(s.is_zero()) {
+            return Err(ResponseError::SNotCanonical);
+        }
+        if bool::from(s.is_high()) {
+            return Err(ResponseError::HighS);
+        }
+        if self.recovery_id > 1 {
+            return Err(ResponseError::BadRecoveryId);
+        }
+        let mut rs = [0u8; 64];
+        rs[..32].copy_from_slice(&r.to_bytes());
+        rs[32..].copy_from_slice(&self.s.scalar);
+        Ok(rs)
+    }
+
+    /// The public key this signature verifies under for `payload`.
+    pub fn recover_public_key(&self, payload: &Payload) -> Result<AffinePoint, ResponseError> {
+        let rs = self.check_form()?;
+        let signature = Signature::from_slice(&rs).map_err(|_| ResponseError::SNotCanonical)?;
+        let recovery_id = RecoveryId::new(self.recovery_id == 1, false);
+        VerifyingKey::recover_from_prehash(payload.as_bytes(), &signature, recovery_id)
+            .map(|key| *key.as_affine())
+            .map_err(|_| ResponseError::DoesNotVerify)
+    }
+
+    /// Verifies the signature over `payload` for `public_key` (a derived key).
+    pub fn verify(&self, payload: &Payload, public_key: &AffinePoint) -> Result<(), ResponseError> {
+        let rs = self.check_form()?;
+        let signature = Signature::from_slice(&rs).map_err(|_| ResponseError::SNotCanonical)?;
+        let key =
+            VerifyingKey::from_affine(*public_key).map_err(|_| ResponseError::DoesNotVerify)?;
+        use k256::ecdsa::signature::hazmat::PrehashVerifier;
+        key.verify_prehash(payload.as_bytes(), &signature)
+            .map_err(|_| ResponseError::DoesNotVerify)?;
+        if self.recover_public_key(payload)? != *public_key {
+            return Err(ResponseError::DoesNotVerify);
+        }
+        Ok(())
+    }
+}
+
+/// `r = x(big_r)` as a scalar; ECDSA nonces whose x is not below the order are refused
+/// (a probability-2⁻¹²⁸ case the recovery id 0|1 format cannot express).
+fn r_scalar(big_r: &AffinePoint) -> Result<Scalar, ResponseError> {
+    if big_r == &AffinePoint::IDENTITY {
+        return Err(ResponseError::BigRNotAPoint);
+    }
+    Option::from(Scalar::from_repr(big_r.x())).ok_or(ResponseError::RNotBelowOrder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k256::ecdsa::SigningKey;
+    use k256::ProjectivePoint;
+
+    /// A textbook ECDSA signature with a chosen nonce, to control the high/low s case.
+    fn sign_with_nonce(
+        secret: &Scalar,
+        nonce: &Scalar,
+        payload: &Payload,
+    ) -> (AffinePoint, Scalar) {
+        let big_r = (ProjectivePoint::GENERATOR * nonce).to_affine();
+        let r = Scalar::from_repr(big_r.x()).unwrap();
+        let s = nonce.invert().unwrap() * (payload.to_scalar() + r * secret);
+        (big_r, s)
+    }
+
+    #[test]
+    fn normalises_high_s_and_verifies_with_libsecp256k1() {
+        let secret = Scalar::from(123456789u64);
+        let public = (ProjectivePoint::GENERATOR * secret).to_affine();
+        let payload = Payload::new([0x42; 32]).unwrap();
+        let mut saw = [false; 2];
+        for k in 1..40u64 {
+            let (big_r, s) = sign_with_nonce(&secret, &Scalar::from(k * 7919), &payload);
+            saw[usize::from(bool::from(s.is_high()))] = true;
+            let response = SignatureResponse::new(&big_r, &s).unwrap();
+            response.verify(&payload, &public).unwrap();
+            assert_eq!(response.recover_public_key(&payload).unwrap(), public);
+
+            // The same check by libsecp256k1, which also insists on low s.
+            let secp = secp256k1::Secp256k1::new();
+            let rs = response.check_form().unwrap();
+            let id = secp256k1::ecdsa::RecoveryId::from_i32(response.recovery_id.into()).unwrap();
+            let sig = secp256k1::ecdsa::RecoverableSignature::from_compact(&rs, id).unwrap();
+            let msg = secp256k1::Message::from_digest(*payload.as_bytes());
+            let recovered = secp.recover_ecdsa(&msg, &sig).unwrap();
+            assert_eq!(
+                recovered.serialize_uncompressed()[1..],
+                crate::near_key::to_uncompressed_xy(&public)
+            );
+            secp.verify_ecdsa(&msg, &sig.to_standard(), &recovered)
+                .unwrap();
+        }
+        assert_eq!(saw, [true, true], "both high and low s were exercised");
+    }
+
+    #[test]
+    fn json_shape_matches_the_deployed_network() {
+        let key = SigningKey::from_slice(&[3; 32]).unwrap();
+        let payload = Payload::new([5; 32]).unwrap();
+        let (_, s) = sign_with_nonce(key.as_nonzero_scalar(), &Scalar::from(99u64), &payload);
+        let big_r = (ProjectivePoint::GENERATOR * Scalar::from(99u64)).to_affine();
+        let response = SignatureResponse::new(&big_r, &s).unwrap();
+        let json: serde_json::Value = serde_json::to_value(&response).unwrap();
+        let r_hex = json["big_r"]["affine_point"].as_str().unwrap();
+        let s_hex = json["s"]["scalar"].as_str().unwrap();
+        assert_eq!(r_hex.len(), 66);
+        assert!(r_hex.starts_with("02") || r_hex.starts_with("03"));
+        assert_eq!(s_hex.len(), 64);
+        assert_eq!(r_hex, r_hex.to_uppercase());
+        assert!(json["recovery_id"].as_u64().unwrap() <= 1);
+        // Lower case input is accepted too.
+        let lower = serde_json::to_string(&json).unwrap().to_lowercase();
+        assert_eq!(
+            serde_json::from_str::<SignatureResponse>(&lower).unwrap(),
+            response
+        );
+    }
+
+    #[test]
+    fn malformed_responses_are_refused_with_reasons() {
+        let secret = Scalar::from(77u64);
+        let public = (ProjectivePoint::GENERATOR * secret).to_affine();
+        let payload = Payload::new([0x11; 32]).unwrap();
+        let (big_r, s) = sign_with_nonce(&secret, &Scalar::from(5u64), &payload);
+        let good = SignatureResponse::new(&big_r, &s).unwrap();
+
+        let mut high = good.clone();
+        high.s = SerializableScalar::from_scalar(&-good.s.to_scalar().unwrap());
+        assert_eq!(high.check_form(), Err(ResponseError::HighS));
+
+        let mut bad_id = good.clone();
+        bad_id.recovery_id = 2;
+        assert_eq!(bad_id.check_form(), Err(ResponseError::BadRecoveryId));
+
+        let mut flipped = good.clone();
+        flipped.recovery_id ^= 1;
+        assert_eq!(
+            flipped.verify(&payload, &public),
+            Err(ResponseError::DoesNotVerify)
+        );
+
+        let mut not_point = good.clone();
+        not_point.big_r.affine_point = [0x02; 33];
+        not_point.big_r.affine_point[1..].copy_from_slice(&[0xff; 32]);
+        assert_eq!(not_point.check_form(), Err(ResponseError::BigRNotAPoint));
+
+        let mut zero_s = good.clone();
+        zero_s.s.scalar = [0; 32];
+        assert_eq!(zero_s.check_form(), Err(ResponseError::SNotCanonical));
+
+        let other_payload = Payload::new([0x12; 32]).unwrap();
+        assert_eq!(
+            good.verify(&other_payload, &public),
+            Err(ResponseError::DoesNotVerify)
+        );
+        assert_eq!(
+            SignatureResponse::new(&AffinePoint::IDENTITY, &s),
+            Err(ResponseError::BigRNotAPoint)
+        );
+    }
+}

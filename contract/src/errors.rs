@@ -47,6 +47,11 @@ pub enum Error {
 
     // --- governance ---
     InitByOther,
+    CandidateKeyMismatch {
+        key: AccountId,
+        account_id: AccountId,
+    },
+    NoCandidates,
     BadThreshold {
         threshold: usize,
         participants: usize,
@@ -68,7 +73,6 @@ pub enum Error {
     TooManyCandidates {
         max: usize,
     },
-    AlreadyVoted,
     VotedOtherKey,
     KeyMismatch,
     NotSecp256k1Key,
@@ -154,6 +158,11 @@ impl fmt::Display for Error {
             InitByOther => {
                 f.write_str("init must be called by the contract account itself (deploy and init in one transaction)")
             }
+            CandidateKeyMismatch { key, account_id } => write!(
+                f,
+                "candidate entry {key} has account_id {account_id}: they must match"
+            ),
+            NoCandidates => f.write_str("init needs at least one candidate"),
             BadThreshold { threshold, participants } => write!(
                 f,
                 "threshold {threshold} is invalid for {participants} participants: it must be at least 1 and at most the number of participants"
@@ -168,7 +177,6 @@ impl fmt::Display for Error {
                 f,
                 "there are already {max} candidates waiting for votes; try again later"
             ),
-            AlreadyVoted => f.write_str("you have already voted for this"),
             VotedOtherKey => f.write_str("you have already voted for a different public key"),
             KeyMismatch => f.write_str(
                 "the contract is already Running with a different public key than the one voted for",

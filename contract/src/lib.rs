@@ -867,12 +867,15 @@ impl MpcContract {
 
 /// Checks candidates given to `init`: keys match account ids, urls are bounded.
 fn checked_candidates(candidates: BTreeMap<AccountId, CandidateInfo>) -> Participants {
+    if candidates.is_empty() {
+        fail(Error::NoCandidates);
+    }
     for (account, info) in &candidates {
         if account != &info.account_id {
-            env::panic_str(&format!(
-                "candidate entry {account} has account_id {}: they must match",
-                info.account_id
-            ));
+            fail(Error::CandidateKeyMismatch {
+                key: account.clone(),
+                account_id: info.account_id.clone(),
+            });
         }
         if info.url.len() > MAX_URL_LEN {
             fail(Error::CandidateField {

@@ -212,8 +212,25 @@ fn init_is_for_the_contract_account_with_a_sane_threshold() {
     );
     let mut mismatched = candidates(&NODES);
     mismatched.get_mut(&account(NODES[0])).unwrap().account_id = account(ALICE);
-    let text = abort_text(|| MpcContract::init(2, mismatched, None));
-    assert!(text.contains("they must match"), "{text}");
+    assert_refused(
+        Error::CandidateKeyMismatch {
+            key: account(NODES[0]),
+            account_id: account(ALICE),
+        },
+        || MpcContract::init(2, mismatched, None),
+    );
+    assert_refused(Error::NoCandidates, || {
+        MpcContract::init(1, BTreeMap::new(), None)
+    });
+    let mut long_url = candidates(&NODES);
+    long_url.get_mut(&account(NODES[1])).unwrap().url = "u".repeat(513);
+    assert_refused(
+        Error::CandidateField {
+            what: "url",
+            max: 512,
+        },
+        || MpcContract::init(2, long_url, None),
+    );
     let bad_config = Config {
         sign_deposit: NearToken::from_yoctonear(0),
         ..Config::default()
@@ -1042,6 +1059,168 @@ fn code_updates_deploy_and_migrate() {
     assert_refused(
         Error::StateVersion {
             found: STATE_VERSION + 1,
+        },
+        MpcContract::migrate,
+    );
+}
+
+#[test]
+fn init_running_starts_serving_an_existing_key() {
+    as_caller(ALICE, 0);
+    assert_refused(Error::InitByOther, || {
+        MpcContract::init_running(5, candidates(&NODES), 2, root_public_key(), None)
+    });
+    as_caller(CONTRACT, 0);
+    let ed25519: PublicKey = "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp"
+        .parse()
+        .unwrap();
+    assert_refused(Error::NotSecp256k1Key, || {
+        MpcContract::init_running(5, candidates(&NODES), 2, ed25519, None)
+    });
+    let off_curve = PublicKey::from_parts(CurveType::SECP256K1, vec![1; 64]).unwrap();
+    assert_refused(Error::NotSecp256k1Key, || {
+        MpcContract::init_running(5, candidates(&NODES), 2, off_curve, None)
+    });
+    assert_refused(
+        Error::BadThreshold {
+            threshold: 3,
+            participants: 2,
+        },
+        || MpcContract::init_running(5, candidates(&NODES[..2]), 3, root_public_key(), None),
+    );
+    let mut contract = MpcContract::init_running(5, candidates(&NODES), 2, root_public_key(), None);
+    let ProtocolContractState::Running(state) = contract.state() else {
+        panic!("not Running")
+    };
+    assert_eq!(state.epoch, 5);
+    let request = sign_request(13, "p");
+    sign_as(&mut contract, ALICE, request.clone());
+    as_caller(NODES[1], 0);
+    contract.respond(
+        SignatureRequest::new(ALICE, &request).unwrap(),
+        network_signature(ALICE, &request, 3),
+    );
+    assert!(contract.pending_requests(None, None).is_empty());
+}
+
+#[test]
+fn calls_out_of_their_state_are_refused() {
+    let mut contract = initializing(2);
+    let request = sign_request(1, "p");
+    as_caller(NODES[0], 0);
+    assert_refused(
+        Error::NotReady {
+            state: "Initializing",
+        },
+        || {
+            contract.respond(
+                SignatureRequest::new(ALICE, &request).unwrap(),
+                network_signature(ALICE, &request, 3),
+            )
+        },
+    );
+    assert_refused(
+        Error::WrongState {
+            expected: "Running",
+            actual: "Initializing",
+        },
+        || contract.join("u".into(), [0; 32], candidate(NEWCOMER, 3).sign_pk),
+    );
+    assert_refused(
+        Error::WrongState {
+            expected: "Running",
+            actual: "Initializing",
+        },
+        || contract.vote_join(account(NEWCOMER)),
+    );
+    assert_refused(
+        Error::WrongState {
+            expected: "Resharing",
+            actual: "Initializing",
+        },
+        || contract.vote_reshared(1),
+    );
+    assert_refused(
+        Error::NotReady {
+            state: "Initializing",
+        },
+        || contract.propose_update(ProposeUpdateArgs::default()),
+    );
+
+    let mut contract = running();
+    as_caller(NODES[0], 0);
+    contract.vote_leave(account(NODES[2]));
+    as_caller(NODES[1], 0);
+    contract.vote_leave(account(NODES[2]));
+    assert_refused(
+        Error::WrongState {
+            expected: "Initializing",
+            actual: "Resharing",
+        },
+        || contract.vote_pk(root_public_key()),
+    );
+    assert_refused(
+        Error::WrongState {
+            expected: "Running",
+            actual: "Resharing",
+        },
+        || contract.join("u".into(), [0; 32], candidate(NEWCOMER, 3).sign_pk),
+    );
+}
+
+#[test]
+fn candidates_are_bounded() {
+    let mut contract = running();
+    for i in 0..32 {
+        as_caller(&format!("candidate{i}.near"), 0);
+        contract.join("u".into(), [0; 32], candidate(NEWCOMER, 3).sign_pk);
+    }
+    as_caller("candidate0.near", 0);
+    contract.join(
+        "https://updated".into(),
+        [0; 32],
+        candidate(NEWCOMER, 3).sign_pk,
+    );
+    let ProtocolContractState::Running(state) = contract.state() else {
+        panic!("not Running")
+    };
+    assert_eq!(
+        state.candidates[&account("candidate0.near")].url,
+        "https://updated",
+        "re-joining updates"
+    );
+    as_caller("candidate32.near", 0);
+    assert_refused(Error::TooManyCandidates { max: 32 }, || {
+        contract.join("u".into(), [0; 32], candidate(NEWCOMER, 3).sign_pk)
+    });
+}
+
+#[test]
+fn only_signers_vote_on_updates_and_migrate_needs_state() {
+    let mut contract = running();
+    let id = propose(
+        &mut contract,
+        NODES[0],
+        ProposeUpdateArgs {
+            code: None,
+            config: Some(Config::default()),
+        },
+        10u128.pow(22),
+    );
+    as_caller(ALICE, 0);
+    assert_refused(
+        Error::NotAParticipant {
+            account: account(ALICE),
+        },
+        || contract.vote_update(id),
+    );
+
+    near_sdk::mock::with_mocked_blockchain(|b| drop(b.take_storage()));
+    as_caller(CONTRACT, 0);
+    assert_refused(
+        Error::WrongState {
+            expected: "initialized",
+            actual: "NotInitialized",
         },
         MpcContract::migrate,
     );

@@ -16,6 +16,9 @@
 # Both build with `-C target-cpu=mvp`: the NEAR VM rejects the multi-value and SIMD
 # proposals that Rust enables by default for wasm32 since 1.82.
 #
+# Then, where binaryen's wasm-opt is installed (the Debian route installs it), the
+# module is shrunk with `wasm-opt -Oz --mvp-features` (about a fifth smaller).
+#
 # Quiet when nothing changed; the build log is printed only when a build fails.
 set -euo pipefail
 
@@ -36,10 +39,11 @@ rustup_has_wasm_target() {
 }
 
 # rustc links wasm with rust-lld; Debian's rust-web-llvm ships it as a link to the
-# lld of its LLVM (lld-22 today), which is a package of its own.
+# lld of its LLVM (lld-22 today), which is a package of its own. The route also
+# includes binaryen's wasm-opt, so every Debian build yields the same bytes.
 debian_toolchain_present() {
     [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] &&
-        [ -x /usr/bin/rust-lld ]
+        [ -x /usr/bin/rust-lld ] && command -v wasm-opt >/dev/null 2>&1
 }
 
 apt_install() {
@@ -57,11 +61,11 @@ or install Debian's packages as root:
     fi
     command -v apt-get >/dev/null 2>&1 || die "no wasm toolchain found and no apt-get to install one.
 Run: rustup target add $wasm_target"
-    echo "build-contract: installing Debian's rustc-web, cargo-web, rust-web-src (one time)" >&2
+    echo "build-contract: installing Debian's rustc-web, cargo-web, rust-web-src, lld, binaryen (one time)" >&2
     local log
     log=$(mktemp)
     if ! { "${sudo[@]}" apt-get update -qq &&
-        apt_install rustc-web cargo-web rust-web-src rust-web-llvm &&
+        apt_install rustc-web cargo-web rust-web-src rust-web-llvm binaryen &&
         apt_install "$(basename "$(readlink /usr/bin/rust-lld)")"; } >"$log" 2>&1; then
         cat "$log" >&2
         die "apt-get could not install rustc-web cargo-web rust-web-src rust-web-llvm and its lld (see above).
@@ -75,19 +79,25 @@ if [ -z "$route" ]; then
     if rustup_has_wasm_target; then route=rustup; else route=debian; fi
 fi
 
-# `--cfg near` selects near-sdk's real host functions (cargo-near sets it too).
-flags="--cfg near -C target-cpu=mvp -C link-arg=-s"
+# `--cfg near` selects near-sdk's real host functions (cargo-near sets it too). The
+# path remaps keep checkout and cargo-home paths (in panic locations) out of the
+# wasm, so the same sources build the same bytes anywhere.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+flags=(--cfg near -C target-cpu=mvp -C link-arg=-s
+    "--remap-path-prefix=$root=/chain-signatures" "--remap-path-prefix=$cargo_home=/cargo")
+# The encoded form (0x1f-separated) keeps paths with spaces intact.
+encoded_flags=$(IFS=$'\x1f'; printf '%s' "${flags[*]}")
 case "$route" in
 rustup)
     rustup_has_wasm_target || die "CONTRACT_TOOLCHAIN=rustup, but the active toolchain has no $wasm_target target.
 Run: rustup target add $wasm_target"
-    build=(env RUSTFLAGS="$flags" cargo build)
+    build=(env CARGO_ENCODED_RUSTFLAGS="$encoded_flags" cargo build)
     ;;
 debian)
     debian_toolchain_present || install_debian_toolchain
-    debian_toolchain_present || die "Debian's rust-web toolchain is incomplete: /usr/bin/rustc, /usr/bin/cargo and /usr/lib/rustlib/src are needed"
+    debian_toolchain_present || die "Debian's rust-web toolchain is incomplete: /usr/bin/rustc, /usr/bin/cargo, /usr/lib/rustlib/src, /usr/bin/rust-lld and wasm-opt are needed"
     # build-std is a nightly feature; RUSTC_BOOTSTRAP lets Debian's stable compiler use it.
-    build=(env RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
+    build=(env RUSTC_BOOTSTRAP=1 CARGO_ENCODED_RUSTFLAGS="$encoded_flags" RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
         /usr/bin/cargo build -Zbuild-std=std,panic_abort)
     ;;
 *) die "CONTRACT_TOOLCHAIN must be 'rustup' or 'debian', not '$route'" ;;
@@ -108,8 +118,16 @@ for p in "${packages[@]}"; do
     artifact="$target_dir/$wasm_target/contract/${p//-/_}.wasm"
     [ -f "$artifact" ] || die "cargo built $p but $artifact is missing: is it a cdylib crate?"
     dest="$out_dir/${p//-/_}.wasm"
-    if ! cmp -s "$artifact" "$dest" 2>/dev/null; then
+    # Redo the copy (and wasm-opt) only when cargo produced a new artifact.
+    [ -f "$dest" ] && [ "$dest" -nt "$artifact" ] && continue
+    note=""
+    if command -v wasm-opt >/dev/null 2>&1; then
+        wasm-opt -Oz --mvp-features --strip-debug --strip-producers "$artifact" -o "$dest.tmp" ||
+            die "wasm-opt failed on $artifact"
+        mv "$dest.tmp" "$dest"
+        note=", wasm-opt -Oz"
+    else
         cp "$artifact" "$dest"
-        echo "build-contract: $dest ($(wc -c <"$dest") bytes, $route toolchain)"
     fi
+    echo "build-contract: $dest ($(wc -c <"$dest") bytes, $route toolchain$note)"
 done

@@ -78,6 +78,10 @@ impl Participants {
         self.participants.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
     pub fn without(&self, account: &AccountId) -> Self {
         let mut rest = self.clone();
         rest.participants.remove(account);

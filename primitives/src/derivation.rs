@@ -172,4 +172,20 @@ mod tests {
         below[31] -= 1;
         assert!(Tweak::from_bytes(below).is_ok());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any account and path: our derivation equals the independent one.
+        #[test]
+        fn derivation_matches_for_any_account_and_path(
+            account in "[a-z0-9_-]{2,20}(\\.[a-z0-9_-]{1,10}){0,2}",
+            path in "\\PC{0,40}",
+        ) {
+            proptest::prop_assert_eq!(
+                ours(TESTNET_ROOT, &account, &path),
+                independent_derivation(TESTNET_ROOT, &account, &path)
+            );
+        }
+    }
 }

@@ -302,4 +302,32 @@ mod tests {
             Err(ResponseError::BigRNotAPoint)
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any key, nonce and payload: the normalised response verifies with k256 and
+        /// recovers the key with libsecp256k1.
+        #[test]
+        fn any_signature_normalises_and_verifies(
+            secret in proptest::array::uniform32(proptest::num::u8::ANY),
+            nonce in proptest::array::uniform32(proptest::num::u8::ANY),
+            digest in proptest::array::uniform32(proptest::num::u8::ANY),
+        ) {
+            let to_scalar = |b: [u8; 32]| Option::<Scalar>::from(Scalar::from_repr(b.into()));
+            let (Some(secret), Some(nonce)) = (to_scalar(secret), to_scalar(nonce)) else { return Ok(()) };
+            let Ok(payload) = Payload::new(digest) else { return Ok(()) };
+            if bool::from(secret.is_zero()) || bool::from(nonce.is_zero()) { return Ok(()); }
+            let public = (ProjectivePoint::GENERATOR * secret).to_affine();
+            let (big_r, s) = sign_with_nonce(&secret, &nonce, &payload);
+            let Ok(response) = SignatureResponse::new(&big_r, &s) else { return Ok(()) };
+            proptest::prop_assert!(response.verify(&payload, &public).is_ok());
+
+            let secp = secp256k1::Secp256k1::verification_only();
+            let id = secp256k1::ecdsa::RecoveryId::from_i32(response.recovery_id.into()).unwrap();
+            let sig = secp256k1::ecdsa::RecoverableSignature::from_compact(&response.check_form().unwrap(), id).unwrap();
+            let recovered = secp.recover_ecdsa(&secp256k1::Message::from_digest(digest), &sig).unwrap();
+            proptest::prop_assert_eq!(&recovered.serialize_uncompressed()[1..], &crate::near_key::to_uncompressed_xy(&public)[..]);
+        }
+    }
 }

@@ -217,9 +217,20 @@ impl MpcContract {
         let request_id = signature_request.id();
 
         let duplicate = match self.pending.get(&request_id) {
+            Some(PendingEntry {
+                answer: Some(answer),
+                ..
+            }) => {
+                // Answered a moment ago (late callbacks still hold the entry): no need
+                // to wait. The deposit is kept as for any answered request.
+                let answer = answer.clone();
+                refund(&predecessor, attached.saturating_sub(required));
+                return_json(&answer);
+                return;
+            }
             Some(entry) => {
                 let max = self.config.max_duplicate_requests;
-                if entry.answer.is_some() || entry.tickets.len() >= max as usize {
+                if entry.tickets.len() >= max as usize {
                     fail(Error::TooManyDuplicates { max });
                 }
                 true

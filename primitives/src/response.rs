@@ -11,11 +11,12 @@ use crate::request::Payload;
 use borsh::{BorshDeserialize, BorshSerialize};
 use core::fmt;
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
+use k256::elliptic_curve::ops::LinearCombination;
 use k256::elliptic_curve::point::AffineCoordinates;
 use k256::elliptic_curve::scalar::IsHigh;
 use k256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
 use k256::elliptic_curve::PrimeField;
-use k256::{AffinePoint, EncodedPoint, Scalar};
+use k256::{AffinePoint, EncodedPoint, ProjectivePoint, Scalar};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A scalar as `{"scalar": "<32-byte big-endian hex>"}` (upper case on output, any
@@ -133,6 +134,40 @@ impl SignatureResponse {
         })
     }
 
+    /// Builds the response for a signature that must verify under `public_key`, when
+    /// s may already have been normalised by whoever produced it (so the parity of
+    /// `big_r` no longer tells the recovery id). Verifies the signature on the way:
+    /// the effective nonce point s⁻¹·(h·G + r·P) must have x = r, and its parity is
+    /// the recovery id. One multi-scalar multiplication.
+    pub fn for_key(
+        big_r: &AffinePoint,
+        s: &Scalar,
+        public_key: &AffinePoint,
+        payload: &Payload,
+    ) -> Result<Self, ResponseError> {
+        let r = r_scalar(big_r)?;
+        if bool::from(s.is_zero()) {
+            return Err(ResponseError::SNotCanonical);
+        }
+        let s = if bool::from(s.is_high()) { -*s } else { *s };
+        let s_inv = Option::<Scalar>::from(s.invert()).ok_or(ResponseError::SNotCanonical)?;
+        let effective = ProjectivePoint::lincomb(
+            &ProjectivePoint::GENERATOR,
+            &(payload.to_scalar() * s_inv),
+            &ProjectivePoint::from(*public_key),
+            &(r * s_inv),
+        )
+        .to_affine();
+        if effective == AffinePoint::IDENTITY || effective.x() != big_r.x() {
+            return Err(ResponseError::DoesNotVerify);
+        }
+        Ok(SignatureResponse {
+            big_r: SerializableAffinePoint::from_point(big_r),
+            s: SerializableScalar::from_scalar(&s),
+            recovery_id: u8::from(bool::from(effective.y_is_odd())),
+        })
+    }
+
     /// Checks the form (a point, canonical low s, recovery id 0 or 1) and returns the
     /// 64-byte `r ‖ s` that `ecrecover` takes.
     pub fn check_form(&self) -> Result<[u8; 64], ResponseError> {
@@ -193,7 +228,6 @@ fn r_scalar(big_r: &AffinePoint) -> Result<Scalar, ResponseError> {
 mod tests {
     use super::*;
     use k256::ecdsa::SigningKey;
-    use k256::ProjectivePoint;
 
     /// A textbook ECDSA signature with a chosen nonce, to control the high/low s case.
     fn sign_with_nonce(
@@ -235,6 +269,25 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(saw, [true, true], "both high and low s were exercised");
+    }
+
+    #[test]
+    fn for_key_finds_the_recovery_id_of_a_pre_normalised_signature() {
+        let secret = Scalar::from(987654321u64);
+        let public = (ProjectivePoint::GENERATOR * secret).to_affine();
+        let payload = Payload::new([0x24; 32]).unwrap();
+        for k in 1..20u64 {
+            let (big_r, s) = sign_with_nonce(&secret, &Scalar::from(k * 104729), &payload);
+            let low = if bool::from(s.is_high()) { -s } else { s };
+            let response = SignatureResponse::for_key(&big_r, &low, &public, &payload).unwrap();
+            response.verify(&payload, &public).unwrap();
+        }
+        let (big_r, s) = sign_with_nonce(&secret, &Scalar::from(3u64), &payload);
+        let other = (ProjectivePoint::GENERATOR * Scalar::from(4u64)).to_affine();
+        assert_eq!(
+            SignatureResponse::for_key(&big_r, &s, &other, &payload),
+            Err(ResponseError::DoesNotVerify)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: test contract demo fmt clippy
+.PHONY: test contract demo bench fmt clippy
 
 ## Build the wasm and run every test.
 test: contract
@@ -18,6 +18,10 @@ contract:
 ## controls: its derived key and Ethereum address under the public MPC root keys.
 demo: contract
 	@$(CARGO) run --quiet --locked -p chain-signatures-primitives --example derive -- $(ARGS)
+
+## Cost of the threshold protocols per party, ours next to raw cait-sith (release build).
+bench:
+	$(CARGO) bench --locked -p threshold
 
 fmt:
 	$(CARGO) fmt --all

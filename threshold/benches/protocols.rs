@@ -66,8 +66,11 @@ fn run_raw<T>(mut parties: Vec<(Participant, Box<dyn Protocol<Output = T>>)>) ->
     (outputs.expect("every raw party finished"), bytes)
 }
 
-fn ours<T>(instances: Vec<threshold::Instance<T>>) -> (Vec<T>, Cost) {
+/// Times building the instances (parameter checks, tweak, re-randomisation) and
+/// running them.
+fn ours<T>(build: impl FnOnce() -> Vec<threshold::Instance<T>>) -> (Vec<T>, Cost) {
     let start = Instant::now();
+    let instances = build();
     let outcome = local::run(instances, &Schedule::default());
     let time = start.elapsed();
     let bytes = outcome.bytes_sent.values().sum();
@@ -77,9 +80,11 @@ fn ours<T>(instances: Vec<threshold::Instance<T>>) -> (Vec<T>, Cost) {
     )
 }
 
-fn raw<T>(parties: Vec<(Participant, Box<dyn Protocol<Output = T>>)>) -> (Vec<T>, Cost) {
+fn raw<T>(
+    build: impl FnOnce() -> Vec<(Participant, Box<dyn Protocol<Output = T>>)>,
+) -> (Vec<T>, Cost) {
     let start = Instant::now();
-    let (out, bytes) = run_raw(parties);
+    let (out, bytes) = run_raw(build());
     (
         out,
         Cost {
@@ -130,21 +135,23 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<Row> {
 
     for _ in 0..iterations {
         // keygen
-        let (keys, cost) = ours(
+        let (keys, cost) = ours(|| {
             parties
                 .iter()
                 .map(|me| keygen(iid(1), me, parties.clone(), t).unwrap())
-                .collect(),
-        );
+                .collect()
+        });
         rows[0].ours.push(cost);
-        let (raw_keys, cost) = raw(raw_ids
-            .iter()
-            .map(|me| {
-                let p: Box<dyn Protocol<Output = _>> =
-                    Box::new(cait_sith::keygen::<Secp256k1>(&raw_ids, *me, t).unwrap());
-                (*me, p)
-            })
-            .collect());
+        let (raw_keys, cost) = raw(|| {
+            raw_ids
+                .iter()
+                .map(|me| {
+                    let p: Box<dyn Protocol<Output = _>> =
+                        Box::new(cait_sith::keygen::<Secp256k1>(&raw_ids, *me, t).unwrap());
+                    (*me, p)
+                })
+                .collect()
+        });
         rows[0].raw.push(cost);
         let keys: Vec<KeyShare> = keys;
         let public_key = keys[0].public_key;
@@ -159,38 +166,40 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<Row> {
             new_threshold: t,
             public_key,
         };
-        let (_, cost) = ours(
+        let (_, cost) = ours(|| {
             bigger
                 .iter()
                 .map(|me| {
                     reshare(iid(2), me, args.clone(), keys.iter().find(|k| k.me == me)).unwrap()
                 })
-                .collect(),
-        );
+                .collect()
+        });
         rows[1].ours.push(cost);
         let raw_public = raw_keys[0].public_key;
-        let (_, cost) = raw(bigger_raw
-            .iter()
-            .map(|me| {
-                let share = raw_ids
-                    .iter()
-                    .position(|p| p == me)
-                    .map(|i| raw_keys[i].private_share);
-                let p: Box<dyn Protocol<Output = _>> = Box::new(
-                    cait_sith::reshare::<Secp256k1>(
-                        &raw_ids,
-                        t,
-                        &bigger_raw,
-                        t,
-                        *me,
-                        share,
-                        raw_public,
-                    )
-                    .unwrap(),
-                );
-                (*me, p)
-            })
-            .collect());
+        let (_, cost) = raw(|| {
+            bigger_raw
+                .iter()
+                .map(|me| {
+                    let share = raw_ids
+                        .iter()
+                        .position(|p| p == me)
+                        .map(|i| raw_keys[i].private_share);
+                    let p: Box<dyn Protocol<Output = _>> = Box::new(
+                        cait_sith::reshare::<Secp256k1>(
+                            &raw_ids,
+                            t,
+                            &bigger_raw,
+                            t,
+                            *me,
+                            share,
+                            raw_public,
+                        )
+                        .unwrap(),
+                    );
+                    (*me, p)
+                })
+                .collect()
+        });
         rows[1].raw.push(cost);
 
         // 2 triples
@@ -200,12 +209,12 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<Row> {
             bytes: 0,
         };
         for k in 0..2 {
-            let (ts, cost) = ours(
+            let (ts, cost) = ours(|| {
                 parties
                     .iter()
                     .map(|me| generate_triple(iid(3 + k), me, parties.clone(), t).unwrap())
-                    .collect(),
-            );
+                    .collect()
+            });
             triples.push(ts);
             both.time += cost.time;
             both.bytes += cost.bytes;
@@ -217,15 +226,18 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<Row> {
             bytes: 0,
         };
         for _ in 0..2 {
-            let (ts, cost) = raw(raw_ids
-                .iter()
-                .map(|me| {
-                    let p: Box<dyn Protocol<Output = _>> = Box::new(
-                        cait_sith::triples::generate_triple::<Secp256k1>(&raw_ids, *me, t).unwrap(),
-                    );
-                    (*me, p)
-                })
-                .collect());
+            let (ts, cost) = raw(|| {
+                raw_ids
+                    .iter()
+                    .map(|me| {
+                        let p: Box<dyn Protocol<Output = _>> = Box::new(
+                            cait_sith::triples::generate_triple::<Secp256k1>(&raw_ids, *me, t)
+                                .unwrap(),
+                        );
+                        (*me, p)
+                    })
+                    .collect()
+            });
             raw_triples.push(ts);
             both.time += cost.time;
             both.bytes += cost.bytes;
@@ -235,7 +247,7 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<Row> {
         // presign
         let second = triples.pop().unwrap();
         let first = triples.pop().unwrap();
-        let (presigs, cost) = ours(
+        let (presigs, cost) = ours(|| {
             parties
                 .iter()
                 .zip(first.into_iter().zip(second))
@@ -243,26 +255,28 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<Row> {
                 .map(|((me, (t0, t1)), key)| {
                     presign(iid(5), me, parties.clone(), key, t0, t1).unwrap()
                 })
-                .collect(),
-        );
+                .collect()
+        });
         rows[3].ours.push(cost);
         let raw_second = raw_triples.pop().unwrap();
         let raw_first = raw_triples.pop().unwrap();
-        let (raw_presigs, cost) = raw(raw_ids
-            .iter()
-            .enumerate()
-            .map(|(i, me)| {
-                let args = cait_sith::PresignArguments {
-                    triple0: raw_first[i].clone(),
-                    triple1: raw_second[i].clone(),
-                    keygen_out: raw_keys[i].clone(),
-                    threshold: t,
-                };
-                let p: Box<dyn Protocol<Output = _>> =
-                    Box::new(cait_sith::presign::<Secp256k1>(&raw_ids, *me, args).unwrap());
-                (*me, p)
-            })
-            .collect());
+        let (raw_presigs, cost) = raw(|| {
+            raw_ids
+                .iter()
+                .enumerate()
+                .map(|(i, me)| {
+                    let args = cait_sith::PresignArguments {
+                        triple0: raw_first[i].clone(),
+                        triple1: raw_second[i].clone(),
+                        keygen_out: raw_keys[i].clone(),
+                        threshold: t,
+                    };
+                    let p: Box<dyn Protocol<Output = _>> =
+                        Box::new(cait_sith::presign::<Secp256k1>(&raw_ids, *me, args).unwrap());
+                    (*me, p)
+                })
+                .collect()
+        });
         rows[3].raw.push(cost);
 
         // sign (all n parties; ours includes the tweak and re-randomisation)
@@ -272,46 +286,50 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<Row> {
             entropy: [7; 32],
         };
         let presigs: Vec<Presignature> = presigs;
-        let (_, cost) = ours(
+        let (_, cost) = ours(|| {
             parties
                 .iter()
                 .zip(presigs)
                 .map(|(me, p)| sign(iid(6), me, parties.clone(), p, &public_key, &task).unwrap())
-                .collect(),
-        );
+                .collect()
+        });
         rows[4].ours.push(cost);
         rows[5].ours.push(cost);
         let msg = task.payload.to_scalar();
-        let (_, cost) = raw(raw_ids
-            .iter()
-            .enumerate()
-            .map(|(i, me)| {
-                let p: Box<dyn Protocol<Output = _>> = Box::new(
-                    cait_sith::sign::<Secp256k1>(
-                        &raw_ids,
-                        *me,
-                        raw_public,
-                        raw_presigs[i].clone(),
-                        msg,
-                    )
-                    .unwrap(),
-                );
-                (*me, p)
-            })
-            .collect());
+        let (_, cost) = raw(|| {
+            raw_ids
+                .iter()
+                .enumerate()
+                .map(|(i, me)| {
+                    let p: Box<dyn Protocol<Output = _>> = Box::new(
+                        cait_sith::sign::<Secp256k1>(
+                            &raw_ids,
+                            *me,
+                            raw_public,
+                            raw_presigs[i].clone(),
+                            msg,
+                        )
+                        .unwrap(),
+                    );
+                    (*me, p)
+                })
+                .collect()
+        });
         rows[4].raw.push(cost);
 
         // The same extra math as ours, done by hand around raw cait-sith: isolates
         // what the wrapper itself costs from what the tweak and δ cost.
         let start = Instant::now();
         let epsilon = *task.tweak.as_scalar();
-        let derived = primitives::derivation::derive_public_key(&raw_public, &task.tweak);
         let (sigs, bytes) = run_raw(
             raw_ids
                 .iter()
                 .enumerate()
                 .map(|(i, me)| {
                     let pre = &raw_presigs[i];
+                    // Each party derives the key itself, as ours does.
+                    let derived =
+                        primitives::derivation::derive_public_key(&raw_public, &task.tweak);
                     let delta = threshold::rerandomizer(&pre.big_r, &derived, &task);
                     let delta_inv = delta.invert().unwrap();
                     let tweaked = cait_sith::PresignOutput::<Secp256k1> {
@@ -326,6 +344,7 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<Row> {
                 })
                 .collect(),
         );
+        let derived = primitives::derivation::derive_public_key(&raw_public, &task.tweak);
         for sig in &sigs {
             primitives::SignatureResponse::for_key(&sig.big_r, &sig.s, &derived, &task.payload)
                 .unwrap();

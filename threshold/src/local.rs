@@ -11,7 +11,7 @@ use crate::instance::{Instance, Recipient, Step};
 use crate::participants::ParticipantId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// How messages are delivered.
 #[derive(Clone, Debug, Default)]
@@ -84,13 +84,13 @@ pub fn run<T>(instances: Vec<Instance<T>>, schedule: &Schedule) -> Outcome<T> {
         bytes_sent: BTreeMap::new(),
         delivered: 0,
     };
-    let mut queue: Vec<Envelope> = Vec::new();
+    let mut queue: VecDeque<Envelope> = VecDeque::new();
     let mut sent = 0usize;
 
     // Poke one party until it waits, queueing what it sends.
     let mut advance = |id: ParticipantId,
                        party: &mut Instance<T>,
-                       queue: &mut Vec<Envelope>,
+                       queue: &mut VecDeque<Envelope>,
                        outcome: &mut Outcome<T>,
                        rng: &mut StdRng| {
         while !party.is_finished() {
@@ -110,7 +110,7 @@ pub fn run<T>(instances: Vec<Instance<T>>, schedule: &Schedule) -> Outcome<T> {
                         if schedule.noise == Some(n) {
                             let junk: Vec<u8> =
                                 (0..rng.gen_range(0..80)).map(|_| rng.gen()).collect();
-                            queue.push(Envelope {
+                            queue.push_back(Envelope {
                                 from: id,
                                 to,
                                 message: junk,
@@ -128,7 +128,7 @@ pub fn run<T>(instances: Vec<Instance<T>>, schedule: &Schedule) -> Outcome<T> {
                                 *byte = rng.gen();
                             }
                         }
-                        queue.push(Envelope {
+                        queue.push_back(Envelope {
                             from: id,
                             to,
                             message,
@@ -147,11 +147,13 @@ pub fn run<T>(instances: Vec<Instance<T>>, schedule: &Schedule) -> Outcome<T> {
         advance(*id, party, &mut queue, &mut outcome, &mut rng);
     }
     while !queue.is_empty() {
-        let index = match schedule.shuffle_seed {
-            Some(_) => rng.gen_range(0..queue.len()),
-            None => 0,
+        let envelope = match schedule.shuffle_seed {
+            Some(_) => {
+                let index = rng.gen_range(0..queue.len());
+                queue.swap_remove_back(index).expect("index in range")
+            }
+            None => queue.pop_front().expect("queue is not empty"),
         };
-        let envelope = queue.remove(index);
         let party = parties
             .get_mut(&envelope.to)
             .expect("messages go to parties of the run");

@@ -1,0 +1,281 @@
+//! An authenticated, encrypted, one-way message channel over a TCP stream.
+//!
+//! Handshake: Noise `XX` (X25519, ChaCha20-Poly1305, BLAKE2s): both sides prove
+//! their static key, which the contract lists as the participant's `cipher_pk`.
+//! The prologue binds the handshake to one network (the contract account), so nodes
+//! of another network cannot talk to ours.
+//!
+//! After the handshake the dialer only writes and the listener only reads: each
+//! direction between two nodes is its own connection, which keeps both simple.
+//!
+//! Framing, on the wire:
+//! - handshake messages: `u16` big-endian length, then the Noise message;
+//! - transport: the plaintext stream is a sequence of messages, each a `u32`
+//!   big-endian length and its bytes; it is cut into chunks of at most 65,519 bytes,
+//!   each sent encrypted as a `u16` length and the ciphertext (chunk + 16-byte tag).
+//!
+//! A chunk that fails to decrypt, or a message longer than [`MAX_MESSAGE`], ends the
+//! connection: a stream cipher cannot resynchronise, and the peer is misbehaving.
+
+use std::fmt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The Noise protocol name.
+pub const PATTERN: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+/// The largest Noise message.
+const MAX_NOISE: usize = 65535;
+/// The AEAD tag every encrypted chunk carries.
+const TAG: usize = 16;
+/// The largest plaintext chunk.
+const MAX_CHUNK: usize = MAX_NOISE - TAG;
+/// The largest application message accepted (a triple generation message at
+/// (10,7) is well under 1 MiB).
+pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// Why a channel failed. Every variant ends that connection only.
+#[derive(Debug)]
+pub enum ChannelError {
+    Io(std::io::Error),
+    /// The Noise handshake or a decryption failed: not our protocol, or tampering.
+    Noise(snow::Error),
+    /// The peer's static key is not the one expected of it.
+    UnexpectedPeerKey,
+    /// A message longer than [`MAX_MESSAGE`].
+    Oversized(usize),
+}
+
+impl fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChannelError::Io(e) => write!(f, "connection error: {e}"),
+            ChannelError::Noise(e) => write!(f, "handshake or decryption failed: {e}"),
+            ChannelError::UnexpectedPeerKey => {
+                f.write_str("the peer's key is not the one registered for it")
+            }
+            ChannelError::Oversized(n) => write!(
+                f,
+                "message of {n} bytes exceeds the {MAX_MESSAGE}-byte limit"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ChannelError {}
+
+impl From<std::io::Error> for ChannelError {
+    fn from(e: std::io::Error) -> Self {
+        ChannelError::Io(e)
+    }
+}
+
+impl From<snow::Error> for ChannelError {
+    fn from(e: snow::Error) -> Self {
+        ChannelError::Noise(e)
+    }
+}
+
+/// A node's static X25519 key pair for the peer-to-peer layer. The public half is
+/// what the node registers on the contract as `cipher_pk`.
+#[derive(Clone)]
+pub struct StaticKey {
+    private: [u8; 32],
+    public: [u8; 32],
+}
+
+impl StaticKey {
+    pub fn generate() -> Self {
+        let builder = snow::Builder::new(PATTERN.parse().expect("a valid pattern"));
+        let pair = builder
+            .generate_keypair()
+            .expect("the default resolver generates keys");
+        StaticKey {
+            private: pair.private.try_into().expect("32-byte private key"),
+            public: pair.public.try_into().expect("32-byte public key"),
+        }
+    }
+
+    /// Restores a key pair saved with [`StaticKey::to_parts`].
+    pub fn from_parts(private: [u8; 32], public: [u8; 32]) -> Self {
+        StaticKey { private, public }
+    }
+
+    pub fn to_parts(&self) -> ([u8; 32], [u8; 32]) {
+        (self.private, self.public)
+    }
+
+    pub fn public(&self) -> [u8; 32] {
+        self.public
+    }
+}
+
+impl fmt::Debug for StaticKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
+fn builder<'a>(key: &'a StaticKey, prologue: &'a [u8]) -> Result<snow::Builder<'a>, ChannelError> {
+    Ok(
+        snow::Builder::new(PATTERN.parse().expect("a valid pattern"))
+            .local_private_key(&key.private)?
+            .prologue(prologue)?,
+    )
+}
+
+async fn write_frame(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ChannelError> {
+    let len = u16::try_from(bytes.len()).expect("Noise messages fit in u16");
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(bytes).await?;
+    Ok(())
+}
+
+async fn read_frame(
+    stream: &mut TcpStream,
+    buffer: &mut [u8; MAX_NOISE],
+) -> Result<usize, ChannelError> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let len = usize::from(u16::from_be_bytes(len));
+    stream.read_exact(&mut buffer[..len]).await?;
+    Ok(len)
+}
+
+/// The sending end of a channel (the dialer's side).
+pub struct Sender {
+    stream: TcpStream,
+    transport: snow::TransportState,
+    buffer: Box<[u8; MAX_NOISE]>,
+}
+
+impl Sender {
+    /// Dials-side handshake over `stream`, requiring the listener's static key to be
+    /// `expected_peer`.
+    pub async fn handshake(
+        mut stream: TcpStream,
+        key: &StaticKey,
+        prologue: &[u8],
+        expected_peer: &[u8; 32],
+    ) -> Result<Sender, ChannelError> {
+        let mut noise = builder(key, prologue)?.build_initiator()?;
+        let mut buffer = Box::new([0u8; MAX_NOISE]);
+        let mut scratch = vec![0u8; MAX_NOISE];
+        // -> e
+        let n = noise.write_message(&[], &mut buffer[..])?;
+        write_frame(&mut stream, &buffer[..n]).await?;
+        // <- e, ee, s, es
+        let n = read_frame(&mut stream, &mut buffer).await?;
+        noise.read_message(&buffer[..n], &mut scratch)?;
+        if noise.get_remote_static() != Some(&expected_peer[..]) {
+            return Err(ChannelError::UnexpectedPeerKey);
+        }
+        // -> s, se
+        let n = noise.write_message(&[], &mut buffer[..])?;
+        write_frame(&mut stream, &buffer[..n]).await?;
+        let transport = noise.into_transport_mode()?;
+        stream.set_nodelay(true)?;
+        Ok(Sender {
+            stream,
+            transport,
+            buffer,
+        })
+    }
+
+    /// The underlying stream, for tests that play a hostile peer.
+    #[doc(hidden)]
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, message: &[u8]) -> Result<(), ChannelError> {
+        if message.len() > MAX_MESSAGE {
+            return Err(ChannelError::Oversized(message.len()));
+        }
+        let len = (message.len() as u32).to_be_bytes();
+        let mut plain = Vec::with_capacity(4 + message.len());
+        plain.extend_from_slice(&len);
+        plain.extend_from_slice(message);
+        for chunk in plain.chunks(MAX_CHUNK) {
+            let n = self.transport.write_message(chunk, &mut self.buffer[..])?;
+            let frame_len = (n as u16).to_be_bytes();
+            self.stream.write_all(&frame_len).await?;
+            self.stream.write_all(&self.buffer[..n]).await?;
+        }
+        self.stream.flush().await?;
+        Ok(())
+    }
+}
+
+/// The receiving end of a channel (the listener's side).
+pub struct Receiver {
+    stream: TcpStream,
+    transport: snow::TransportState,
+    remote: [u8; 32],
+    buffer: Box<[u8; MAX_NOISE]>,
+    plain: Vec<u8>,
+}
+
+impl Receiver {
+    /// Listen-side handshake over an accepted `stream`. The caller decides whether
+    /// the proven [`Receiver::remote_key`] belongs to a participant.
+    pub async fn handshake(
+        mut stream: TcpStream,
+        key: &StaticKey,
+        prologue: &[u8],
+    ) -> Result<Receiver, ChannelError> {
+        let mut noise = builder(key, prologue)?.build_responder()?;
+        let mut buffer = Box::new([0u8; MAX_NOISE]);
+        let mut scratch = vec![0u8; MAX_NOISE];
+        // -> e
+        let n = read_frame(&mut stream, &mut buffer).await?;
+        noise.read_message(&buffer[..n], &mut scratch)?;
+        // <- e, ee, s, es
+        let n = noise.write_message(&[], &mut buffer[..])?;
+        write_frame(&mut stream, &buffer[..n]).await?;
+        // -> s, se
+        let n = read_frame(&mut stream, &mut buffer).await?;
+        noise.read_message(&buffer[..n], &mut scratch)?;
+        let remote: [u8; 32] = noise
+            .get_remote_static()
+            .and_then(|k| k.try_into().ok())
+            .ok_or(ChannelError::UnexpectedPeerKey)?;
+        let transport = noise.into_transport_mode()?;
+        Ok(Receiver {
+            stream,
+            transport,
+            remote,
+            buffer,
+            plain: Vec::new(),
+        })
+    }
+
+    /// The static key the peer proved it holds.
+    pub fn remote_key(&self) -> [u8; 32] {
+        self.remote
+    }
+
+    /// The next message. Cancel-safe only between messages: dropping the future
+    /// mid-message loses the connection's framing, so drop the receiver too.
+    pub async fn recv(&mut self) -> Result<Vec<u8>, ChannelError> {
+        loop {
+            if self.plain.len() >= 4 {
+                let len = u32::from_be_bytes(self.plain[..4].try_into().expect("4 bytes")) as usize;
+                if len > MAX_MESSAGE {
+                    return Err(ChannelError::Oversized(len));
+                }
+                if self.plain.len() >= 4 + len {
+                    let message = self.plain[4..4 + len].to_vec();
+                    self.plain.drain(..4 + len);
+                    return Ok(message);
+                }
+            }
+            let n = read_frame(&mut self.stream, &mut self.buffer).await?;
+            let mut chunk = vec![0u8; MAX_NOISE];
+            let m = self.transport.read_message(&self.buffer[..n], &mut chunk)?;
+            self.plain.extend_from_slice(&chunk[..m]);
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The node's durable state, in one redb database (ACID, crash-safe): its key
+//! share, its stock of triples and presignatures, and the chain cursor.
+//!
+//! Secrets are sealed with AES-256-GCM under the node's storage key (32 bytes the
+//! operator supplies, never stored here), with the table and record id as associated
+//! data, so a ciphertext cannot be moved to another slot. The database remembers a
+//! sealed check value, so opening it with the wrong key fails at once with a clear
+//! error rather than at the first signature.
+//!
+//! Key safety: [`Store::take_triple`] and [`Store::take_presignature`] remove the
+//! record and write a tombstone in one committed transaction *before* returning it.
+//! After a crash the record is gone, never used twice; an id once taken can never
+//! be stored again.
+//!
+//! The calls block on disk I/O; async callers run them on a blocking thread.
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use rand::RngCore;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::fmt;
+use std::path::Path;
+use threshold::{KeyShare, Presignature, Triple};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const TRIPLES: TableDefinition<u64, &[u8]> = TableDefinition::new("triples");
+const PRESIGNATURES: TableDefinition<u64, &[u8]> = TableDefinition::new("presignatures");
+const USED_TRIPLES: TableDefinition<u64, ()> = TableDefinition::new("used_triples");
+const USED_PRESIGNATURES: TableDefinition<u64, ()> = TableDefinition::new("used_presignatures");
+
+const KEY_CHECK: &str = "key_check";
+const KEY_CHECK_PLAINTEXT: &[u8] = b"chain-signatures node storage v1";
+const KEY_SHARE: &str = "key_share";
+const CURSOR: &str = "cursor";
+
+/// The 32-byte key that seals secrets at rest.
+#[derive(Clone)]
+pub struct StorageKey([u8; 32]);
+
+impl StorageKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        StorageKey(bytes)
+    }
+
+    /// Reads 64 hex digits (surrounding white space is ignored), as kept in an
+    /// environment variable or a key file.
+    pub fn from_hex(text: &str) -> Result<Self, StoreError> {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
+            StoreError::BadKey("the storage key must be 64 hex digits (32 bytes)".into())
+        })?;
+        Ok(StorageKey(key))
+    }
+
+    pub fn generate() -> Self {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        StorageKey(key)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for StorageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StorageKey(<secret>)")
+    }
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    Database(String),
+    BadKey(String),
+    /// The key does not open this database.
+    WrongKey,
+    /// A sealed record failed authentication or decoding: disk corruption or tampering.
+    Corrupt(String),
+    /// A triple or presignature id that is already stored or was already used.
+    DuplicateId {
+        kind: &'static str,
+        id: u64,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Database(e) => write!(f, "storage error: {e}"),
+            StoreError::BadKey(why) => f.write_str(why),
+            StoreError::WrongKey => f.write_str(
+                "the storage key does not open this database: use the key it was created with",
+            ),
+            StoreError::Corrupt(why) => write!(f, "corrupt record: {why}"),
+            StoreError::DuplicateId { kind, id } => {
+                write!(
+                    f,
+                    "{kind} {id} is already stored or was already used; ids are never reused"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn db_error(e: impl fmt::Display) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// The node's database.
+pub struct Store {
+    db: Database,
+    cipher: Aes256Gcm,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`, checking that `key` opens it.
+    pub fn open(path: &Path, key: &StorageKey) -> Result<Store, StoreError> {
+        let db = Database::create(path).map_err(db_error)?;
+        let store = Store {
+            db,
+            cipher: Aes256Gcm::new_from_slice(&key.0).expect("32-byte key"),
+        };
+        let check = store.meta(KEY_CHECK)?;
+        match check {
+            Some(sealed) => {
+                let plain = store
+                    .open_sealed(KEY_CHECK, &sealed)
+                    .map_err(|_| StoreError::WrongKey)?;
+                if plain != KEY_CHECK_PLAINTEXT {
+                    return Err(StoreError::WrongKey);
+                }
+            }
+            None => {
+                let sealed = store.seal(KEY_CHECK, KEY_CHECK_PLAINTEXT);
+                store.put_meta(KEY_CHECK, &sealed)?;
+            }
+        }
+        Ok(store)
+    }
+
+    fn seal(&self, slot: &str, plain: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plain,
+                    aad: slot.as_bytes(),
+                },
+            )
+            .expect("AES-GCM encryption of bounded data");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    fn open_sealed(&self, slot: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if sealed.len() < 12 + 16 {
+            return Err(StoreError::Corrupt(format!("{slot}: too short")));
+        }
+        let (nonce, body) = sealed.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().expect("12 bytes");
+        self.cipher
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: body,
+                    aad: slot.as_bytes(),
+                },
+            )
+            .map_err(|_| StoreError::Corrupt(format!("{slot}: authentication failed")))
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let table = match read.open_table(META) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_error(e)),
+        };
+        Ok(table
+            .get(name)
+            .map_err(db_error)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let write = self.db.begin_write().map_err(db_error)?;
+        write
+            .open_table(META)
+            .map_err(db_error)?
+            .insert(name, value)
+            .map_err(db_error)?;
+        write.commit().map_err(db_error)
+    }
+
+    /// Stores the key share for `epoch`, replacing any older one.
+    pub fn put_key_share(&self, epoch: u64, share: &KeyShare) -> Result<(), StoreError> {
+        let mut plain = epoch.to_be_bytes().to_vec();
+        plain.extend_from_slice(&share.to_bytes());
+        self.put_meta(KEY_SHARE, &self.seal(KEY_SHARE, &plain))
+    }
+
+    /// The stored key share and its epoch.
+    pub fn key_share(&self) -> Result<Option<(u64, KeyShare)>, StoreError> {
+        let Some(sealed) = self.meta(KEY_SHARE)? else {
+            return Ok(None);
+        };
+        let plain = self.open_sealed(KEY_SHARE, &sealed)?;
+        if plain.len() < 8 {
+            return Err(StoreError::Corrupt("key share: too short".into()));
+        }
+        let epoch = u64::from_be_bytes(plain[..8].try_into().expect("8 bytes"));
+        let share =
+            KeyShare::from_bytes(&plain[8..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some((epoch, share)))
+    }
+
+    /// The last block height the chain watcher fully processed.
+    pub fn cursor(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .meta(CURSOR)?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_be_bytes))
+    }
+
+    pub fn set_cursor(&self, height: u64) -> Result<(), StoreError> {
+        self.put_meta(CURSOR, &height.to_be_bytes())
+    }
+
+    fn add(
+        &self,
+        kind: &'static str,
+        table: TableDefinition<u64, &[u8]>,
+        used: TableDefinition<u64, ()>,
+        id: u64,
+        record: &[u8],
+    ) -> Result<(), StoreError> {
+        let sealed = self.seal(&format!("{kind}/{id}"), record);
+        let write = self.db.begin_write().map_err(db_error)?;
+        {
+            let used = write.open_table(used).map_err(db_error)?;
+            let mut records = write.open_table(table).map_err(db_error)?;
+            if used.get(id).map_err(db_error)?.is_some()
+                || records.get(id).map_err(db_error)?.is_some()
+            {
+                return Err(StoreError::DuplicateId { kind, id });
+            }
+            records.insert(id, sealed.as_slice()).map_err(db_error)?;
+        }
+        write.commit().map_err(db_error)
+    }
+
+    /// Removes record `id` and tombstones it, durably, then returns its bytes.
+    fn take(
+        &self,
+        kind: &'static str,
+        table: TableDefinition<u64, &[u8]>,
+        used: TableDefinition<u64, ()>,
+        id: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let write = self.db.begin_write().map_err(db_error)?;
+        let sealed = {
+            let mut records = write.open_table(table).map_err(db_error)?;
+            let Some(sealed) = records
+                .remove(id)
+                .map_err(db_error)?
+                .map(|v| v.value().to_vec())
+            else {
+                return Ok(None);
+            };
+            write
+                .open_table(used)
+                .map_err(db_error)?
+                .insert(id, ())
+                .map_err(db_error)?;
+            sealed
+        };
+        write.commit().map_err(db_error)?;
+        self.open_sealed(&format!("{kind}/{id}"), &sealed).map(Some)
+    }
+
+    fn ids(&self, table: TableDefinition<u64, &[u8]>) -> Result<Vec<u64>, StoreError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let table = match read.open_table(table) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_error(e)),
+        };
+        let mut ids = Vec::new();
+        for entry in table.iter().map_err(db_error)? {
+            ids.push(entry.map_err(db_error)?.0.value());
+        }
+        Ok(ids)
+    }
+
+    pub fn add_triple(&self, id: u64, triple: &Triple) -> Result<(), StoreError> {
+        self.add("triple", TRIPLES, USED_TRIPLES, id, &triple.to_bytes())
+    }
+
+    /// Takes triple `id` for a presignature: it is gone from storage (and its id
+    /// retired) before this returns.
+    pub fn take_triple(&self, id: u64) -> Result<Option<Triple>, StoreError> {
+        self.take("triple", TRIPLES, USED_TRIPLES, id)?
+            .map(|bytes| Triple::from_bytes(&bytes).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    pub fn triple_ids(&self) -> Result<Vec<u64>, StoreError> {
+        self.ids(TRIPLES)
+    }
+
+    pub fn add_presignature(&self, id: u64, presignature: &Presignature) -> Result<(), StoreError> {
+        self.add(
+            "presignature",
+            PRESIGNATURES,
+            USED_PRESIGNATURES,
+            id,
+            &presignature.to_bytes(),
+        )
+    }
+
+    /// Takes presignature `id` to sign with: it is gone from storage (and its id
+    /// retired) before this returns, so no restart can use it again.
+    pub fn take_presignature(&self, id: u64) -> Result<Option<Presignature>, StoreError> {
+        self.take("presignature", PRESIGNATURES, USED_PRESIGNATURES, id)?
+            .map(|bytes| {
+                Presignature::from_bytes(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
+    pub fn presignature_ids(&self) -> Result<Vec<u64>, StoreError> {
+        self.ids(PRESIGNATURES)
+    }
+}

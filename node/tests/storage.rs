@@ -1,0 +1,144 @@
+//! The node's database on a real file: sealed secrets, the wrong key, and the
+//! take-before-use rule across a crash (reopen).
+
+use mpc_node::storage::{StorageKey, Store, StoreError};
+use threshold::local::{self, Schedule};
+use threshold::{
+    generate_triple, keygen, presign, InstanceId, KeyShare, Participants, Presignature, Triple,
+};
+
+fn run<T>(instances: Vec<threshold::Instance<T>>) -> local::Outcome<T> {
+    local::run(instances, &Schedule::default())
+}
+
+/// Real protocol outputs for party 0 of a 3-party, threshold-2 network.
+fn material() -> (KeyShare, Vec<Triple>, Presignature) {
+    let parties = Participants::first(3).unwrap();
+    let keys: Vec<KeyShare> = run(parties
+        .iter()
+        .map(|me| keygen(InstanceId([1; 32]), me, parties.clone(), 2).unwrap())
+        .collect())
+    .all_done()
+    .unwrap();
+    let mut triples: Vec<Vec<Triple>> = (0..4u8)
+        .map(|k| {
+            run(parties
+                .iter()
+                .map(|me| {
+                    generate_triple(InstanceId([10 + k; 32]), me, parties.clone(), 2).unwrap()
+                })
+                .collect())
+            .all_done()
+            .unwrap()
+        })
+        .collect();
+    let t1 = triples.remove(1);
+    let t0 = triples.remove(0);
+    let presignatures: Vec<Presignature> = run(parties
+        .iter()
+        .zip(t0.into_iter().zip(t1))
+        .map(|(me, (a, b))| {
+            presign(
+                InstanceId([4; 32]),
+                me,
+                parties.clone(),
+                &keys[me.0 as usize],
+                a,
+                b,
+            )
+            .unwrap()
+        })
+        .collect())
+    .all_done()
+    .unwrap();
+    let spare: Vec<Triple> = triples
+        .into_iter()
+        .map(|mut party_triples| party_triples.remove(0))
+        .collect();
+    (
+        keys.into_iter().next().unwrap(),
+        spare,
+        presignatures.into_iter().next().unwrap(),
+    )
+}
+
+#[test]
+fn secrets_round_trip_sealed_and_the_wrong_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let key = StorageKey::generate();
+    let (share, _, _) = material();
+    {
+        let store = Store::open(&path, &key).unwrap();
+        assert!(store.key_share().unwrap().is_none());
+        store.put_key_share(3, &share).unwrap();
+        store.set_cursor(1234).unwrap();
+    }
+    let store = Store::open(&path, &key).unwrap();
+    assert_eq!(store.key_share().unwrap(), Some((3, share.clone())));
+    assert_eq!(store.cursor().unwrap(), Some(1234));
+    drop(store);
+
+    // The share's bytes are not in the file in the clear.
+    let file = std::fs::read(&path).unwrap();
+    let secret = &share.to_bytes()[..];
+    assert!(!file.windows(secret.len()).any(|w| w == secret));
+
+    let wrong = StorageKey::generate();
+    assert!(matches!(
+        Store::open(&path, &wrong),
+        Err(StoreError::WrongKey)
+    ));
+    assert!(StorageKey::from_hex("zz").is_err());
+    assert_eq!(
+        StorageKey::from_hex(&format!(" {} \n", key.to_hex()))
+            .unwrap()
+            .to_hex(),
+        key.to_hex()
+    );
+}
+
+#[test]
+fn taken_records_are_gone_for_good_even_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let key = StorageKey::generate();
+    let (_, mut triples, presignature) = material();
+    let expected_r = presignature.big_r;
+    {
+        let store = Store::open(&path, &key).unwrap();
+        store.add_presignature(7, &presignature).unwrap();
+        store.add_triple(1, &triples.remove(0)).unwrap();
+        assert_eq!(store.presignature_ids().unwrap(), vec![7]);
+        assert_eq!(store.triple_ids().unwrap(), vec![1]);
+
+        let taken = store.take_presignature(7).unwrap().expect("stored");
+        assert_eq!(taken.big_r, expected_r);
+        // The process dies here, before using it: nothing else is written.
+    }
+    let store = Store::open(&path, &key).unwrap();
+    assert_eq!(
+        store.take_presignature(7).unwrap().map(|p| p.big_r),
+        None,
+        "never handed out twice"
+    );
+    assert!(store.presignature_ids().unwrap().is_empty());
+    // Its id is retired: storing something under it again is refused.
+    assert!(matches!(
+        store.add_presignature(7, &presignature),
+        Err(StoreError::DuplicateId {
+            kind: "presignature",
+            id: 7
+        })
+    ));
+    assert!(matches!(
+        store.add_triple(1, &triples[0]),
+        Err(StoreError::DuplicateId {
+            kind: "triple",
+            id: 1
+        })
+    ));
+    let triple = store.take_triple(1).unwrap().expect("still stored");
+    assert_eq!(triple.threshold, 2);
+    assert!(store.take_triple(1).unwrap().is_none());
+}

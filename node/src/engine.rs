@@ -1,0 +1,630 @@
+//! The protocol engine: which threshold protocol instances run, with whom, on what
+//! inputs, and what becomes of their outputs. No I/O of its own: it takes messages
+//! in ([`Engine::handle`]), and leaves messages to send ([`Engine::drain_outbox`])
+//! and events ([`Engine::drain_events`]) for the node's driver.
+//!
+//! Coordination: the participant that wants a protocol run (the *proposer*) sends a
+//! [`Start`] to the others, who check it and join. Ids of triples and presignatures
+//! carry their proposer in the top 16 bits, and only the proposer may consume them
+//! (two triples for its presignature, a presignature for a signature it leads), so
+//! two proposers never race for the same record. Every party takes its own share
+//! out of storage (gone for good, see [`crate::storage`]) before the protocol runs.
+//!
+//! A `Start` for signing names a request id only: each party signs the payload,
+//! tweak and entropy of that request *as it sees it on the chain*, never values a
+//! proposer supplies.
+
+use crate::storage::{Store, StoreError};
+use borsh::{BorshDeserialize, BorshSerialize};
+use primitives::{RequestId, SignatureResponse};
+use rand::RngCore;
+use sha3::{Digest, Sha3_256};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use threshold::{
+    generate_triple, presign, sign, Instance, InstanceId, KeyShare, ParticipantId, Participants,
+    Presignature, Recipient, SignTask, Step, Triple,
+};
+
+/// Version byte of the node's peer message format.
+const MESSAGE_VERSION: u8 = 1;
+/// Messages buffered per instance that has not started here yet.
+const MAX_EARLY_PER_INSTANCE: usize = 256;
+/// Instances with buffered early messages.
+const MAX_EARLY_INSTANCES: usize = 1024;
+
+/// A message between nodes: version byte, then borsh.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum NodeMessage {
+    /// Join a protocol run.
+    Start(Start),
+    /// A message of a running protocol (threshold wire format).
+    Protocol(Vec<u8>),
+}
+
+impl NodeMessage {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![MESSAGE_VERSION];
+        BorshSerialize::serialize(self, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, EngineError> {
+        match bytes.first() {
+            Some(&MESSAGE_VERSION) => NodeMessage::try_from_slice(&bytes[1..])
+                .map_err(|e| EngineError::Malformed(e.to_string())),
+            Some(&other) => Err(EngineError::Malformed(format!(
+                "unknown message version {other}"
+            ))),
+            None => Err(EngineError::Malformed("empty message".into())),
+        }
+    }
+}
+
+/// A proposer's invitation to a protocol run.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Start {
+    pub participants: Vec<u32>,
+    pub job: Job,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Job {
+    Triple {
+        id: u64,
+    },
+    Presign {
+        id: u64,
+        triples: (u64, u64),
+    },
+    Sign {
+        request_id: [u8; 32],
+        presignature: u64,
+    },
+}
+
+impl Job {
+    /// The instance id every party derives for this job.
+    fn instance(&self) -> InstanceId {
+        let mut hasher = Sha3_256::new();
+        hasher.update(b"chain-signatures engine instance v1:");
+        hasher.update(borsh::to_vec(self).expect("serialises"));
+        InstanceId(hasher.finalize().into())
+    }
+}
+
+/// The proposer that owns a triple or presignature id.
+pub fn owner(id: u64) -> ParticipantId {
+    ParticipantId((id >> 48) as u32)
+}
+
+/// Something the driver should know.
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    TripleStored(u64),
+    PresignatureStored(u64),
+    /// A signature for `request_id`; `leader` says whether this node proposed it
+    /// (and so should `respond`).
+    Signed {
+        request_id: RequestId,
+        response: SignatureResponse,
+        leader: bool,
+    },
+    /// A run that ended without output here (a peer misbehaved, timed out, or the
+    /// inputs were missing).
+    Failed {
+        job: Job,
+        reason: String,
+    },
+}
+
+#[derive(Debug)]
+pub enum EngineError {
+    Malformed(String),
+    /// A `Start` this node will not join, and why.
+    Refused(String),
+    NoKey,
+    Store(StoreError),
+    Protocol(threshold::Error),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Malformed(why) => write!(f, "malformed peer message: {why}"),
+            EngineError::Refused(why) => write!(f, "refused to join a protocol run: {why}"),
+            EngineError::NoKey => f.write_str("this node holds no key share yet"),
+            EngineError::Store(e) => write!(f, "{e}"),
+            EngineError::Protocol(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Store(e)
+    }
+}
+
+impl From<threshold::Error> for EngineError {
+    fn from(e: threshold::Error) -> Self {
+        EngineError::Protocol(e)
+    }
+}
+
+enum Output {
+    Triple(Instance<Triple>),
+    Presign(Instance<Presignature>),
+    Sign(Instance<SignatureResponse>),
+}
+
+struct Running {
+    job: Job,
+    started: Instant,
+    leader: bool,
+    output: Output,
+}
+
+/// Messages for a run that has not started here yet, and since when.
+type EarlyMessages = (Instant, Vec<(ParticipantId, Vec<u8>)>);
+
+/// One node's protocol engine for one epoch (participants, threshold, key share).
+pub struct Engine {
+    me: ParticipantId,
+    participants: Participants,
+    threshold: usize,
+    key: Option<KeyShare>,
+    store: Arc<Store>,
+    timeout: Duration,
+    requests: HashMap<RequestId, SignTask>,
+    running: HashMap<InstanceId, Running>,
+    early: HashMap<InstanceId, EarlyMessages>,
+    outbox: VecDeque<(ParticipantId, Vec<u8>)>,
+    events: VecDeque<Event>,
+}
+
+impl Engine {
+    pub fn new(
+        me: ParticipantId,
+        participants: Participants,
+        threshold: usize,
+        key: Option<KeyShare>,
+        store: Arc<Store>,
+        timeout: Duration,
+    ) -> Self {
+        Engine {
+            me,
+            participants,
+            threshold,
+            key,
+            store,
+            timeout,
+            requests: HashMap::new(),
+            running: HashMap::new(),
+            early: HashMap::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// A new id owned by this node: its participant id, then 48 random bits.
+    fn fresh_id(&self) -> u64 {
+        (u64::from(self.me.0) << 48) | (rand::rngs::OsRng.next_u64() & ((1 << 48) - 1))
+    }
+
+    /// Records a request seen on the chain, so this node may sign it when asked.
+    pub fn add_request(&mut self, request_id: RequestId, task: SignTask) {
+        self.requests.insert(request_id, task);
+    }
+
+    /// Forgets a request (answered or expired).
+    pub fn remove_request(&mut self, request_id: &RequestId) {
+        self.requests.remove(request_id);
+    }
+
+    /// Proposes a triple among all participants. Returns its id.
+    pub fn propose_triple(&mut self) -> Result<u64, EngineError> {
+        let id = self.fresh_id();
+        let job = Job::Triple { id };
+        let instance = generate_triple(
+            job.instance(),
+            self.me,
+            self.participants.clone(),
+            self.threshold,
+        )?;
+        self.launch(
+            job,
+            self.participants.clone(),
+            true,
+            Output::Triple(instance),
+        );
+        Ok(id)
+    }
+
+    /// Proposes a presignature from two of this node's own triples, if it has two.
+    pub fn propose_presignature(&mut self) -> Result<Option<u64>, EngineError> {
+        let mine: Vec<u64> = self
+            .store
+            .triple_ids()?
+            .into_iter()
+            .filter(|id| owner(*id) == self.me)
+            .take(2)
+            .collect();
+        let [t0, t1] = mine[..] else { return Ok(None) };
+        let id = self.fresh_id();
+        let job = Job::Presign {
+            id,
+            triples: (t0, t1),
+        };
+        let output = self.join_presign(&job, &self.participants.clone(), id, t0, t1)?;
+        self.launch(job, self.participants.clone(), true, output);
+        Ok(Some(id))
+    }
+
+    /// Leads signing of a known request with one of this node's presignatures,
+    /// among `signers` (live participants holding it, at least the threshold).
+    pub fn propose_sign(
+        &mut self,
+        request_id: RequestId,
+        signers: Participants,
+    ) -> Result<Option<u64>, EngineError> {
+        let Some(presignature) = self
+            .store
+            .presignature_ids()?
+            .into_iter()
+            .find(|id| owner(*id) == self.me)
+        else {
+            return Ok(None);
+        };
+        let job = Job::Sign {
+            request_id: request_id.0,
+            presignature,
+        };
+        let output = self.join_sign(&job, &signers, request_id, presignature)?;
+        self.launch(job, signers, true, output);
+        Ok(Some(presignature))
+    }
+
+    /// Sends `Start` to the other participants and runs the instance.
+    fn launch(&mut self, job: Job, participants: Participants, leader: bool, output: Output) {
+        let start = NodeMessage::Start(Start {
+            participants: participants.iter().map(|p| p.0).collect(),
+            job: job.clone(),
+        });
+        if leader {
+            let bytes = start.encode();
+            for peer in participants.iter().filter(|p| *p != self.me) {
+                self.outbox.push_back((peer, bytes.clone()));
+            }
+        }
+        let instance = job.instance();
+        self.running.insert(
+            instance,
+            Running {
+                job,
+                started: Instant::now(),
+                leader,
+                output,
+            },
+        );
+        if let Some((_, early)) = self.early.remove(&instance) {
+            for (from, message) in early {
+                self.deliver(instance, from, &message);
+            }
+        }
+        self.advance(instance);
+    }
+
+    fn join_presign(
+        &self,
+        job: &Job,
+        participants: &Participants,
+        id: u64,
+        t0: u64,
+        t1: u64,
+    ) -> Result<Output, EngineError> {
+        let key = self.key.as_ref().ok_or(EngineError::NoKey)?;
+        if self.store.presignature_ids()?.contains(&id) {
+            return Err(EngineError::Refused(format!(
+                "presignature {id} exists already"
+            )));
+        }
+        // Taken (and retired) before the protocol sees them.
+        let triple0 = self.store.take_triple(t0)?;
+        let triple1 = self.store.take_triple(t1)?;
+        let (Some(triple0), Some(triple1)) = (triple0, triple1) else {
+            return Err(EngineError::Refused(format!(
+                "triples {t0} and {t1} are not both available here"
+            )));
+        };
+        Ok(Output::Presign(presign(
+            job.instance(),
+            self.me,
+            participants.clone(),
+            key,
+            triple0,
+            triple1,
+        )?))
+    }
+
+    fn join_sign(
+        &self,
+        job: &Job,
+        signers: &Participants,
+        request_id: RequestId,
+        presignature: u64,
+    ) -> Result<Output, EngineError> {
+        let key = self.key.as_ref().ok_or(EngineError::NoKey)?;
+        let task = self.requests.get(&request_id).cloned().ok_or_else(|| {
+            EngineError::Refused(format!(
+                "request {request_id} is not pending on the chain as seen here"
+            ))
+        })?;
+        // Taken (and retired) before any signature share leaves this node.
+        let presig = self.store.take_presignature(presignature)?.ok_or_else(|| {
+            EngineError::Refused(format!("presignature {presignature} is not available here"))
+        })?;
+        Ok(Output::Sign(sign(
+            job.instance(),
+            self.me,
+            signers.clone(),
+            presig,
+            &key.public_key,
+            &task,
+        )?))
+    }
+
+    /// Handles a message from a peer. Errors are about that message only; the
+    /// engine keeps running.
+    pub fn handle(&mut self, from: ParticipantId, bytes: &[u8]) -> Result<(), EngineError> {
+        match NodeMessage::decode(bytes)? {
+            NodeMessage::Start(start) => self.handle_start(from, start),
+            NodeMessage::Protocol(message) => {
+                let (header, _) = threshold::wire::Header::decode(&message)?;
+                if self.running.contains_key(&header.instance) {
+                    self.deliver(header.instance, from, &message);
+                    self.advance(header.instance);
+                } else {
+                    self.buffer_early(header.instance, from, message);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn handle_start(&mut self, from: ParticipantId, start: Start) -> Result<(), EngineError> {
+        let participants =
+            Participants::new(start.participants.iter().copied().map(ParticipantId))?;
+        if !participants.contains(self.me) || !participants.contains(from) {
+            return Err(EngineError::Refused(
+                "the run's participants must include us and the proposer".into(),
+            ));
+        }
+        if !participants.is_subset_of(&self.participants) {
+            return Err(EngineError::Refused(
+                "the run includes non-participants".into(),
+            ));
+        }
+        let instance = start.job.instance();
+        if self.running.contains_key(&instance) {
+            return Err(EngineError::Refused("this run is already under way".into()));
+        }
+        let owned = |id: u64| {
+            if owner(id) == from {
+                Ok(())
+            } else {
+                Err(EngineError::Refused(format!(
+                    "{id} is not owned by its proposer {}",
+                    from.0
+                )))
+            }
+        };
+        let output = match &start.job {
+            Job::Triple { id } => {
+                owned(*id)?;
+                if participants != self.participants {
+                    return Err(EngineError::Refused(
+                        "triples are shared by all participants".into(),
+                    ));
+                }
+                Output::Triple(generate_triple(
+                    instance,
+                    self.me,
+                    participants.clone(),
+                    self.threshold,
+                )?)
+            }
+            Job::Presign { id, triples } => {
+                owned(*id)?;
+                owned(triples.0)?;
+                owned(triples.1)?;
+                self.join_presign(&start.job, &participants, *id, triples.0, triples.1)?
+            }
+            Job::Sign {
+                request_id,
+                presignature,
+            } => {
+                owned(*presignature)?;
+                self.join_sign(
+                    &start.job,
+                    &participants,
+                    RequestId(*request_id),
+                    *presignature,
+                )?
+            }
+        };
+        self.launch(start.job, participants, false, output);
+        Ok(())
+    }
+
+    fn buffer_early(&mut self, instance: InstanceId, from: ParticipantId, message: Vec<u8>) {
+        if !self.early.contains_key(&instance) && self.early.len() >= MAX_EARLY_INSTANCES {
+            return;
+        }
+        let (_, queue) = self
+            .early
+            .entry(instance)
+            .or_insert_with(|| (Instant::now(), Vec::new()));
+        if queue.len() < MAX_EARLY_PER_INSTANCE {
+            queue.push((from, message));
+        }
+    }
+
+    fn deliver(&mut self, instance: InstanceId, from: ParticipantId, message: &[u8]) {
+        let Some(running) = self.running.get_mut(&instance) else {
+            return;
+        };
+        let result = match &mut running.output {
+            Output::Triple(i) => i.receive(from, message),
+            Output::Presign(i) => i.receive(from, message),
+            Output::Sign(i) => i.receive(from, message),
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = from.0, error = %e, "refused a protocol message");
+        }
+    }
+
+    /// Pokes an instance until it waits, routing what it sends and what it outputs.
+    fn advance(&mut self, instance: InstanceId) {
+        loop {
+            let Some(running) = self.running.get_mut(&instance) else {
+                return;
+            };
+            let step = match &mut running.output {
+                Output::Triple(i) => i.poke().map(|s| s.map_done(|t| Done::Triple(Box::new(t)))),
+                Output::Presign(i) => i.poke().map(|s| s.map_done(|p| Done::Presign(Box::new(p)))),
+                Output::Sign(i) => i.poke().map(|s| s.map_done(Done::Sign)),
+            };
+            let participants: Vec<ParticipantId> = match &running.output {
+                Output::Triple(i) => i.participants().iter().collect(),
+                Output::Presign(i) => i.participants().iter().collect(),
+                Output::Sign(i) => i.participants().iter().collect(),
+            };
+            match step {
+                Ok(Poked::Send(out)) => {
+                    let bytes = NodeMessage::Protocol(out.message).encode();
+                    match out.to {
+                        Recipient::AllOthers => {
+                            for peer in participants.into_iter().filter(|p| *p != self.me) {
+                                self.outbox.push_back((peer, bytes.clone()));
+                            }
+                        }
+                        Recipient::One(peer) => self.outbox.push_back((peer, bytes)),
+                    }
+                }
+                Ok(Poked::Wait) => return,
+                Ok(Poked::Done(done)) => {
+                    let running = self.running.remove(&instance).expect("present above");
+                    self.finish(running, done);
+                    return;
+                }
+                Err(e) => {
+                    let running = self.running.remove(&instance).expect("present above");
+                    self.events.push_back(Event::Failed {
+                        job: running.job,
+                        reason: e.to_string(),
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, running: Running, done: Done) {
+        let event = match (running.job.clone(), done) {
+            (Job::Triple { id }, Done::Triple(triple)) => {
+                match self.store.add_triple(id, &triple) {
+                    Ok(()) => Event::TripleStored(id),
+                    Err(e) => Event::Failed {
+                        job: running.job,
+                        reason: e.to_string(),
+                    },
+                }
+            }
+            (Job::Presign { id, .. }, Done::Presign(presignature)) => {
+                match self.store.add_presignature(id, &presignature) {
+                    Ok(()) => Event::PresignatureStored(id),
+                    Err(e) => Event::Failed {
+                        job: running.job,
+                        reason: e.to_string(),
+                    },
+                }
+            }
+            (Job::Sign { request_id, .. }, Done::Sign(response)) => Event::Signed {
+                request_id: RequestId(request_id),
+                response,
+                leader: running.leader,
+            },
+            (job, _) => Event::Failed {
+                job,
+                reason: "output of the wrong kind".into(),
+            },
+        };
+        self.events.push_back(event);
+    }
+
+    /// Ends runs and early buffers older than the timeout (a peer died or a message
+    /// was lost); their inputs stay consumed.
+    pub fn expire(&mut self, now: Instant) {
+        let timeout = self.timeout;
+        let stale: Vec<InstanceId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| now.duration_since(r.started) > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            let running = self.running.remove(&id).expect("listed above");
+            self.events.push_back(Event::Failed {
+                job: running.job,
+                reason: "timed out".into(),
+            });
+        }
+        self.early
+            .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
+    }
+
+    /// Messages to send: (recipient, bytes).
+    pub fn drain_outbox(&mut self) -> impl Iterator<Item = (ParticipantId, Vec<u8>)> + '_ {
+        self.outbox.drain(..)
+    }
+
+    pub fn drain_events(&mut self) -> impl Iterator<Item = Event> + '_ {
+        self.events.drain(..)
+    }
+
+    /// Runs under way.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+}
+
+enum Done {
+    Triple(Box<Triple>),
+    Presign(Box<Presignature>),
+    Sign(SignatureResponse),
+}
+
+enum Poked {
+    Send(threshold::Outgoing),
+    Wait,
+    Done(Done),
+}
+
+trait MapDone<T> {
+    fn map_done(self, f: impl FnOnce(T) -> Done) -> Poked;
+}
+
+impl<T> MapDone<T> for Step<T> {
+    fn map_done(self, f: impl FnOnce(T) -> Done) -> Poked {
+        match self {
+            Step::Send(out) => Poked::Send(out),
+            Step::Wait => Poked::Wait,
+            Step::Done(output) => Poked::Done(f(output)),
+        }
+    }
+}

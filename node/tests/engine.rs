@@ -1,0 +1,279 @@
+//! Three engines, each with its own database, talking over the real peer-to-peer
+//! layer on 127.0.0.1: triples, a presignature, and a signature for a derived key
+//! with one node down; forged and unknown invitations are refused.
+
+use mpc_node::engine::{Engine, EngineError, Event, Job, NodeMessage, Start};
+use mpc_node::p2p::noise::StaticKey;
+use mpc_node::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
+use mpc_node::storage::{StorageKey, Store};
+use primitives::derivation::{derive_public_key_for, Tweak};
+use primitives::{Payload, RequestId};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use threshold::local::{self, Schedule};
+use threshold::{keygen, InstanceId, KeyShare, ParticipantId, Participants, SignTask};
+use tokio::sync::mpsc;
+
+struct Node {
+    me: u32,
+    engine: Engine,
+    network: Option<Network>,
+    incoming: mpsc::Receiver<Incoming>,
+    events: Vec<Event>,
+    store: Arc<Store>,
+}
+
+async fn start(n: u32, threshold: usize, dir: &std::path::Path) -> (Vec<Node>, Vec<KeyShare>) {
+    let parties = Participants::first(n).unwrap();
+    let shares: Vec<KeyShare> = local::run(
+        parties
+            .iter()
+            .map(|me| keygen(InstanceId([1; 32]), me, parties.clone(), threshold).unwrap())
+            .collect(),
+        &Schedule::default(),
+    )
+    .all_done()
+    .unwrap();
+    let peers = Peers::default();
+    let mut registry = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for (i, share) in shares.iter().enumerate() {
+        let me = ParticipantId(i as u32);
+        let key = StaticKey::generate();
+        let config = NetworkConfig::new(
+            me,
+            "127.0.0.1:0".parse().unwrap(),
+            key.clone(),
+            "engine-test",
+        );
+        let (network, incoming) = Network::start(config, peers.clone()).await.unwrap();
+        registry.insert(
+            me,
+            PeerInfo {
+                address: network.local_addr().to_string(),
+                key: key.public(),
+            },
+        );
+        let store = Arc::new(
+            Store::open(&dir.join(format!("node{i}.redb")), &StorageKey::generate()).unwrap(),
+        );
+        store.put_key_share(0, share).unwrap();
+        let engine = Engine::new(
+            me,
+            parties.clone(),
+            threshold,
+            Some(share.clone()),
+            store.clone(),
+            Duration::from_secs(20),
+        );
+        nodes.push(Node {
+            me: me.0,
+            engine,
+            network: Some(network),
+            incoming,
+            events: Vec::new(),
+            store,
+        });
+    }
+    peers.replace(registry);
+    (nodes, shares)
+}
+
+/// Moves messages between engines and the network until `done` holds (or panics
+/// after a bounded wait).
+async fn pump(nodes: &mut [Node], what: &str, done: impl Fn(&[Node]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done(nodes) {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        let mut idle = true;
+        for node in nodes.iter_mut() {
+            let Some(network) = &node.network else {
+                continue;
+            };
+            for (to, bytes) in node.engine.drain_outbox() {
+                // A peer that is down simply does not get it.
+                let _ = network.send(to, Arc::new(bytes));
+                idle = false;
+            }
+            while let Ok(Incoming { from, message }) = node.incoming.try_recv() {
+                if let Err(e) = node.engine.handle(from, &message) {
+                    panic!("node {} refused a message from {}: {e}", node.me, from.0);
+                }
+                idle = false;
+            }
+            node.events.extend(node.engine.drain_events());
+        }
+        if idle {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn count(nodes: &[Node], pred: impl Fn(&Event) -> bool) -> usize {
+    nodes
+        .iter()
+        .map(|n| n.events.iter().filter(|e| pred(e)).count())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triples_presignature_and_signature_over_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, shares) = start(3, 2, dir.path()).await;
+    let root = shares[0].public_key;
+
+    // Node 0 stocks two triples, then a presignature from them.
+    nodes[0].engine.propose_triple().unwrap();
+    nodes[0].engine.propose_triple().unwrap();
+    pump(&mut nodes, "two triples at three nodes", |n| {
+        count(n, |e| matches!(e, Event::TripleStored(_))) == 6
+    })
+    .await;
+    assert!(nodes
+        .iter()
+        .all(|n| n.store.triple_ids().unwrap().len() == 2));
+    let presignature = nodes[0]
+        .engine
+        .propose_presignature()
+        .unwrap()
+        .expect("two own triples");
+    pump(&mut nodes, "a presignature at three nodes", |n| {
+        count(n, |e| matches!(e, Event::PresignatureStored(_))) == 3
+    })
+    .await;
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.store.triple_ids().unwrap().is_empty()),
+        "the triples are used up"
+    );
+    assert!(nodes
+        .iter()
+        .all(|n| n.store.presignature_ids().unwrap() == vec![presignature]));
+
+    // A request, as every node sees it on the chain.
+    let tweak = Tweak::derive("alice.near", "ethereum-1").unwrap();
+    let payload = Payload::new([0x33; 32]).unwrap();
+    let request_id = RequestId::new(&tweak.to_bytes(), payload.as_bytes(), 0);
+    let task = SignTask {
+        payload,
+        tweak,
+        entropy: [5; 32],
+    };
+    for node in nodes.iter_mut() {
+        node.engine.add_request(request_id, task.clone());
+    }
+
+    // Node 2 goes down; nodes 0 and 1 (the threshold) sign.
+    nodes[2].network.take().unwrap().shutdown().await;
+    let signers = Participants::new([ParticipantId(0), ParticipantId(1)]).unwrap();
+    assert_eq!(
+        nodes[0].engine.propose_sign(request_id, signers).unwrap(),
+        Some(presignature)
+    );
+    pump(&mut nodes, "a signature at both signers", |n| {
+        count(n, |e| matches!(e, Event::Signed { .. })) == 2
+    })
+    .await;
+    let derived = derive_public_key_for(&root, "alice.near", "ethereum-1").unwrap();
+    for (i, node) in nodes[..2].iter().enumerate() {
+        let Some(Event::Signed {
+            request_id: id,
+            response,
+            leader,
+        }) = node
+            .events
+            .iter()
+            .find(|e| matches!(e, Event::Signed { .. }))
+        else {
+            unreachable!()
+        };
+        assert_eq!(*id, request_id);
+        assert_eq!(*leader, i == 0, "only the proposer leads");
+        response
+            .verify(&payload, &derived)
+            .expect("the signature verifies for the derived key");
+    }
+
+    // The presignature is gone at the signers: no second signature from it, ever.
+    assert!(nodes[0].store.presignature_ids().unwrap().is_empty());
+    assert!(nodes[1].store.presignature_ids().unwrap().is_empty());
+    let signers = Participants::new([ParticipantId(0), ParticipantId(1)]).unwrap();
+    assert_eq!(
+        nodes[0].engine.propose_sign(request_id, signers).unwrap(),
+        None
+    );
+
+    for node in nodes {
+        if let Some(network) = node.network {
+            network.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn forged_and_unknown_invitations_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, _) = start(3, 2, dir.path()).await;
+    let refused = |result: Result<(), EngineError>| matches!(result, Err(EngineError::Refused(_)));
+
+    // Node 2 invites node 1 to sign with a presignature owned by node 0.
+    // Ids carry their owner in the top 16 bits: this one is participant 0's.
+    let owned_by_0 = 77u64;
+    let forged = NodeMessage::Start(Start {
+        participants: vec![1, 2],
+        job: Job::Sign {
+            request_id: [1; 32],
+            presignature: owned_by_0,
+        },
+    });
+    assert!(refused(
+        nodes[1].engine.handle(ParticipantId(2), &forged.encode())
+    ));
+
+    // Node 0 invites node 1 to sign a request node 1 has not seen on the chain.
+    let unknown = NodeMessage::Start(Start {
+        participants: vec![0, 1],
+        job: Job::Sign {
+            request_id: [2; 32],
+            presignature: owned_by_0,
+        },
+    });
+    assert!(refused(
+        nodes[1].engine.handle(ParticipantId(0), &unknown.encode())
+    ));
+
+    // Triples must include every participant; outsiders are refused.
+    let partial = NodeMessage::Start(Start {
+        participants: vec![0, 1],
+        job: Job::Triple { id: owned_by_0 },
+    });
+    assert!(refused(
+        nodes[1].engine.handle(ParticipantId(0), &partial.encode())
+    ));
+    let outsider = NodeMessage::Start(Start {
+        participants: vec![0, 1, 9],
+        job: Job::Triple { id: owned_by_0 },
+    });
+    assert!(refused(
+        nodes[1].engine.handle(ParticipantId(0), &outsider.encode())
+    ));
+
+    // Bytes that are no message.
+    assert!(matches!(
+        nodes[1].engine.handle(ParticipantId(0), &[9, 9, 9]),
+        Err(EngineError::Malformed(_))
+    ));
+    assert!(matches!(
+        nodes[1].engine.handle(ParticipantId(0), &[]),
+        Err(EngineError::Malformed(_))
+    ));
+    assert_eq!(nodes[1].engine.running(), 0, "nothing started");
+
+    for node in nodes.iter_mut() {
+        if let Some(network) = node.network.take() {
+            network.shutdown().await;
+        }
+    }
+}

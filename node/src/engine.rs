@@ -16,6 +16,8 @@
 
 use crate::storage::{Store, StoreError};
 use borsh::{BorshDeserialize, BorshSerialize};
+use k256::AffinePoint;
+use primitives::SerializableAffinePoint;
 use primitives::{RequestId, SignatureResponse};
 use rand::RngCore;
 use sha3::{Digest, Sha3_256};
@@ -24,8 +26,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use threshold::{
-    generate_triple, presign, sign, Instance, InstanceId, KeyShare, ParticipantId, Participants,
-    Presignature, Recipient, SignTask, Step, Triple,
+    generate_triple, keygen, presign, reshare, sign, Instance, InstanceId, KeyShare, ParticipantId,
+    Participants, Presignature, Recipient, ReshareArgs, SignTask, Step, Triple,
 };
 
 /// Version byte of the node's peer message format.
@@ -72,6 +74,18 @@ pub struct Start {
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Job {
+    /// Generate the key of `epoch` (the contract is Initializing).
+    Keygen {
+        epoch: u64,
+    },
+    /// Reshare the key into `epoch` (the contract is Resharing); the new participants
+    /// are the run's.
+    Reshare {
+        epoch: u64,
+        old_participants: Vec<u32>,
+        old_threshold: u32,
+        public_key: [u8; 33],
+    },
     Triple {
         id: u64,
     },
@@ -100,9 +114,50 @@ pub fn owner(id: u64) -> ParticipantId {
     ParticipantId((id >> 48) as u32)
 }
 
+/// What the contract asks of the key holders, as the driver reads it from the
+/// contract state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyTask {
+    /// Initializing: generate a key among the engine's participants.
+    Generate { epoch: u64 },
+    /// Resharing from the old participants to the engine's participants and
+    /// threshold, keeping `public_key`.
+    Reshare {
+        epoch: u64,
+        old_participants: Participants,
+        old_threshold: usize,
+        public_key: AffinePoint,
+    },
+}
+
+impl KeyTask {
+    fn job(&self) -> Job {
+        match self {
+            KeyTask::Generate { epoch } => Job::Keygen { epoch: *epoch },
+            KeyTask::Reshare {
+                epoch,
+                old_participants,
+                old_threshold,
+                public_key,
+            } => Job::Reshare {
+                epoch: *epoch,
+                old_participants: old_participants.iter().map(|p| p.0).collect(),
+                old_threshold: *old_threshold as u32,
+                public_key: SerializableAffinePoint::from_point(public_key).affine_point,
+            },
+        }
+    }
+}
+
 /// Something the driver should know.
 #[derive(Debug, PartialEq)]
 pub enum Event {
+    /// A key share for `epoch`, already stored: vote for its public key
+    /// (`vote_pk`) or report resharing done (`vote_reshared`).
+    KeyShareStored {
+        epoch: u64,
+        public_key: AffinePoint,
+    },
     TripleStored(u64),
     PresignatureStored(u64),
     /// A signature for `request_id`; `leader` says whether this node proposed it
@@ -157,6 +212,7 @@ impl From<threshold::Error> for EngineError {
 }
 
 enum Output {
+    Key(Instance<KeyShare>),
     Triple(Instance<Triple>),
     Presign(Instance<Presignature>),
     Sign(Instance<SignatureResponse>),
@@ -178,6 +234,7 @@ pub struct Engine {
     participants: Participants,
     threshold: usize,
     key: Option<KeyShare>,
+    key_task: Option<KeyTask>,
     store: Arc<Store>,
     timeout: Duration,
     requests: HashMap<RequestId, SignTask>,
@@ -201,6 +258,7 @@ impl Engine {
             participants,
             threshold,
             key,
+            key_task: None,
             store,
             timeout,
             requests: HashMap::new(),
@@ -214,6 +272,54 @@ impl Engine {
     /// A new id owned by this node: its participant id, then 48 random bits.
     fn fresh_id(&self) -> u64 {
         (u64::from(self.me.0) << 48) | (rand::rngs::OsRng.next_u64() & ((1 << 48) - 1))
+    }
+
+    /// Sets what the contract asks of the key holders (or `None` when Running).
+    pub fn set_key_task(&mut self, task: Option<KeyTask>) {
+        self.key_task = task;
+    }
+
+    /// Starts the key task (any participant may; all join the same run). Returns
+    /// whether there was one to start.
+    pub fn propose_key_task(&mut self) -> Result<bool, EngineError> {
+        let Some(task) = self.key_task.clone() else {
+            return Ok(false);
+        };
+        let job = task.job();
+        if self.running.contains_key(&job.instance()) {
+            return Ok(true);
+        }
+        let output = self.join_key_task(&task)?;
+        self.launch(job, self.participants.clone(), true, output);
+        Ok(true)
+    }
+
+    fn join_key_task(&self, task: &KeyTask) -> Result<Output, EngineError> {
+        let instance = task.job().instance();
+        Ok(Output::Key(match task {
+            KeyTask::Generate { .. } => {
+                keygen(instance, self.me, self.participants.clone(), self.threshold)?
+            }
+            KeyTask::Reshare {
+                old_participants,
+                old_threshold,
+                public_key,
+                ..
+            } => {
+                let args = ReshareArgs {
+                    old_participants: old_participants.clone(),
+                    old_threshold: *old_threshold,
+                    new_participants: self.participants.clone(),
+                    new_threshold: self.threshold,
+                    public_key: *public_key,
+                };
+                let old_share = self
+                    .key
+                    .as_ref()
+                    .filter(|_| old_participants.contains(self.me));
+                reshare(instance, self.me, args, old_share)?
+            }
+        }))
     }
 
     /// Records a request seen on the chain, so this node may sign it when asked.
@@ -289,8 +395,13 @@ impl Engine {
         Ok(Some(presignature))
     }
 
-    /// Sends `Start` to the other participants and runs the instance.
+    /// Sends `Start` to the other participants and runs the instance. Callers check
+    /// that the run is not under way already: one instance per run, never replaced.
     fn launch(&mut self, job: Job, participants: Participants, leader: bool, output: Output) {
+        assert!(
+            !self.running.contains_key(&job.instance()),
+            "a run is launched at most once"
+        );
         let start = NodeMessage::Start(Start {
             participants: participants.iter().map(|p| p.0).collect(),
             job: job.clone(),
@@ -409,6 +520,24 @@ impl Engine {
                 "the run includes non-participants".into(),
             ));
         }
+        if matches!(start.job, Job::Keygen { .. } | Job::Reshare { .. }) {
+            let task = self
+                .key_task
+                .clone()
+                .ok_or_else(|| EngineError::Refused("no key task is under way".into()))?;
+            if task.job() != start.job || participants != self.participants {
+                return Err(EngineError::Refused(
+                    "the key task differs from the contract's as seen here".into(),
+                ));
+            }
+            if self.running.contains_key(&start.job.instance()) {
+                // Several participants may propose the key task; it is one run.
+                return Ok(());
+            }
+            let output = self.join_key_task(&task)?;
+            self.launch(start.job, participants, false, output);
+            return Ok(());
+        }
         let instance = start.job.instance();
         if self.running.contains_key(&instance) {
             return Err(EngineError::Refused("this run is already under way".into()));
@@ -424,6 +553,7 @@ impl Engine {
             }
         };
         let output = match &start.job {
+            Job::Keygen { .. } | Job::Reshare { .. } => unreachable!("handled above"),
             Job::Triple { id } => {
                 owned(*id)?;
                 if participants != self.participants {
@@ -479,6 +609,7 @@ impl Engine {
             return;
         };
         let result = match &mut running.output {
+            Output::Key(i) => i.receive(from, message),
             Output::Triple(i) => i.receive(from, message),
             Output::Presign(i) => i.receive(from, message),
             Output::Sign(i) => i.receive(from, message),
@@ -495,11 +626,13 @@ impl Engine {
                 return;
             };
             let step = match &mut running.output {
+                Output::Key(i) => i.poke().map(|s| s.map_done(|k| Done::Key(Box::new(k)))),
                 Output::Triple(i) => i.poke().map(|s| s.map_done(|t| Done::Triple(Box::new(t)))),
                 Output::Presign(i) => i.poke().map(|s| s.map_done(|p| Done::Presign(Box::new(p)))),
                 Output::Sign(i) => i.poke().map(|s| s.map_done(Done::Sign)),
             };
             let participants: Vec<ParticipantId> = match &running.output {
+                Output::Key(i) => i.participants().iter().collect(),
                 Output::Triple(i) => i.participants().iter().collect(),
                 Output::Presign(i) => i.participants().iter().collect(),
                 Output::Sign(i) => i.participants().iter().collect(),
@@ -536,6 +669,20 @@ impl Engine {
 
     fn finish(&mut self, running: Running, done: Done) {
         let event = match (running.job.clone(), done) {
+            (Job::Keygen { epoch } | Job::Reshare { epoch, .. }, Done::Key(share)) => {
+                match self.store.put_key_share(epoch, &share) {
+                    Ok(()) => {
+                        let public_key = share.public_key;
+                        self.key = Some(*share);
+                        self.key_task = None;
+                        Event::KeyShareStored { epoch, public_key }
+                    }
+                    Err(e) => Event::Failed {
+                        job: running.job,
+                        reason: e.to_string(),
+                    },
+                }
+            }
             (Job::Triple { id }, Done::Triple(triple)) => {
                 match self.store.add_triple(id, &triple) {
                     Ok(()) => Event::TripleStored(id),
@@ -604,6 +751,7 @@ impl Engine {
 }
 
 enum Done {
+    Key(Box<KeyShare>),
     Triple(Box<Triple>),
     Presign(Box<Presignature>),
     Sign(SignatureResponse),

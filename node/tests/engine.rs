@@ -2,7 +2,7 @@
 //! layer on 127.0.0.1: triples, a presignature, and a signature for a derived key
 //! with one node down; forged and unknown invitations are refused.
 
-use mpc_node::engine::{Engine, EngineError, Event, Job, NodeMessage, Start};
+use mpc_node::engine::{Engine, EngineError, Event, Job, KeyTask, NodeMessage, Start};
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
 use mpc_node::storage::{StorageKey, Store};
@@ -85,7 +85,12 @@ async fn start(n: u32, threshold: usize, dir: &std::path::Path) -> (Vec<Node>, V
 async fn pump(nodes: &mut [Node], what: &str, done: impl Fn(&[Node]) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done(nodes) {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        if Instant::now() >= deadline {
+            let events: Vec<(u32, &Vec<Event>)> = nodes.iter().map(|n| (n.me, &n.events)).collect();
+            let running: Vec<(u32, usize)> =
+                nodes.iter().map(|n| (n.me, n.engine.running())).collect();
+            panic!("timed out waiting for: {what}; events {events:?}; running {running:?}");
+        }
         let mut idle = true;
         for node in nodes.iter_mut() {
             let Some(network) = &node.network else {
@@ -270,6 +275,187 @@ async fn forged_and_unknown_invitations_are_refused() {
         Err(EngineError::Malformed(_))
     ));
     assert_eq!(nodes[1].engine.running(), 0, "nothing started");
+
+    for node in nodes.iter_mut() {
+        if let Some(network) = node.network.take() {
+            network.shutdown().await;
+        }
+    }
+}
+
+/// `n` nodes with networks and databases but no key: engines are set per phase.
+async fn keyless(n: u32, dir: &std::path::Path) -> Vec<Node> {
+    let peers = Peers::default();
+    let mut registry = BTreeMap::new();
+    let mut nodes = Vec::new();
+    let everyone = Participants::first(n).unwrap();
+    for i in 0..n {
+        let me = ParticipantId(i);
+        let key = StaticKey::generate();
+        let config = NetworkConfig::new(
+            me,
+            "127.0.0.1:0".parse().unwrap(),
+            key.clone(),
+            "engine-test",
+        );
+        let (network, incoming) = Network::start(config, peers.clone()).await.unwrap();
+        registry.insert(
+            me,
+            PeerInfo {
+                address: network.local_addr().to_string(),
+                key: key.public(),
+            },
+        );
+        let store = Arc::new(
+            Store::open(&dir.join(format!("k{i}.redb")), &StorageKey::generate()).unwrap(),
+        );
+        let engine = Engine::new(
+            me,
+            everyone.clone(),
+            2,
+            None,
+            store.clone(),
+            Duration::from_secs(20),
+        );
+        nodes.push(Node {
+            me: i,
+            engine,
+            network: Some(network),
+            incoming,
+            events: Vec::new(),
+            store,
+        });
+    }
+    peers.replace(registry);
+    nodes
+}
+
+fn stored_keys(nodes: &[Node], epoch: u64) -> Vec<k256::AffinePoint> {
+    nodes
+        .iter()
+        .flat_map(|n| n.events.iter())
+        .filter_map(|e| match e {
+            Event::KeyShareStored {
+                epoch: e,
+                public_key,
+            } if *e == epoch => Some(*public_key),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = keyless(4, dir.path()).await;
+    let first_three = Participants::first(3).unwrap();
+
+    // Epoch 0: nodes 0..3 generate the key; two of them propose, one run happens.
+    for node in nodes.iter_mut().take(3) {
+        node.engine = Engine::new(
+            ParticipantId(node.me),
+            first_three.clone(),
+            2,
+            None,
+            node.store.clone(),
+            Duration::from_secs(20),
+        );
+        node.engine
+            .set_key_task(Some(KeyTask::Generate { epoch: 0 }));
+    }
+    nodes[0].engine.propose_key_task().unwrap();
+    nodes[1].engine.propose_key_task().unwrap();
+    pump(&mut nodes, "keygen at three nodes", |n| {
+        stored_keys(n, 0).len() == 3
+    })
+    .await;
+    let keys = stored_keys(&nodes, 0);
+    assert!(keys.iter().all(|k| *k == keys[0]), "one public key");
+    let public_key = keys[0];
+
+    // Epoch 1: node 3 joins, threshold 3; the old holders bring their shares.
+    let all_four = Participants::first(4).unwrap();
+    let task = KeyTask::Reshare {
+        epoch: 1,
+        old_participants: first_three.clone(),
+        old_threshold: 2,
+        public_key,
+    };
+    for node in nodes.iter_mut() {
+        let share = node.store.key_share().unwrap().map(|(_, share)| share);
+        node.engine = Engine::new(
+            ParticipantId(node.me),
+            all_four.clone(),
+            3,
+            share,
+            node.store.clone(),
+            Duration::from_secs(20),
+        );
+        node.engine.set_key_task(Some(task.clone()));
+    }
+    nodes[3].engine.propose_key_task().unwrap();
+    pump(&mut nodes, "resharing at four nodes", |n| {
+        stored_keys(n, 1).len() == 4
+    })
+    .await;
+    assert!(
+        stored_keys(&nodes, 1).iter().all(|k| *k == public_key),
+        "resharing keeps the public key"
+    );
+    assert!(nodes
+        .iter()
+        .all(|n| n.store.key_share().unwrap().unwrap().0 == 1));
+
+    // The newcomer stocks a presignature and leads a signature with two old nodes.
+    nodes[3].engine.propose_triple().unwrap();
+    nodes[3].engine.propose_triple().unwrap();
+    pump(&mut nodes, "two triples at four nodes", |n| {
+        count(n, |e| matches!(e, Event::TripleStored(_))) == 8
+    })
+    .await;
+    nodes[3]
+        .engine
+        .propose_presignature()
+        .unwrap()
+        .expect("two own triples");
+    pump(&mut nodes, "a presignature at four nodes", |n| {
+        count(n, |e| matches!(e, Event::PresignatureStored(_))) == 4
+    })
+    .await;
+    let tweak = Tweak::derive("erin.near", "bitcoin-1").unwrap();
+    let payload = Payload::new([0x44; 32]).unwrap();
+    let request_id = RequestId::new(&tweak.to_bytes(), payload.as_bytes(), 0);
+    for node in nodes.iter_mut() {
+        node.engine.add_request(
+            request_id,
+            SignTask {
+                payload,
+                tweak,
+                entropy: [6; 32],
+            },
+        );
+    }
+    let signers = Participants::new([1, 2, 3].map(ParticipantId)).unwrap();
+    nodes[3]
+        .engine
+        .propose_sign(request_id, signers)
+        .unwrap()
+        .expect("a presignature");
+    pump(&mut nodes, "a signature at three signers", |n| {
+        count(n, |e| matches!(e, Event::Signed { .. })) == 3
+    })
+    .await;
+    let derived = derive_public_key_for(&public_key, "erin.near", "bitcoin-1").unwrap();
+    let Some(Event::Signed { response, .. }) = nodes[3]
+        .events
+        .iter()
+        .find(|e| matches!(e, Event::Signed { .. }))
+    else {
+        unreachable!()
+    };
+    response
+        .verify(&payload, &derived)
+        .expect("verifies for the derived key of the unchanged root");
 
     for node in nodes.iter_mut() {
         if let Some(network) = node.network.take() {

@@ -237,8 +237,14 @@ pub fn deploy(code: Vec<u8>) -> Action {
 }
 
 /// The multichain contract's wasm, built by scripts/build-contract.sh (a no-op when
-/// up to date).
+/// up to date) once per test binary: tests running in parallel must not build it
+/// concurrently.
 pub fn multichain_wasm() -> Vec<u8> {
+    static WASM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    WASM.get_or_init(build_multichain).clone()
+}
+
+fn build_multichain() -> Vec<u8> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = Command::new(root.join("scripts/build-contract.sh"))
         .arg("multichain")

@@ -189,6 +189,43 @@ async fn sign_respond_and_result_on_the_real_vm() {
     );
 
     let response = network_signature(USER, &request, 42);
+
+    // A failing call changes nothing and gives the deposit back: `sign` with too
+    // little gas panics, and the 1 NEAR attached comes back (only gas is spent).
+    let before = net.account(&id(USER)).await.amount.as_yoctonear();
+    let refused = net
+        .send(
+            &user,
+            &id(CONTRACT),
+            vec![call(
+                "sign",
+                json!({"payload": vec![9u8; 32], "path": PATH}),
+                15,
+                NEAR,
+            )],
+        )
+        .await;
+    let FinalExecutionStatus::Failure(error) = &refused.status else {
+        panic!("sign with 15 Tgas must fail: {:?}", refused.status)
+    };
+    assert!(
+        format!("{error:?}").contains("sign needs at least 20 Tgas"),
+        "error: {error:?}"
+    );
+    let spent = before - net.account(&id(USER)).await.amount.as_yoctonear();
+    assert!(
+        spent < NEAR / 1000,
+        "only gas is spent, not the deposit: {spent}"
+    );
+    assert_eq!(
+        net.view(&id(CONTRACT), "pending_requests", json!({}))
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "the request still waits"
+    );
+
     let respond = net
         .send(
             &nodes[0],

@@ -222,3 +222,98 @@ async fn unknown_accounts_and_bad_transactions_get_nears_errors() {
     );
     net.devnet.shutdown().await.unwrap();
 }
+
+/// Sends `body` as an HTTP POST to the devnet and returns the JSON answer.
+async fn post_raw(net: &Net, body: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = net
+        .devnet
+        .rpc_url()
+        .trim_start_matches("http://")
+        .to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "nearcore answers JSON-RPC errors with 200: {response}"
+    );
+    let body = response.split("\r\n\r\n").nth(1).expect("a body");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON body ({e}): {body}"))
+}
+
+#[tokio::test]
+async fn malformed_requests_get_nears_error_shapes_and_the_devnet_keeps_running() {
+    let net = start().await;
+    let cases = [
+        (
+            "{not json",
+            "REQUEST_VALIDATION_ERROR",
+            "PARSE_ERROR",
+            -32700,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"no_such_method","params":{}}"#,
+            "REQUEST_VALIDATION_ERROR",
+            "METHOD_NOT_FOUND",
+            -32601,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"query","params":{"request_type":"view_account","finality":"final"}}"#,
+            "REQUEST_VALIDATION_ERROR",
+            "PARSE_ERROR",
+            -32700,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"broadcast_tx_async","params":["not base64!"]}"#,
+            "REQUEST_VALIDATION_ERROR",
+            "PARSE_ERROR",
+            -32700,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tx","params":{"tx_hash":"11111111111111111111111111111111","sender_account_id":"test.near"}}"#,
+            "HANDLER_ERROR",
+            "UNKNOWN_TRANSACTION",
+            -32000,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"block","params":{"block_id":999999}}"#,
+            "HANDLER_ERROR",
+            "UNKNOWN_BLOCK",
+            -32000,
+        ),
+    ];
+    for (body, name, cause, code) in cases {
+        let answer = post_raw(&net, body).await;
+        let error = &answer["error"];
+        assert_eq!(error["name"], name, "{body} → {answer}");
+        assert_eq!(error["cause"]["name"], cause, "{body} → {answer}");
+        assert_eq!(error["code"], code, "{body} → {answer}");
+    }
+    // The legacy view error shape for a missing access key, as nearcore answers it.
+    let answer = post_raw(
+        &net,
+        r#"{"jsonrpc":"2.0","id":1,"method":"query","params":{"request_type":"view_access_key","finality":"final","account_id":"test.near","public_key":"ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp"}}"#,
+    )
+    .await;
+    assert!(
+        answer["result"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist while viewing"),
+        "{answer}"
+    );
+    let status = net
+        .client
+        .call(methods::status::RpcStatusRequest)
+        .await
+        .expect("still serving");
+    assert_eq!(status.chain_id, "localnet");
+    net.send_ok(&net.root, &id("test.near"), vec![]).await;
+    net.devnet.shutdown().await.unwrap();
+}

@@ -312,6 +312,8 @@ async fn serve(
                     // problem; keep serving.
                     Err(_) => continue,
                 };
+                // Small JSON-RPC answers must not wait for delayed ACKs (Nagle).
+                let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let mut stop = shutdown.clone();
                 connections.spawn(async move {

@@ -236,26 +236,32 @@ pub fn deploy(code: Vec<u8>) -> Action {
     Action::DeployContract(DeployContractAction { code })
 }
 
-/// The multichain contract's wasm, built by scripts/build-contract.sh (a no-op when
-/// up to date) once per test binary: tests running in parallel must not build it
-/// concurrently.
+/// The multichain contract's wasm (see [`contract_wasm`]).
 pub fn multichain_wasm() -> Vec<u8> {
-    static WASM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    WASM.get_or_init(build_multichain).clone()
+    contract_wasm("multichain")
 }
 
-fn build_multichain() -> Vec<u8> {
+/// The wasm of contract package `package`, built by scripts/build-contract.sh (a
+/// no-op when up to date) under a lock: tests running in parallel must not build
+/// concurrently.
+pub fn contract_wasm(package: &str) -> Vec<u8> {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = Command::new(root.join("scripts/build-contract.sh"))
-        .arg("multichain")
+        .arg(package)
         .status()
         .expect("scripts/build-contract.sh should start");
     assert!(
         status.success(),
-        "scripts/build-contract.sh failed (its output is above)"
+        "scripts/build-contract.sh {package} failed (its output is above)"
     );
-    std::fs::read(root.join("target/near/multichain.wasm"))
-        .expect("the build writes target/near/multichain.wasm")
+    let file = root
+        .join("target/near")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    std::fs::read(&file).unwrap_or_else(|e| panic!("the build writes {}: {e}", file.display()))
 }
 
 /// The transaction error inside a client error, if it is one.

@@ -1,0 +1,281 @@
+//! The node's view of, and calls into, the `multichain` contract, over NEAR
+//! JSON-RPC with `near-jsonrpc-client`. The same code talks to the devnet and to
+//! testnet.
+
+use near_crypto::{InMemorySigner, SecretKey, Signer};
+use near_jsonrpc_client::{methods, JsonRpcClient};
+use near_jsonrpc_primitives::types::query::QueryResponseKind;
+use near_primitives::transaction::{
+    Action, FunctionCallAction, SignedTransaction, Transaction, TransactionV0,
+};
+use near_primitives::types::{AccountId, Balance, BlockReference, Finality, Gas};
+use near_primitives::views::{
+    FinalExecutionOutcomeView, FinalExecutionStatus, QueryRequest, TxExecutionStatus,
+};
+use primitives::{PendingRequest, SignatureRequest, SignatureResponse};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use tokio::sync::Mutex;
+
+/// Pending requests fetched per view call.
+const PAGE: u32 = 100;
+
+#[derive(Debug)]
+pub enum ChainError {
+    /// The RPC node could not be reached or refused the request.
+    Rpc(String),
+    /// A view's answer did not parse.
+    Decode(String),
+    /// A transaction executed and failed; the text is the contract's error.
+    Failed(String),
+}
+
+impl fmt::Display for ChainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChainError::Rpc(e) => write!(f, "NEAR RPC error: {e}"),
+            ChainError::Decode(e) => write!(f, "unexpected answer from the contract: {e}"),
+            ChainError::Failed(e) => write!(f, "transaction failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ChainError {}
+
+/// A participant as the contract lists it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Participant {
+    pub id: u32,
+    pub account_id: AccountId,
+    pub url: String,
+    pub cipher_pk: [u8; 32],
+    pub sign_pk: String,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ParticipantSet {
+    pub participants: BTreeMap<AccountId, Participant>,
+}
+
+/// The contract's protocol state, as far as a node needs it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub enum ContractState {
+    NotInitialized,
+    Initializing {
+        candidates: ParticipantSet,
+        threshold: usize,
+    },
+    Running {
+        epoch: u64,
+        participants: ParticipantSet,
+        threshold: usize,
+        public_key: String,
+    },
+    Resharing {
+        old_epoch: u64,
+        old_participants: ParticipantSet,
+        new_participants: ParticipantSet,
+        threshold: usize,
+        public_key: String,
+    },
+}
+
+/// A client of one contract, signing as one node account.
+pub struct Chain {
+    client: JsonRpcClient,
+    contract: AccountId,
+    signer: Signer,
+    /// The next nonce, once known; transactions from this client are serialised.
+    nonce: Mutex<Option<u64>>,
+}
+
+impl Chain {
+    pub fn new(rpc_url: &str, contract: AccountId, account: AccountId, key: SecretKey) -> Self {
+        Chain {
+            client: JsonRpcClient::connect(rpc_url),
+            contract,
+            signer: InMemorySigner::from_secret_key(account, key),
+            nonce: Mutex::new(None),
+        }
+    }
+
+    pub fn account(&self) -> AccountId {
+        self.signer.get_account_id()
+    }
+
+    /// Calls view `method` with JSON `args` at the final block.
+    pub async fn view<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+    ) -> Result<T, ChainError> {
+        let response = self
+            .client
+            .call(methods::query::RpcQueryRequest {
+                block_reference: BlockReference::Finality(Finality::Final),
+                request: QueryRequest::CallFunction {
+                    account_id: self.contract.clone(),
+                    method_name: method.to_string(),
+                    args: serde_json::to_vec(&args).expect("JSON args").into(),
+                },
+            })
+            .await
+            .map_err(|e| ChainError::Rpc(format!("view {method}: {e}")))?;
+        match response.kind {
+            QueryResponseKind::CallResult(result) => serde_json::from_slice(&result.result)
+                .map_err(|e| ChainError::Decode(format!("{method}: {e}"))),
+            other => Err(ChainError::Decode(format!(
+                "{method}: not a call result: {other:?}"
+            ))),
+        }
+    }
+
+    pub async fn state(&self) -> Result<ContractState, ChainError> {
+        self.view("state", serde_json::json!({})).await
+    }
+
+    /// Every request waiting for a signature, oldest first.
+    pub async fn pending_requests(&self) -> Result<Vec<PendingRequest>, ChainError> {
+        let mut all: Vec<PendingRequest> = Vec::new();
+        loop {
+            let page: Vec<PendingRequest> = self
+                .view(
+                    "pending_requests",
+                    serde_json::json!({ "from_index": all.len(), "limit": PAGE }),
+                )
+                .await?;
+            let done = page.len() < PAGE as usize;
+            all.extend(page);
+            if done {
+                // Pages shift when requests complete between calls: drop repeats.
+                let mut seen = std::collections::HashSet::new();
+                all.retain(|r| seen.insert(r.request_id));
+                return Ok(all);
+            }
+        }
+    }
+
+    async fn next_nonce(&self, cached: &mut Option<u64>) -> Result<u64, ChainError> {
+        if let Some(nonce) = cached {
+            *nonce += 1;
+            return Ok(*nonce);
+        }
+        let response = self
+            .client
+            .call(methods::query::RpcQueryRequest {
+                block_reference: BlockReference::Finality(Finality::Final),
+                request: QueryRequest::ViewAccessKey {
+                    account_id: self.signer.get_account_id(),
+                    public_key: self.signer.public_key(),
+                },
+            })
+            .await
+            .map_err(|e| ChainError::Rpc(format!("view_access_key: {e}")))?;
+        let QueryResponseKind::AccessKey(key) = response.kind else {
+            return Err(ChainError::Decode(
+                "view_access_key: not an access key".into(),
+            ));
+        };
+        *cached = Some(key.nonce + 1);
+        Ok(key.nonce + 1)
+    }
+
+    /// Calls `method` on the contract and waits for the final outcome. Returns the
+    /// JSON result bytes.
+    pub async fn call(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+        tgas: u64,
+        yocto: u128,
+    ) -> Result<Vec<u8>, ChainError> {
+        let mut nonce_slot = self.nonce.lock().await;
+        let nonce = self.next_nonce(&mut nonce_slot).await?;
+        let block = self
+            .client
+            .call(methods::block::RpcBlockRequest {
+                block_reference: BlockReference::Finality(Finality::Final),
+            })
+            .await
+            .map_err(|e| ChainError::Rpc(format!("block: {e}")))?;
+        let transaction = Transaction::V0(TransactionV0 {
+            signer_id: self.signer.get_account_id(),
+            public_key: self.signer.public_key(),
+            nonce,
+            receiver_id: self.contract.clone(),
+            block_hash: block.header.hash,
+            actions: vec![Action::FunctionCall(Box::new(FunctionCallAction {
+                method_name: method.to_string(),
+                args: serde_json::to_vec(&args).expect("JSON args"),
+                gas: Gas::from_teragas(tgas),
+                deposit: Balance::from_yoctonear(yocto),
+            }))],
+        });
+        let (hash, _) = transaction.get_hash_and_size();
+        let signed = SignedTransaction::new(self.signer.sign(hash.as_ref()), transaction);
+        let sent = self
+            .client
+            .call(methods::send_tx::RpcSendTransactionRequest {
+                signed_transaction: signed,
+                wait_until: TxExecutionStatus::Final,
+            })
+            .await;
+        let outcome: FinalExecutionOutcomeView = match sent {
+            Ok(response) => response
+                .final_execution_outcome
+                .map(|o| o.into_outcome())
+                .ok_or_else(|| ChainError::Rpc(format!("{method}: no outcome")))?,
+            Err(e) => {
+                // The nonce may not have been used: ask the chain again next time.
+                *nonce_slot = None;
+                return Err(ChainError::Rpc(format!("{method}: {e}")));
+            }
+        };
+        match outcome.status {
+            FinalExecutionStatus::SuccessValue(value) => Ok(value),
+            FinalExecutionStatus::Failure(failure) => Err(ChainError::Failed(failure.to_string())),
+            other => Err(ChainError::Failed(format!("{method}: {other:?}"))),
+        }
+    }
+
+    pub async fn vote_pk(&self, public_key: &str) -> Result<bool, ChainError> {
+        let value = self
+            .call(
+                "vote_pk",
+                serde_json::json!({ "public_key": public_key }),
+                30,
+                0,
+            )
+            .await?;
+        serde_json::from_slice(&value).map_err(|e| ChainError::Decode(e.to_string()))
+    }
+
+    pub async fn vote_reshared(&self, epoch: u64) -> Result<bool, ChainError> {
+        let value = self
+            .call(
+                "vote_reshared",
+                serde_json::json!({ "epoch": epoch }),
+                30,
+                0,
+            )
+            .await?;
+        serde_json::from_slice(&value).map_err(|e| ChainError::Decode(e.to_string()))
+    }
+
+    pub async fn respond(
+        &self,
+        request: &SignatureRequest,
+        response: &SignatureResponse,
+    ) -> Result<(), ChainError> {
+        self.call(
+            "respond",
+            serde_json::json!({ "request": request, "response": response }),
+            100,
+            0,
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -173,7 +173,7 @@ async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     let chains: Vec<Chain> = nodes
         .iter()
         .zip(&node_keys)
-        .map(|(n, key)| Chain::new(&devnet.rpc_url(), contract.clone(), id(n), key.clone()))
+        .map(|(n, key)| Chain::new(devnet.rpc_url(), contract.clone(), id(n), key.clone()))
         .collect();
 
     let ContractState::Initializing {
@@ -213,7 +213,7 @@ async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     // A user asks for a signature; the call waits for the answer.
     let alice_key = create(&client, &root, "alice.test.near", vec![]).await;
     let alice = Chain::new(
-        &devnet.rpc_url(),
+        devnet.rpc_url(),
         contract.clone(),
         id("alice.test.near"),
         alice_key,
@@ -257,7 +257,7 @@ async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     // An outsider cannot answer; a participant can.
     let outsider_key = create(&client, &root, "mallory.test.near", vec![]).await;
     let mallory = Chain::new(
-        &devnet.rpc_url(),
+        devnet.rpc_url(),
         contract.clone(),
         id("mallory.test.near"),
         outsider_key,

@@ -5,6 +5,7 @@
 use near_crypto::{InMemorySigner, SecretKey, Signer};
 use near_jsonrpc_client::{methods, JsonRpcClient};
 use near_jsonrpc_primitives::types::query::QueryResponseKind;
+use near_jsonrpc_primitives::types::transactions::RpcTransactionError;
 use near_primitives::transaction::{
     Action, FunctionCallAction, SignedTransaction, Transaction, TransactionV0,
 };
@@ -21,6 +22,17 @@ use tokio::sync::Mutex;
 
 /// Pending requests fetched per view call.
 const PAGE: u32 = 100;
+/// How long [`Chain::call`] waits for a transaction's outcome: long enough for a
+/// `sign` that re-yields a few times at one block a second.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+fn is_timeout(e: &near_jsonrpc_client::errors::JsonRpcError<RpcTransactionError>) -> bool {
+    matches!(e.handler_error(), Some(RpcTransactionError::TimeoutError(_)))
+}
+
+fn is_unknown(e: &near_jsonrpc_client::errors::JsonRpcError<RpcTransactionError>) -> bool {
+    matches!(e.handler_error(), Some(RpcTransactionError::UnknownTransaction { .. }))
+}
 
 #[derive(Debug)]
 pub enum ChainError {
@@ -215,6 +227,7 @@ impl Chain {
         });
         let (hash, _) = transaction.get_hash_and_size();
         let signed = SignedTransaction::new(self.signer.sign(hash.as_ref()), transaction);
+        let sender = self.signer.get_account_id();
         let sent = self
             .client
             .call(methods::send_tx::RpcSendTransactionRequest {
@@ -222,21 +235,56 @@ impl Chain {
                 wait_until: TxExecutionStatus::Final,
             })
             .await;
-        let outcome: FinalExecutionOutcomeView = match sent {
-            Ok(response) => response
-                .final_execution_outcome
-                .map(|o| o.into_outcome())
-                .ok_or_else(|| ChainError::Rpc(format!("{method}: no outcome")))?,
+        let response = match sent {
+            Ok(response) => response,
+            // Still executing (a `sign` waits for the network): keep asking.
+            Err(e) if is_timeout(&e) => {
+                drop(nonce_slot);
+                self.wait_for(hash, sender, method).await?
+            }
             Err(e) => {
                 // The nonce may not have been used: ask the chain again next time.
                 *nonce_slot = None;
                 return Err(ChainError::Rpc(format!("{method}: {e}")));
             }
         };
+        let outcome: FinalExecutionOutcomeView = response
+            .final_execution_outcome
+            .map(|o| o.into_outcome())
+            .ok_or_else(|| ChainError::Rpc(format!("{method}: no outcome")))?;
         match outcome.status {
             FinalExecutionStatus::SuccessValue(value) => Ok(value),
             FinalExecutionStatus::Failure(failure) => Err(ChainError::Failed(failure.to_string())),
             other => Err(ChainError::Failed(format!("{method}: {other:?}"))),
+        }
+    }
+
+    /// Polls a sent transaction until it is final (or [`MAX_WAIT`] passes).
+    async fn wait_for(
+        &self,
+        hash: near_primitives::hash::CryptoHash,
+        sender: AccountId,
+        method: &str,
+    ) -> Result<near_jsonrpc_primitives::types::transactions::RpcTransactionResponse, ChainError> {
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        loop {
+            let status = self
+                .client
+                .call(methods::tx::RpcTransactionStatusRequest {
+                    transaction_info: methods::tx::TransactionInfo::TransactionId {
+                        tx_hash: hash,
+                        sender_account_id: sender.clone(),
+                    },
+                    wait_until: TxExecutionStatus::Final,
+                })
+                .await;
+            match status {
+                Ok(response) => return Ok(response),
+                Err(e) if tokio::time::Instant::now() < deadline && (is_timeout(&e) || is_unknown(&e)) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(ChainError::Rpc(format!("{method}: waiting for the outcome: {e}"))),
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
+pub mod daemon;
 pub mod engine;
 pub mod p2p;
 pub mod storage;

@@ -7,125 +7,16 @@ use k256::elliptic_curve::point::AffineCoordinates;
 use k256::elliptic_curve::PrimeField;
 use k256::{ProjectivePoint, Scalar};
 use mpc_node::chain::{Chain, ChainError, ContractState};
-use near_crypto::{InMemorySigner, KeyType, SecretKey, Signer};
-use near_jsonrpc_client::{methods, JsonRpcClient};
-use near_primitives::account::{AccessKey, AccessKeyPermission};
-use near_primitives::transaction::{
-    Action, AddKeyAction, CreateAccountAction, DeployContractAction, FunctionCallAction,
-    SignedTransaction, Transaction, TransactionV0, TransferAction,
-};
-use near_primitives::types::{AccountId, Balance, BlockReference, Finality, Gas};
-use near_primitives::views::{FinalExecutionStatus, QueryRequest};
+use near_crypto::InMemorySigner;
+use near_jsonrpc_client::JsonRpcClient;
+use near_primitives::transaction::{Action, DeployContractAction};
+use near_primitives::views::FinalExecutionStatus;
 use primitives::derivation::Tweak;
 use primitives::{near_key, Payload, SignRequest, SignatureRequest, SignatureResponse};
-use std::path::PathBuf;
 use std::time::Duration;
 
-const NEAR: u128 = 10u128.pow(24);
-
-fn id(s: &str) -> AccountId {
-    s.parse().unwrap()
-}
-
-/// Sends `actions` from `signer` to `receiver` and waits for the final outcome.
-async fn send(
-    client: &JsonRpcClient,
-    signer: &Signer,
-    receiver: &AccountId,
-    actions: Vec<Action>,
-) -> FinalExecutionStatus {
-    let key = client
-        .call(methods::query::RpcQueryRequest {
-            block_reference: BlockReference::Finality(Finality::Final),
-            request: QueryRequest::ViewAccessKey {
-                account_id: signer.get_account_id(),
-                public_key: signer.public_key(),
-            },
-        })
-        .await
-        .unwrap();
-    let near_jsonrpc_primitives::types::query::QueryResponseKind::AccessKey(key) = key.kind else {
-        panic!()
-    };
-    let block = client
-        .call(methods::block::RpcBlockRequest {
-            block_reference: BlockReference::Finality(Finality::Final),
-        })
-        .await
-        .unwrap();
-    let transaction = Transaction::V0(TransactionV0 {
-        signer_id: signer.get_account_id(),
-        public_key: signer.public_key(),
-        nonce: key.nonce + 1,
-        receiver_id: receiver.clone(),
-        block_hash: block.header.hash,
-        actions,
-    });
-    let (hash, _) = transaction.get_hash_and_size();
-    let signed_transaction = SignedTransaction::new(signer.sign(hash.as_ref()), transaction);
-    client
-        .call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest { signed_transaction })
-        .await
-        .unwrap()
-        .status
-}
-
-fn function_call(method: &str, args: serde_json::Value, tgas: u64, yocto: u128) -> Action {
-    Action::FunctionCall(Box::new(FunctionCallAction {
-        method_name: method.into(),
-        args: serde_json::to_vec(&args).unwrap(),
-        gas: Gas::from_teragas(tgas),
-        deposit: Balance::from_yoctonear(yocto),
-    }))
-}
-
-/// Creates `name` under the root with a fresh full-access key; returns its key.
-async fn create(
-    client: &JsonRpcClient,
-    root: &Signer,
-    name: &str,
-    extra: Vec<Action>,
-) -> SecretKey {
-    let secret = SecretKey::from_random(KeyType::ED25519);
-    let mut actions = vec![
-        Action::CreateAccount(CreateAccountAction {}),
-        Action::Transfer(TransferAction {
-            deposit: Balance::from_yoctonear(50 * NEAR),
-        }),
-        Action::AddKey(Box::new(AddKeyAction {
-            public_key: secret.public_key(),
-            access_key: AccessKey {
-                nonce: 0,
-                permission: AccessKeyPermission::FullAccess,
-            },
-        })),
-    ];
-    actions.extend(extra);
-    let status = send(client, root, &id(name), actions).await;
-    assert!(
-        matches!(status, FinalExecutionStatus::SuccessValue(_)),
-        "creating {name}: {status:?}"
-    );
-    secret
-}
-
-fn multichain_wasm() -> Vec<u8> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = std::process::Command::new(root.join("scripts/build-contract.sh"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::read(root.join("target/near/multichain.wasm")).unwrap()
-}
-
-fn candidate(name: &str, i: u8) -> serde_json::Value {
-    serde_json::json!({
-        "account_id": name,
-        "url": format!("127.0.0.1:{}", 4000 + u16::from(i)),
-        "cipher_pk": vec![i; 32],
-        "sign_pk": "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp",
-    })
-}
+mod common;
+use common::{candidate, create, function_call, id, multichain_wasm, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_client_votes_the_key_in_and_answers_a_sign_request() {

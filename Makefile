@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: test contract demo bench fmt clippy
+.PHONY: test contract demo derive bench fmt clippy
 
 ## Build the wasm and run every test.
 test: contract
@@ -14,9 +14,15 @@ test: contract
 contract:
 	@scripts/build-contract.sh
 
-## The main job. Until the devnet and the node land, it shows what a NEAR account
-## controls: its derived key and Ethereum address under the public MPC root keys.
+## The main job: devnet, contract and three mpc-node processes sign a request end to
+## end. ARGS=--json prints one JSON object; ARGS=--keep leaves the network running.
 demo: contract
+	@$(CARGO) build --quiet --locked -p mpc-node -p integration-tests
+	@target/debug/demo $(ARGS)
+
+## What an account controls under the public testnet/mainnet root keys, e.g.
+## make derive ARGS="--network mainnet you.near ethereum-1".
+derive:
 	@$(CARGO) run --quiet --locked -p chain-signatures-primitives --example derive -- $(ARGS)
 
 ## Cost of the threshold protocols per party, ours next to raw cait-sith (release build).

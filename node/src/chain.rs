@@ -27,11 +27,17 @@ const PAGE: u32 = 100;
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 fn is_timeout(e: &near_jsonrpc_client::errors::JsonRpcError<RpcTransactionError>) -> bool {
-    matches!(e.handler_error(), Some(RpcTransactionError::TimeoutError(_)))
+    matches!(
+        e.handler_error(),
+        Some(RpcTransactionError::TimeoutError(_))
+    )
 }
 
 fn is_unknown(e: &near_jsonrpc_client::errors::JsonRpcError<RpcTransactionError>) -> bool {
-    matches!(e.handler_error(), Some(RpcTransactionError::UnknownTransaction { .. }))
+    matches!(
+        e.handler_error(),
+        Some(RpcTransactionError::UnknownTransaction { .. })
+    )
 }
 
 #[derive(Debug)]
@@ -265,7 +271,8 @@ impl Chain {
         hash: near_primitives::hash::CryptoHash,
         sender: AccountId,
         method: &str,
-    ) -> Result<near_jsonrpc_primitives::types::transactions::RpcTransactionResponse, ChainError> {
+    ) -> Result<near_jsonrpc_primitives::types::transactions::RpcTransactionResponse, ChainError>
+    {
         let deadline = tokio::time::Instant::now() + MAX_WAIT;
         loop {
             let status = self
@@ -280,10 +287,17 @@ impl Chain {
                 .await;
             match status {
                 Ok(response) => return Ok(response),
-                Err(e) if tokio::time::Instant::now() < deadline && (is_timeout(&e) || is_unknown(&e)) => {
+                Err(e)
+                    if tokio::time::Instant::now() < deadline
+                        && (is_timeout(&e) || is_unknown(&e)) =>
+                {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
-                Err(e) => return Err(ChainError::Rpc(format!("{method}: waiting for the outcome: {e}"))),
+                Err(e) => {
+                    return Err(ChainError::Rpc(format!(
+                        "{method}: waiting for the outcome: {e}"
+                    )))
+                }
             }
         }
     }

@@ -11,16 +11,12 @@
 
 use devnet::{Devnet, DevnetConfig};
 use mpc_node::chain::{Chain, ContractState};
-use near_crypto::{InMemorySigner, KeyType, SecretKey, Signer};
-use near_jsonrpc_client::{methods, JsonRpcClient};
-use near_jsonrpc_primitives::types::query::QueryResponseKind;
+use near_crypto::{KeyType, SecretKey};
 use near_primitives::account::{AccessKey, AccessKeyPermission};
 use near_primitives::transaction::{
-    Action, AddKeyAction, CreateAccountAction, DeployContractAction, FunctionCallAction,
-    SignedTransaction, Transaction, TransactionV0, TransferAction,
+    Action, AddKeyAction, CreateAccountAction, DeployContractAction, TransferAction,
 };
-use near_primitives::types::{AccountId, Balance, BlockReference, Finality, Gas};
-use near_primitives::views::{FinalExecutionStatus, QueryRequest};
+use near_primitives::types::{AccountId, Balance};
 use primitives::{address, derivation, near_key, Payload, SignRequest, SignatureResponse};
 use sha3::{Digest, Keccak256};
 use std::path::PathBuf;
@@ -67,54 +63,10 @@ fn id(s: &str) -> AccountId {
     s.parse().expect("a valid account id")
 }
 
-async fn send(
-    client: &JsonRpcClient,
-    signer: &Signer,
-    receiver: &AccountId,
-    actions: Vec<Action>,
-) -> Result<(), String> {
-    let key = client
-        .call(methods::query::RpcQueryRequest {
-            block_reference: BlockReference::Finality(Finality::Final),
-            request: QueryRequest::ViewAccessKey {
-                account_id: signer.get_account_id(),
-                public_key: signer.public_key(),
-            },
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let QueryResponseKind::AccessKey(key) = key.kind else {
-        return Err("no access key".into());
-    };
-    let block = client
-        .call(methods::block::RpcBlockRequest {
-            block_reference: BlockReference::Finality(Finality::Final),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let transaction = Transaction::V0(TransactionV0 {
-        signer_id: signer.get_account_id(),
-        public_key: signer.public_key(),
-        nonce: key.nonce + 1,
-        receiver_id: receiver.clone(),
-        block_hash: block.header.hash,
-        actions,
-    });
-    let (hash, _) = transaction.get_hash_and_size();
-    let signed_transaction = SignedTransaction::new(signer.sign(hash.as_ref()), transaction);
-    let outcome = client
-        .call(methods::broadcast_tx_commit::RpcBroadcastTxCommitRequest { signed_transaction })
-        .await
-        .map_err(|e| e.to_string())?;
-    match outcome.status {
-        FinalExecutionStatus::SuccessValue(_) => Ok(()),
-        other => Err(format!("{other:?}")),
-    }
-}
-
+/// Creates `name` with 100 NEAR and a fresh full-access key (plus `extra` actions),
+/// paid by `parent`; returns the key.
 async fn create_account(
-    client: &JsonRpcClient,
-    root: &Signer,
+    parent: &Chain,
     name: &str,
     extra: Vec<Action>,
 ) -> Result<SecretKey, String> {
@@ -133,7 +85,8 @@ async fn create_account(
         })),
     ];
     actions.extend(extra);
-    send(client, root, &id(name), actions)
+    parent
+        .transact(&id(name), actions)
         .await
         .map_err(|e| format!("creating {name}: {e}"))?;
     Ok(secret)
@@ -186,19 +139,20 @@ async fn demo(args: &Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("devnet: {e}"))?;
     let rpc = devnet.rpc_url().to_string();
-    let client = JsonRpcClient::connect(&rpc);
-    let root = InMemorySigner::from_secret_key(
+    let contract = id("signer.test.near");
+    let root = Chain::new(
+        &rpc,
+        contract.clone(),
         devnet.root_account().clone(),
         devnet.root_secret_key().clone(),
     );
 
     step!("creating {NODES} node accounts and their homes (mpc-node init)");
-    let contract = id("signer.test.near");
     let mut candidates = serde_json::Map::new();
     let mut homes = Vec::new();
     for i in 0..NODES {
         let name = format!("node{i}.test.near");
-        let key = create_account(&client, &root, &name, vec![]).await?;
+        let key = create_account(&root, &name, vec![]).await?;
         let home = workdir.join(format!("node{i}"));
         let output = Command::new(&args.mpc_node)
             .args([
@@ -235,23 +189,15 @@ async fn demo(args: &Args) -> Result<(), String> {
     let wasm = std::fs::read("target/near/multichain.wasm")
         .map_err(|e| format!("target/near/multichain.wasm: {e} (run `make contract`)"))?;
     let contract_key = create_account(
-        &client,
         &root,
         contract.as_str(),
         vec![Action::DeployContract(DeployContractAction { code: wasm })],
     )
     .await?;
-    let contract_signer = InMemorySigner::from_secret_key(contract.clone(), contract_key);
-    let init = Action::FunctionCall(Box::new(FunctionCallAction {
-        method_name: "init".into(),
-        args: serde_json::to_vec(
-            &serde_json::json!({ "threshold": THRESHOLD, "candidates": candidates }),
-        )
-        .expect("json"),
-        gas: Gas::from_teragas(100),
-        deposit: Balance::from_yoctonear(0),
-    }));
-    send(&client, &contract_signer, &contract, vec![init])
+    let as_contract = Chain::new(&rpc, contract.clone(), contract.clone(), contract_key);
+    let init_args = serde_json::json!({ "threshold": THRESHOLD, "candidates": candidates });
+    as_contract
+        .call("init", init_args, 100, 0)
         .await
         .map_err(|e| format!("init: {e}"))?;
 
@@ -275,15 +221,9 @@ async fn demo(args: &Args) -> Result<(), String> {
     }
 
     step!("waiting for distributed key generation and the nodes' votes");
-    let observer = Chain::new(
-        &rpc,
-        contract.clone(),
-        devnet.root_account().clone(),
-        devnet.root_secret_key().clone(),
-    );
     let started = Instant::now();
     let public_key = loop {
-        if let Ok(ContractState::Running { public_key, .. }) = observer.state().await {
+        if let Ok(ContractState::Running { public_key, .. }) = root.state().await {
             break public_key;
         }
         if started.elapsed() > Duration::from_secs(120) {
@@ -301,7 +241,7 @@ async fn demo(args: &Args) -> Result<(), String> {
 
     let predecessor = "alice.test.near";
     let path = "ethereum-1";
-    let alice_key = create_account(&client, &root, predecessor, vec![]).await?;
+    let alice_key = create_account(&root, predecessor, vec![]).await?;
     let alice = Chain::new(&rpc, contract.clone(), id(predecessor), alice_key);
     // The 32-byte digest a foreign chain would sign (Keccak-256, as Ethereum hashes).
     let digest: [u8; 32] =

@@ -26,6 +26,16 @@ const PAGE: u32 = 100;
 /// `sign` that re-yields a few times at one block a second.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
+/// A function-call action with JSON arguments.
+pub fn function_call(method: &str, args: &serde_json::Value, tgas: u64, yocto: u128) -> Action {
+    Action::FunctionCall(Box::new(FunctionCallAction {
+        method_name: method.to_string(),
+        args: serde_json::to_vec(args).expect("JSON args"),
+        gas: Gas::from_teragas(tgas),
+        deposit: Balance::from_yoctonear(yocto),
+    }))
+}
+
 fn is_timeout(e: &near_jsonrpc_client::errors::JsonRpcError<RpcTransactionError>) -> bool {
     matches!(
         e.handler_error(),
@@ -209,6 +219,23 @@ impl Chain {
         tgas: u64,
         yocto: u128,
     ) -> Result<Vec<u8>, ChainError> {
+        let contract = self.contract.clone();
+        self.transact(&contract, vec![function_call(method, &args, tgas, yocto)])
+            .await
+    }
+
+    /// Signs and sends a transaction of `actions` to `receiver` and waits for its
+    /// final outcome (polling past RPC timeouts). Returns the result bytes.
+    pub async fn transact(
+        &self,
+        receiver: &AccountId,
+        actions: Vec<Action>,
+    ) -> Result<Vec<u8>, ChainError> {
+        let method = match actions.first() {
+            Some(Action::FunctionCall(call)) => call.method_name.clone(),
+            _ => "transaction".to_string(),
+        };
+        let method = method.as_str();
         let mut nonce_slot = self.nonce.lock().await;
         let nonce = self.next_nonce(&mut nonce_slot).await?;
         let block = self
@@ -222,14 +249,9 @@ impl Chain {
             signer_id: self.signer.get_account_id(),
             public_key: self.signer.public_key(),
             nonce,
-            receiver_id: self.contract.clone(),
+            receiver_id: receiver.clone(),
             block_hash: block.header.hash,
-            actions: vec![Action::FunctionCall(Box::new(FunctionCallAction {
-                method_name: method.to_string(),
-                args: serde_json::to_vec(&args).expect("JSON args"),
-                gas: Gas::from_teragas(tgas),
-                deposit: Balance::from_yoctonear(yocto),
-            }))],
+            actions,
         });
         let (hash, _) = transaction.get_hash_and_size();
         let signed = SignedTransaction::new(self.signer.sign(hash.as_ref()), transaction);

@@ -7,38 +7,45 @@ use k256::elliptic_curve::point::AffineCoordinates;
 use k256::elliptic_curve::PrimeField;
 use k256::{ProjectivePoint, Scalar};
 use mpc_node::chain::{Chain, ChainError, ContractState};
-use near_crypto::InMemorySigner;
-use near_jsonrpc_client::JsonRpcClient;
 use near_primitives::transaction::{Action, DeployContractAction};
-use near_primitives::views::FinalExecutionStatus;
 use primitives::derivation::Tweak;
 use primitives::{near_key, Payload, SignRequest, SignatureRequest, SignatureResponse};
 use std::time::Duration;
 
 mod common;
-use common::{candidate, create, function_call, id, multichain_wasm, send};
+use common::{create, id, multichain_wasm};
+use mpc_node::chain::function_call;
+
+fn candidate(name: &str, i: u8) -> serde_json::Value {
+    serde_json::json!({
+        "account_id": name,
+        "url": format!("127.0.0.1:{}", 4000 + u16::from(i)),
+        "cipher_pk": vec![i; 32],
+        "sign_pk": "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp",
+    })
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     let devnet = Devnet::start(DevnetConfig::for_tests()).await.unwrap();
-    let client = JsonRpcClient::connect(devnet.rpc_url());
-    let root = InMemorySigner::from_secret_key(
+    let contract = id("signer.test.near");
+    let root = Chain::new(
+        devnet.rpc_url(),
+        contract.clone(),
         devnet.root_account().clone(),
         devnet.root_secret_key().clone(),
     );
     let nodes = ["node0.test.near", "node1.test.near", "node2.test.near"];
     let mut node_keys = Vec::new();
     for name in nodes {
-        node_keys.push(create(&client, &root, name, vec![]).await);
+        node_keys.push(create(&root, name, vec![]).await);
     }
-    let contract = id("signer.test.near");
     let candidates: serde_json::Map<String, serde_json::Value> = nodes
         .iter()
         .enumerate()
         .map(|(i, n)| (n.to_string(), candidate(n, i as u8)))
         .collect();
     let contract_key = create(
-        &client,
         &root,
         "signer.test.near",
         vec![Action::DeployContract(DeployContractAction {
@@ -49,18 +56,29 @@ async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     // `init` only from the contract account itself.
     let init = function_call(
         "init",
-        serde_json::json!({ "threshold": 2, "candidates": candidates }),
+        &serde_json::json!({ "threshold": 2, "candidates": candidates }),
         100,
         0,
     );
-    let refused = send(&client, &root, &contract, vec![init.clone()]).await;
-    assert!(format!("{refused:?}").contains("init must be called by the contract account itself"));
-    let contract_signer = InMemorySigner::from_secret_key(contract.clone(), contract_key);
-    let status = send(&client, &contract_signer, &contract, vec![init]).await;
-    assert!(
-        matches!(status, FinalExecutionStatus::SuccessValue(_)),
-        "init: {status:?}"
+    match root.transact(&contract, vec![init.clone()]).await {
+        Err(ChainError::Failed(text)) => {
+            assert!(
+                text.contains("init must be called by the contract account itself"),
+                "{text}"
+            )
+        }
+        other => panic!("init by another account must fail, got {other:?}"),
+    }
+    let as_contract = Chain::new(
+        devnet.rpc_url(),
+        contract.clone(),
+        contract.clone(),
+        contract_key,
     );
+    as_contract
+        .transact(&contract, vec![init])
+        .await
+        .expect("init by the contract account");
     let chains: Vec<Chain> = nodes
         .iter()
         .zip(&node_keys)
@@ -102,7 +120,7 @@ async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     );
 
     // A user asks for a signature; the call waits for the answer.
-    let alice_key = create(&client, &root, "alice.test.near", vec![]).await;
+    let alice_key = create(&root, "alice.test.near", vec![]).await;
     let alice = Chain::new(
         devnet.rpc_url(),
         contract.clone(),
@@ -146,7 +164,7 @@ async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     let response = SignatureResponse::new(&big_r, &s).unwrap();
 
     // An outsider cannot answer; a participant can.
-    let outsider_key = create(&client, &root, "mallory.test.near", vec![]).await;
+    let outsider_key = create(&root, "mallory.test.near", vec![]).await;
     let mallory = Chain::new(
         devnet.rpc_url(),
         contract.clone(),

@@ -3,21 +3,19 @@
 //! generation and votes, stocking, and a user's `sign` answered end to end.
 
 use devnet::{Devnet, DevnetConfig};
+use mpc_node::chain::function_call;
 use mpc_node::chain::{Chain, ContractState};
 use mpc_node::daemon::{run, NodeConfig};
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::storage::{StorageKey, Store};
-use near_crypto::InMemorySigner;
-use near_jsonrpc_client::JsonRpcClient;
 use near_primitives::transaction::{Action, DeployContractAction};
-use near_primitives::views::FinalExecutionStatus;
 use primitives::{near_key, Payload, SignRequest, SignatureResponse};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{create, function_call, id, multichain_wasm, send};
+use common::{create, id, multichain_wasm};
 
 /// A free port on 127.0.0.1 (bound and released; fine for tests).
 fn free_port() -> u16 {
@@ -31,8 +29,10 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
     let devnet = Devnet::start(DevnetConfig::for_tests()).await.unwrap();
-    let client = JsonRpcClient::connect(devnet.rpc_url());
-    let root = InMemorySigner::from_secret_key(
+    let contract = id("signer.test.near");
+    let root = Chain::new(
+        devnet.rpc_url(),
+        contract.clone(),
         devnet.root_account().clone(),
         devnet.root_secret_key().clone(),
     );
@@ -42,7 +42,7 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
     let names = ["node0.test.near", "node1.test.near", "node2.test.near"];
     let mut nodes = Vec::new();
     for name in names {
-        let account_key = create(&client, &root, name, vec![]).await;
+        let account_key = create(&root, name, vec![]).await;
         let p2p_key = StaticKey::generate();
         let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         nodes.push((name, account_key, p2p_key, listen));
@@ -59,9 +59,7 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
             (name.to_string(), info)
         })
         .collect();
-    let contract = id("signer.test.near");
     let contract_key = create(
-        &client,
         &root,
         contract.as_str(),
         vec![Action::DeployContract(DeployContractAction {
@@ -69,17 +67,22 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
         })],
     )
     .await;
-    let contract_signer = InMemorySigner::from_secret_key(contract.clone(), contract_key);
+    let as_contract = Chain::new(
+        devnet.rpc_url(),
+        contract.clone(),
+        contract.clone(),
+        contract_key,
+    );
     let init = function_call(
         "init",
-        serde_json::json!({ "threshold": 2, "candidates": candidates }),
+        &serde_json::json!({ "threshold": 2, "candidates": candidates }),
         100,
         0,
     );
-    assert!(matches!(
-        send(&client, &contract_signer, &contract, vec![init]).await,
-        FinalExecutionStatus::SuccessValue(_)
-    ));
+    as_contract
+        .transact(&contract, vec![init])
+        .await
+        .expect("init");
 
     // Start the node loops.
     let cancel = CancellationToken::new();
@@ -118,7 +121,7 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
         id("test.near"),
         devnet.root_secret_key().clone(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     let public_key = loop {
         if let ContractState::Running { public_key, .. } = observer.state().await.unwrap() {
             break public_key;
@@ -132,7 +135,7 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
     let root_key = near_key::parse_secp256k1(&public_key).unwrap();
 
     // A user signs; the nodes answer.
-    let alice_key = create(&client, &root, "alice.test.near", vec![]).await;
+    let alice_key = create(&root, "alice.test.near", vec![]).await;
     let alice = Chain::new(
         devnet.rpc_url(),
         contract.clone(),
@@ -146,7 +149,7 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
     };
     let started = Instant::now();
     let returned = tokio::time::timeout(
-        Duration::from_secs(90),
+        Duration::from_secs(240),
         alice.call("sign", serde_json::json!({ "request": request }), 300, 1),
     )
     .await

@@ -36,6 +36,8 @@ const MESSAGE_VERSION: u8 = 1;
 const MAX_EARLY_PER_INSTANCE: usize = 256;
 /// Instances with buffered early messages.
 const MAX_EARLY_INSTANCES: usize = 1024;
+/// Invitations to sign kept until the request shows up on our side.
+const MAX_DEFERRED: usize = 1024;
 
 /// A message between nodes: version byte, then borsh.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -240,6 +242,8 @@ pub struct Engine {
     requests: HashMap<RequestId, SignTask>,
     running: HashMap<InstanceId, Running>,
     early: HashMap<InstanceId, EarlyMessages>,
+    /// Invitations to sign requests this node has not seen on the chain yet.
+    deferred: HashMap<RequestId, (Instant, ParticipantId, Start)>,
     outbox: VecDeque<(ParticipantId, Vec<u8>)>,
     events: VecDeque<Event>,
 }
@@ -264,6 +268,7 @@ impl Engine {
             requests: HashMap::new(),
             running: HashMap::new(),
             early: HashMap::new(),
+            deferred: HashMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -325,6 +330,11 @@ impl Engine {
     /// Records a request seen on the chain, so this node may sign it when asked.
     pub fn add_request(&mut self, request_id: RequestId, task: SignTask) {
         self.requests.insert(request_id, task);
+        if let Some((_, from, start)) = self.deferred.remove(&request_id) {
+            if let Err(e) = self.handle_start(from, start) {
+                tracing::debug!(error = %e, "a deferred invitation to sign was refused");
+            }
+        }
     }
 
     /// Forgets a request (answered or expired).
@@ -579,12 +589,17 @@ impl Engine {
                 presignature,
             } => {
                 owned(*presignature)?;
-                self.join_sign(
-                    &start.job,
-                    &participants,
-                    RequestId(*request_id),
-                    *presignature,
-                )?
+                let request_id = RequestId(*request_id);
+                if !self.requests.contains_key(&request_id) {
+                    // The leader saw the request first; join once our view of the
+                    // chain shows it too (or drop the invitation at the timeout).
+                    if self.deferred.len() < MAX_DEFERRED {
+                        self.deferred
+                            .insert(request_id, (Instant::now(), from, start.clone()));
+                    }
+                    return Ok(());
+                }
+                self.join_sign(&start.job, &participants, request_id, *presignature)?
             }
         };
         self.launch(start.job, participants, false, output);

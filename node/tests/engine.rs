@@ -237,7 +237,9 @@ async fn forged_and_unknown_invitations_are_refused() {
         nodes[1].engine.handle(ParticipantId(2), &forged.encode())
     ));
 
-    // Node 0 invites node 1 to sign a request node 1 has not seen on the chain.
+    // Node 0 invites node 1 to sign a request node 1 has not seen on the chain yet:
+    // nothing starts until it has; then node 1 checks the rest (here: it holds no
+    // such presignature) and still signs nothing.
     let unknown = NodeMessage::Start(Start {
         participants: vec![0, 1],
         job: Job::Sign {
@@ -245,9 +247,22 @@ async fn forged_and_unknown_invitations_are_refused() {
             presignature: owned_by_0,
         },
     });
-    assert!(refused(
-        nodes[1].engine.handle(ParticipantId(0), &unknown.encode())
-    ));
+    nodes[1]
+        .engine
+        .handle(ParticipantId(0), &unknown.encode())
+        .unwrap();
+    assert_eq!(nodes[1].engine.running(), 0, "deferred, not started");
+    let task = SignTask {
+        payload: Payload::new([2; 32]).unwrap(),
+        tweak: Tweak::derive("x.near", "p").unwrap(),
+        entropy: [0; 32],
+    };
+    nodes[1].engine.add_request(RequestId([2; 32]), task);
+    assert_eq!(
+        nodes[1].engine.running(),
+        0,
+        "no presignature 77 here: refused"
+    );
 
     // Triples must include every participant; outsiders are refused.
     let partial = NodeMessage::Start(Start {

@@ -116,7 +116,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tick.tick() => {
-                if let Err(e) = node.on_tick(&mut writes).await {
+                if let Err(e) = node.on_tick().await {
                     tracing::warn!(error = %e, "reading the contract failed; retrying");
                 }
                 if network.is_none() {
@@ -167,7 +167,7 @@ struct Node {
 }
 
 impl Node {
-    async fn on_tick(&mut self, writes: &mut JoinSet<()>) -> Result<(), crate::chain::ChainError> {
+    async fn on_tick(&mut self) -> Result<(), crate::chain::ChainError> {
         let state = self.config.chain.state().await?;
         let (key, sets): (Option<EngineKey>, Vec<&ParticipantSet>) = match &state {
             ContractState::NotInitialized => (None, vec![]),
@@ -250,9 +250,9 @@ impl Node {
             return Ok(());
         }
         if let ContractState::Running { participants, .. } = &state {
-            self.stock()?;
+            self.stock();
             let pending = self.config.chain.pending_requests().await?;
-            self.lead(participants, &pending, writes);
+            self.lead(participants, &pending);
         }
         Ok(())
     }
@@ -292,12 +292,12 @@ impl Node {
 
     /// Keeps this node's own stock of triples and presignatures topped up, one run
     /// of each kind at a time.
-    fn stock(&mut self) -> Result<(), crate::chain::ChainError> {
+    fn stock(&mut self) {
         let (Some(engine), Some(me)) = (self.engine.as_mut(), self.me) else {
-            return Ok(());
+            return;
         };
         if engine.running() > 0 {
-            return Ok(());
+            return;
         }
         let store = &self.config.store;
         let own = |ids: Vec<u64>| ids.into_iter().filter(|id| owner(*id) == me).count();
@@ -308,16 +308,10 @@ impl Node {
         } else if triples < self.config.triple_target {
             let _ = engine.propose_triple();
         }
-        Ok(())
     }
 
     /// Tells the engine about pending requests and leads those this node leads.
-    fn lead(
-        &mut self,
-        participants: &ParticipantSet,
-        pending: &[PendingRequest],
-        _writes: &mut JoinSet<()>,
-    ) {
+    fn lead(&mut self, participants: &ParticipantSet, pending: &[PendingRequest]) {
         let (Some(engine), Some(me), Some(set)) =
             (self.engine.as_mut(), self.me, to_participants(participants))
         else {

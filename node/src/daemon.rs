@@ -235,8 +235,22 @@ impl Node {
             .map(|p| ParticipantId(p.id));
         let Some(me) = self.me else { return Ok(()) };
         let Some(key) = key else { return Ok(()) };
-        if self.engine_key.as_ref() != Some(&key) {
-            self.rebuild_engine(me, &key);
+        match &self.engine_key {
+            // Same epoch and set, another key task (keygen done, contract Running):
+            // keep the engine and its runs, which peers may already have joined.
+            Some(old)
+                if old.epoch == key.epoch
+                    && old.participants == key.participants
+                    && old.threshold == key.threshold =>
+            {
+                if old.task != key.task {
+                    if let Some(engine) = self.engine.as_mut() {
+                        engine.set_key_task(key.task.clone());
+                    }
+                    self.engine_key = Some(key.clone());
+                }
+            }
+            _ => self.rebuild_engine(me, &key),
         }
         let Some(engine) = self.engine.as_mut() else {
             return Ok(());
@@ -277,6 +291,7 @@ impl Node {
             }
         };
         let mut engine = Engine::new(
+            key.epoch,
             me,
             participants,
             key.threshold,

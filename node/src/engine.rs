@@ -70,6 +70,8 @@ impl NodeMessage {
 /// A proposer's invitation to a protocol run.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Start {
+    /// The epoch the run belongs to; nodes in another epoch refuse it.
+    pub epoch: u64,
     pub participants: Vec<u32>,
     pub job: Job,
 }
@@ -99,16 +101,6 @@ pub enum Job {
         request_id: [u8; 32],
         presignature: u64,
     },
-}
-
-impl Job {
-    /// The instance id every party derives for this job.
-    fn instance(&self) -> InstanceId {
-        let mut hasher = Sha3_256::new();
-        hasher.update(b"chain-signatures engine instance v1:");
-        hasher.update(borsh::to_vec(self).expect("serialises"));
-        InstanceId(hasher.finalize().into())
-    }
 }
 
 /// The proposer that owns a triple or presignature id.
@@ -232,6 +224,7 @@ type EarlyMessages = (Instant, Vec<(ParticipantId, Vec<u8>)>);
 
 /// One node's protocol engine for one epoch (participants, threshold, key share).
 pub struct Engine {
+    epoch: u64,
     me: ParticipantId,
     participants: Participants,
     threshold: usize,
@@ -250,6 +243,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(
+        epoch: u64,
         me: ParticipantId,
         participants: Participants,
         threshold: usize,
@@ -258,6 +252,7 @@ impl Engine {
         timeout: Duration,
     ) -> Self {
         Engine {
+            epoch,
             me,
             participants,
             threshold,
@@ -272,6 +267,15 @@ impl Engine {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// The instance id every party derives for `job` in this epoch.
+    fn instance_of(&self, job: &Job) -> InstanceId {
+        let mut hasher = Sha3_256::new();
+        hasher.update(b"chain-signatures engine instance v1:");
+        hasher.update(self.epoch.to_be_bytes());
+        hasher.update(borsh::to_vec(job).expect("serialises"));
+        InstanceId(hasher.finalize().into())
     }
 
     /// A new id owned by this node: its participant id, then 48 random bits.
@@ -291,7 +295,7 @@ impl Engine {
             return Ok(false);
         };
         let job = task.job();
-        if self.running.contains_key(&job.instance()) {
+        if self.running.contains_key(&self.instance_of(&job)) {
             return Ok(true);
         }
         let output = self.join_key_task(&task)?;
@@ -300,7 +304,7 @@ impl Engine {
     }
 
     fn join_key_task(&self, task: &KeyTask) -> Result<Output, EngineError> {
-        let instance = task.job().instance();
+        let instance = self.instance_of(&task.job());
         Ok(Output::Key(match task {
             KeyTask::Generate { .. } => {
                 keygen(instance, self.me, self.participants.clone(), self.threshold)?
@@ -347,7 +351,7 @@ impl Engine {
         let id = self.fresh_id();
         let job = Job::Triple { id };
         let instance = generate_triple(
-            job.instance(),
+            self.instance_of(&job),
             self.me,
             self.participants.clone(),
             self.threshold,
@@ -409,10 +413,11 @@ impl Engine {
     /// that the run is not under way already: one instance per run, never replaced.
     fn launch(&mut self, job: Job, participants: Participants, leader: bool, output: Output) {
         assert!(
-            !self.running.contains_key(&job.instance()),
+            !self.running.contains_key(&self.instance_of(&job)),
             "a run is launched at most once"
         );
         let start = NodeMessage::Start(Start {
+            epoch: self.epoch,
             participants: participants.iter().map(|p| p.0).collect(),
             job: job.clone(),
         });
@@ -422,7 +427,7 @@ impl Engine {
                 self.outbox.push_back((peer, bytes.clone()));
             }
         }
-        let instance = job.instance();
+        let instance = self.instance_of(&job);
         self.running.insert(
             instance,
             Running {
@@ -463,7 +468,7 @@ impl Engine {
             )));
         };
         Ok(Output::Presign(presign(
-            job.instance(),
+            self.instance_of(job),
             self.me,
             participants.clone(),
             key,
@@ -490,7 +495,7 @@ impl Engine {
             EngineError::Refused(format!("presignature {presignature} is not available here"))
         })?;
         Ok(Output::Sign(sign(
-            job.instance(),
+            self.instance_of(job),
             self.me,
             signers.clone(),
             presig,
@@ -518,6 +523,12 @@ impl Engine {
     }
 
     fn handle_start(&mut self, from: ParticipantId, start: Start) -> Result<(), EngineError> {
+        if start.epoch != self.epoch {
+            return Err(EngineError::Refused(format!(
+                "the run belongs to epoch {}, this node is in epoch {}",
+                start.epoch, self.epoch
+            )));
+        }
         let participants =
             Participants::new(start.participants.iter().copied().map(ParticipantId))?;
         if !participants.contains(self.me) || !participants.contains(from) {
@@ -540,7 +551,7 @@ impl Engine {
                     "the key task differs from the contract's as seen here".into(),
                 ));
             }
-            if self.running.contains_key(&start.job.instance()) {
+            if self.running.contains_key(&self.instance_of(&start.job)) {
                 // Several participants may propose the key task; it is one run.
                 return Ok(());
             }
@@ -548,7 +559,7 @@ impl Engine {
             self.launch(start.job, participants, false, output);
             return Ok(());
         }
-        let instance = start.job.instance();
+        let instance = self.instance_of(&start.job);
         if self.running.contains_key(&instance) {
             return Err(EngineError::Refused("this run is already under way".into()));
         }

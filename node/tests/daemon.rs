@@ -28,6 +28,13 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
+    // Node logs (RUST_LOG=info to see them) help when this fails on a loaded machine.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let devnet = Devnet::start(DevnetConfig::for_tests()).await.unwrap();
     let contract = id("signer.test.near");
     let root = Chain::new(

@@ -60,6 +60,7 @@ async fn start(n: u32, threshold: usize, dir: &std::path::Path) -> (Vec<Node>, V
         );
         store.put_key_share(0, share).unwrap();
         let engine = Engine::new(
+            0,
             me,
             parties.clone(),
             threshold,
@@ -227,6 +228,7 @@ async fn forged_and_unknown_invitations_are_refused() {
     // Ids carry their owner in the top 16 bits: this one is participant 0's.
     let owned_by_0 = 77u64;
     let forged = NodeMessage::Start(Start {
+        epoch: 0,
         participants: vec![1, 2],
         job: Job::Sign {
             request_id: [1; 32],
@@ -241,6 +243,7 @@ async fn forged_and_unknown_invitations_are_refused() {
     // nothing starts until it has; then node 1 checks the rest (here: it holds no
     // such presignature) and still signs nothing.
     let unknown = NodeMessage::Start(Start {
+        epoch: 0,
         participants: vec![0, 1],
         job: Job::Sign {
             request_id: [2; 32],
@@ -266,6 +269,7 @@ async fn forged_and_unknown_invitations_are_refused() {
 
     // Triples must include every participant; outsiders are refused.
     let partial = NodeMessage::Start(Start {
+        epoch: 0,
         participants: vec![0, 1],
         job: Job::Triple { id: owned_by_0 },
     });
@@ -273,12 +277,21 @@ async fn forged_and_unknown_invitations_are_refused() {
         nodes[1].engine.handle(ParticipantId(0), &partial.encode())
     ));
     let outsider = NodeMessage::Start(Start {
+        epoch: 0,
         participants: vec![0, 1, 9],
         job: Job::Triple { id: owned_by_0 },
     });
     assert!(refused(
         nodes[1].engine.handle(ParticipantId(0), &outsider.encode())
     ));
+
+    // A run of another epoch (e.g. from before a resharing) is refused.
+    let stale = NodeMessage::Start(Start {
+        epoch: 5,
+        participants: vec![0, 1, 2],
+        job: Job::Triple { id: owned_by_0 },
+    });
+    assert!(refused(nodes[1].engine.handle(ParticipantId(0), &stale.encode())));
 
     // Bytes that are no message.
     assert!(matches!(
@@ -325,6 +338,7 @@ async fn keyless(n: u32, dir: &std::path::Path) -> Vec<Node> {
             Store::open(&dir.join(format!("k{i}.redb")), &StorageKey::generate()).unwrap(),
         );
         let engine = Engine::new(
+            0,
             me,
             everyone.clone(),
             2,
@@ -368,6 +382,7 @@ async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
     // Epoch 0: nodes 0..3 generate the key; two of them propose, one run happens.
     for node in nodes.iter_mut().take(3) {
         node.engine = Engine::new(
+            0,
             ParticipantId(node.me),
             first_three.clone(),
             2,
@@ -399,6 +414,7 @@ async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
     for node in nodes.iter_mut() {
         let share = node.store.key_share().unwrap().map(|(_, share)| share);
         node.engine = Engine::new(
+            1,
             ParticipantId(node.me),
             all_four.clone(),
             3,

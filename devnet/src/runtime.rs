@@ -145,11 +145,19 @@ fn yocto(amount: u128) -> Balance {
     Balance::from_yoctonear(amount)
 }
 
+/// Compiled modules, shared by every devnet in the process: compiling a contract
+/// takes long (seconds for a large one in a debug build), and the VM keys the cache
+/// by code hash and VM config, so sharing is safe.
+fn compiled_module_cache() -> MockContractRuntimeCache {
+    static CACHE: std::sync::OnceLock<MockContractRuntimeCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(MockContractRuntimeCache::default).clone()
+}
+
 impl Runtime {
     pub fn new(config: Arc<RuntimeConfig>, yield_timeout: u64, chain_id: String) -> Self {
         Runtime {
             config,
-            cache: MockContractRuntimeCache::default(),
+            cache: compiled_module_cache(),
             yield_timeout,
             chain_id,
         }

@@ -40,15 +40,25 @@ async fn accounts_transfers_and_keys() {
         "10 NEAR plus gas, spent {spent}"
     );
 
-    // Transfer back; the receiver gets exactly the deposit, the sender pays gas on top.
-    net.send_ok(
-        &alice,
-        &id("test.near"),
-        vec![Action::Transfer(TransferAction {
-            deposit: Balance::from_yoctonear(NEAR),
-        })],
-    )
-    .await;
+    // Transfer back; the receiver gets exactly the deposit, the sender pays gas on top:
+    // NEAR's fees for a transfer (new receipt + transfer action, sent and executed).
+    let transfer = net
+        .send(
+            &alice,
+            &id("test.near"),
+            vec![Action::Transfer(TransferAction {
+                deposit: Balance::from_yoctonear(NEAR),
+            })],
+        )
+        .await;
+    assert_eq!(
+        transfer.transaction_outcome.outcome.gas_burnt.as_gas(),
+        223_182_562_500
+    );
+    assert_eq!(
+        transfer.receipts_outcome[0].outcome.gas_burnt.as_gas(),
+        223_182_562_500
+    );
     let alice_after = net
         .account(&id("alice.test.near"))
         .await

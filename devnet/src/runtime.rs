@@ -703,7 +703,7 @@ impl Runtime {
         state.gas_used += used;
         account.set_amount(outcome.balance);
         account.set_storage_usage(outcome.storage_usage);
-        state.pending.extend(ext.receipts.drain(..));
+        state.pending.append(&mut ext.receipts);
         state.resumes.append(&mut ext.resumes);
         state.yields.append(&mut ext.created_yields);
         state.return_data = outcome.return_data;

@@ -96,46 +96,93 @@ pub fn init(home: &Path, chain_id: &str, yield_timeout_blocks: u64) -> io::Resul
 }
 
 /// The run configuration stored in `home`, with optional overrides.
+///
+/// Tools written for near-sandbox (near-workspaces, sandbox-rs) may rewrite
+/// `genesis.json` and `config.json` in nearcore's own format; fields we know from
+/// either format are read (`chain_id`, the root account's balance in `records`,
+/// `rpc.addr`), everything else keeps its default.
 pub fn load(
     home: &Path,
     rpc_addr: Option<SocketAddr>,
     block_time_ms: Option<u64>,
 ) -> io::Result<DevnetConfig> {
-    let genesis: GenesisFile = read_json(&home.join("genesis.json"))?;
-    let config: ConfigFile = read_json(&home.join("config.json"))?;
+    let genesis: serde_json::Value = read_json(&home.join("genesis.json"))?;
+    let config: serde_json::Value = read_json(&home.join("config.json"))?;
     let key = KeyFile::from_file(&home.join("validator_key.json")).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!("cannot read {}/validator_key.json: {e}", home.display()),
         )
     })?;
-    let parse_u128 = |what: &str, text: &str| {
-        text.parse::<u128>().map_err(|_| {
-            io::Error::other(format!(
-                "genesis.json: {what} must be a decimal number, not {text:?}"
-            ))
-        })
+    let defaults = DevnetConfig::new(
+        SocketAddr::from(([127, 0, 0, 1], 3030)),
+        Duration::from_secs(1),
+    );
+    let decimal = |value: &serde_json::Value, what: &str| -> io::Result<Option<u128>> {
+        match value {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::String(text) => text.parse().map(Some).map_err(|_| {
+                io::Error::other(format!(
+                    "genesis.json: {what} must be a decimal number, not {text:?}"
+                ))
+            }),
+            other => Err(io::Error::other(format!(
+                "genesis.json: {what} must be a decimal string, not {other}"
+            ))),
+        }
     };
-    let rpc_addr = match rpc_addr {
-        Some(addr) => addr,
-        None => config.rpc_addr.parse().map_err(|_| {
+    // nearcore's format: the root account's record in `records`.
+    let record_balance = genesis["records"].as_array().and_then(|records| {
+        records.iter().find_map(|r| {
+            let account = &r["Account"];
+            (account["account_id"].as_str() == Some(key.account_id.as_str()))
+                .then(|| account["account"]["amount"].clone())
+        })
+    });
+    let root_balance = match decimal(&genesis["root_balance"], "root_balance")? {
+        Some(balance) => balance,
+        None => decimal(
+            &record_balance.unwrap_or_default(),
+            "the root account's amount",
+        )?
+        .unwrap_or(defaults.genesis.root_balance),
+    };
+    let gas_price = decimal(&genesis["gas_price"], "gas_price")?
+        .or(decimal(&genesis["min_gas_price"], "min_gas_price")?)
+        .unwrap_or(defaults.genesis.gas_price);
+    let configured_addr = config["rpc_addr"]
+        .as_str()
+        .or(config["rpc"]["addr"].as_str());
+    let rpc_addr = match (rpc_addr, configured_addr) {
+        (Some(addr), _) => addr,
+        (None, Some(text)) => text.parse().map_err(|_| {
             io::Error::other(format!(
-                "config.json: rpc_addr {:?} is not HOST:PORT",
-                config.rpc_addr
+                "config.json: rpc address {text:?} is not HOST:PORT"
             ))
         })?,
+        (None, None) => defaults.rpc_addr,
     };
+    let block_time_ms = block_time_ms
+        .or(config["block_time_ms"].as_u64())
+        .unwrap_or(1000);
     Ok(DevnetConfig {
         rpc_addr,
-        block_time: Duration::from_millis(block_time_ms.unwrap_or(config.block_time_ms).max(1)),
+        block_time: Duration::from_millis(block_time_ms.max(1)),
         genesis: Genesis {
-            chain_id: genesis.chain_id,
+            chain_id: genesis["chain_id"]
+                .as_str()
+                .unwrap_or(&defaults.genesis.chain_id)
+                .to_string(),
             root_account: key.account_id,
             root_public_key: key.public_key,
-            root_balance: parse_u128("root_balance", &genesis.root_balance)?,
-            gas_price: parse_u128("gas_price", &genesis.gas_price)?,
-            yield_timeout_blocks: genesis.yield_timeout_blocks,
-            genesis_time_ns: genesis.genesis_time_ns,
+            root_balance,
+            gas_price,
+            yield_timeout_blocks: genesis["yield_timeout_blocks"]
+                .as_u64()
+                .unwrap_or(defaults.genesis.yield_timeout_blocks),
+            genesis_time_ns: genesis["genesis_time_ns"]
+                .as_u64()
+                .unwrap_or(defaults.genesis.genesis_time_ns),
         },
         root_secret_key: key.secret_key,
         state_file: Some(state_file(home)),
@@ -145,4 +192,50 @@ pub fn load(
 /// Where the chain is saved between runs.
 pub fn state_file(home: &Path) -> PathBuf {
     home.join("data").join("chain.borsh")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_home(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("devnet-home-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn init_then_load_round_trips() {
+        let home = temp_home("ours");
+        init(&home, "localnet", 7).unwrap();
+        let config = load(&home, None, Some(50)).unwrap();
+        assert_eq!(config.genesis.root_account.as_str(), "test.near");
+        assert_eq!(config.genesis.yield_timeout_blocks, 7);
+        assert_eq!(config.block_time, Duration::from_millis(50));
+        assert_eq!(config.rpc_addr, "127.0.0.1:3030".parse().unwrap());
+        assert!(init(&home, "localnet", 7).is_err(), "a second init refuses");
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn reads_nearcores_formats_written_by_sandbox_tools() {
+        let home = temp_home("nearcore");
+        init(&home, "localnet", 200).unwrap();
+        let genesis = serde_json::json!({
+            "chain_id": "sandbox",
+            "min_gas_price": "100000000",
+            "records": [{"Account": {"account_id": "test.near", "account": {"amount": "5000", "locked": "0"}}}],
+        });
+        write_json(&home.join("genesis.json"), &genesis).unwrap();
+        write_json(
+            &home.join("config.json"),
+            &serde_json::json!({"rpc": {"addr": "0.0.0.0:4040"}}),
+        )
+        .unwrap();
+        let config = load(&home, None, None).unwrap();
+        assert_eq!(config.genesis.chain_id, "sandbox");
+        assert_eq!(config.genesis.root_balance, 5000);
+        assert_eq!(config.rpc_addr, "0.0.0.0:4040".parse().unwrap());
+        std::fs::remove_dir_all(&home).unwrap();
+    }
 }

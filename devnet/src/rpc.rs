@@ -97,7 +97,7 @@ async fn dispatch(shared: &Arc<Shared>, method: &str, params: Value) -> Result<V
             let hash = shared.submit(tx).map_err(tx_error)?;
             to_value(wait_tx(shared, hash, request.wait_until).await?)
         }
-        "tx" | "EXPERIMENTAL_tx_status" => {
+        "tx" | "tx_status" | "EXPERIMENTAL_tx_status" => {
             let (hash, wait_until) = tx_status_params(params)?;
             to_value(wait_tx(shared, hash, wait_until).await?)
         }

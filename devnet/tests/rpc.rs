@@ -461,3 +461,32 @@ async fn blocks_chunks_gas_price_send_tx_status_and_patch_state() {
     .await;
     net.devnet.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn protocol_config_is_nearcores_latest() {
+    let net = start().await;
+    let config = net
+        .client
+        .call(
+            methods::EXPERIMENTAL_protocol_config::RpcProtocolConfigRequest {
+                block_reference: BlockReference::Finality(Finality::Final),
+            },
+        )
+        .await
+        .expect("EXPERIMENTAL_protocol_config");
+    assert_eq!(config.chain_id, "localnet");
+    let latest = devnet::node::latest_runtime_config();
+    assert_eq!(
+        config
+            .runtime_config
+            .wasm_config
+            .limit_config
+            .max_total_prepaid_gas,
+        latest.wasm_config.limit_config.max_total_prepaid_gas
+    );
+    assert_eq!(
+        config.protocol_version,
+        near_primitives::version::PROTOCOL_VERSION
+    );
+    net.devnet.shutdown().await.unwrap();
+}

@@ -2,9 +2,11 @@
 //! `config.json`, `validator_key.json` (the root account's key) and `data/` (the
 //! saved chain).
 
-use crate::chain::Genesis;
+use crate::chain::{Genesis, GenesisAccount};
 use crate::node::DevnetConfig;
+use near_crypto::PublicKey;
 use near_crypto::{KeyFile, KeyType, SecretKey};
+use near_primitives::types::AccountId;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +24,10 @@ pub struct GenesisFile {
     /// yoctoNEAR per gas, as a decimal string.
     pub gas_price: String,
     pub yield_timeout_blocks: u64,
+    /// nearcore's fields that sandbox tools (sandbox-rs) read and extend: accounts
+    /// and keys added here exist from the genesis block on.
+    pub total_supply: String,
+    pub records: Vec<serde_json::Value>,
 }
 
 /// `config.json`: how the node runs (command-line flags override it).
@@ -74,6 +80,8 @@ pub fn init(home: &Path, chain_id: &str, yield_timeout_blocks: u64) -> io::Resul
         root_balance: defaults.genesis.root_balance.to_string(),
         gas_price: defaults.genesis.gas_price.to_string(),
         yield_timeout_blocks,
+        total_supply: defaults.genesis.root_balance.to_string(),
+        records: Vec::new(),
     };
     write_json(&home.join("genesis.json"), &genesis)?;
     write_json(
@@ -139,6 +147,7 @@ pub fn load(
                 .then(|| account["account"]["amount"].clone())
         })
     });
+    let accounts = genesis_records(&genesis, &key.account_id)?;
     let root_balance = match decimal(&genesis["root_balance"], "root_balance")? {
         Some(balance) => balance,
         None => decimal(
@@ -176,6 +185,7 @@ pub fn load(
             root_account: key.account_id,
             root_public_key: key.public_key,
             root_balance,
+            accounts,
             gas_price,
             yield_timeout_blocks: genesis["yield_timeout_blocks"]
                 .as_u64()
@@ -187,6 +197,54 @@ pub fn load(
         root_secret_key: key.secret_key,
         state_file: Some(state_file(home)),
     })
+}
+
+/// The accounts and full-access keys in nearcore-style `records` (other than the root
+/// account's balance, which `load` reads itself).
+fn genesis_records(
+    genesis: &serde_json::Value,
+    root: &AccountId,
+) -> io::Result<Vec<GenesisAccount>> {
+    let mut accounts: Vec<GenesisAccount> = Vec::new();
+    let Some(records) = genesis["records"].as_array() else {
+        return Ok(accounts);
+    };
+    let bad = |what: String| io::Error::other(format!("genesis.json records: {what}"));
+    let entry = |accounts: &mut Vec<GenesisAccount>, id: &str| -> io::Result<usize> {
+        let account_id: AccountId = id
+            .parse()
+            .map_err(|_| bad(format!("invalid account id {id:?}")))?;
+        if let Some(i) = accounts.iter().position(|a| a.account_id == account_id) {
+            return Ok(i);
+        }
+        accounts.push(GenesisAccount {
+            account_id,
+            balance: 0,
+            keys: Vec::new(),
+        });
+        Ok(accounts.len() - 1)
+    };
+    for record in records {
+        if let Some(account) = record.get("Account") {
+            let id = account["account_id"].as_str().unwrap_or_default();
+            let i = entry(&mut accounts, id)?;
+            if accounts[i].account_id != *root {
+                let amount = account["account"]["amount"].as_str().unwrap_or("0");
+                accounts[i].balance = amount
+                    .parse()
+                    .map_err(|_| bad(format!("amount {amount:?} of {id} is not a number")))?;
+            }
+        } else if let Some(key) = record.get("AccessKey") {
+            let id = key["account_id"].as_str().unwrap_or_default();
+            let text = key["public_key"].as_str().unwrap_or_default();
+            let public_key: PublicKey = text
+                .parse()
+                .map_err(|_| bad(format!("public key {text:?} of {id}")))?;
+            let i = entry(&mut accounts, id)?;
+            accounts[i].keys.push(public_key);
+        }
+    }
+    Ok(accounts)
 }
 
 /// Where the chain is saved between runs.
@@ -224,7 +282,12 @@ mod tests {
         let genesis = serde_json::json!({
             "chain_id": "sandbox",
             "min_gas_price": "100000000",
-            "records": [{"Account": {"account_id": "test.near", "account": {"amount": "5000", "locked": "0"}}}],
+            "total_supply": "6000",
+            "records": [
+                {"Account": {"account_id": "test.near", "account": {"amount": "5000", "locked": "0"}}},
+                {"Account": {"account_id": "sandbox", "account": {"amount": "1000", "locked": "0"}}},
+                {"AccessKey": {"account_id": "sandbox", "public_key": "ed25519:5BGSaf6YjVm7565VzWQHNxoyEjwr3jUpRJSGjREvU9dB", "access_key": {"nonce": 0, "permission": "FullAccess"}}},
+            ],
         });
         write_json(&home.join("genesis.json"), &genesis).unwrap();
         write_json(
@@ -235,6 +298,14 @@ mod tests {
         let config = load(&home, None, None).unwrap();
         assert_eq!(config.genesis.chain_id, "sandbox");
         assert_eq!(config.genesis.root_balance, 5000);
+        let sandbox = config
+            .genesis
+            .accounts
+            .iter()
+            .find(|a| a.account_id.as_str() == "sandbox")
+            .expect("the sandbox account from the records");
+        assert_eq!(sandbox.balance, 1000);
+        assert_eq!(sandbox.keys.len(), 1);
         assert_eq!(config.rpc_addr, "0.0.0.0:4040".parse().unwrap());
         std::fs::remove_dir_all(&home).unwrap();
     }

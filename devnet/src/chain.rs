@@ -43,11 +43,21 @@ pub struct Genesis {
     pub root_account: AccountId,
     pub root_public_key: PublicKey,
     pub root_balance: u128,
+    /// More accounts to create at genesis (records of sandbox tools' genesis files).
+    pub accounts: Vec<GenesisAccount>,
     /// Yocto per gas, constant (NEAR's minimum gas price).
     pub gas_price: u128,
     /// Blocks until an unanswered yield times out (NEAR: 200).
     pub yield_timeout_blocks: u64,
     pub genesis_time_ns: u64,
+}
+
+/// An account that exists from the genesis block on, with full-access keys.
+#[derive(Clone, Debug)]
+pub struct GenesisAccount {
+    pub account_id: AccountId,
+    pub balance: u128,
+    pub keys: Vec<PublicKey>,
 }
 
 /// A produced block (the devnet has one shard and instant finality).
@@ -117,19 +127,35 @@ impl Chain {
     /// A new chain with the genesis block and the root account.
     pub fn new(genesis: &Genesis, config: Arc<RuntimeConfig>) -> Chain {
         let mut store = Store::default();
-        let root_key = AccessKey::full_access();
-        let mut root = Account::new(
-            Balance::from_yoctonear(genesis.root_balance),
-            Balance::ZERO,
-            AccountContract::None,
-            config.fees.storage_usage_config.num_bytes_account,
-        );
-        root.set_storage_usage(
-            root.storage_usage()
-                + crate::runtime::access_key_storage(&config, &genesis.root_public_key, &root_key),
-        );
-        store.set_account(&genesis.root_account, &root);
-        store.set_access_key(&genesis.root_account, &genesis.root_public_key, &root_key);
+        let root = GenesisAccount {
+            account_id: genesis.root_account.clone(),
+            balance: genesis.root_balance,
+            keys: vec![genesis.root_public_key.clone()],
+        };
+        for account in std::iter::once(&root).chain(&genesis.accounts) {
+            let key = AccessKey::full_access();
+            let mut record = store.account(&account.account_id).unwrap_or_else(|| {
+                Account::new(
+                    Balance::ZERO,
+                    Balance::ZERO,
+                    AccountContract::None,
+                    config.fees.storage_usage_config.num_bytes_account,
+                )
+            });
+            record.set_amount(Balance::from_yoctonear(
+                record.amount().as_yoctonear() + account.balance,
+            ));
+            for public_key in &account.keys {
+                if store.access_key(&account.account_id, public_key).is_none() {
+                    record.set_storage_usage(
+                        record.storage_usage()
+                            + crate::runtime::access_key_storage(&config, public_key, &key),
+                    );
+                    store.set_access_key(&account.account_id, public_key, &key);
+                }
+            }
+            store.set_account(&account.account_id, &record);
+        }
         store.commit();
         let hash = now_hash(&[genesis.chain_id.as_bytes(), b"genesis"]);
         let block = Block {

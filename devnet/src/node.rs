@@ -59,6 +59,7 @@ impl DevnetConfig {
                 root_account: "test.near".parse().expect("valid account id"),
                 root_public_key: root_secret_key.public_key(),
                 root_balance: 1_000_000_000 * 10u128.pow(24),
+                accounts: Vec::new(),
                 gas_price: 100_000_000,
                 yield_timeout_blocks: 200,
                 genesis_time_ns: now_ns(),

@@ -70,6 +70,7 @@ async fn dispatch(shared: &Arc<Shared>, method: &str, params: Value) -> Result<V
         "block" => block(shared, params),
         "chunk" => chunk(shared, params),
         "gas_price" => gas_price(shared, params),
+        "EXPERIMENTAL_protocol_config" => protocol_config(shared, params),
         "query" => query(shared, params),
         "broadcast_tx_async" => {
             let tx = signed_tx_param(&params)?;
@@ -97,7 +98,7 @@ async fn dispatch(shared: &Arc<Shared>, method: &str, params: Value) -> Result<V
             let hash = shared.submit(tx).map_err(tx_error)?;
             to_value(wait_tx(shared, hash, request.wait_until).await?)
         }
-        "tx" | "EXPERIMENTAL_tx_status" => {
+        "tx" | "tx_status" | "EXPERIMENTAL_tx_status" => {
             let (hash, wait_until) = tx_status_params(params)?;
             to_value(wait_tx(shared, hash, wait_until).await?)
         }
@@ -342,6 +343,57 @@ fn gas_price(shared: &Arc<Shared>, params: Value) -> Result<Value, RpcError> {
             })?;
         }
         to_value(json!({ "gas_price": Balance::from_yoctonear(chain.gas_price()) }))
+    })
+}
+
+/// nearcore's protocol config view: our runtime config (the latest protocol's) and
+/// the genesis parameters a one-validator, one-shard chain has.
+fn protocol_config(shared: &Arc<Shared>, params: Value) -> Result<Value, RpcError> {
+    let reference: BlockReference = parse(params)?;
+    shared.with_chain(|chain| {
+        find_block(chain, &reference).ok_or_else(|| {
+            RpcError::from(
+                near_jsonrpc_primitives::types::config::RpcProtocolConfigError::UnknownBlock {
+                    error_message: format!("{reference:?}"),
+                },
+            )
+        })?;
+        let config = chain.runtime().config.as_ref().clone();
+        let runtime_config = near_parameters::view::RuntimeConfigView::from(config);
+        let gas_price = Balance::from_yoctonear(chain.gas_price());
+        to_value(json!({
+            "protocol_version": near_primitives::version::PROTOCOL_VERSION,
+            "genesis_time": rfc3339(chain.genesis().timestamp_ns),
+            "chain_id": chain.chain_id(),
+            "genesis_height": chain.genesis().height,
+            "num_block_producer_seats": 1,
+            "dynamic_resharding": false,
+            "protocol_upgrade_stake_threshold": [4, 5],
+            "epoch_length": 43_200,
+            "gas_limit": 1_000_000_000_000_000u64,
+            "min_gas_price": gas_price,
+            "max_gas_price": gas_price,
+            "block_producer_kickout_threshold": 0,
+            "chunk_producer_kickout_threshold": 0,
+            "chunk_validator_only_kickout_threshold": 0,
+            "target_validator_mandates_per_shard": 1,
+            "online_min_threshold": [9, 10],
+            "online_max_threshold": [99, 100],
+            "gas_price_adjustment_rate": [0, 1],
+            "runtime_config": runtime_config,
+            "transaction_validity_period": crate::chain::TRANSACTION_VALIDITY_BLOCKS,
+            "protocol_reward_rate": [0, 1],
+            "max_inflation_rate": [0, 1],
+            "num_blocks_per_year": 31_536_000,
+            "protocol_treasury_account": shared.validator_account,
+            "fishermen_threshold": "0",
+            "minimum_stake_divisor": 10,
+            "max_kickout_stake_perc": 0,
+            "minimum_stake_ratio": [1, 6250],
+            "shuffle_shard_assignment_for_chunk_producers": false,
+            "minimum_validators_per_shard": 1,
+            "shard_layout": near_primitives::shard_layout::ShardLayout::single_shard(),
+        }))
     })
 }
 

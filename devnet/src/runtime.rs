@@ -23,7 +23,9 @@ use near_primitives::transaction::{Action, ExecutionMetadata, ExecutionOutcome, 
 use near_primitives::types::{AccountId, Balance, Gas};
 use near_vm_runner::logic::types::PromiseResult;
 use near_vm_runner::logic::{ReturnData, VMContext};
-use near_vm_runner::{ContractCode, MockContractRuntimeCache};
+use near_vm_runner::{
+    ContractCode, ContractRuntimeCache, FilesystemContractRuntimeCache, MockContractRuntimeCache,
+};
 use std::sync::Arc;
 
 /// Accounts with at most this much storage need no balance for it (NEAR's
@@ -52,7 +54,7 @@ pub struct Executed {
 /// nearcore's VM plus the protocol config, and the compiled-module cache.
 pub struct Runtime {
     pub config: Arc<RuntimeConfig>,
-    cache: MockContractRuntimeCache,
+    cache: Box<dyn ContractRuntimeCache>,
     pub yield_timeout: u64,
     pub chain_id: String,
 }
@@ -145,11 +147,39 @@ fn yocto(amount: u128) -> Balance {
     Balance::from_yoctonear(amount)
 }
 
+/// Compiled modules, shared by every devnet in the process: compiling a contract
+/// takes long (seconds for a large one in a debug build). nearcore's filesystem cache
+/// keeps loaded modules in memory and compiled code on disk (keyed by code hash and
+/// VM config, so sharing it is safe), in `$DEVNET_CONTRACT_CACHE` or
+/// `<temp dir>/devnet-contract-cache`; in memory only if that directory is unusable.
+fn compiled_module_cache() -> Box<dyn ContractRuntimeCache> {
+    static CACHE: std::sync::OnceLock<Box<dyn ContractRuntimeCache>> = std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            let dir = std::env::var_os("DEVNET_CONTRACT_CACHE")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("devnet-contract-cache"));
+            match FilesystemContractRuntimeCache::with_memory_cache(
+                &dir,
+                None::<&str>,
+                "compiled",
+                64,
+                None,
+                512 * 1024 * 1024,
+                near_vm_runner::noop_background_spawner(),
+            ) {
+                Ok(cache) => Box::new(cache),
+                Err(_) => Box::new(MockContractRuntimeCache::default()),
+            }
+        })
+        .handle()
+}
+
 impl Runtime {
     pub fn new(config: Arc<RuntimeConfig>, yield_timeout: u64, chain_id: String) -> Self {
         Runtime {
             config,
-            cache: MockContractRuntimeCache::default(),
+            cache: compiled_module_cache(),
             yield_timeout,
             chain_id,
         }
@@ -618,7 +648,7 @@ impl Runtime {
         let prepared = near_vm_runner::prepare(
             &code,
             wasm_config,
-            Some(&self.cache),
+            Some(self.cache.as_ref()),
             gas_counter,
             &call.method_name,
         );
@@ -673,7 +703,7 @@ impl Runtime {
         state.gas_used += used;
         account.set_amount(outcome.balance);
         account.set_storage_usage(outcome.storage_usage);
-        state.pending.extend(ext.receipts.drain(..));
+        state.pending.append(&mut ext.receipts);
         state.resumes.append(&mut ext.resumes);
         state.yields.append(&mut ext.created_yields);
         state.return_data = outcome.return_data;
@@ -733,8 +763,13 @@ impl Runtime {
         );
         let wasm_config = self.config.wasm_config.clone();
         let gas_counter = context.make_gas_counter(&wasm_config);
-        let prepared =
-            near_vm_runner::prepare(&code, wasm_config, Some(&self.cache), gas_counter, method);
+        let prepared = near_vm_runner::prepare(
+            &code,
+            wasm_config,
+            Some(self.cache.as_ref()),
+            gas_counter,
+            method,
+        );
         let outcome = near_vm_runner::run(prepared, &mut ext, &context, self.config.fees.clone());
         // Views never change state, whatever the VM did.
         store.rollback(checkpoint);

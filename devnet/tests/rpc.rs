@@ -40,15 +40,25 @@ async fn accounts_transfers_and_keys() {
         "10 NEAR plus gas, spent {spent}"
     );
 
-    // Transfer back; the receiver gets exactly the deposit, the sender pays gas on top.
-    net.send_ok(
-        &alice,
-        &id("test.near"),
-        vec![Action::Transfer(TransferAction {
-            deposit: Balance::from_yoctonear(NEAR),
-        })],
-    )
-    .await;
+    // Transfer back; the receiver gets exactly the deposit, the sender pays gas on top:
+    // NEAR's fees for a transfer (new receipt + transfer action, sent and executed).
+    let transfer = net
+        .send(
+            &alice,
+            &id("test.near"),
+            vec![Action::Transfer(TransferAction {
+                deposit: Balance::from_yoctonear(NEAR),
+            })],
+        )
+        .await;
+    assert_eq!(
+        transfer.transaction_outcome.outcome.gas_burnt.as_gas(),
+        223_182_562_500
+    );
+    assert_eq!(
+        transfer.receipts_outcome[0].outcome.gas_burnt.as_gas(),
+        223_182_562_500
+    );
     let alice_after = net
         .account(&id("alice.test.near"))
         .await
@@ -315,5 +325,168 @@ async fn malformed_requests_get_nears_error_shapes_and_the_devnet_keeps_running(
         .expect("still serving");
     assert_eq!(status.chain_id, "localnet");
     net.send_ok(&net.root, &id("test.near"), vec![]).await;
+    net.devnet.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn blocks_chunks_gas_price_send_tx_status_and_patch_state() {
+    use near_jsonrpc_primitives::types::chunks::ChunkReference;
+    use near_jsonrpc_primitives::types::transactions::TransactionInfo;
+    use near_primitives::types::BlockId;
+    use near_primitives::views::TxExecutionStatus;
+
+    let net = start().await;
+    // send_tx returns at once with wait_until NONE, and with the outcome when final.
+    let tx = net.sign_tx(&net.root, &id("test.near"), vec![]).await;
+    let hash = tx.get_hash();
+    let quick = net
+        .client
+        .call(methods::send_tx::RpcSendTransactionRequest {
+            signed_transaction: tx.clone(),
+            wait_until: TxExecutionStatus::None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(quick.final_execution_status, TxExecutionStatus::None);
+    let done = net
+        .client
+        .call(methods::send_tx::RpcSendTransactionRequest {
+            signed_transaction: tx,
+            wait_until: TxExecutionStatus::Final,
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.final_execution_status, TxExecutionStatus::Final);
+    let outcome = done.final_execution_outcome.unwrap().into_outcome();
+    let experimental = net
+        .client
+        .call(methods::tx_status::RpcTransactionStatusRequest {
+            transaction_info: TransactionInfo::TransactionId {
+                tx_hash: hash,
+                sender_account_id: id("test.near"),
+            },
+            wait_until: TxExecutionStatus::Final,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        experimental
+            .final_execution_outcome
+            .unwrap()
+            .into_outcome()
+            .transaction_outcome
+            .id,
+        hash
+    );
+
+    // The block that included it, by hash and by height, and its chunk.
+    let included = outcome.transaction_outcome.block_hash;
+    let by_hash = net
+        .client
+        .call(methods::block::RpcBlockRequest {
+            block_reference: BlockReference::BlockId(BlockId::Hash(included)),
+        })
+        .await
+        .unwrap();
+    let by_height = net
+        .client
+        .call(methods::block::RpcBlockRequest {
+            block_reference: BlockReference::BlockId(BlockId::Height(by_hash.header.height)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_height.header.hash, included);
+    assert_eq!(
+        by_height.header.prev_height,
+        Some(by_hash.header.height - 1)
+    );
+    let chunk = net
+        .client
+        .call(methods::chunk::RpcChunkRequest {
+            chunk_reference: ChunkReference::BlockShardId {
+                block_id: BlockId::Hash(included),
+                shard_id: 0.into(),
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(chunk.transactions.len(), 1);
+    assert_eq!(chunk.transactions[0].hash, hash);
+
+    let price = net
+        .client
+        .call(methods::gas_price::RpcGasPriceRequest { block_id: None })
+        .await
+        .unwrap();
+    assert_eq!(price.gas_price.as_yoctonear(), 100_000_000);
+
+    // sandbox_patch_state: an account with a balance and a key appears.
+    let carol = signer_for(&id("carol.test.near"));
+    let account = near_primitives::account::Account::new(
+        Balance::from_yoctonear(5 * NEAR),
+        Balance::ZERO,
+        near_primitives::account::AccountContract::None,
+        182,
+    );
+    net.client
+        .call(methods::sandbox_patch_state::RpcSandboxPatchStateRequest {
+            records: vec![
+                near_primitives::state_record::StateRecord::Account {
+                    account_id: id("carol.test.near"),
+                    account,
+                },
+                near_primitives::state_record::StateRecord::AccessKey {
+                    account_id: id("carol.test.near"),
+                    public_key: carol.public_key().into(),
+                    access_key: AccessKey::full_access(),
+                },
+            ],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        net.account(&id("carol.test.near"))
+            .await
+            .amount
+            .as_yoctonear(),
+        5 * NEAR
+    );
+    net.send_ok(
+        &carol,
+        &id("test.near"),
+        vec![Action::Transfer(TransferAction {
+            deposit: Balance::from_yoctonear(NEAR),
+        })],
+    )
+    .await;
+    net.devnet.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn protocol_config_is_nearcores_latest() {
+    let net = start().await;
+    let config = net
+        .client
+        .call(
+            methods::EXPERIMENTAL_protocol_config::RpcProtocolConfigRequest {
+                block_reference: BlockReference::Finality(Finality::Final),
+            },
+        )
+        .await
+        .expect("EXPERIMENTAL_protocol_config");
+    assert_eq!(config.chain_id, "localnet");
+    let latest = devnet::node::latest_runtime_config();
+    assert_eq!(
+        config
+            .runtime_config
+            .wasm_config
+            .limit_config
+            .max_total_prepaid_gas,
+        latest.wasm_config.limit_config.max_total_prepaid_gas
+    );
+    assert_eq!(
+        config.protocol_version,
+        near_primitives::version::PROTOCOL_VERSION
+    );
     net.devnet.shutdown().await.unwrap();
 }

@@ -1,9 +1,11 @@
 //! A test contract for the devnet: every method exercises one runtime feature
 //! through the host functions directly, so a test sees exactly which receipts exist.
 
-use near_sdk::{env, near, AccountId, CryptoHash, Gas, GasWeight, NearToken, PromiseResult};
+use near_sdk::{env, near, AccountId, CryptoHash, Gas, GasWeight, NearToken};
 
 const DATA_ID_KEY: &[u8] = b"yield_data_id";
+/// Longest promise result the callbacks read.
+const MAX_RESULT: usize = 1024;
 
 #[near(contract_state)]
 #[derive(Default)]
@@ -39,9 +41,9 @@ impl TestContract {
     #[private]
     pub fn collect(&self) -> Vec<Option<u64>> {
         (0..env::promise_results_count())
-            .map(|i| match env::promise_result(i) {
-                PromiseResult::Successful(bytes) => near_sdk::serde_json::from_slice(&bytes).ok(),
-                PromiseResult::Failed => None,
+            .map(|i| match env::promise_result_checked(i, MAX_RESULT) {
+                Ok(bytes) => near_sdk::serde_json::from_slice(&bytes).ok(),
+                Err(_) => None,
             })
             .collect()
     }
@@ -72,9 +74,9 @@ impl TestContract {
     #[private]
     pub fn on_resume(&mut self) -> String {
         env::storage_remove(DATA_ID_KEY);
-        match env::promise_result(0) {
-            PromiseResult::Successful(bytes) => String::from_utf8(bytes).unwrap_or_default(),
-            PromiseResult::Failed => "timeout".to_string(),
+        match env::promise_result_checked(0, MAX_RESULT) {
+            Ok(bytes) => String::from_utf8(bytes).unwrap_or_default(),
+            Err(_) => "timeout".to_string(),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! near-workspaces 0.24 spawning the `devnet` binary through NEAR_SANDBOX_BIN_PATH,
-//! exactly as it spawns near-sandbox: accounts, deploy, call, view, transfer.
+//! exactly as it spawns near-sandbox: accounts, deploy, call, view, transfer, keys.
 
 mod common;
 
 use common::*;
-use near_workspaces::types::NearToken;
+use near_workspaces::types::{AccessKey, KeyType, NearToken, SecretKey};
 use serde_json::json;
 
 #[tokio::test]
@@ -52,4 +52,25 @@ async fn near_workspaces_runs_on_the_devnet_binary() {
         after.as_yoctonear() - before.as_yoctonear(),
         NearToken::from_near(1).as_yoctonear()
     );
+
+    // Keys: add a full-access key, see it listed, delete it again.
+    let extra = SecretKey::from_random(KeyType::ED25519).public_key();
+    let added = user
+        .batch(user.id())
+        .add_key(extra.clone(), AccessKey::full_access())
+        .transact()
+        .await
+        .unwrap();
+    assert!(added.is_success(), "{added:?}");
+    let keys = user.view_access_keys().await.unwrap();
+    assert!(keys.iter().any(|k| k.public_key == extra));
+    let deleted = user
+        .batch(user.id())
+        .delete_key(extra.clone())
+        .transact()
+        .await
+        .unwrap();
+    assert!(deleted.is_success(), "{deleted:?}");
+    let keys = user.view_access_keys().await.unwrap();
+    assert!(!keys.iter().any(|k| k.public_key == extra));
 }

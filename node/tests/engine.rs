@@ -291,7 +291,9 @@ async fn forged_and_unknown_invitations_are_refused() {
         participants: vec![0, 1, 2],
         job: Job::Triple { id: owned_by_0 },
     });
-    assert!(refused(nodes[1].engine.handle(ParticipantId(0), &stale.encode())));
+    assert!(refused(
+        nodes[1].engine.handle(ParticipantId(0), &stale.encode())
+    ));
 
     // Bytes that are no message.
     assert!(matches!(

@@ -11,12 +11,9 @@
 
 use devnet::{Devnet, DevnetConfig};
 use mpc_node::chain::{Chain, ContractState};
-use near_crypto::{KeyType, SecretKey};
-use near_primitives::account::{AccessKey, AccessKeyPermission};
-use near_primitives::transaction::{
-    Action, AddKeyAction, CreateAccountAction, DeployContractAction, TransferAction,
-};
-use near_primitives::types::{AccountId, Balance};
+use near_crypto::SecretKey;
+use near_primitives::transaction::{Action, DeployContractAction};
+use near_primitives::types::AccountId;
 use primitives::{address, derivation, near_key, Payload, SignRequest, SignatureResponse};
 use sha3::{Digest, Keccak256};
 use std::path::PathBuf;
@@ -63,33 +60,15 @@ fn id(s: &str) -> AccountId {
     s.parse().expect("a valid account id")
 }
 
-/// Creates `name` with 100 NEAR and a fresh full-access key (plus `extra` actions),
-/// paid by `parent`; returns the key.
 async fn create_account(
     parent: &Chain,
     name: &str,
     extra: Vec<Action>,
 ) -> Result<SecretKey, String> {
-    let secret = SecretKey::from_random(KeyType::ED25519);
-    let mut actions = vec![
-        Action::CreateAccount(CreateAccountAction {}),
-        Action::Transfer(TransferAction {
-            deposit: Balance::from_yoctonear(100 * NEAR),
-        }),
-        Action::AddKey(Box::new(AddKeyAction {
-            public_key: secret.public_key(),
-            access_key: AccessKey {
-                nonce: 0,
-                permission: AccessKeyPermission::FullAccess,
-            },
-        })),
-    ];
-    actions.extend(extra);
     parent
-        .transact(&id(name), actions)
+        .create_account(&id(name), 100 * NEAR, extra)
         .await
-        .map_err(|e| format!("creating {name}: {e}"))?;
-    Ok(secret)
+        .map_err(|e| format!("creating {name}: {e}"))
 }
 
 fn free_port() -> u16 {

@@ -6,9 +6,11 @@ use near_crypto::{InMemorySigner, SecretKey, Signer};
 use near_jsonrpc_client::{methods, JsonRpcClient};
 use near_jsonrpc_primitives::types::query::QueryResponseKind;
 use near_jsonrpc_primitives::types::transactions::RpcTransactionError;
+use near_primitives::account::{AccessKey, AccessKeyPermission};
 use near_primitives::transaction::{
     Action, FunctionCallAction, SignedTransaction, Transaction, TransactionV0,
 };
+use near_primitives::transaction::{AddKeyAction, CreateAccountAction, TransferAction};
 use near_primitives::types::{AccountId, Balance, BlockReference, Finality, Gas};
 use near_primitives::views::{
     FinalExecutionOutcomeView, FinalExecutionStatus, QueryRequest, TxExecutionStatus,
@@ -322,6 +324,35 @@ impl Chain {
                 }
             }
         }
+    }
+
+    /// Creates account `name` (a sub-account of this client's account, or any name on
+    /// a chain whose root we hold) with `yocto` and a fresh full-access key, plus
+    /// `extra` actions in the same transaction. Returns the new key. For tools,
+    /// tests and the demo; the node itself never creates accounts.
+    pub async fn create_account(
+        &self,
+        name: &AccountId,
+        yocto: u128,
+        extra: Vec<Action>,
+    ) -> Result<SecretKey, ChainError> {
+        let secret = SecretKey::from_random(near_crypto::KeyType::ED25519);
+        let mut actions = vec![
+            Action::CreateAccount(CreateAccountAction {}),
+            Action::Transfer(TransferAction {
+                deposit: Balance::from_yoctonear(yocto),
+            }),
+            Action::AddKey(Box::new(AddKeyAction {
+                public_key: secret.public_key(),
+                access_key: AccessKey {
+                    nonce: 0,
+                    permission: AccessKeyPermission::FullAccess,
+                },
+            })),
+        ];
+        actions.extend(extra);
+        self.transact(name, actions).await?;
+        Ok(secret)
     }
 
     pub async fn vote_pk(&self, public_key: &str) -> Result<bool, ChainError> {

@@ -176,6 +176,28 @@ fn compiled_module_cache() -> Box<dyn ContractRuntimeCache> {
 }
 
 impl Runtime {
+    /// Prepares (or takes from the cache) and runs `method` of `code` in the VM: the
+    /// one place function calls and views enter nearcore's runner.
+    fn run_vm(
+        &self,
+        code: &AccountCode,
+        context: &VMContext,
+        ext: &mut RuntimeExt<'_>,
+        method: &str,
+    ) -> Result<near_vm_runner::logic::VMOutcome, near_vm_runner::logic::errors::VMRunnerError>
+    {
+        let wasm_config = self.config.wasm_config.clone();
+        let gas_counter = context.make_gas_counter(&wasm_config);
+        let prepared = near_vm_runner::prepare(
+            code,
+            wasm_config,
+            Some(self.cache.as_ref()),
+            gas_counter,
+            method,
+        );
+        near_vm_runner::run(prepared, ext, context, self.config.fees.clone())
+    }
+
     pub fn new(config: Arc<RuntimeConfig>, yield_timeout: u64, chain_id: String) -> Self {
         Runtime {
             config,
@@ -643,16 +665,7 @@ impl Runtime {
             self.yield_timeout,
             self.chain_id.clone(),
         );
-        let wasm_config = self.config.wasm_config.clone();
-        let gas_counter = context.make_gas_counter(&wasm_config);
-        let prepared = near_vm_runner::prepare(
-            &code,
-            wasm_config,
-            Some(self.cache.as_ref()),
-            gas_counter,
-            &call.method_name,
-        );
-        let outcome = near_vm_runner::run(prepared, &mut ext, &context, self.config.fees.clone());
+        let outcome = self.run_vm(&code, &context, &mut ext, &call.method_name);
         let mut outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => return Err(execution_error(format!("the VM failed: {error:?}"))),
@@ -761,16 +774,7 @@ impl Runtime {
             self.yield_timeout,
             self.chain_id.clone(),
         );
-        let wasm_config = self.config.wasm_config.clone();
-        let gas_counter = context.make_gas_counter(&wasm_config);
-        let prepared = near_vm_runner::prepare(
-            &code,
-            wasm_config,
-            Some(self.cache.as_ref()),
-            gas_counter,
-            method,
-        );
-        let outcome = near_vm_runner::run(prepared, &mut ext, &context, self.config.fees.clone());
+        let outcome = self.run_vm(&code, &context, &mut ext, method);
         // Views never change state, whatever the VM did.
         store.rollback(checkpoint);
         let outcome = outcome.map_err(|e| ViewError::Execution(format!("{e:?}"), Vec::new()))?;

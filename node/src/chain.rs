@@ -6,7 +6,7 @@ use near_crypto::{InMemorySigner, SecretKey, Signer};
 use near_jsonrpc_client::{methods, JsonRpcClient};
 use near_jsonrpc_primitives::types::query::QueryResponseKind;
 use near_jsonrpc_primitives::types::transactions::RpcTransactionError;
-use near_primitives::account::{AccessKey, AccessKeyPermission};
+use near_primitives::account::{AccessKey, AccessKeyPermission, FunctionCallPermission};
 use near_primitives::transaction::{
     Action, FunctionCallAction, SignedTransaction, Transaction, TransactionV0,
 };
@@ -112,13 +112,34 @@ pub enum ContractState {
     },
 }
 
+/// One access key of the node's account and its next nonce, once known.
+/// Transactions signed with one key are serialised (nonces must increase).
+struct KeySlot {
+    signer: Signer,
+    nonce: Mutex<Option<u64>>,
+}
+
+impl KeySlot {
+    fn new(account: AccountId, key: SecretKey) -> Self {
+        KeySlot {
+            signer: InMemorySigner::from_secret_key(account, key),
+            nonce: Mutex::new(None),
+        }
+    }
+}
+
 /// A client of one contract, signing as one node account.
+///
+/// The account's main key signs votes and everything else; `respond` calls go
+/// through a pool of extra keys ([`Chain::with_respond_keys`]), one transaction in
+/// flight per key, so many answers land in the same block instead of queueing
+/// behind one nonce.
 pub struct Chain {
     client: JsonRpcClient,
     contract: AccountId,
-    signer: Signer,
-    /// The next nonce, once known; transactions from this client are serialised.
-    nonce: Mutex<Option<u64>>,
+    main: KeySlot,
+    respond_keys: Vec<KeySlot>,
+    next_respond_key: std::sync::atomic::AtomicUsize,
 }
 
 impl Chain {
@@ -126,13 +147,103 @@ impl Chain {
         Chain {
             client: JsonRpcClient::connect(rpc_url),
             contract,
-            signer: InMemorySigner::from_secret_key(account, key),
-            nonce: Mutex::new(None),
+            main: KeySlot::new(account, key),
+            respond_keys: Vec::new(),
+            next_respond_key: Default::default(),
         }
     }
 
+    /// Adds keys for `respond` calls. They must be access keys of the account
+    /// ([`Chain::add_respond_keys`] adds the missing ones).
+    pub fn with_respond_keys(mut self, keys: Vec<SecretKey>) -> Self {
+        let account = self.account();
+        self.respond_keys = keys
+            .into_iter()
+            .map(|key| KeySlot::new(account.clone(), key))
+            .collect();
+        self
+    }
+
     pub fn account(&self) -> AccountId {
-        self.signer.get_account_id()
+        self.main.signer.get_account_id()
+    }
+
+    /// Whether `key` is an access key of the account.
+    async fn has_key(&self, key: &near_crypto::PublicKey) -> Result<bool, ChainError> {
+        let response = self
+            .client
+            .call(methods::query::RpcQueryRequest {
+                block_reference: BlockReference::Finality(Finality::Final),
+                request: QueryRequest::ViewAccessKey {
+                    account_id: self.account(),
+                    public_key: key.clone(),
+                },
+            })
+            .await;
+        match response {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.handler_error(),
+                    Some(
+                        near_jsonrpc_primitives::types::query::RpcQueryError::UnknownAccessKey { .. }
+                    )
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(ChainError::Rpc(format!("view_access_key: {e}"))),
+        }
+    }
+
+    /// Registers the respond keys the account lacks, as function-call keys that
+    /// may only call `respond` on the contract (signed with the main key, which
+    /// must be a full-access key for this). Returns how many were added.
+    pub async fn add_respond_keys(&self) -> Result<usize, ChainError> {
+        let mut missing = Vec::new();
+        for slot in &self.respond_keys {
+            let key = slot.signer.public_key();
+            if !self.has_key(&key).await? {
+                missing.push(key);
+            }
+        }
+        let actions: Vec<Action> = missing
+            .into_iter()
+            .map(|public_key| {
+                Action::AddKey(Box::new(AddKeyAction {
+                    public_key,
+                    access_key: AccessKey {
+                        nonce: 0,
+                        permission: AccessKeyPermission::FunctionCall(FunctionCallPermission {
+                            allowance: None,
+                            receiver_id: self.contract.to_string(),
+                            method_names: vec!["respond".to_string()],
+                        }),
+                    },
+                }))
+            })
+            .collect();
+        let added = actions.len();
+        if added > 0 {
+            let account = self.account();
+            self.transact_with(&self.main, &account, actions).await?;
+        }
+        Ok(added)
+    }
+
+    /// A respond key: a free one if any, else the next in turn (waiting for it).
+    async fn respond_slot(&self) -> &KeySlot {
+        if self.respond_keys.is_empty() {
+            return &self.main;
+        }
+        let start = self
+            .next_respond_key
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let count = self.respond_keys.len();
+        (0..count)
+            .map(|i| &self.respond_keys[(start + i) % count])
+            .find(|slot| slot.nonce.try_lock().is_ok())
+            .unwrap_or(&self.respond_keys[start % count])
     }
 
     /// Calls view `method` with JSON `args` at the final block.
@@ -187,7 +298,11 @@ impl Chain {
         }
     }
 
-    async fn next_nonce(&self, cached: &mut Option<u64>) -> Result<u64, ChainError> {
+    async fn next_nonce(
+        &self,
+        signer: &Signer,
+        cached: &mut Option<u64>,
+    ) -> Result<u64, ChainError> {
         if let Some(nonce) = cached {
             *nonce += 1;
             return Ok(*nonce);
@@ -197,8 +312,8 @@ impl Chain {
             .call(methods::query::RpcQueryRequest {
                 block_reference: BlockReference::Finality(Finality::Final),
                 request: QueryRequest::ViewAccessKey {
-                    account_id: self.signer.get_account_id(),
-                    public_key: self.signer.public_key(),
+                    account_id: signer.get_account_id(),
+                    public_key: signer.public_key(),
                 },
             })
             .await
@@ -233,13 +348,23 @@ impl Chain {
         receiver: &AccountId,
         actions: Vec<Action>,
     ) -> Result<Vec<u8>, ChainError> {
+        self.transact_with(&self.main, receiver, actions).await
+    }
+
+    async fn transact_with(
+        &self,
+        slot: &KeySlot,
+        receiver: &AccountId,
+        actions: Vec<Action>,
+    ) -> Result<Vec<u8>, ChainError> {
         let method = match actions.first() {
             Some(Action::FunctionCall(call)) => call.method_name.clone(),
             _ => "transaction".to_string(),
         };
         let method = method.as_str();
-        let mut nonce_slot = self.nonce.lock().await;
-        let nonce = self.next_nonce(&mut nonce_slot).await?;
+        let signer = &slot.signer;
+        let mut nonce_slot = slot.nonce.lock().await;
+        let nonce = self.next_nonce(signer, &mut nonce_slot).await?;
         let block = self
             .client
             .call(methods::block::RpcBlockRequest {
@@ -248,16 +373,16 @@ impl Chain {
             .await
             .map_err(|e| ChainError::Rpc(format!("block: {e}")))?;
         let transaction = Transaction::V0(TransactionV0 {
-            signer_id: self.signer.get_account_id(),
-            public_key: self.signer.public_key(),
+            signer_id: signer.get_account_id(),
+            public_key: signer.public_key(),
             nonce,
             receiver_id: receiver.clone(),
             block_hash: block.header.hash,
             actions,
         });
         let (hash, _) = transaction.get_hash_and_size();
-        let signed = SignedTransaction::new(self.signer.sign(hash.as_ref()), transaction);
-        let sender = self.signer.get_account_id();
+        let signed = SignedTransaction::new(signer.sign(hash.as_ref()), transaction);
+        let sender = signer.get_account_id();
         let sent = self
             .client
             .call(methods::send_tx::RpcSendTransactionRequest {
@@ -384,11 +509,12 @@ impl Chain {
         request: &SignatureRequest,
         response: &SignatureResponse,
     ) -> Result<(), ChainError> {
-        self.call(
-            "respond",
-            serde_json::json!({ "request": request, "response": response }),
-            100,
-            0,
+        let args = serde_json::json!({ "request": request, "response": response });
+        let slot = self.respond_slot().await;
+        self.transact_with(
+            slot,
+            &self.contract,
+            vec![function_call("respond", &args, 100, 0)],
         )
         .await?;
         Ok(())

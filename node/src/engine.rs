@@ -14,7 +14,7 @@
 //! tweak and entropy of that request *as it sees it on the chain*, never values a
 //! proposer supplies.
 
-use crate::storage::{Store, StoreError};
+use crate::storage::{Stocked, Store, StoreError};
 use borsh::{BorshDeserialize, BorshSerialize};
 use k256::AffinePoint;
 use primitives::SerializableAffinePoint;
@@ -46,6 +46,8 @@ pub enum NodeMessage {
     Start(Start),
     /// A message of a running protocol (threshold wire format).
     Protocol(Vec<u8>),
+    /// A heartbeat: says the sender is up. Peers count who is live from these.
+    Ping,
 }
 
 impl NodeMessage {
@@ -175,6 +177,11 @@ pub enum EngineError {
     /// A `Start` this node will not join, and why.
     Refused(String),
     NoKey,
+    /// Fewer live participants than the threshold: nothing can be generated now.
+    TooFewLive {
+        live: usize,
+        threshold: usize,
+    },
     Store(StoreError),
     Protocol(threshold::Error),
 }
@@ -185,6 +192,10 @@ impl fmt::Display for EngineError {
             EngineError::Malformed(why) => write!(f, "malformed peer message: {why}"),
             EngineError::Refused(why) => write!(f, "refused to join a protocol run: {why}"),
             EngineError::NoKey => f.write_str("this node holds no key share yet"),
+            EngineError::TooFewLive { live, threshold } => write!(
+                f,
+                "only {live} participants are reachable, fewer than the threshold {threshold}"
+            ),
             EngineError::Store(e) => write!(f, "{e}"),
             EngineError::Protocol(e) => write!(f, "{e}"),
         }
@@ -214,6 +225,7 @@ enum Output {
 
 struct Running {
     job: Job,
+    participants: Participants,
     started: Instant,
     leader: bool,
     output: Output,
@@ -346,60 +358,119 @@ impl Engine {
         self.requests.remove(request_id);
     }
 
-    /// Proposes a triple among all participants. Returns its id.
-    pub fn propose_triple(&mut self) -> Result<u64, EngineError> {
+    /// Proposes a triple among `live` (the participants this node can reach, itself
+    /// included; at least the threshold). Returns its id.
+    pub fn propose_triple(&mut self, live: &Participants) -> Result<u64, EngineError> {
+        let holders = self.reachable(live)?;
         let id = self.fresh_id();
         let job = Job::Triple { id };
         let instance = generate_triple(
             self.instance_of(&job),
             self.me,
-            self.participants.clone(),
+            holders.clone(),
             self.threshold,
         )?;
-        self.launch(
-            job,
-            self.participants.clone(),
-            true,
-            Output::Triple(instance),
-        );
+        self.launch(job, holders, true, Output::Triple(instance));
         Ok(id)
     }
 
-    /// Proposes a presignature from two of this node's own triples, if it has two.
-    pub fn propose_presignature(&mut self) -> Result<Option<u64>, EngineError> {
-        let mine: Vec<u64> = self
-            .store
-            .triple_ids()?
-            .into_iter()
-            .filter(|id| owner(*id) == self.me)
-            .take(2)
+    /// `live` restricted to this epoch's participants, if it includes this node and
+    /// reaches the threshold.
+    fn reachable(&self, live: &Participants) -> Result<Participants, EngineError> {
+        let set = Participants::new(live.iter().filter(|p| self.participants.contains(*p)))?;
+        if !set.contains(self.me) || set.len() < self.threshold {
+            return Err(EngineError::TooFewLive {
+                live: set.len(),
+                threshold: self.threshold,
+            });
+        }
+        Ok(set)
+    }
+
+    /// The holders of `stocked` that are live, if this node is one of them and they
+    /// reach the threshold; records of other epochs are never usable.
+    fn usable(&self, holders: &[u32], epoch: u64, live: &Participants) -> Option<Vec<u32>> {
+        let set: Vec<u32> = holders
+            .iter()
+            .copied()
+            .filter(|p| live.contains(ParticipantId(*p)))
             .collect();
-        let [t0, t1] = mine[..] else { return Ok(None) };
+        (epoch == self.epoch && set.contains(&self.me.0) && set.len() >= self.threshold)
+            .then_some(set)
+    }
+
+    /// This node's own records of this epoch, with the live holders of each.
+    fn own_usable(&self, stock: Vec<Stocked>, live: &Participants) -> Vec<(u64, Vec<u32>)> {
+        stock
+            .into_iter()
+            .filter(|s| owner(s.id) == self.me)
+            .filter_map(|s| {
+                self.usable(&s.holders.participants, s.holders.epoch, live)
+                    .map(|set| (s.id, set))
+            })
+            .collect()
+    }
+
+    /// How many of this node's own triples and presignatures it could use now,
+    /// with `live` reachable.
+    pub fn own_stock(&self, live: &Participants) -> Result<(usize, usize), EngineError> {
+        Ok((
+            self.own_usable(self.store.triples()?, live).len(),
+            self.own_usable(self.store.presignatures()?, live).len(),
+        ))
+    }
+
+    /// Proposes a presignature from two of this node's own triples whose live
+    /// holders overlap in at least the threshold, among that overlap.
+    pub fn propose_presignature(
+        &mut self,
+        live: &Participants,
+    ) -> Result<Option<u64>, EngineError> {
+        let mine = self.own_usable(self.store.triples()?, live);
+        let mut pair = None;
+        'search: for (i, (t0, h0)) in mine.iter().enumerate() {
+            for (t1, h1) in &mine[i + 1..] {
+                let common: Vec<u32> = h0.iter().copied().filter(|p| h1.contains(p)).collect();
+                if common.len() >= self.threshold {
+                    pair = Some((*t0, *t1, common));
+                    break 'search;
+                }
+            }
+        }
+        let Some((t0, t1, common)) = pair else {
+            return Ok(None);
+        };
+        let participants = Participants::new(common.into_iter().map(ParticipantId))?;
         let id = self.fresh_id();
         let job = Job::Presign {
             id,
             triples: (t0, t1),
         };
-        let output = self.join_presign(&job, &self.participants.clone(), id, t0, t1)?;
-        self.launch(job, self.participants.clone(), true, output);
+        let output = self.join_presign(&job, &participants, id, t0, t1)?;
+        self.launch(job, participants, true, output);
         Ok(Some(id))
     }
 
     /// Leads signing of a known request with one of this node's presignatures,
-    /// among `signers` (live participants holding it, at least the threshold).
+    /// among the threshold of its holders: this node and the first live others.
     pub fn propose_sign(
         &mut self,
         request_id: RequestId,
-        signers: Participants,
+        live: &Participants,
     ) -> Result<Option<u64>, EngineError> {
-        let Some(presignature) = self
-            .store
-            .presignature_ids()?
+        let Some((presignature, holders)) = self
+            .own_usable(self.store.presignatures()?, live)
             .into_iter()
-            .find(|id| owner(*id) == self.me)
+            .next()
         else {
             return Ok(None);
         };
+        let others = holders.into_iter().filter(|p| *p != self.me.0);
+        let signers = Participants::new(
+            std::iter::once(self.me.0)
+                .chain(others.take(self.threshold - 1))
+                .map(ParticipantId),
+        )?;
         let job = Job::Sign {
             request_id: request_id.0,
             presignature,
@@ -407,6 +478,24 @@ impl Engine {
         let output = self.join_sign(&job, &signers, request_id, presignature)?;
         self.launch(job, signers, true, output);
         Ok(Some(presignature))
+    }
+
+    /// Ends every run that involves one of `gone` (peers that stopped answering):
+    /// waiting for them would only end at the timeout. Their inputs stay consumed.
+    pub fn abandon_runs_with(&mut self, gone: &[ParticipantId]) {
+        let doomed: Vec<InstanceId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| gone.iter().any(|p| r.participants.contains(*p)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in doomed {
+            let running = self.running.remove(&id).expect("listed above");
+            self.events.push_back(Event::Failed {
+                job: running.job,
+                reason: "a participant of the run became unreachable".into(),
+            });
+        }
     }
 
     /// Sends `Start` to the other participants and runs the instance. Callers check
@@ -432,6 +521,7 @@ impl Engine {
             instance,
             Running {
                 job,
+                participants,
                 started: Instant::now(),
                 leader,
                 output,
@@ -462,11 +552,16 @@ impl Engine {
         // Taken (and retired) before the protocol sees them.
         let triple0 = self.store.take_triple(t0)?;
         let triple1 = self.store.take_triple(t1)?;
-        let (Some(triple0), Some(triple1)) = (triple0, triple1) else {
+        let (Some((epoch0, triple0)), Some((epoch1, triple1))) = (triple0, triple1) else {
             return Err(EngineError::Refused(format!(
                 "triples {t0} and {t1} are not both available here"
             )));
         };
+        if epoch0 != self.epoch || epoch1 != self.epoch {
+            return Err(EngineError::Refused(format!(
+                "triples {t0} and {t1} belong to another epoch"
+            )));
+        }
         Ok(Output::Presign(presign(
             self.instance_of(job),
             self.me,
@@ -491,9 +586,14 @@ impl Engine {
             ))
         })?;
         // Taken (and retired) before any signature share leaves this node.
-        let presig = self.store.take_presignature(presignature)?.ok_or_else(|| {
+        let (epoch, presig) = self.store.take_presignature(presignature)?.ok_or_else(|| {
             EngineError::Refused(format!("presignature {presignature} is not available here"))
         })?;
+        if epoch != self.epoch {
+            return Err(EngineError::Refused(format!(
+                "presignature {presignature} belongs to epoch {epoch}"
+            )));
+        }
         Ok(Output::Sign(sign(
             self.instance_of(job),
             self.me,
@@ -509,6 +609,7 @@ impl Engine {
     pub fn handle(&mut self, from: ParticipantId, bytes: &[u8]) -> Result<(), EngineError> {
         match NodeMessage::decode(bytes)? {
             NodeMessage::Start(start) => self.handle_start(from, start),
+            NodeMessage::Ping => Ok(()),
             NodeMessage::Protocol(message) => {
                 let (header, _) = threshold::wire::Header::decode(&message)?;
                 if self.running.contains_key(&header.instance) {
@@ -577,11 +678,6 @@ impl Engine {
             Job::Keygen { .. } | Job::Reshare { .. } => unreachable!("handled above"),
             Job::Triple { id } => {
                 owned(*id)?;
-                if participants != self.participants {
-                    return Err(EngineError::Refused(
-                        "triples are shared by all participants".into(),
-                    ));
-                }
                 Output::Triple(generate_triple(
                     instance,
                     self.me,
@@ -710,7 +806,7 @@ impl Engine {
                 }
             }
             (Job::Triple { id }, Done::Triple(triple)) => {
-                match self.store.add_triple(id, &triple) {
+                match self.store.add_triple(id, self.epoch, &triple) {
                     Ok(()) => Event::TripleStored(id),
                     Err(e) => Event::Failed {
                         job: running.job,
@@ -719,7 +815,7 @@ impl Engine {
                 }
             }
             (Job::Presign { id, .. }, Done::Presign(presignature)) => {
-                match self.store.add_presignature(id, &presignature) {
+                match self.store.add_presignature(id, self.epoch, &presignature) {
                     Ok(()) => Event::PresignatureStored(id),
                     Err(e) => Event::Failed {
                         job: running.job,
@@ -773,6 +869,24 @@ impl Engine {
     /// Runs under way.
     pub fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// Triple and presignature runs this node leads that are under way.
+    pub fn running_led_generations(&self) -> (usize, usize) {
+        let led = |kind: fn(&Job) -> bool| {
+            self.running
+                .values()
+                .filter(|r| r.leader && kind(&r.job))
+                .count()
+        };
+        (
+            led(|job| matches!(job, Job::Triple { .. })),
+            led(|job| matches!(job, Job::Presign { .. })),
+        )
+    }
+
+    pub fn me(&self) -> ParticipantId {
+        self.me
     }
 }
 

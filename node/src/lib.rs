@@ -1,13 +1,15 @@
 //! The Chain Signatures MPC node (`mpc-node`).
 //!
-//! Built so far: the peer-to-peer layer ([`p2p`]), durable storage ([`storage`]),
-//! the protocol engine for keygen, resharing, triples, presignatures and signing
-//! ([`engine`]) and the contract client ([`chain`]). The daemon loop that ties them
-//! together, HTTP endpoints and the command line follow (issue 5).
+//! The daemon ([`daemon`]) watches the contract through [`chain`], runs the
+//! threshold protocols through the [`engine`] with its peers over [`p2p`], keeps
+//! its key share and stock in [`storage`], and reports on itself through
+//! [`metrics`] and [`http`]. `ARCHITECTURE.md` at the repository root has the map.
 #![forbid(unsafe_code)]
 
 pub mod chain;
 pub mod daemon;
 pub mod engine;
+pub mod http;
+pub mod metrics;
 pub mod p2p;
 pub mod storage;

@@ -2,13 +2,17 @@
 //!
 //! ```text
 //! mpc-node init  --home DIR --account ID --account-key ed25519:... --contract ID \
-//!                --rpc-url URL --p2p-addr HOST:PORT
+//!                --rpc-url URL --p2p-addr HOST:PORT [--http-addr HOST:PORT]
 //! mpc-node start --home DIR
 //! ```
+//!
+//! `init` writes `config.toml` (every setting, documented in `START_HELP`), the
+//! p2p key, the storage key and the respond keys; `start` runs the daemon.
 
 use clap::{Parser, Subcommand};
 use mpc_node::chain::Chain;
 use mpc_node::daemon::{run, NodeConfig};
+use mpc_node::http::HttpServer;
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::storage::{StorageKey, Store};
 use near_crypto::SecretKey;
@@ -61,14 +65,48 @@ enum Command {
         /// Where peers reach this node (host:port); it also listens there.
         #[arg(long)]
         p2p_addr: String,
+        /// Where to serve /health, /state and /metrics ("" to serve nothing).
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        http_addr: String,
+        /// How many extra access keys to create for `respond` calls (0: respond
+        /// with the account key).
+        #[arg(long, default_value_t = 8)]
+        respond_keys: usize,
     },
-    /// Runs the node until SIGTERM or Ctrl-C.
+    /// Runs the node until SIGTERM or Ctrl-C (then finishes in-flight responds and
+    /// stops). Settings come from config.toml; see below.
+    #[command(after_help = START_HELP)]
     Start {
         /// Overrides `rpc_url` from config.toml.
         #[arg(long)]
         rpc_url: Option<String>,
+        /// Overrides `http_addr` from config.toml.
+        #[arg(long)]
+        http_addr: Option<String>,
     },
 }
+
+const START_HELP: &str = "\
+config.toml (written by `init`; edit and restart to change):
+  account, account_key        the node's NEAR account and its full-access key
+  contract, rpc_url           the multichain contract and a NEAR JSON-RPC endpoint
+  p2p_addr                    host:port peers dial (registered on the contract as `url`)
+  http_addr                   host:port for /health, /state, /metrics (\"\" = off)
+  poll_interval_ms = 200      how often the contract is read
+  triple_target = 8           own triples to keep in stock
+  presignature_target = 4     own presignatures to keep in stock
+  max_concurrent_generations = 4   triple/presignature runs led at once
+  protocol_timeout_secs = 60  a protocol run older than this is abandoned
+  heartbeat_ms = 250          heartbeat period to peers
+  live_window_ms = 1500       a peer silent this long is treated as down
+  leader_grace_ms = 3000      the k-th live leader of a request waits k times this
+
+Files beside it: p2p_key (X25519 key pair, hex), storage_key (AES-256 key for the
+database, hex; or set MPC_NODE_STORAGE_KEY), respond_keys (ed25519 keys, one per
+line: added to the account at start as `respond`-only function-call keys),
+node.redb (key share, triples, presignatures).
+
+Logs go to stderr; RUST_LOG=debug shows more.";
 
 /// config.toml. Secrets live in files beside it (`p2p_key`, `storage_key`); the
 /// storage key can instead come from `MPC_NODE_STORAGE_KEY`.
@@ -79,27 +117,39 @@ struct Config {
     contract: AccountId,
     rpc_url: String,
     p2p_addr: String,
-    #[serde(default = "default_poll_ms")]
-    poll_interval_ms: u64,
-    #[serde(default = "default_triples")]
-    triple_target: usize,
-    #[serde(default = "default_presignatures")]
-    presignature_target: usize,
-    #[serde(default = "default_timeout")]
-    protocol_timeout_secs: u64,
+    #[serde(default)]
+    http_addr: String,
+    #[serde(default = "Tuning::default", flatten)]
+    tuning: Tuning,
 }
 
-fn default_poll_ms() -> u64 {
-    500
+/// The settings with defaults (see `START_HELP`).
+#[derive(Serialize, Deserialize)]
+#[serde(default)]
+struct Tuning {
+    poll_interval_ms: u64,
+    triple_target: usize,
+    presignature_target: usize,
+    max_concurrent_generations: usize,
+    protocol_timeout_secs: u64,
+    heartbeat_ms: u64,
+    live_window_ms: u64,
+    leader_grace_ms: u64,
 }
-fn default_triples() -> usize {
-    4
-}
-fn default_presignatures() -> usize {
-    2
-}
-fn default_timeout() -> u64 {
-    60
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            poll_interval_ms: 200,
+            triple_target: 8,
+            presignature_target: 4,
+            max_concurrent_generations: 4,
+            protocol_timeout_secs: 60,
+            heartbeat_ms: 250,
+            live_window_ms: 1500,
+            leader_grace_ms: 3000,
+        }
+    }
 }
 
 fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
@@ -112,7 +162,7 @@ fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-fn init(home: &Path, config: Config) -> Result<(), String> {
+fn init(home: &Path, config: Config, respond_keys: usize) -> Result<(), String> {
     config
         .account_key
         .parse::<SecretKey>()
@@ -137,6 +187,15 @@ fn init(home: &Path, config: Config) -> Result<(), String> {
         "storage_key",
         format!("{}\n", StorageKey::generate().to_hex()),
     )?;
+    let keys: String = (0..respond_keys)
+        .map(|_| {
+            format!(
+                "{}\n",
+                SecretKey::from_random(near_crypto::KeyType::ED25519)
+            )
+        })
+        .collect();
+    write("respond_keys", keys)?;
     write(
         "config.toml",
         toml::to_string(&config).expect("config serialises"),
@@ -169,7 +228,67 @@ fn read_p2p_key(home: &Path) -> Result<StaticKey, String> {
     ))
 }
 
-async fn start(home: &Path, rpc_override: Option<String>) -> Result<(), String> {
+fn read_respond_keys(home: &Path) -> Result<Vec<SecretKey>, String> {
+    let path = home.join("respond_keys");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    std::fs::read_to_string(&path)
+        .map_err(|e| format!("reading respond_keys: {e}"))?
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.trim()
+                .parse::<SecretKey>()
+                .map_err(|e| format!("respond_keys: {e}"))
+        })
+        .collect()
+}
+
+/// The chain client, with the respond keys registered on the account (or without
+/// them, and a warning, if that is impossible: e.g. a function-call account key).
+async fn connect_chain(
+    rpc_url: &str,
+    config: &Config,
+    account_key: SecretKey,
+    respond_keys: Vec<SecretKey>,
+) -> Chain {
+    let plain = || {
+        Chain::new(
+            rpc_url,
+            config.contract.clone(),
+            config.account.clone(),
+            account_key.clone(),
+        )
+    };
+    if respond_keys.is_empty() {
+        return plain();
+    }
+    let count = respond_keys.len();
+    let chain = plain().with_respond_keys(respond_keys);
+    for attempt in 1..=10 {
+        match chain.add_respond_keys().await {
+            Ok(added) => {
+                tracing::info!(keys = count, added, "respond keys ready");
+                return chain;
+            }
+            Err(e) if attempt < 10 => {
+                tracing::warn!(error = %e, attempt, "registering respond keys failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register respond keys; responding with the account key");
+            }
+        }
+    }
+    plain()
+}
+
+async fn start(
+    home: &Path,
+    rpc_override: Option<String>,
+    http_override: Option<String>,
+) -> Result<(), String> {
     let text = std::fs::read_to_string(home.join("config.toml")).map_err(|e| {
         format!(
             "reading {}/config.toml (run `mpc-node init` first): {e}",
@@ -190,30 +309,46 @@ async fn start(home: &Path, rpc_override: Option<String>) -> Result<(), String> 
         .account_key
         .parse()
         .map_err(|e| format!("account_key: {e}"))?;
-    let rpc_url = rpc_override.unwrap_or(config.rpc_url);
+    let rpc_url = rpc_override.unwrap_or(config.rpc_url.clone());
+    let http_addr = http_override.unwrap_or(config.http_addr.clone());
     let listen = tokio::net::lookup_host(&config.p2p_addr)
         .await
         .map_err(|e| format!("p2p_addr {}: {e}", config.p2p_addr))?
         .next()
         .ok_or_else(|| format!("p2p_addr {} resolves to nothing", config.p2p_addr))?;
-    let node = NodeConfig {
-        account: config.account.clone(),
-        chain: Arc::new(Chain::new(
-            &rpc_url,
-            config.contract.clone(),
-            config.account.clone(),
-            account_key,
-        )),
-        store: Arc::new(store),
-        p2p_key: read_p2p_key(home)?,
+    let chain = connect_chain(&rpc_url, &config, account_key, read_respond_keys(home)?).await;
+    let tuning = &config.tuning;
+    let mut node = NodeConfig::new(
+        config.account.clone(),
+        Arc::new(chain),
+        Arc::new(store),
+        read_p2p_key(home)?,
         listen,
-        network_name: config.contract.to_string(),
-        poll_interval: Duration::from_millis(config.poll_interval_ms),
-        triple_target: config.triple_target,
-        presignature_target: config.presignature_target,
-        protocol_timeout: Duration::from_secs(config.protocol_timeout_secs),
+        config.contract.as_str(),
+    );
+    node.poll_interval = Duration::from_millis(tuning.poll_interval_ms);
+    node.triple_target = tuning.triple_target;
+    node.presignature_target = tuning.presignature_target;
+    node.max_concurrent_generations = tuning.max_concurrent_generations;
+    node.protocol_timeout = Duration::from_secs(tuning.protocol_timeout_secs);
+    node.heartbeat = Duration::from_millis(tuning.heartbeat_ms);
+    node.live_window = Duration::from_millis(tuning.live_window_ms);
+    node.leader_grace = Duration::from_millis(tuning.leader_grace_ms);
+    let http = if http_addr.is_empty() {
+        None
+    } else {
+        let addr = tokio::net::lookup_host(&http_addr)
+            .await
+            .map_err(|e| format!("http_addr {http_addr}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("http_addr {http_addr} resolves to nothing"))?;
+        let stale_after = (node.poll_interval * 20).max(Duration::from_secs(10));
+        let server = HttpServer::start(addr, node.metrics.clone(), stale_after)
+            .await
+            .map_err(|e| format!("http_addr {http_addr}: {e}"))?;
+        tracing::info!(addr = %server.local_addr(), "serving /health, /state, /metrics");
+        Some(server)
     };
-    tracing::info!(account = %config.account, contract = %config.contract, %rpc_url, p2p = %listen, "starting");
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();
     let signals = tokio::spawn(async move {
@@ -230,6 +365,10 @@ async fn start(home: &Path, rpc_override: Option<String>) -> Result<(), String> 
         .await
         .map_err(|e| format!("p2p listener: {e}"));
     signals.abort();
+    if let Some(http) = http {
+        http.shutdown().await;
+    }
+    tracing::info!("stopped");
     result
 }
 
@@ -248,6 +387,8 @@ fn main() -> ExitCode {
             contract,
             rpc_url,
             p2p_addr,
+            http_addr,
+            respond_keys,
         } => init(
             &cli.home,
             Config {
@@ -256,17 +397,16 @@ fn main() -> ExitCode {
                 contract,
                 rpc_url,
                 p2p_addr,
-                poll_interval_ms: default_poll_ms(),
-                triple_target: default_triples(),
-                presignature_target: default_presignatures(),
-                protocol_timeout_secs: default_timeout(),
+                http_addr,
+                tuning: Tuning::default(),
             },
+            respond_keys,
         ),
-        Command::Start { rpc_url } => tokio::runtime::Builder::new_multi_thread()
+        Command::Start { rpc_url, http_addr } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .expect("a tokio runtime")
-            .block_on(start(&cli.home, rpc_url)),
+            .block_on(start(&cli.home, rpc_url, http_addr)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -239,9 +239,12 @@ impl Store {
         table: TableDefinition<u64, &[u8]>,
         used: TableDefinition<u64, ()>,
         id: u64,
+        holders: &Holders,
         record: &[u8],
     ) -> Result<(), StoreError> {
-        let sealed = self.seal(&format!("{kind}/{id}"), record);
+        let label = holders.encode();
+        let mut value = label.clone();
+        value.extend(self.seal(&record_slot(kind, id, &label), record));
         let write = self.db.begin_write().map_err(db_error)?;
         {
             let used = write.open_table(used).map_err(db_error)?;
@@ -251,23 +254,24 @@ impl Store {
             {
                 return Err(StoreError::DuplicateId { kind, id });
             }
-            records.insert(id, sealed.as_slice()).map_err(db_error)?;
+            records.insert(id, value.as_slice()).map_err(db_error)?;
         }
         write.commit().map_err(db_error)
     }
 
-    /// Removes record `id` and tombstones it, durably, then returns its bytes.
+    /// Removes record `id` and tombstones it, durably, then returns its bytes and
+    /// who holds the other shares.
     fn take(
         &self,
         kind: &'static str,
         table: TableDefinition<u64, &[u8]>,
         used: TableDefinition<u64, ()>,
         id: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Option<(Holders, Vec<u8>)>, StoreError> {
         let write = self.db.begin_write().map_err(db_error)?;
-        let sealed = {
+        let value = {
             let mut records = write.open_table(table).map_err(db_error)?;
-            let Some(sealed) = records
+            let Some(value) = records
                 .remove(id)
                 .map_err(db_error)?
                 .map(|v| v.value().to_vec())
@@ -279,63 +283,183 @@ impl Store {
                 .map_err(db_error)?
                 .insert(id, ())
                 .map_err(db_error)?;
-            sealed
+            value
         };
         write.commit().map_err(db_error)?;
-        self.open_sealed(&format!("{kind}/{id}"), &sealed).map(Some)
+        let (holders, label_len) = Holders::decode(&value)
+            .ok_or_else(|| StoreError::Corrupt(format!("{kind}/{id}: bad label")))?;
+        let (label, sealed) = value.split_at(label_len);
+        let plain = self.open_sealed(&record_slot(kind, id, label), sealed)?;
+        Ok(Some((holders, plain)))
     }
 
-    fn ids(&self, table: TableDefinition<u64, &[u8]>) -> Result<Vec<u64>, StoreError> {
+    /// Every stored record of a kind: id and holders (no secrets are opened).
+    fn list(
+        &self,
+        kind: &str,
+        table: TableDefinition<u64, &[u8]>,
+    ) -> Result<Vec<Stocked>, StoreError> {
         let read = self.db.begin_read().map_err(db_error)?;
         let table = match read.open_table(table) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(db_error(e)),
         };
-        let mut ids = Vec::new();
+        let mut out = Vec::new();
         for entry in table.iter().map_err(db_error)? {
-            ids.push(entry.map_err(db_error)?.0.value());
+            let (id, value) = entry.map_err(db_error)?;
+            let id = id.value();
+            let (holders, _) = Holders::decode(value.value())
+                .ok_or_else(|| StoreError::Corrupt(format!("{kind}/{id}: bad label")))?;
+            out.push(Stocked { id, holders });
         }
-        Ok(ids)
+        Ok(out)
     }
 
-    pub fn add_triple(&self, id: u64, triple: &Triple) -> Result<(), StoreError> {
-        self.add("triple", TRIPLES, USED_TRIPLES, id, &triple.to_bytes())
+    pub fn add_triple(&self, id: u64, epoch: u64, triple: &Triple) -> Result<(), StoreError> {
+        let holders = Holders::new(epoch, &triple.participants);
+        self.add(
+            "triple",
+            TRIPLES,
+            USED_TRIPLES,
+            id,
+            &holders,
+            &triple.to_bytes(),
+        )
     }
 
     /// Takes triple `id` for a presignature: it is gone from storage (and its id
     /// retired) before this returns.
-    pub fn take_triple(&self, id: u64) -> Result<Option<Triple>, StoreError> {
+    pub fn take_triple(&self, id: u64) -> Result<Option<(u64, Triple)>, StoreError> {
         self.take("triple", TRIPLES, USED_TRIPLES, id)?
-            .map(|bytes| Triple::from_bytes(&bytes).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|(holders, bytes)| {
+                Triple::from_bytes(&bytes)
+                    .map(|t| (holders.epoch, t))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
             .transpose()
     }
 
-    pub fn triple_ids(&self) -> Result<Vec<u64>, StoreError> {
-        self.ids(TRIPLES)
+    /// The stored triples, oldest id order not guaranteed.
+    pub fn triples(&self) -> Result<Vec<Stocked>, StoreError> {
+        self.list("triple", TRIPLES)
     }
 
-    pub fn add_presignature(&self, id: u64, presignature: &Presignature) -> Result<(), StoreError> {
+    pub fn triple_ids(&self) -> Result<Vec<u64>, StoreError> {
+        Ok(self.triples()?.into_iter().map(|s| s.id).collect())
+    }
+
+    pub fn add_presignature(
+        &self,
+        id: u64,
+        epoch: u64,
+        presignature: &Presignature,
+    ) -> Result<(), StoreError> {
+        let holders = Holders::new(epoch, &presignature.participants);
         self.add(
             "presignature",
             PRESIGNATURES,
             USED_PRESIGNATURES,
             id,
+            &holders,
             &presignature.to_bytes(),
         )
     }
 
     /// Takes presignature `id` to sign with: it is gone from storage (and its id
-    /// retired) before this returns, so no restart can use it again.
-    pub fn take_presignature(&self, id: u64) -> Result<Option<Presignature>, StoreError> {
+    /// retired) before this returns, so no restart can use it again. Returns the
+    /// epoch it was made in with it.
+    pub fn take_presignature(&self, id: u64) -> Result<Option<(u64, Presignature)>, StoreError> {
         self.take("presignature", PRESIGNATURES, USED_PRESIGNATURES, id)?
-            .map(|bytes| {
-                Presignature::from_bytes(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+            .map(|(holders, bytes)| {
+                Presignature::from_bytes(&bytes)
+                    .map(|p| (holders.epoch, p))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .transpose()
     }
 
-    pub fn presignature_ids(&self) -> Result<Vec<u64>, StoreError> {
-        self.ids(PRESIGNATURES)
+    pub fn presignatures(&self) -> Result<Vec<Stocked>, StoreError> {
+        self.list("presignature", PRESIGNATURES)
     }
+
+    pub fn presignature_ids(&self) -> Result<Vec<u64>, StoreError> {
+        Ok(self.presignatures()?.into_iter().map(|s| s.id).collect())
+    }
+
+    /// Retires every triple and presignature not made in `epoch`: after resharing
+    /// they no longer match the key shares. Returns how many were retired.
+    pub fn retire_other_epochs(&self, epoch: u64) -> Result<usize, StoreError> {
+        let mut retired = 0;
+        for stocked in self.triples()? {
+            if stocked.holders.epoch != epoch && self.take_triple(stocked.id)?.is_some() {
+                retired += 1;
+            }
+        }
+        for stocked in self.presignatures()? {
+            if stocked.holders.epoch != epoch && self.take_presignature(stocked.id)?.is_some() {
+                retired += 1;
+            }
+        }
+        Ok(retired)
+    }
+}
+
+/// The public label of a stored triple or presignature: the epoch it was made in
+/// and the participants holding shares of it. Stored in the clear (it is not
+/// secret) so the node can choose records without opening them, and bound to the
+/// sealed record as associated data so it cannot be altered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holders {
+    pub epoch: u64,
+    pub participants: Vec<u32>,
+}
+
+impl Holders {
+    fn new(epoch: u64, participants: &threshold::Participants) -> Self {
+        Holders {
+            epoch,
+            participants: participants.iter().map(|p| p.0).collect(),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.epoch.to_be_bytes().to_vec();
+        let count = u16::try_from(self.participants.len()).expect("fewer than 65536 participants");
+        out.extend(count.to_be_bytes());
+        for p in &self.participants {
+            out.extend(p.to_be_bytes());
+        }
+        out
+    }
+
+    /// The label at the start of `value`, and its length in bytes.
+    fn decode(value: &[u8]) -> Option<(Holders, usize)> {
+        let epoch = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
+        let count = u16::from_be_bytes(value.get(8..10)?.try_into().ok()?) as usize;
+        let len = 10 + 4 * count;
+        let participants = value
+            .get(10..len)?
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        Some((
+            Holders {
+                epoch,
+                participants,
+            },
+            len,
+        ))
+    }
+}
+
+/// A stored triple or presignature, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stocked {
+    pub id: u64,
+    pub holders: Holders,
+}
+
+fn record_slot(kind: &str, id: u64, label: &[u8]) -> String {
+    format!("{kind}/{id}/{}", hex::encode(label))
 }

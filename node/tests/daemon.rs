@@ -95,29 +95,24 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
     let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (name, account_key, p2p_key, listen)) in nodes.into_iter().enumerate() {
-        let config = NodeConfig {
-            account: id(name),
-            chain: Arc::new(Chain::new(
-                devnet.rpc_url(),
-                contract.clone(),
-                id(name),
-                account_key,
-            )),
-            store: Arc::new(
-                Store::open(
-                    &dir.path().join(format!("{i}.redb")),
-                    &StorageKey::generate(),
-                )
-                .unwrap(),
-            ),
+        let chain = Chain::new(devnet.rpc_url(), contract.clone(), id(name), account_key);
+        let store = Store::open(
+            &dir.path().join(format!("{i}.redb")),
+            &StorageKey::generate(),
+        )
+        .unwrap();
+        let mut config = NodeConfig::new(
+            id(name),
+            Arc::new(chain),
+            Arc::new(store),
             p2p_key,
             listen,
-            network_name: contract.to_string(),
-            poll_interval: Duration::from_millis(100),
-            triple_target: 2,
-            presignature_target: 1,
-            protocol_timeout: Duration::from_secs(30),
-        };
+            contract.as_str(),
+        );
+        config.poll_interval = Duration::from_millis(100);
+        config.triple_target = 2;
+        config.presignature_target = 1;
+        config.protocol_timeout = Duration::from_secs(30);
         tasks.spawn(run(config, cancel.clone()));
     }
 

@@ -130,8 +130,9 @@ async fn triples_presignature_and_signature_over_the_network() {
     let root = shares[0].public_key;
 
     // Node 0 stocks two triples, then a presignature from them.
-    nodes[0].engine.propose_triple().unwrap();
-    nodes[0].engine.propose_triple().unwrap();
+    let all = Participants::first(3).unwrap();
+    nodes[0].engine.propose_triple(&all).unwrap();
+    nodes[0].engine.propose_triple(&all).unwrap();
     pump(&mut nodes, "two triples at three nodes", |n| {
         count(n, |e| matches!(e, Event::TripleStored(_))) == 6
     })
@@ -141,7 +142,7 @@ async fn triples_presignature_and_signature_over_the_network() {
         .all(|n| n.store.triple_ids().unwrap().len() == 2));
     let presignature = nodes[0]
         .engine
-        .propose_presignature()
+        .propose_presignature(&all)
         .unwrap()
         .expect("two own triples");
     pump(&mut nodes, "a presignature at three nodes", |n| {
@@ -175,7 +176,7 @@ async fn triples_presignature_and_signature_over_the_network() {
     nodes[2].network.take().unwrap().shutdown().await;
     let signers = Participants::new([ParticipantId(0), ParticipantId(1)]).unwrap();
     assert_eq!(
-        nodes[0].engine.propose_sign(request_id, signers).unwrap(),
+        nodes[0].engine.propose_sign(request_id, &signers).unwrap(),
         Some(presignature)
     );
     pump(&mut nodes, "a signature at both signers", |n| {
@@ -207,7 +208,7 @@ async fn triples_presignature_and_signature_over_the_network() {
     assert!(nodes[1].store.presignature_ids().unwrap().is_empty());
     let signers = Participants::new([ParticipantId(0), ParticipantId(1)]).unwrap();
     assert_eq!(
-        nodes[0].engine.propose_sign(request_id, signers).unwrap(),
+        nodes[0].engine.propose_sign(request_id, &signers).unwrap(),
         None
     );
 
@@ -267,15 +268,18 @@ async fn forged_and_unknown_invitations_are_refused() {
         "no presignature 77 here: refused"
     );
 
-    // Triples must include every participant; outsiders are refused.
+    // Triples among the live participants (at least the threshold) are joined;
+    // outsiders are refused.
     let partial = NodeMessage::Start(Start {
         epoch: 0,
         participants: vec![0, 1],
-        job: Job::Triple { id: owned_by_0 },
+        job: Job::Triple { id: owned_by_0 + 1 },
     });
-    assert!(refused(
-        nodes[1].engine.handle(ParticipantId(0), &partial.encode())
-    ));
+    nodes[1]
+        .engine
+        .handle(ParticipantId(0), &partial.encode())
+        .expect("a triple among two of three, the threshold");
+    assert_eq!(nodes[1].engine.running(), 1);
     let outsider = NodeMessage::Start(Start {
         epoch: 0,
         participants: vec![0, 1, 9],
@@ -304,7 +308,11 @@ async fn forged_and_unknown_invitations_are_refused() {
         nodes[1].engine.handle(ParticipantId(0), &[]),
         Err(EngineError::Malformed(_))
     ));
-    assert_eq!(nodes[1].engine.running(), 0, "nothing started");
+    assert_eq!(
+        nodes[1].engine.running(),
+        1,
+        "nothing started but the triple among two"
+    );
 
     for node in nodes.iter_mut() {
         if let Some(network) = node.network.take() {
@@ -440,15 +448,15 @@ async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
         .all(|n| n.store.key_share().unwrap().unwrap().0 == 1));
 
     // The newcomer stocks a presignature and leads a signature with two old nodes.
-    nodes[3].engine.propose_triple().unwrap();
-    nodes[3].engine.propose_triple().unwrap();
+    nodes[3].engine.propose_triple(&all_four).unwrap();
+    nodes[3].engine.propose_triple(&all_four).unwrap();
     pump(&mut nodes, "two triples at four nodes", |n| {
         count(n, |e| matches!(e, Event::TripleStored(_))) == 8
     })
     .await;
     nodes[3]
         .engine
-        .propose_presignature()
+        .propose_presignature(&all_four)
         .unwrap()
         .expect("two own triples");
     pump(&mut nodes, "a presignature at four nodes", |n| {
@@ -471,7 +479,7 @@ async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
     let signers = Participants::new([1, 2, 3].map(ParticipantId)).unwrap();
     nodes[3]
         .engine
-        .propose_sign(request_id, signers)
+        .propose_sign(request_id, &signers)
         .unwrap()
         .expect("a presignature");
     pump(&mut nodes, "a signature at three signers", |n| {

@@ -107,38 +107,63 @@ fn taken_records_are_gone_for_good_even_after_a_crash() {
     let expected_r = presignature.big_r;
     {
         let store = Store::open(&path, &key).unwrap();
-        store.add_presignature(7, &presignature).unwrap();
-        store.add_triple(1, &triples.remove(0)).unwrap();
+        store.add_presignature(7, 0, &presignature).unwrap();
+        store.add_triple(1, 0, &triples.remove(0)).unwrap();
         assert_eq!(store.presignature_ids().unwrap(), vec![7]);
         assert_eq!(store.triple_ids().unwrap(), vec![1]);
 
         let taken = store.take_presignature(7).unwrap().expect("stored");
-        assert_eq!(taken.big_r, expected_r);
+        assert_eq!(taken.1.big_r, expected_r);
         // The process dies here, before using it: nothing else is written.
     }
     let store = Store::open(&path, &key).unwrap();
     assert_eq!(
-        store.take_presignature(7).unwrap().map(|p| p.big_r),
+        store.take_presignature(7).unwrap().map(|(_, p)| p.big_r),
         None,
         "never handed out twice"
     );
     assert!(store.presignature_ids().unwrap().is_empty());
     // Its id is retired: storing something under it again is refused.
     assert!(matches!(
-        store.add_presignature(7, &presignature),
+        store.add_presignature(7, 0, &presignature),
         Err(StoreError::DuplicateId {
             kind: "presignature",
             id: 7
         })
     ));
     assert!(matches!(
-        store.add_triple(1, &triples[0]),
+        store.add_triple(1, 0, &triples[0]),
         Err(StoreError::DuplicateId {
             kind: "triple",
             id: 1
         })
     ));
-    let triple = store.take_triple(1).unwrap().expect("still stored");
-    assert_eq!(triple.threshold, 2);
+    let (epoch, triple) = store.take_triple(1).unwrap().expect("still stored");
+    assert_eq!((epoch, triple.threshold), (0, 2));
     assert!(store.take_triple(1).unwrap().is_none());
+}
+
+#[test]
+fn records_are_listed_with_their_holders_and_retired_when_the_epoch_moves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("node.redb"), &StorageKey::generate()).unwrap();
+    let (_, mut triples, presignature) = material();
+    let holders: Vec<u32> = presignature.participants.iter().map(|p| p.0).collect();
+    store.add_triple(1, 3, &triples.remove(0)).unwrap();
+    store.add_triple(2, 4, &triples.remove(0)).unwrap();
+    store.add_presignature(9, 3, &presignature).unwrap();
+    let listed = store.presignatures().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, 9);
+    assert_eq!(listed[0].holders.epoch, 3);
+    assert_eq!(listed[0].holders.participants, holders);
+
+    // Epoch 4 begins: what was made in epoch 3 is retired for good.
+    assert_eq!(store.retire_other_epochs(4).unwrap(), 2);
+    assert_eq!(store.triple_ids().unwrap(), vec![2]);
+    assert!(store.presignature_ids().unwrap().is_empty());
+    assert!(matches!(
+        store.add_presignature(9, 4, &presignature),
+        Err(StoreError::DuplicateId { .. })
+    ));
 }

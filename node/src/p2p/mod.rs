@@ -196,7 +196,7 @@ impl Network {
         self.local_addr
     }
 
-    pub fn stats(&self) -> &NetworkStats {
+    pub fn stats(&self) -> &Arc<NetworkStats> {
         &self.stats
     }
 

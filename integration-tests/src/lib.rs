@@ -1,0 +1,564 @@
+//! A whole Chain Signatures network on this machine, for the demo, the
+//! end-to-end tests and the end-to-end benchmark: the devnet (in this process),
+//! the multichain contract (the real wasm), and `mpc-node` processes (the real
+//! binary, configured by `mpc-node init`, talking over loopback sockets).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), String> {
+//! use integration_tests::{Cluster, ClusterConfig};
+//! let cluster = Cluster::start(ClusterConfig::new(3, 2)).await?;
+//! let alice = cluster.user("alice.test.near", 1).await?.remove(0);
+//! let request = integration_tests::request([7; 32], "ethereum-1");
+//! let signature = cluster.sign(&alice, &request, 300).await?;
+//! cluster.verify(&alice, &request, &signature)?;
+//! cluster.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+use devnet::{Devnet, DevnetConfig};
+use k256::AffinePoint;
+use mpc_node::chain::{Chain, ContractState};
+use near_crypto::SecretKey;
+use near_primitives::account::{AccessKey, AccessKeyPermission};
+use near_primitives::transaction::{Action, AddKeyAction, DeployContractAction};
+use near_primitives::types::AccountId;
+use primitives::{derivation, near_key, Payload, SignRequest, SignatureResponse};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const NEAR: u128 = 10u128.pow(24);
+
+/// The contract's account on every cluster.
+pub const CONTRACT: &str = "signer.test.near";
+
+pub fn id(s: &str) -> AccountId {
+    s.parse().expect("a valid account id")
+}
+
+/// A sign request for `payload` (must be non-zero and below the curve order) and
+/// `path`, key version 0.
+pub fn request(payload: [u8; 32], path: &str) -> SignRequest {
+    SignRequest {
+        payload: Payload::new(payload).expect("a valid payload"),
+        path: path.into(),
+        key_version: 0,
+    }
+}
+
+/// The shape of a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub nodes: usize,
+    pub threshold: usize,
+    pub block_time: Duration,
+    /// Blocks until an unanswered yield times out (NEAR: 200).
+    pub yield_timeout_blocks: u64,
+    /// Settings written into every node's config.toml (key = TOML value).
+    pub node_settings: Vec<(String, String)>,
+    /// Where node homes and logs go; removed on shutdown unless `keep_dir`.
+    pub workdir: PathBuf,
+    pub keep_dir: bool,
+}
+
+static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+
+impl ClusterConfig {
+    /// `nodes` nodes, threshold `threshold`, 100 ms blocks, nodes tuned for a
+    /// fast local network (50 ms polls, 1 s leader grace).
+    pub fn new(nodes: usize, threshold: usize) -> Self {
+        let n = CLUSTERS.fetch_add(1, Ordering::Relaxed);
+        ClusterConfig {
+            nodes,
+            threshold,
+            block_time: Duration::from_millis(100),
+            yield_timeout_blocks: 200,
+            node_settings: [
+                ("poll_interval_ms", "50"),
+                ("leader_grace_ms", "1000"),
+                ("live_window_ms", "1000"),
+                ("protocol_timeout_secs", "30"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            workdir: std::env::temp_dir()
+                .join(format!("chain-signatures-{}-{n}", std::process::id())),
+            keep_dir: false,
+        }
+    }
+
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.node_settings.retain(|(k, _)| k != key);
+        self.node_settings
+            .push((key.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// One `mpc-node`: its account, home, addresses and (while running) process.
+pub struct NodeProcess {
+    pub account: AccountId,
+    pub account_key: SecretKey,
+    pub home: PathBuf,
+    pub http_addr: String,
+    /// The entry to register on the contract (`init` candidates, `join`).
+    pub candidate: serde_json::Value,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl NodeProcess {
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The node's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A running network: devnet, contract and nodes.
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub devnet: Devnet,
+    /// The root account (`test.near`), which creates every other account.
+    pub root: Chain,
+    pub contract: AccountId,
+    pub nodes: Vec<NodeProcess>,
+    mpc_node: PathBuf,
+    root_key: Option<AffinePoint>,
+}
+
+/// The `mpc-node` binary next to the running executable (`target/debug`), built
+/// first when run under cargo so it is never stale.
+pub fn mpc_node_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe.parent().ok_or("no executable directory")?;
+    // Test executables live in target/debug/deps, binaries in target/debug.
+    let dir = if dir.ends_with("deps") {
+        dir.parent().ok_or("no target directory")?
+    } else {
+        dir
+    };
+    if let Ok(cargo) = std::env::var("CARGO") {
+        static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+        BUILT
+            .get_or_init(|| {
+                let status = Command::new(cargo)
+                    .args(["build", "--quiet", "--locked", "-p", "mpc-node"])
+                    .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+                    .status()
+                    .map_err(|e| format!("cargo build -p mpc-node: {e}"))?;
+                status
+                    .success()
+                    .then_some(())
+                    .ok_or_else(|| "cargo build -p mpc-node failed".to_string())
+            })
+            .clone()?;
+    }
+    let binary = dir.join("mpc-node");
+    if !binary.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build -p mpc-node` (make demo does)",
+            binary.display()
+        ));
+    }
+    Ok(binary)
+}
+
+/// The contract wasm, built by scripts/build-contract.sh (`make contract`).
+pub fn multichain_wasm() -> Result<Vec<u8>, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/near/multichain.wasm");
+    std::fs::read(&path).map_err(|e| format!("{}: {e} (run `make contract`)", path.display()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Cluster {
+    /// Starts the devnet, creates the node accounts and homes (`mpc-node init`),
+    /// deploys and initialises the contract, starts the nodes and waits for key
+    /// generation.
+    pub async fn start(config: ClusterConfig) -> Result<Cluster, String> {
+        let mpc_node = mpc_node_binary()?;
+        let wasm = multichain_wasm()?;
+        std::fs::create_dir_all(&config.workdir).map_err(|e| e.to_string())?;
+        let mut devnet_config = DevnetConfig::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            config.block_time,
+        );
+        devnet_config.genesis.yield_timeout_blocks = config.yield_timeout_blocks;
+        let devnet = Devnet::start(devnet_config)
+            .await
+            .map_err(|e| format!("devnet: {e}"))?;
+        let contract = id(CONTRACT);
+        let root = Chain::new(
+            devnet.rpc_url(),
+            contract.clone(),
+            devnet.root_account().clone(),
+            devnet.root_secret_key().clone(),
+        );
+        let mut cluster = Cluster {
+            config: config.clone(),
+            devnet,
+            root,
+            contract: contract.clone(),
+            nodes: Vec::new(),
+            mpc_node,
+            root_key: None,
+        };
+        for i in 0..config.nodes {
+            cluster.new_node(&format!("node{i}.test.near")).await?;
+        }
+        let candidates: serde_json::Map<String, serde_json::Value> = cluster
+            .nodes
+            .iter()
+            .map(|n| (n.account.to_string(), n.candidate.clone()))
+            .collect();
+        let contract_key = cluster
+            .root
+            .create_account(
+                &contract,
+                100 * NEAR,
+                vec![Action::DeployContract(DeployContractAction { code: wasm })],
+            )
+            .await
+            .map_err(|e| format!("deploying the contract: {e}"))?;
+        let as_contract = Chain::new(
+            cluster.devnet.rpc_url(),
+            contract.clone(),
+            contract.clone(),
+            contract_key,
+        );
+        as_contract
+            .call(
+                "init",
+                serde_json::json!({ "threshold": config.threshold, "candidates": candidates }),
+                100,
+                0,
+            )
+            .await
+            .map_err(|e| format!("init: {e}"))?;
+        for i in 0..cluster.nodes.len() {
+            cluster.start_node(i)?;
+        }
+        cluster.wait_running(Duration::from_secs(120)).await?;
+        Ok(cluster)
+    }
+
+    /// Creates an account and a home for a new node (not started, not registered).
+    /// Returns its index.
+    pub async fn new_node(&mut self, account: &str) -> Result<usize, String> {
+        let account = id(account);
+        let account_key = self
+            .root
+            .create_account(&account, 100 * NEAR, vec![])
+            .await
+            .map_err(|e| format!("creating {account}: {e}"))?;
+        let index = self.nodes.len();
+        let home = self.config.workdir.join(format!("node{index}"));
+        let http_addr = format!("127.0.0.1:{}", free_port());
+        let output = Command::new(&self.mpc_node)
+            .args(["--home", &home.to_string_lossy(), "init"])
+            .args(["--account", account.as_str(), "--contract", CONTRACT])
+            .args(["--rpc-url", self.devnet.rpc_url()])
+            .args(["--p2p-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(["--http-addr", &http_addr])
+            .env("MPC_NODE_ACCOUNT_KEY", account_key.to_string())
+            .output()
+            .map_err(|e| format!("running mpc-node init: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "mpc-node init: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let candidate: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .map_err(|e| format!("mpc-node init output: {e}"))?;
+        self.tune(&home)?;
+        let log = self.config.workdir.join(format!("node{index}.log"));
+        self.nodes.push(NodeProcess {
+            account,
+            account_key,
+            home,
+            http_addr,
+            candidate,
+            child: None,
+            log,
+        });
+        Ok(index)
+    }
+
+    /// Writes the cluster's node settings into a node's config.toml.
+    fn tune(&self, home: &Path) -> Result<(), String> {
+        let path = home.join("config.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let mut table: toml::Table = text.parse().map_err(|e| format!("config.toml: {e}"))?;
+        for (key, value) in &self.config.node_settings {
+            let value: toml::Value = format!("v = {value}")
+                .parse::<toml::Table>()
+                .map_err(|e| format!("setting {key}: {e}"))?
+                .remove("v")
+                .expect("parsed above");
+            table.insert(key.clone(), value);
+        }
+        std::fs::write(&path, toml::to_string(&table).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Starts (or restarts) node `i`'s process; its log is appended to.
+    pub fn start_node(&mut self, i: usize) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        if node.is_running() {
+            return Err(format!("node {i} is running already"));
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .map_err(|e| e.to_string())?;
+        let child = Command::new(&self.mpc_node)
+            .args(["--home", &node.home.to_string_lossy(), "start"])
+            .env(
+                "RUST_LOG",
+                std::env::var("NODE_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting mpc-node: {e}"))?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills node `i` at once (SIGKILL: a crash, nothing flushed).
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops node `i` gracefully (SIGTERM) and waits up to 15 s for it to exit.
+    pub fn stop_node(&mut self, i: usize) -> Result<(), String> {
+        let Some(mut child) = self.nodes[i].child.take() else {
+            return Ok(());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status
+                    .success()
+                    .then_some(())
+                    .ok_or_else(|| format!("node {i} exited with {status}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!("node {i} did not stop within 15 s of SIGTERM"))
+    }
+
+    /// Waits until the contract is Running, and returns its state.
+    pub async fn wait_running(&mut self, limit: Duration) -> Result<ContractState, String> {
+        let started = Instant::now();
+        loop {
+            let state = self.root.state().await;
+            if let Ok(state @ ContractState::Running { .. }) = &state {
+                if let ContractState::Running { public_key, .. } = state {
+                    self.root_key =
+                        Some(near_key::parse_secp256k1(public_key).map_err(|e| e.to_string())?);
+                }
+                return Ok(state.clone());
+            }
+            if started.elapsed() > limit {
+                return Err(format!(
+                    "the contract is not Running after {limit:?} ({state:?}); node logs in {}",
+                    self.config.workdir.display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The contract's root public key (known once Running).
+    pub fn public_key(&self) -> AffinePoint {
+        self.root_key.expect("the cluster is Running")
+    }
+
+    /// Creates account `name` with `keys` full-access keys; returns one client per
+    /// key, so a test can have that many transactions in flight from one account.
+    pub async fn user(&self, name: &str, keys: usize) -> Result<Vec<Chain>, String> {
+        let extra: Vec<SecretKey> = (1..keys)
+            .map(|_| SecretKey::from_random(near_crypto::KeyType::ED25519))
+            .collect();
+        let actions = extra
+            .iter()
+            .map(|key| {
+                Action::AddKey(Box::new(AddKeyAction {
+                    public_key: key.public_key(),
+                    access_key: AccessKey {
+                        nonce: 0,
+                        permission: AccessKeyPermission::FullAccess,
+                    },
+                }))
+            })
+            .collect();
+        let first = self
+            .root
+            .create_account(&id(name), 100 * NEAR, actions)
+            .await
+            .map_err(|e| format!("creating {name}: {e}"))?;
+        Ok(std::iter::once(first)
+            .chain(extra)
+            .map(|key| self.client(name, key))
+            .collect())
+    }
+
+    /// A client of the contract signing as `account` with `key`.
+    pub fn client(&self, account: &str, key: SecretKey) -> Chain {
+        Chain::new(
+            self.devnet.rpc_url(),
+            self.contract.clone(),
+            id(account),
+            key,
+        )
+    }
+
+    /// `user` calls `sign` with 1 yoctoNEAR and `tgas` of gas; the signature.
+    pub async fn sign(
+        &self,
+        user: &Chain,
+        request: &SignRequest,
+        tgas: u64,
+    ) -> Result<SignatureResponse, String> {
+        let answer = user
+            .call("sign", serde_json::json!({ "request": request }), tgas, 1)
+            .await
+            .map_err(|e| format!("sign: {e}"))?;
+        serde_json::from_slice(&answer).map_err(|e| format!("the answer of sign: {e}"))
+    }
+
+    /// Checks `signature` against the key derived for `user`'s account and the
+    /// request's path.
+    pub fn verify(
+        &self,
+        user: &Chain,
+        request: &SignRequest,
+        signature: &SignatureResponse,
+    ) -> Result<AffinePoint, String> {
+        let derived = derivation::derive_public_key_for(
+            &self.public_key(),
+            user.account().as_str(),
+            &request.path,
+        )
+        .map_err(|e| e.to_string())?;
+        signature
+            .verify(&request.payload, &derived)
+            .map_err(|e| format!("the signature does not verify: {e}"))?;
+        Ok(derived)
+    }
+
+    /// GETs `path` from node `i`'s HTTP endpoint: (status code, body).
+    pub async fn http_get(&self, i: usize, path: &str) -> Result<(u16, String), String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = &self.nodes[i].http_addr;
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("not an HTTP response: {response:.80}"))?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// Node `i`'s `/state`.
+    pub async fn node_state(&self, i: usize) -> Result<serde_json::Value, String> {
+        let (status, body) = self.http_get(i, "/state").await?;
+        if status != 200 {
+            return Err(format!("/state answered {status}"));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("/state: {e}"))
+    }
+
+    /// Waits until node `i` reports at least `presignatures` usable presignatures.
+    pub async fn wait_stock(
+        &self,
+        i: usize,
+        presignatures: u64,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        loop {
+            if let Ok(state) = self.node_state(i).await {
+                if state["stock"]["presignatures"].as_u64() >= Some(presignatures) {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > limit {
+                return Err(format!(
+                    "node {i} has no {presignatures} presignatures after {limit:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops every node (gracefully) and the devnet; removes the work directory
+    /// unless asked to keep it. (A cluster dropped without this, e.g. by a failing
+    /// test, kills its nodes and keeps the directory with their logs.)
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            if let Err(e) = self.stop_node(i) {
+                eprintln!("cluster: {e}");
+            }
+        }
+        let Cluster { devnet, config, .. } = self;
+        if let Err(e) = devnet.shutdown().await {
+            eprintln!("cluster: devnet shutdown: {e}");
+        }
+        if !config.keep_dir {
+            let _ = std::fs::remove_dir_all(&config.workdir);
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! What the node reports about itself: counters and a latency histogram in the
+//! Prometheus text format (`/metrics`), and a JSON snapshot of its view of the
+//! network (`/state`). Written by the daemon, read by the HTTP server.
+//!
+//! Hand-rolled on atomics: the handful of series below do not justify a metrics
+//! framework, and the text format is stable and simple.
+
+use crate::p2p::NetworkStats;
+use serde::Serialize;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds (seconds) of the latency buckets: from one fast block to the
+/// yield timeout of the contract.
+const LATENCY_BOUNDS: [f64; 14] = [
+    0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BOUNDS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count();
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// One participant as this node sees it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub id: u32,
+    pub account_id: String,
+    pub url: String,
+    /// Heard from recently (always true for this node itself).
+    pub live: bool,
+}
+
+/// The node's view of the network, served as JSON on `/state`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodeStatus {
+    pub account_id: String,
+    /// This node's participant id, once the contract lists it.
+    pub me: Option<u32>,
+    /// `NotInitialized`, `Initializing`, `Running` or `Resharing`; empty before the
+    /// first read.
+    pub contract_state: String,
+    pub epoch: Option<u64>,
+    pub threshold: Option<usize>,
+    pub participants: Vec<PeerStatus>,
+    /// This node's own triples and presignatures usable now.
+    pub stock: Stock,
+    /// Requests waiting on the contract.
+    pub pending_requests: usize,
+    /// Protocol runs under way here.
+    pub running_protocols: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Stock {
+    pub triples: usize,
+    pub presignatures: usize,
+}
+
+/// Everything `/metrics`, `/state` and `/health` report.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Distinct sign requests seen pending on the contract.
+    pub requests_seen: Counter,
+    /// Signatures this node led and saw accepted by `respond`.
+    pub signatures: Counter,
+    /// `respond` calls that failed (another leader answered first, or an error).
+    pub respond_failures: Counter,
+    /// Protocol runs that ended without output (timeouts, unreachable peers, bad
+    /// messages).
+    pub protocol_failures: Counter,
+    pub triples_generated: Counter,
+    pub presignatures_generated: Counter,
+    /// Failed reads of the contract.
+    pub chain_errors: Counter,
+    /// From first seeing a request to its `respond` landing, for requests led here.
+    pub sign_latency: Histogram,
+    status: Mutex<NodeStatus>,
+    network: Mutex<Option<Arc<NetworkStats>>>,
+    /// When the contract was last read successfully.
+    last_chain_read: Mutex<Option<Instant>>,
+}
+
+impl Metrics {
+    pub fn new(account_id: &str) -> Arc<Metrics> {
+        Arc::new(Metrics {
+            requests_seen: Counter::default(),
+            signatures: Counter::default(),
+            respond_failures: Counter::default(),
+            protocol_failures: Counter::default(),
+            triples_generated: Counter::default(),
+            presignatures_generated: Counter::default(),
+            chain_errors: Counter::default(),
+            sign_latency: Histogram::default(),
+            status: Mutex::new(NodeStatus {
+                account_id: account_id.to_string(),
+                ..NodeStatus::default()
+            }),
+            network: Mutex::new(None),
+            last_chain_read: Mutex::new(None),
+        })
+    }
+
+    pub fn set_status(&self, update: impl FnOnce(&mut NodeStatus)) {
+        update(&mut self.status.lock().expect("status lock"));
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    pub fn set_network(&self, stats: Arc<NetworkStats>) {
+        *self.network.lock().expect("network lock") = Some(stats);
+    }
+
+    pub fn chain_read(&self) {
+        *self.last_chain_read.lock().expect("chain read lock") = Some(Instant::now());
+    }
+
+    /// Healthy when the contract was read within `max_age`; otherwise why not.
+    pub fn health(&self, max_age: Duration) -> Result<(), String> {
+        match *self.last_chain_read.lock().expect("chain read lock") {
+            Some(at) if at.elapsed() <= max_age => Ok(()),
+            Some(at) => Err(format!(
+                "the contract has not been read for {:.1} s",
+                at.elapsed().as_secs_f64()
+            )),
+            None => Err("the contract has not been read yet".into()),
+        }
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        counter(
+            &mut out,
+            "mpc_requests_seen_total",
+            "Sign requests seen pending on the contract.",
+            self.requests_seen.get(),
+        );
+        counter(
+            &mut out,
+            "mpc_signatures_total",
+            "Signatures led by this node and accepted by the contract.",
+            self.signatures.get(),
+        );
+        counter(
+            &mut out,
+            "mpc_respond_failures_total",
+            "respond calls that failed.",
+            self.respond_failures.get(),
+        );
+        counter(
+            &mut out,
+            "mpc_protocol_failures_total",
+            "Protocol runs that ended without output.",
+            self.protocol_failures.get(),
+        );
+        counter(
+            &mut out,
+            "mpc_triples_generated_total",
+            "Triples stored.",
+            self.triples_generated.get(),
+        );
+        counter(
+            &mut out,
+            "mpc_presignatures_generated_total",
+            "Presignatures stored.",
+            self.presignatures_generated.get(),
+        );
+        counter(
+            &mut out,
+            "mpc_chain_errors_total",
+            "Failed reads of the contract.",
+            self.chain_errors.get(),
+        );
+        self.sign_latency.render(
+            &mut out,
+            "mpc_sign_latency_seconds",
+            "From first seeing a request to its respond landing (requests led here).",
+        );
+        let status = self.status();
+        gauge(
+            &mut out,
+            "mpc_stock_triples",
+            "Own triples usable now.",
+            status.stock.triples as u64,
+        );
+        gauge(
+            &mut out,
+            "mpc_stock_presignatures",
+            "Own presignatures usable now.",
+            status.stock.presignatures as u64,
+        );
+        gauge(
+            &mut out,
+            "mpc_pending_requests",
+            "Requests waiting on the contract.",
+            status.pending_requests as u64,
+        );
+        gauge(
+            &mut out,
+            "mpc_running_protocols",
+            "Protocol runs under way.",
+            status.running_protocols as u64,
+        );
+        gauge(
+            &mut out,
+            "mpc_live_participants",
+            "Participants heard from recently, this node included.",
+            status.participants.iter().filter(|p| p.live).count() as u64,
+        );
+        if let Some(stats) = self.network.lock().expect("network lock").clone() {
+            let series = [
+                ("accepted", &stats.accepted, "Connections accepted."),
+                (
+                    "failed_handshakes",
+                    &stats.failed_handshakes,
+                    "Handshakes that failed.",
+                ),
+                (
+                    "unknown_peers",
+                    &stats.unknown_peers,
+                    "Handshakes from keys not registered on the contract.",
+                ),
+                (
+                    "bad_frames",
+                    &stats.bad_frames,
+                    "Connections ended by a bad frame.",
+                ),
+                (
+                    "impostors",
+                    &stats.impostors,
+                    "Dials refused: the peer proved another key.",
+                ),
+                ("messages_in", &stats.messages_in, "Messages received."),
+                ("messages_out", &stats.messages_out, "Messages sent."),
+            ];
+            for (name, value, help) in series {
+                counter(
+                    &mut out,
+                    &format!("mpc_p2p_{name}_total"),
+                    help,
+                    NetworkStats::get(value),
+                );
+            }
+        }
+        out
+    }
+}

@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: test contract demo derive bench fmt clippy
+.PHONY: test contract demo derive bench bench-e2e fmt clippy
 
 ## Build the wasm and run every test.
 test: contract
@@ -28,6 +28,12 @@ derive:
 ## Cost of the threshold protocols per party, ours next to raw cait-sith (release build).
 bench:
 	$(CARGO) bench --locked -p threshold
+
+## End-to-end latency and throughput of devnet + contract + node processes, next to
+## the cryptography's own cost (release build). ARGS="--shapes 3x2 --burst 30" etc.
+bench-e2e: contract
+	@$(CARGO) build --quiet --release --locked -p mpc-node -p integration-tests
+	@target/release/e2e-bench $(ARGS)
 
 fmt:
 	$(CARGO) fmt --all

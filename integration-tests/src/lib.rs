@@ -140,8 +140,9 @@ pub struct Cluster {
 pub fn mpc_node_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = exe.parent().ok_or("no executable directory")?;
-    // Test executables live in target/debug/deps, binaries in target/debug.
-    let dir = if dir.ends_with("deps") {
+    // Test executables live in target/debug/deps, examples in target/debug/examples,
+    // binaries in target/debug.
+    let dir = if dir.ends_with("deps") || dir.ends_with("examples") {
         dir.parent().ok_or("no target directory")?
     } else {
         dir
@@ -150,8 +151,12 @@ pub fn mpc_node_binary() -> Result<PathBuf, String> {
         static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
         BUILT
             .get_or_init(|| {
-                let status = Command::new(cargo)
-                    .args(["build", "--quiet", "--locked", "-p", "mpc-node"])
+                let mut build = Command::new(cargo);
+                build.args(["build", "--quiet", "--locked", "-p", "mpc-node"]);
+                if dir.ends_with("release") {
+                    build.arg("--release");
+                }
+                let status = build
                     .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
                     .status()
                     .map_err(|e| format!("cargo build -p mpc-node: {e}"))?;
@@ -341,6 +346,14 @@ impl Cluster {
             .map_err(|e| format!("starting mpc-node: {e}"))?;
         node.child = Some(child);
         Ok(())
+    }
+
+    /// The process ids of the running nodes.
+    pub fn node_pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(|c| c.id()))
+            .collect()
     }
 
     /// Kills node `i` at once (SIGKILL: a crash, nothing flushed).

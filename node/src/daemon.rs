@@ -31,7 +31,7 @@ use near_primitives::types::AccountId;
 use primitives::derivation::Tweak;
 use primitives::{near_key, PendingRequest, RequestId};
 use sha3::{Digest, Sha3_256};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +39,11 @@ use threshold::{ParticipantId, Participants, SignTask};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// Peer messages taken off the network per loop turn.
+const MAX_DRAIN: usize = 1024;
+/// Bulk messages held at most; beyond it generation runs lose messages and time out.
+const MAX_BACKLOG: usize = 1 << 16;
 
 /// What a node needs to run. [`NodeConfig::new`] fills in the defaults.
 pub struct NodeConfig {
@@ -156,6 +161,7 @@ async fn watch_chain(
     chain: Arc<Chain>,
     interval: Duration,
     publish: watch::Sender<Option<Arc<Snapshot>>>,
+    poll_now: Arc<tokio::sync::Notify>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
@@ -166,6 +172,7 @@ async fn watch_chain(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
+            _ = poll_now.notified() => {}
         }
         let read = async {
             let state = chain.state().await?;
@@ -212,10 +219,12 @@ enum WriteDone {
 /// Runs the node until `cancel` fires.
 pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Result<()> {
     let (publish, mut snapshots) = watch::channel(None);
+    let poll_now = Arc::new(tokio::sync::Notify::new());
     let watcher = tokio::spawn(watch_chain(
         config.chain.clone(),
         config.poll_interval,
         publish,
+        poll_now.clone(),
         config.metrics.clone(),
         cancel.child_token(),
     ));
@@ -260,10 +269,29 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
                 node.act(Instant::now());
             }
             Some(message) = incoming => node.on_message(message),
+            // Bulk messages waiting: take one per turn (below), between the rest.
+            _ = std::future::ready(()), if !node.backlog.is_empty() => {}
             Some(done) = writes.join_next(), if !writes.is_empty() => match done {
                 Ok(done) => node.on_write_done(done),
                 Err(e) => tracing::error!(error = %e, "a chain write task panicked"),
             },
+        }
+        // Everything that arrived meanwhile: urgent messages are handled now, bulk
+        // generation traffic joins the backlog, which moves one message per turn.
+        if let Some((_, rx)) = network.as_mut() {
+            for _ in 0..MAX_DRAIN {
+                let Ok(message) = rx.try_recv() else { break };
+                node.on_message(message);
+            }
+        }
+        node.work_backlog();
+        if node
+            .engine
+            .as_mut()
+            .is_some_and(|e| e.take_awaiting_chain())
+        {
+            // A leader saw a request before us: read the chain now, not at the tick.
+            poll_now.notify_one();
         }
         if let (Some(engine), Some((net, _))) = (node.engine.as_mut(), network.as_ref()) {
             for (to, bytes) in engine.drain_outbox() {
@@ -330,6 +358,8 @@ struct Node {
     last_heard: HashMap<ParticipantId, Instant>,
     /// Peers live at the last check, to notice who went silent.
     was_live: BTreeSet<ParticipantId>,
+    /// Bulk peer messages (triple and presignature generation) not handled yet.
+    backlog: VecDeque<Incoming>,
 }
 
 impl Node {
@@ -344,6 +374,7 @@ impl Node {
             me: None,
             last_heard: HashMap::new(),
             was_live: BTreeSet::new(),
+            backlog: VecDeque::new(),
         }
     }
 
@@ -562,6 +593,7 @@ impl Node {
                     },
                 );
                 self.config.metrics.requests_seen.inc();
+                tracing::debug!(request = %request.request_id, "new request");
                 self.requests.insert(
                     request.request_id,
                     Tracked {
@@ -608,8 +640,29 @@ impl Node {
         }
     }
 
+    /// A message from a peer: proof of life, then handled at once if urgent
+    /// (signing, key tasks, heartbeats), else queued behind earlier bulk traffic.
     fn on_message(&mut self, message: Incoming) {
         self.last_heard.insert(message.from, Instant::now());
+        if Engine::is_urgent(&message.message) {
+            self.handle(message);
+        } else if self.backlog.len() < MAX_BACKLOG {
+            self.backlog.push_back(message);
+        } else {
+            tracing::warn!(
+                peer = message.from.0,
+                "backlog full; dropped a generation message"
+            );
+        }
+    }
+
+    fn work_backlog(&mut self) {
+        if let Some(message) = self.backlog.pop_front() {
+            self.handle(message);
+        }
+    }
+
+    fn handle(&mut self, message: Incoming) {
         if let Some(engine) = self.engine.as_mut() {
             if let Err(e) = engine.handle(message.from, &message.message) {
                 tracing::debug!(peer = message.from.0, error = %e, "ignored a peer message");
@@ -743,7 +796,8 @@ impl Node {
                 continue;
             }
             match engine.propose_sign(*request_id, live) {
-                Ok(Some(_)) => {
+                Ok(Some(presignature)) => {
+                    tracing::debug!(request = %request_id, presignature, waited_ms = now.duration_since(tracked.first_seen).as_millis() as u64, "leading a request");
                     if rank > 0 {
                         tracing::info!(request = %request_id, rank, "leading a request in place of a silent leader");
                     }
@@ -798,6 +852,7 @@ impl Node {
                     };
                     let request = tracked.request.signature_request();
                     let first_seen = tracked.first_seen;
+                    tracing::debug!(request = %request_id, since_seen_ms = first_seen.elapsed().as_millis() as u64, "signed; responding");
                     let chain = self.config.chain.clone();
                     writes.spawn(async move {
                         let ok = match chain.respond(&request, &response).await {
@@ -849,6 +904,7 @@ impl Node {
         };
         let metrics = &self.config.metrics;
         if ok {
+            tracing::info!(request = %request_id, ms = first_seen.elapsed().as_millis() as u64, "answered a request");
             metrics.signatures.inc();
             metrics.sign_latency.observe(first_seen.elapsed());
         } else {

@@ -21,7 +21,7 @@ use primitives::SerializableAffinePoint;
 use primitives::{RequestId, SignatureResponse};
 use rand::RngCore;
 use sha3::{Digest, Sha3_256};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +48,13 @@ pub enum NodeMessage {
     Protocol(Vec<u8>),
     /// A heartbeat: says the sender is up. Peers count who is live from these.
     Ping,
+    /// To a proposer: this node will not join `job` (and why), so the proposer
+    /// ends the run now instead of at the timeout.
+    Decline { job: Job, reason: String },
+    /// To the owner: this node has stored its share of triple `id`.
+    StoredTriple(u64),
+    /// To the owner: this node has stored its share of presignature `id`.
+    StoredPresignature(u64),
 }
 
 impl NodeMessage {
@@ -251,6 +258,12 @@ pub struct Engine {
     deferred: HashMap<RequestId, (Instant, ParticipantId, Start)>,
     outbox: VecDeque<(ParticipantId, Vec<u8>)>,
     events: VecDeque<Event>,
+    /// An invitation waits for a request this node has not seen yet.
+    awaiting_chain: bool,
+    /// Who has confirmed storing each of this node's own triples and
+    /// presignatures made since it started (records older than that, found in
+    /// storage, are taken to be held by all their holders).
+    acks: HashMap<u64, BTreeSet<u32>>,
 }
 
 impl Engine {
@@ -278,6 +291,8 @@ impl Engine {
             deferred: HashMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
+            awaiting_chain: false,
+            acks: HashMap::new(),
         }
     }
 
@@ -411,6 +426,21 @@ impl Engine {
             .collect()
     }
 
+    /// Like [`Engine::own_usable`], but only holders that confirmed storing their
+    /// share: a run started before a holder finished would be refused.
+    fn own_confirmed(&self, stock: Vec<Stocked>, live: &Participants) -> Vec<(u64, Vec<u32>)> {
+        self.own_usable(stock, live)
+            .into_iter()
+            .filter_map(|(id, holders)| {
+                let holders: Vec<u32> = match self.acks.get(&id) {
+                    Some(acked) => holders.into_iter().filter(|p| acked.contains(p)).collect(),
+                    None => holders,
+                };
+                (holders.len() >= self.threshold).then_some((id, holders))
+            })
+            .collect()
+    }
+
     /// How many of this node's own triples and presignatures it could use now,
     /// with `live` reachable.
     pub fn own_stock(&self, live: &Participants) -> Result<(usize, usize), EngineError> {
@@ -426,7 +456,7 @@ impl Engine {
         &mut self,
         live: &Participants,
     ) -> Result<Option<u64>, EngineError> {
-        let mine = self.own_usable(self.store.triples()?, live);
+        let mine = self.own_confirmed(self.store.triples()?, live);
         let mut pair = None;
         'search: for (i, (t0, h0)) in mine.iter().enumerate() {
             for (t1, h1) in &mine[i + 1..] {
@@ -446,6 +476,8 @@ impl Engine {
             id,
             triples: (t0, t1),
         };
+        self.acks.remove(&t0);
+        self.acks.remove(&t1);
         let output = self.join_presign(&job, &participants, id, t0, t1)?;
         self.launch(job, participants, true, output);
         Ok(Some(id))
@@ -459,7 +491,7 @@ impl Engine {
         live: &Participants,
     ) -> Result<Option<u64>, EngineError> {
         let Some((presignature, holders)) = self
-            .own_usable(self.store.presignatures()?, live)
+            .own_confirmed(self.store.presignatures()?, live)
             .into_iter()
             .next()
         else {
@@ -475,6 +507,7 @@ impl Engine {
             request_id: request_id.0,
             presignature,
         };
+        self.acks.remove(&presignature);
         let output = self.join_sign(&job, &signers, request_id, presignature)?;
         self.launch(job, signers, true, output);
         Ok(Some(presignature))
@@ -608,8 +641,42 @@ impl Engine {
     /// engine keeps running.
     pub fn handle(&mut self, from: ParticipantId, bytes: &[u8]) -> Result<(), EngineError> {
         match NodeMessage::decode(bytes)? {
-            NodeMessage::Start(start) => self.handle_start(from, start),
+            NodeMessage::Start(start) => {
+                let job = start.job.clone();
+                let result = self.handle_start(from, start);
+                if let Err(EngineError::Refused(reason)) = &result {
+                    if !matches!(job, Job::Keygen { .. } | Job::Reshare { .. }) {
+                        let decline = NodeMessage::Decline {
+                            job,
+                            reason: reason.clone(),
+                        };
+                        self.outbox.push_back((from, decline.encode()));
+                    }
+                }
+                result
+            }
             NodeMessage::Ping => Ok(()),
+            NodeMessage::Decline { job, reason } => {
+                let instance = self.instance_of(&job);
+                let ours = self
+                    .running
+                    .get(&instance)
+                    .is_some_and(|r| r.leader && r.participants.contains(from));
+                if ours {
+                    self.running.remove(&instance);
+                    self.events.push_back(Event::Failed {
+                        job,
+                        reason: format!("participant {} declined: {reason}", from.0),
+                    });
+                }
+                Ok(())
+            }
+            NodeMessage::StoredTriple(id) | NodeMessage::StoredPresignature(id) => {
+                if owner(id) == self.me {
+                    self.acks.entry(id).or_default().insert(from.0);
+                }
+                Ok(())
+            }
             NodeMessage::Protocol(message) => {
                 let (header, _) = threshold::wire::Header::decode(&message)?;
                 if self.running.contains_key(&header.instance) {
@@ -620,6 +687,30 @@ impl Engine {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Whether a peer's message should jump the queue: heartbeats and everything
+    /// of signing and key tasks, which someone is waiting for, go before the bulk
+    /// traffic of triple and presignature generation.
+    pub fn is_urgent(bytes: &[u8]) -> bool {
+        use threshold::wire::ProtocolKind;
+        match NodeMessage::decode(bytes) {
+            Ok(
+                NodeMessage::Ping
+                | NodeMessage::Decline { .. }
+                | NodeMessage::StoredTriple(_)
+                | NodeMessage::StoredPresignature(_),
+            ) => true,
+            Ok(NodeMessage::Start(start)) => {
+                !matches!(start.job, Job::Triple { .. } | Job::Presign { .. })
+            }
+            Ok(NodeMessage::Protocol(message)) => threshold::wire::Header::decode(&message)
+                .is_ok_and(|(header, _)| {
+                    !matches!(header.kind, ProtocolKind::Triple | ProtocolKind::Presign)
+                }),
+            // Refused at once, whatever it was.
+            Err(_) => true,
         }
     }
 
@@ -703,6 +794,7 @@ impl Engine {
                     if self.deferred.len() < MAX_DEFERRED {
                         self.deferred
                             .insert(request_id, (Instant::now(), from, start.clone()));
+                        self.awaiting_chain = true;
                     }
                     return Ok(());
                 }
@@ -789,6 +881,16 @@ impl Engine {
         }
     }
 
+    /// After storing a share of `id`: the owner records itself as a holder, anyone
+    /// else tells the owner.
+    fn confirm_stored(&mut self, id: u64, ack: NodeMessage) {
+        if owner(id) == self.me {
+            self.acks.entry(id).or_default().insert(self.me.0);
+        } else {
+            self.outbox.push_back((owner(id), ack.encode()));
+        }
+    }
+
     fn finish(&mut self, running: Running, done: Done) {
         let event = match (running.job.clone(), done) {
             (Job::Keygen { epoch } | Job::Reshare { epoch, .. }, Done::Key(share)) => {
@@ -807,7 +909,10 @@ impl Engine {
             }
             (Job::Triple { id }, Done::Triple(triple)) => {
                 match self.store.add_triple(id, self.epoch, &triple) {
-                    Ok(()) => Event::TripleStored(id),
+                    Ok(()) => {
+                        self.confirm_stored(id, NodeMessage::StoredTriple(id));
+                        Event::TripleStored(id)
+                    }
                     Err(e) => Event::Failed {
                         job: running.job,
                         reason: e.to_string(),
@@ -816,7 +921,10 @@ impl Engine {
             }
             (Job::Presign { id, .. }, Done::Presign(presignature)) => {
                 match self.store.add_presignature(id, self.epoch, &presignature) {
-                    Ok(()) => Event::PresignatureStored(id),
+                    Ok(()) => {
+                        self.confirm_stored(id, NodeMessage::StoredPresignature(id));
+                        Event::PresignatureStored(id)
+                    }
                     Err(e) => Event::Failed {
                         job: running.job,
                         reason: e.to_string(),
@@ -864,6 +972,13 @@ impl Engine {
 
     pub fn drain_events(&mut self) -> impl Iterator<Item = Event> + '_ {
         self.events.drain(..)
+    }
+
+    /// Whether an invitation to sign arrived for a request this node has not seen
+    /// on the chain yet (since the last call): the driver should read the chain now
+    /// rather than at its next poll.
+    pub fn take_awaiting_chain(&mut self) -> bool {
+        std::mem::take(&mut self.awaiting_chain)
     }
 
     /// Runs under way.

@@ -1,0 +1,85 @@
+//! 100 concurrent sign requests from five accounts (twenty keys each, so all are
+//! in flight at once): every one is answered exactly once with a valid signature,
+//! none is lost, and no two signatures share an R (no presignature is used twice).
+
+use integration_tests::{request, Cluster, ClusterConfig};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+const ACCOUNTS: usize = 5;
+const PER_ACCOUNT: usize = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_requests_are_each_answered_once() {
+    let cluster = Cluster::start(ClusterConfig::new(3, 2)).await.unwrap();
+    let mut users = Vec::new();
+    for a in 0..ACCOUNTS {
+        let keys = cluster
+            .user(&format!("user{a}.test.near"), PER_ACCOUNT)
+            .await
+            .unwrap();
+        users.extend(
+            keys.into_iter()
+                .enumerate()
+                .map(move |(k, chain)| (a, k, chain)),
+        );
+    }
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    let cluster = std::sync::Arc::new(cluster);
+    for (a, k, user) in users {
+        let cluster = cluster.clone();
+        calls.spawn(async move {
+            let mut payload = [0u8; 32];
+            payload[0] = 1 + a as u8;
+            payload[1] = k as u8;
+            let request = request(payload, &format!("path-{k}"));
+            let answer = cluster.sign(&user, &request, 300).await;
+            (user, request, answer)
+        });
+    }
+    let mut big_rs = HashSet::new();
+    let mut answered = 0;
+    while let Some(done) = calls.join_next().await {
+        let (user, request, answer) = done.unwrap();
+        let signature = answer.unwrap_or_else(|e| panic!("{} lost a request: {e}", user.account()));
+        cluster.verify(&user, &request, &signature).unwrap();
+        assert!(
+            big_rs.insert(signature.big_r.affine_point),
+            "two signatures share R: a presignature was used twice"
+        );
+        answered += 1;
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(answered, ACCOUNTS * PER_ACCOUNT);
+    eprintln!(
+        "{answered} requests answered in {:.1} s ({:.1}/s)",
+        elapsed.as_secs_f64(),
+        answered as f64 / elapsed.as_secs_f64()
+    );
+
+    // Exactly one respond per request landed, across the nodes; none is pending.
+    let mut landed = 0;
+    for i in 0..3 {
+        let (_, metrics) = cluster.http_get(i, "/metrics").await.unwrap();
+        landed += metric(&metrics, "mpc_signatures_total");
+    }
+    assert_eq!(landed, answered as u64);
+    let pending: Vec<serde_json::Value> = cluster
+        .root
+        .view("pending_requests", serde_json::json!({}))
+        .await
+        .unwrap();
+    assert!(pending.is_empty(), "left pending: {pending:?}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let Ok(cluster) = std::sync::Arc::try_unwrap(cluster) else {
+        panic!("no other owners left");
+    };
+    cluster.shutdown().await;
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}

@@ -555,6 +555,10 @@ impl Node {
             self.config.protocol_timeout,
         );
         engine.set_key_task(key.task.clone());
+        // Peers that moved to the new epoch first may have sent us its messages.
+        if let Some(mut old) = self.engine.take() {
+            engine.adopt_early(old.take_early());
+        }
         self.engine = Some(engine);
         tracing::info!(epoch = key.epoch, me = me.0, "engine ready");
     }

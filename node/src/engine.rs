@@ -38,6 +38,8 @@ const MAX_EARLY_PER_INSTANCE: usize = 256;
 const MAX_EARLY_INSTANCES: usize = 1024;
 /// Invitations to sign kept until the request shows up on our side.
 const MAX_DEFERRED: usize = 1024;
+/// Pause before proposing the next attempt of a failed key task.
+const KEY_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// A message between nodes: version byte, then borsh.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -87,9 +89,11 @@ pub struct Start {
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Job {
-    /// Generate the key of `epoch` (the contract is Initializing).
+    /// Generate the key of `epoch` (the contract is Initializing). `attempt`
+    /// counts failed runs: each retry is a fresh instance.
     Keygen {
         epoch: u64,
+        attempt: u32,
     },
     /// Reshare the key into `epoch` (the contract is Resharing); the new participants
     /// are the run's.
@@ -98,6 +102,7 @@ pub enum Job {
         old_participants: Vec<u32>,
         old_threshold: u32,
         public_key: [u8; 33],
+        attempt: u32,
     },
     Triple {
         id: u64,
@@ -134,9 +139,12 @@ pub enum KeyTask {
 }
 
 impl KeyTask {
-    fn job(&self) -> Job {
+    fn job(&self, attempt: u32) -> Job {
         match self {
-            KeyTask::Generate { epoch } => Job::Keygen { epoch: *epoch },
+            KeyTask::Generate { epoch } => Job::Keygen {
+                epoch: *epoch,
+                attempt,
+            },
             KeyTask::Reshare {
                 epoch,
                 old_participants,
@@ -147,8 +155,16 @@ impl KeyTask {
                 old_participants: old_participants.iter().map(|p| p.0).collect(),
                 old_threshold: *old_threshold as u32,
                 public_key: SerializableAffinePoint::from_point(public_key).affine_point,
+                attempt,
             },
         }
+    }
+}
+
+fn attempt_of(job: &Job) -> Option<u32> {
+    match job {
+        Job::Keygen { attempt, .. } | Job::Reshare { attempt, .. } => Some(*attempt),
+        _ => None,
     }
 }
 
@@ -239,7 +255,7 @@ struct Running {
 }
 
 /// Messages for a run that has not started here yet, and since when.
-type EarlyMessages = (Instant, Vec<(ParticipantId, Vec<u8>)>);
+pub type EarlyMessages = (Instant, Vec<(ParticipantId, Vec<u8>)>);
 
 /// One node's protocol engine for one epoch (participants, threshold, key share).
 pub struct Engine {
@@ -249,6 +265,17 @@ pub struct Engine {
     threshold: usize,
     key: Option<KeyShare>,
     key_task: Option<KeyTask>,
+    /// The key task's current attempt; a failed run moves on to the next, and a
+    /// peer's invitation to a later one moves this node there too.
+    key_attempt: u32,
+    /// This node finished the current attempt (it joins later ones only when a
+    /// peer asks: the others did not finish).
+    key_done: bool,
+    /// No new attempt is proposed before this (after a failure).
+    key_retry_at: Option<Instant>,
+    /// The share the engine started with: the input to resharing, kept even
+    /// after a new share is stored, in case a later attempt is needed.
+    reshare_input: Option<KeyShare>,
     store: Arc<Store>,
     timeout: Duration,
     requests: HashMap<RequestId, SignTask>,
@@ -281,8 +308,12 @@ impl Engine {
             me,
             participants,
             threshold,
+            reshare_input: key.clone(),
             key,
             key_task: None,
+            key_attempt: 0,
+            key_done: false,
+            key_retry_at: None,
             store,
             timeout,
             requests: HashMap::new(),
@@ -312,7 +343,12 @@ impl Engine {
 
     /// Sets what the contract asks of the key holders (or `None` when Running).
     pub fn set_key_task(&mut self, task: Option<KeyTask>) {
-        self.key_task = task;
+        if self.key_task != task {
+            self.key_task = task;
+            self.key_attempt = 0;
+            self.key_done = false;
+            self.key_retry_at = None;
+        }
     }
 
     /// Starts the key task (any participant may; all join the same run). Returns
@@ -321,17 +357,20 @@ impl Engine {
         let Some(task) = self.key_task.clone() else {
             return Ok(false);
         };
-        let job = task.job();
+        if self.key_done || self.key_retry_at.is_some_and(|at| Instant::now() < at) {
+            return Ok(true);
+        }
+        let job = task.job(self.key_attempt);
         if self.running.contains_key(&self.instance_of(&job)) {
             return Ok(true);
         }
-        let output = self.join_key_task(&task)?;
+        let output = self.join_key_task(&task, &job)?;
         self.launch(job, self.participants.clone(), true, output);
         Ok(true)
     }
 
-    fn join_key_task(&self, task: &KeyTask) -> Result<Output, EngineError> {
-        let instance = self.instance_of(&task.job());
+    fn join_key_task(&self, task: &KeyTask, job: &Job) -> Result<Output, EngineError> {
+        let instance = self.instance_of(job);
         Ok(Output::Key(match task {
             KeyTask::Generate { .. } => {
                 keygen(instance, self.me, self.participants.clone(), self.threshold)?
@@ -350,7 +389,7 @@ impl Engine {
                     public_key: *public_key,
                 };
                 let old_share = self
-                    .key
+                    .reshare_input
                     .as_ref()
                     .filter(|_| old_participants.contains(self.me));
                 reshare(instance, self.me, args, old_share)?
@@ -426,17 +465,16 @@ impl Engine {
             .collect()
     }
 
-    /// Like [`Engine::own_usable`], but only holders that confirmed storing their
-    /// share: a run started before a holder finished would be refused.
+    /// Like [`Engine::own_usable`], but only records every live holder has
+    /// confirmed storing: a run started before a holder finished its part would be
+    /// refused by it.
     fn own_confirmed(&self, stock: Vec<Stocked>, live: &Participants) -> Vec<(u64, Vec<u32>)> {
         self.own_usable(stock, live)
             .into_iter()
-            .filter_map(|(id, holders)| {
-                let holders: Vec<u32> = match self.acks.get(&id) {
-                    Some(acked) => holders.into_iter().filter(|p| acked.contains(p)).collect(),
-                    None => holders,
-                };
-                (holders.len() >= self.threshold).then_some((id, holders))
+            .filter(|(id, holders)| {
+                self.acks
+                    .get(id)
+                    .is_none_or(|acked| holders.iter().all(|p| acked.contains(p)))
             })
             .collect()
     }
@@ -447,6 +485,15 @@ impl Engine {
         Ok((
             self.own_usable(self.store.triples()?, live).len(),
             self.own_usable(self.store.presignatures()?, live).len(),
+        ))
+    }
+
+    /// How many of this node's own triples and presignatures every holder has
+    /// confirmed storing, among `live`: what it can start runs with right now.
+    pub fn own_confirmed_stock(&self, live: &Participants) -> Result<(usize, usize), EngineError> {
+        Ok((
+            self.own_confirmed(self.store.triples()?, live).len(),
+            self.own_confirmed(self.store.presignatures()?, live).len(),
         ))
     }
 
@@ -524,10 +571,10 @@ impl Engine {
             .collect();
         for id in doomed {
             let running = self.running.remove(&id).expect("listed above");
-            self.events.push_back(Event::Failed {
-                job: running.job,
-                reason: "a participant of the run became unreachable".into(),
-            });
+            self.failed(
+                running.job,
+                "a participant of the run became unreachable".into(),
+            );
         }
     }
 
@@ -664,10 +711,7 @@ impl Engine {
                     .is_some_and(|r| r.leader && r.participants.contains(from));
                 if ours {
                     self.running.remove(&instance);
-                    self.events.push_back(Event::Failed {
-                        job,
-                        reason: format!("participant {} declined: {reason}", from.0),
-                    });
+                    self.failed(job, format!("participant {} declined: {reason}", from.0));
                 }
                 Ok(())
             }
@@ -733,21 +777,34 @@ impl Engine {
                 "the run includes non-participants".into(),
             ));
         }
-        if matches!(start.job, Job::Keygen { .. } | Job::Reshare { .. }) {
+        if let Some(attempt) = attempt_of(&start.job) {
             let task = self
                 .key_task
                 .clone()
                 .ok_or_else(|| EngineError::Refused("no key task is under way".into()))?;
-            if task.job() != start.job || participants != self.participants {
+            if attempt < self.key_attempt {
+                return Err(EngineError::Refused(format!(
+                    "attempt {attempt} of the key task is over; this node is at {}",
+                    self.key_attempt
+                )));
+            }
+            if task.job(attempt) != start.job || participants != self.participants {
                 return Err(EngineError::Refused(
                     "the key task differs from the contract's as seen here".into(),
                 ));
             }
-            if self.running.contains_key(&self.instance_of(&start.job)) {
+            if attempt > self.key_attempt {
+                // The others gave up on our attempt: follow them.
+                let current = self.instance_of(&task.job(self.key_attempt));
+                self.running.remove(&current);
+                self.key_attempt = attempt;
+                self.key_done = false;
+            }
+            if self.running.contains_key(&self.instance_of(&start.job)) || self.key_done {
                 // Several participants may propose the key task; it is one run.
                 return Ok(());
             }
-            let output = self.join_key_task(&task)?;
+            let output = self.join_key_task(&task, &start.job)?;
             self.launch(start.job, participants, false, output);
             return Ok(());
         }
@@ -871,12 +928,34 @@ impl Engine {
                 }
                 Err(e) => {
                     let running = self.running.remove(&instance).expect("present above");
-                    self.events.push_back(Event::Failed {
-                        job: running.job,
-                        reason: e.to_string(),
-                    });
+                    self.failed(running.job, e.to_string());
                     return;
                 }
+            }
+        }
+    }
+
+    /// Reports a run that ended without output; a failed key task moves on to its
+    /// next attempt (after a pause, so a hopeless task does not spin).
+    fn failed(&mut self, job: Job, reason: String) {
+        if attempt_of(&job) == Some(self.key_attempt) {
+            self.key_attempt += 1;
+            self.key_retry_at = Some(Instant::now() + KEY_RETRY_PAUSE);
+        }
+        self.events.push_back(Event::Failed { job, reason });
+    }
+
+    /// Messages that arrived for runs this engine never started, to hand to its
+    /// successor (the next epoch's engine may be the one that starts them).
+    pub fn take_early(&mut self) -> HashMap<InstanceId, EarlyMessages> {
+        std::mem::take(&mut self.early)
+    }
+
+    /// Takes over a predecessor's early messages (see [`Engine::take_early`]).
+    pub fn adopt_early(&mut self, early: HashMap<InstanceId, EarlyMessages>) {
+        for (instance, (since, messages)) in early {
+            if self.early.len() < MAX_EARLY_INSTANCES {
+                self.early.insert(instance, (since, messages));
             }
         }
     }
@@ -893,12 +972,12 @@ impl Engine {
 
     fn finish(&mut self, running: Running, done: Done) {
         let event = match (running.job.clone(), done) {
-            (Job::Keygen { epoch } | Job::Reshare { epoch, .. }, Done::Key(share)) => {
+            (Job::Keygen { epoch, .. } | Job::Reshare { epoch, .. }, Done::Key(share)) => {
                 match self.store.put_key_share(epoch, &share) {
                     Ok(()) => {
                         let public_key = share.public_key;
                         self.key = Some(*share);
-                        self.key_task = None;
+                        self.key_done = true;
                         Event::KeyShareStored { epoch, public_key }
                     }
                     Err(e) => Event::Failed {
@@ -956,10 +1035,7 @@ impl Engine {
             .collect();
         for id in stale {
             let running = self.running.remove(&id).expect("listed above");
-            self.events.push_back(Event::Failed {
-                job: running.job,
-                reason: "timed out".into(),
-            });
+            self.failed(running.job, "timed out".into());
         }
         self.early
             .retain(|_, (since, _)| now.duration_since(*since) <= timeout);

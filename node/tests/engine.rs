@@ -140,6 +140,10 @@ async fn triples_presignature_and_signature_over_the_network() {
     assert!(nodes
         .iter()
         .all(|n| n.store.triple_ids().unwrap().len() == 2));
+    pump(&mut nodes, "the holders confirm the triples", |n| {
+        n[0].engine.own_confirmed_stock(&all).unwrap().0 == 2
+    })
+    .await;
     let presignature = nodes[0]
         .engine
         .propose_presignature(&all)
@@ -147,6 +151,10 @@ async fn triples_presignature_and_signature_over_the_network() {
         .expect("two own triples");
     pump(&mut nodes, "a presignature at three nodes", |n| {
         count(n, |e| matches!(e, Event::PresignatureStored(_))) == 3
+    })
+    .await;
+    pump(&mut nodes, "the holders confirm the presignature", |n| {
+        n[0].engine.own_confirmed_stock(&all).unwrap().1 == 1
     })
     .await;
     assert!(
@@ -454,6 +462,10 @@ async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
         count(n, |e| matches!(e, Event::TripleStored(_))) == 8
     })
     .await;
+    pump(&mut nodes, "the holders confirm the triples", |n| {
+        n[3].engine.own_confirmed_stock(&all_four).unwrap().0 == 2
+    })
+    .await;
     nodes[3]
         .engine
         .propose_presignature(&all_four)
@@ -461,6 +473,10 @@ async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
         .expect("two own triples");
     pump(&mut nodes, "a presignature at four nodes", |n| {
         count(n, |e| matches!(e, Event::PresignatureStored(_))) == 4
+    })
+    .await;
+    pump(&mut nodes, "the holders confirm the presignature", |n| {
+        n[3].engine.own_confirmed_stock(&all_four).unwrap().1 == 1
     })
     .await;
     let tweak = Tweak::derive("erin.near", "bitcoin-1").unwrap();

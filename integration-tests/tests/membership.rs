@@ -1,0 +1,123 @@
+//! Membership changes through the contract, with node processes doing the
+//! resharing: a fourth node joins (`join`, `vote_join`) and the network reshares
+//! to it, keeping the public key; the newcomer then signs (with two old nodes down,
+//! it must). A node leaves (`vote_leave`) likewise, and the rest sign without it.
+
+use integration_tests::{request, Cluster, ClusterConfig};
+use mpc_node::chain::{Chain, ContractState};
+use std::time::Duration;
+
+fn node_client(cluster: &Cluster, i: usize) -> Chain {
+    let node = &cluster.nodes[i];
+    cluster.client(node.account.as_str(), node.account_key.clone())
+}
+
+fn participants(state: &ContractState) -> Vec<String> {
+    match state {
+        ContractState::Running { participants, .. } => participants
+            .participants
+            .keys()
+            .map(|a| a.to_string())
+            .collect(),
+        other => panic!("not Running: {other:?}"),
+    }
+}
+
+fn epoch(state: &ContractState) -> u64 {
+    match state {
+        ContractState::Running { epoch, .. } => *epoch,
+        other => panic!("not Running: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
+    let mut cluster = Cluster::start(ClusterConfig::new(3, 2)).await.unwrap();
+    let public_key = cluster.public_key();
+    let user = cluster.user("dave.test.near", 1).await.unwrap().remove(0);
+
+    // The newcomer: account, home, process (watching, not yet a participant).
+    let newcomer = cluster.new_node("node3.test.near").await.unwrap();
+    cluster.start_node(newcomer).unwrap();
+    let candidate = cluster.nodes[newcomer].candidate.clone();
+    node_client(&cluster, newcomer)
+        .call(
+            "join",
+            serde_json::json!({
+                "url": candidate["url"],
+                "cipher_pk": candidate["cipher_pk"],
+                "sign_pk": candidate["sign_pk"],
+            }),
+            100,
+            0,
+        )
+        .await
+        .expect("join");
+    for voter in [0, 1] {
+        node_client(&cluster, voter)
+            .call(
+                "vote_join",
+                serde_json::json!({ "candidate": "node3.test.near" }),
+                100,
+                0,
+            )
+            .await
+            .expect("vote_join");
+    }
+    let state = cluster
+        .wait_running(Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(epoch(&state), 1);
+    assert_eq!(participants(&state).len(), 4);
+    assert_eq!(cluster.public_key(), public_key, "resharing keeps the key");
+
+    // With nodes 0 and 1 down, only node 2 and the newcomer can sign (t = 2).
+    cluster.kill_node(0);
+    cluster.kill_node(1);
+    let joined = request([0x31; 32], "after-join");
+    let signature = cluster
+        .sign(&user, &joined, 300)
+        .await
+        .expect("node 2 and the newcomer sign");
+    cluster.verify(&user, &joined, &signature).unwrap();
+
+    // Node 0 leaves: the others vote it out and reshare among themselves.
+    cluster.start_node(0).unwrap();
+    cluster.start_node(1).unwrap();
+    for voter in [1, 2] {
+        node_client(&cluster, voter)
+            .call(
+                "vote_leave",
+                serde_json::json!({ "kick": "node0.test.near" }),
+                100,
+                0,
+            )
+            .await
+            .expect("vote_leave");
+    }
+    // Resharing must finish before the state reads Running with epoch 2.
+    let state = loop {
+        let state = cluster
+            .wait_running(Duration::from_secs(120))
+            .await
+            .unwrap();
+        if epoch(&state) == 2 {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        participants(&state),
+        ["node1.test.near", "node2.test.near", "node3.test.near"]
+    );
+    assert_eq!(cluster.public_key(), public_key, "resharing keeps the key");
+    cluster.kill_node(0);
+    let left = request([0x32; 32], "after-leave");
+    let signature = cluster
+        .sign(&user, &left, 300)
+        .await
+        .expect("the three remaining nodes sign");
+    cluster.verify(&user, &left, &signature).unwrap();
+    cluster.shutdown().await;
+}

@@ -1,0 +1,203 @@
+//! Hostile input against a running network: p2p connections that send garbage,
+//! handshake with an unknown key, or (with a stolen registered key) send malformed
+//! frames and messages; `respond` from a non-participant and with a wrong
+//! signature. Each is refused, the counters say so, and the network keeps serving,
+//! including a request made while every node was down.
+
+use integration_tests::{request, Cluster, ClusterConfig};
+use k256::ecdsa::SigningKey;
+use k256::elliptic_curve::point::DecompressPoint;
+use k256::elliptic_curve::PrimeField;
+use k256::{AffinePoint, Scalar};
+use mpc_node::engine::{Job, NodeMessage, Start};
+use mpc_node::p2p::noise::{Sender, StaticKey};
+use primitives::{PendingRequest, SignatureResponse};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+/// Node `i`'s p2p key, as `mpc-node init` wrote it.
+fn p2p_key(cluster: &Cluster, i: usize) -> StaticKey {
+    let text = std::fs::read_to_string(cluster.nodes[i].home.join("p2p_key")).unwrap();
+    let bytes = hex::decode(text.trim()).unwrap();
+    StaticKey::from_parts(
+        bytes[..32].try_into().unwrap(),
+        bytes[32..].try_into().unwrap(),
+    )
+}
+
+fn p2p_addr(cluster: &Cluster, i: usize) -> String {
+    cluster.nodes[i].candidate["url"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn cipher_pk(cluster: &Cluster, i: usize) -> [u8; 32] {
+    serde_json::from_value(cluster.nodes[i].candidate["cipher_pk"].clone()).unwrap()
+}
+
+/// Waits (bounded) for the peer to close the connection.
+async fn closed_by_peer(mut stream: TcpStream) -> bool {
+    let mut buffer = [0u8; 64];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A valid-form signature of `payload` by a random key: not the derived key's.
+fn foreign_signature(payload: &[u8; 32]) -> SignatureResponse {
+    let key = SigningKey::random(&mut rand::rngs::OsRng);
+    let (signature, recovery) = key.sign_prehash_recoverable(payload).unwrap();
+    let big_r =
+        AffinePoint::decompress(&signature.r().to_repr(), (recovery.is_y_odd() as u8).into())
+            .unwrap();
+    let s: Scalar = *signature.s();
+    SignatureResponse::new(&big_r, &s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_and_responders_are_refused_and_service_continues() {
+    let mut cluster = Cluster::start(ClusterConfig::new(3, 2)).await.unwrap();
+    let mut keys = cluster.user("mallory.test.near", 2).await.unwrap();
+    let user = keys.remove(0);
+    let user_in_background = keys.remove(0);
+    let target = p2p_addr(&cluster, 0);
+    let prologue = format!("chain-signatures p2p v1:{}", cluster.contract).into_bytes();
+
+    // 1. Bytes that are no handshake.
+    let mut garbage = TcpStream::connect(&target).await.unwrap();
+    garbage.write_all(&[0xAB; 300]).await.unwrap();
+    assert!(
+        closed_by_peer(garbage).await,
+        "garbage handshake is dropped"
+    );
+
+    // 2. A proper handshake with a key nobody registered.
+    let stream = TcpStream::connect(&target).await.unwrap();
+    let stranger = Sender::handshake(
+        stream,
+        &StaticKey::generate(),
+        &prologue,
+        &cipher_pk(&cluster, 0),
+    )
+    .await
+    .expect("the handshake itself completes");
+    assert!(
+        closed_by_peer(stranger.into_stream()).await,
+        "unknown key is dropped"
+    );
+
+    // 3. Node 1's stolen key: valid channel, then messages that are no messages,
+    //    a forged invitation, and finally a frame that does not decrypt.
+    let stream = TcpStream::connect(&target).await.unwrap();
+    let mut impostor = Sender::handshake(
+        stream,
+        &p2p_key(&cluster, 1),
+        &prologue,
+        &cipher_pk(&cluster, 0),
+    )
+    .await
+    .unwrap();
+    impostor.send(&[0xFF; 100]).await.unwrap();
+    impostor.send(&[]).await.unwrap();
+    let forged = NodeMessage::Start(Start {
+        epoch: 0,
+        participants: vec![0, 1],
+        job: Job::Sign {
+            request_id: [9; 32],
+            presignature: 1 << 48, // "owned" by node 1, held by nobody
+        },
+    });
+    impostor.send(&forged.encode()).await.unwrap();
+    let mut raw = impostor.into_stream();
+    raw.write_all(&[0x00, 0x20]).await.unwrap();
+    raw.write_all(&[0x55; 32]).await.unwrap();
+    assert!(
+        closed_by_peer(raw).await,
+        "an undecryptable frame ends the connection"
+    );
+
+    let (_, metrics) = cluster.http_get(0, "/metrics").await.unwrap();
+    assert!(metric(&metrics, "mpc_p2p_failed_handshakes_total") >= 1);
+    assert!(metric(&metrics, "mpc_p2p_unknown_peers_total") >= 1);
+    assert!(metric(&metrics, "mpc_p2p_bad_frames_total") >= 1);
+
+    // The network still signs.
+    let first = request([0x51; 32], "after-hostile-p2p");
+    let signature = cluster
+        .sign(&user, &first, 300)
+        .await
+        .expect("still serving");
+    cluster.verify(&user, &first, &signature).unwrap();
+
+    // 4. A request pending while every node is down, and forged answers to it.
+    for i in 0..3 {
+        cluster.stop_node(i).unwrap();
+    }
+    let second = request([0x52; 32], "while-down");
+    let waiting = {
+        let second = second.clone();
+        tokio::spawn(async move {
+            user_in_background
+                .call("sign", serde_json::json!({ "request": second }), 300, 1)
+                .await
+        })
+    };
+    let pending = loop {
+        let pending: Vec<PendingRequest> = cluster
+            .root
+            .view("pending_requests", serde_json::json!({}))
+            .await
+            .unwrap();
+        if let Some(p) = pending.into_iter().next() {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let forged = foreign_signature(second.payload.as_bytes());
+    let args = serde_json::json!({ "request": pending.signature_request(), "response": forged });
+    let outsider = user
+        .call("respond", args.clone(), 100, 0)
+        .await
+        .expect_err("a non-participant cannot respond");
+    assert!(
+        outsider
+            .to_string()
+            .contains("is not a participant of the current epoch"),
+        "{outsider}"
+    );
+    let node1 = cluster.client(
+        cluster.nodes[1].account.as_str(),
+        cluster.nodes[1].account_key.clone(),
+    );
+    let wrong = node1
+        .call("respond", args, 100, 0)
+        .await
+        .expect_err("a wrong signature is refused");
+    assert!(wrong.to_string().contains("invalid signature"), "{wrong}");
+
+    // The nodes come back and answer the request that waited for them.
+    for i in 0..3 {
+        cluster.start_node(i).unwrap();
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(120), waiting)
+        .await
+        .expect("answered after the restart")
+        .unwrap()
+        .expect("sign succeeds");
+    let signature: SignatureResponse = serde_json::from_slice(&answer).unwrap();
+    cluster.verify(&user, &second, &signature).unwrap();
+    cluster.shutdown().await;
+}

@@ -85,7 +85,7 @@ async fn signing_survives_one_crash_fails_cleanly_at_two_and_resumes() {
         .await;
     for i in 0..3 {
         assert!(
-            !cluster.nodes[i].log().contains("panicked"),
+            !cluster.nodes[i].log().contains("panicked at"),
             "node {i} panicked"
         );
     }

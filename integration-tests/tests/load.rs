@@ -11,6 +11,7 @@ const PER_ACCOUNT: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_requests_are_each_answered_once() {
+    let setup = Instant::now();
     let cluster = Cluster::start(ClusterConfig::new(3, 2)).await.unwrap();
     let mut users = Vec::new();
     for a in 0..ACCOUNTS {
@@ -24,6 +25,7 @@ async fn a_hundred_concurrent_requests_are_each_answered_once() {
                 .map(move |(k, chain)| (a, k, chain)),
         );
     }
+    eprintln!("network and accounts ready in {:?}", setup.elapsed());
     let started = Instant::now();
     let mut calls = tokio::task::JoinSet::new();
     let cluster = std::sync::Arc::new(cluster);
@@ -75,7 +77,9 @@ async fn a_hundred_concurrent_requests_are_each_answered_once() {
     let Ok(cluster) = std::sync::Arc::try_unwrap(cluster) else {
         panic!("no other owners left");
     };
+    let stopping = Instant::now();
     cluster.shutdown().await;
+    eprintln!("shut down in {:?}", stopping.elapsed());
 }
 
 fn metric(text: &str, name: &str) -> u64 {

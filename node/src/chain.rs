@@ -351,12 +351,57 @@ impl Chain {
         self.transact_with(&self.main, receiver, actions).await
     }
 
+    /// Like [`Chain::call`], but returns the whole final outcome (receipts and the
+    /// blocks they ran in), whatever its status.
+    pub async fn call_outcome(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+        tgas: u64,
+        yocto: u128,
+    ) -> Result<FinalExecutionOutcomeView, ChainError> {
+        let contract = self.contract.clone();
+        let actions = vec![function_call(method, &args, tgas, yocto)];
+        self.send_and_wait(&self.main, &contract, actions).await
+    }
+
+    /// The height of block `hash`.
+    pub async fn block_height(
+        &self,
+        hash: near_primitives::hash::CryptoHash,
+    ) -> Result<u64, ChainError> {
+        let block = self
+            .client
+            .call(methods::block::RpcBlockRequest {
+                block_reference: BlockReference::BlockId(near_primitives::types::BlockId::Hash(
+                    hash,
+                )),
+            })
+            .await
+            .map_err(|e| ChainError::Rpc(format!("block: {e}")))?;
+        Ok(block.header.height)
+    }
+
     async fn transact_with(
         &self,
         slot: &KeySlot,
         receiver: &AccountId,
         actions: Vec<Action>,
     ) -> Result<Vec<u8>, ChainError> {
+        let outcome = self.send_and_wait(slot, receiver, actions).await?;
+        match outcome.status {
+            FinalExecutionStatus::SuccessValue(value) => Ok(value),
+            FinalExecutionStatus::Failure(failure) => Err(ChainError::Failed(failure.to_string())),
+            other => Err(ChainError::Failed(format!("{other:?}"))),
+        }
+    }
+
+    async fn send_and_wait(
+        &self,
+        slot: &KeySlot,
+        receiver: &AccountId,
+        actions: Vec<Action>,
+    ) -> Result<FinalExecutionOutcomeView, ChainError> {
         let method = match actions.first() {
             Some(Action::FunctionCall(call)) => call.method_name.clone(),
             _ => "transaction".to_string(),
@@ -403,15 +448,10 @@ impl Chain {
                 return Err(ChainError::Rpc(format!("{method}: {e}")));
             }
         };
-        let outcome: FinalExecutionOutcomeView = response
+        response
             .final_execution_outcome
             .map(|o| o.into_outcome())
-            .ok_or_else(|| ChainError::Rpc(format!("{method}: no outcome")))?;
-        match outcome.status {
-            FinalExecutionStatus::SuccessValue(value) => Ok(value),
-            FinalExecutionStatus::Failure(failure) => Err(ChainError::Failed(failure.to_string())),
-            other => Err(ChainError::Failed(format!("{method}: {other:?}"))),
-        }
+            .ok_or_else(|| ChainError::Rpc(format!("{method}: no outcome")))
     }
 
     /// Polls a sent transaction until it is final (or [`MAX_WAIT`] passes).

@@ -1,11 +1,15 @@
 //! The node's durable state, in one redb database (ACID, crash-safe): its key
-//! share, its stock of triples and presignatures, and the chain cursor.
+//! share and its stock of triples and presignatures. (No chain cursor: the
+//! contract keeps every request pending until it is answered or times out, and the
+//! node reads that whole list, so a restart cannot skip one.)
 //!
 //! Secrets are sealed with AES-256-GCM under the node's storage key (32 bytes the
 //! operator supplies, never stored here), with the table and record id as associated
 //! data, so a ciphertext cannot be moved to another slot. The database remembers a
 //! sealed check value, so opening it with the wrong key fails at once with a clear
-//! error rather than at the first signature.
+//! error rather than at the first signature. Triples and presignatures also carry a
+//! clear label ([`Holders`]: epoch and holders), bound into the associated data, so
+//! the node can choose records without opening them.
 //!
 //! Key safety: [`Store::take_triple`] and [`Store::take_presignature`] remove the
 //! record and write a tombstone in one committed transaction *before* returning it.
@@ -31,7 +35,6 @@ const USED_PRESIGNATURES: TableDefinition<u64, ()> = TableDefinition::new("used_
 const KEY_CHECK: &str = "key_check";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"chain-signatures node storage v1";
 const KEY_SHARE: &str = "key_share";
-const CURSOR: &str = "cursor";
 
 /// The 32-byte key that seals secrets at rest.
 #[derive(Clone)]
@@ -219,18 +222,6 @@ impl Store {
         let share =
             KeyShare::from_bytes(&plain[8..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Some((epoch, share)))
-    }
-
-    /// The last block height the chain watcher fully processed.
-    pub fn cursor(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .meta(CURSOR)?
-            .and_then(|v| v.try_into().ok())
-            .map(u64::from_be_bytes))
-    }
-
-    pub fn set_cursor(&self, height: u64) -> Result<(), StoreError> {
-        self.put_meta(CURSOR, &height.to_be_bytes())
     }
 
     fn add(

@@ -4,7 +4,11 @@
 //! For each shape (3,2) and (5,3): a cluster (devnet at 100 ms blocks, real
 //! `mpc-node` processes built in release), then
 //! - *latency*: sequential requests with presignatures in stock, each timed from
-//!   sending `sign` to its result (p50 and p99, in ms and in blocks);
+//!   sending `sign` to its result (p50 and p99, in ms and in blocks), the blocks
+//!   from the one that ran `sign` to the one whose callback returned the
+//!   signature (read from the transaction's outcome), and the
+//!   nodes' share of it (mean, from a node first seeing the request to its
+//!   `respond` being final, from the nodes' /metrics);
 //! - *throughput*: a burst of concurrent requests, larger than the stock, so the
 //!   rate includes generating triples and presignatures (sustained signatures/s);
 //! - *compute bound*: the CPU time of the cryptography of one signature (two
@@ -58,7 +62,8 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// CPU seconds of the cryptography of one signature, all parties, one thread.
+/// CPU seconds of the cryptography of one signature, all parties, one thread:
+/// the median of several runs (this machine is shared and noisy).
 fn crypto_cost(n: usize, t: usize) -> Duration {
     let parties = Participants::first(n as u32).unwrap();
     let keys = local::run(
@@ -70,9 +75,10 @@ fn crypto_cost(n: usize, t: usize) -> Duration {
     )
     .all_done()
     .unwrap();
-    let rounds = 5;
-    let started = Instant::now();
+    let rounds = 9;
+    let mut times = Vec::new();
     for round in 0..rounds {
+        let started = Instant::now();
         let mut triples = Vec::new();
         for k in 0..2u8 {
             triples.push(
@@ -135,8 +141,10 @@ fn crypto_cost(n: usize, t: usize) -> Duration {
         )
         .all_done()
         .unwrap();
+        times.push(started.elapsed());
     }
-    started.elapsed() / rounds as u32
+    times.sort();
+    times[times.len() / 2]
 }
 
 /// CPU seconds used so far by process `pid` (user + system), from /proc.
@@ -148,13 +156,59 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// The signature in a `sign` outcome, the height of the block that ran `sign` and
+/// of the block that returned the signature to the caller (the yield's callback).
+async fn answer_blocks(
+    chain: &mpc_node::chain::Chain,
+    outcome: &near_primitives::views::FinalExecutionOutcomeView,
+) -> Result<(primitives::SignatureResponse, u64, u64), String> {
+    use near_primitives::views::ExecutionStatusView;
+    let contract = integration_tests::id(integration_tests::CONTRACT);
+    let by_contract: Vec<_> = outcome
+        .receipts_outcome
+        .iter()
+        .filter(|r| r.outcome.executor_id == contract)
+        .collect();
+    let asked = by_contract
+        .first()
+        .ok_or("no receipt ran on the contract")?;
+    let (answer, signature) = by_contract
+        .iter()
+        .find_map(|r| match &r.outcome.status {
+            ExecutionStatusView::SuccessValue(bytes) => serde_json::from_slice(bytes)
+                .ok()
+                .map(|s: primitives::SignatureResponse| (r, s)),
+            _ => None,
+        })
+        .ok_or("no receipt returned a signature")?;
+    let asked = chain
+        .block_height(asked.block_hash)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answered = chain
+        .block_height(answer.block_hash)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((signature, asked, answered))
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
 
 struct Row {
+    /// Blocks from the one that ran `sign` to the one that delivered the answer.
+    blocks_p50: u64,
+    blocks_max: u64,
     shape: (usize, usize),
+    node_side: Duration,
     p50: Duration,
     p99: Duration,
     throughput: f64,
@@ -176,16 +230,31 @@ async fn measure(n: usize, t: usize, args: &Args) -> Result<Row, String> {
 
     eprintln!("bench: ({n},{t}): {} sequential requests", args.latency);
     let mut latencies = Vec::new();
+    let mut blocks = Vec::new();
     for k in 0..args.latency {
         let mut payload = [1u8; 32];
         payload[..8].copy_from_slice(&(k as u64).to_be_bytes());
         let request = request(payload, "latency");
         let started = Instant::now();
-        let signature = cluster.sign(&users[0], &request, 300).await?;
+        let outcome = users[0]
+            .call_outcome("sign", serde_json::json!({ "request": request }), 300, 1)
+            .await
+            .map_err(|e| e.to_string())?;
         latencies.push(started.elapsed());
+        let (signature, asked, answered) = answer_blocks(&users[0], &outcome).await?;
         cluster.verify(&users[0], &request, &signature)?;
+        blocks.push(answered - asked);
     }
     latencies.sort();
+    blocks.sort();
+    // The nodes' share of it: from seeing a request to their respond being final.
+    let (mut sum, mut count) = (0.0, 0.0);
+    for i in 0..n {
+        let (_, metrics) = cluster.http_get(i, "/metrics").await?;
+        sum += metric(&metrics, "mpc_sign_latency_seconds_sum");
+        count += metric(&metrics, "mpc_sign_latency_seconds_count");
+    }
+    let node_side = Duration::from_secs_f64(sum / count.max(1.0));
 
     eprintln!(
         "bench: ({n},{t}): a burst of {} concurrent requests",
@@ -218,7 +287,10 @@ async fn measure(n: usize, t: usize, args: &Args) -> Result<Row, String> {
     };
     cluster.shutdown().await;
     Ok(Row {
+        blocks_p50: blocks[blocks.len() / 2],
+        blocks_max: *blocks.last().expect("at least one request"),
         shape: (n, t),
+        node_side,
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
         throughput: answered as f64 / elapsed.as_secs_f64(),
@@ -235,17 +307,20 @@ async fn bench(args: Args) -> Result<(), String> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!(
-        "| (n,t) | latency p50 | p99 | p50 blocks | throughput sig/s | crypto ms/sig (all parties) | node CPU ms/sig | compute bound sig/s ({cores} cores) | throughput / bound |"
+        "| (n,t) | latency p50 | p99 | p50 blocks | request→answer blocks p50 (max) | nodes' share (mean) | throughput sig/s | crypto ms/sig (all parties) | node CPU ms/sig | compute bound sig/s ({cores} cores) | throughput / bound |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in rows {
         println!(
-            "| ({},{}) | {} ms | {} ms | {:.1} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} % |",
+            "| ({},{}) | {} ms | {} ms | {:.1} | {} ({}) | {} ms | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} % |",
             row.shape.0,
             row.shape.1,
             row.p50.as_millis(),
             row.p99.as_millis(),
             row.p50.as_secs_f64() / 0.1,
+            row.blocks_p50,
+            row.blocks_max,
+            row.node_side.as_millis(),
             row.throughput,
             row.crypto.as_secs_f64() * 1e3,
             row.node_cpu_per_signature * 1e3,

@@ -233,6 +233,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
     let mut node = Node::new(config);
     let mut writes: JoinSet<WriteDone> = JoinSet::new();
     let mut network: Option<(Network, mpsc::Receiver<Incoming>)> = None;
+    let mut act = false;
     let result = loop {
         let incoming = async {
             match network.as_mut() {
@@ -260,13 +261,13 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
                         }
                     }
                 }
-                node.act(Instant::now());
+                act = true;
             }
             _ = heartbeat.tick() => {
                 if let Some((net, _)) = network.as_ref() {
                     node.send_heartbeats(net);
                 }
-                node.act(Instant::now());
+                act = true;
             }
             Some(message) = incoming => node.on_message(message),
             // Bulk messages waiting: take one per turn (below), between the rest.
@@ -283,6 +284,11 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
                 let Ok(message) = rx.try_recv() else { break };
                 node.on_message(message);
             }
+        }
+        // Liveness is judged only after taking in what arrived: a long turn must
+        // not make queued heartbeats look like silence.
+        if std::mem::take(&mut act) {
+            node.act(Instant::now());
         }
         node.work_backlog();
         if node
@@ -472,6 +478,11 @@ impl Node {
                 if old.task != key.task {
                     if let Some(engine) = self.engine.as_mut() {
                         engine.set_key_task(key.task.clone());
+                        // The share this node stored for the epoch, if it did.
+                        match self.config.store.key_share_at(key.epoch) {
+                            Ok(share) => engine.set_key(share),
+                            Err(e) => tracing::error!(error = %e, "cannot read the key share"),
+                        }
                     }
                     self.engine_key = Some(key);
                 }
@@ -531,8 +542,20 @@ impl Node {
             self.engine = None;
             return;
         }
-        let share = match self.config.store.key_share() {
-            Ok(share) => share.map(|(_, share)| share),
+        // Only the share of this very epoch signs; resharing starts from the
+        // previous epoch's.
+        let store = &self.config.store;
+        let shares = store.key_share_at(key.epoch).and_then(|share| {
+            let previous = match &key.task {
+                Some(KeyTask::Reshare { epoch, .. }) => {
+                    store.key_share_at(epoch.saturating_sub(1))?
+                }
+                _ => None,
+            };
+            Ok((share, previous))
+        });
+        let (share, previous) = match shares {
+            Ok(shares) => shares,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the key share");
                 self.engine_key = None;
@@ -550,11 +573,18 @@ impl Node {
             me,
             participants,
             key.threshold,
-            share,
+            share.clone(),
             self.config.store.clone(),
             self.config.protocol_timeout,
         );
         engine.set_key_task(key.task.clone());
+        if previous.is_some() {
+            engine.set_reshare_input(previous);
+        }
+        if let (Some(_), Some(share)) = (&key.task, share) {
+            // Restarted after storing this epoch's share: vote again, run nothing.
+            engine.resume_finished_key_task(key.epoch, share);
+        }
         // Peers that moved to the new epoch first may have sent us its messages.
         if let Some(mut old) = self.engine.take() {
             engine.adopt_early(old.take_early());

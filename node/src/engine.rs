@@ -57,6 +57,10 @@ pub enum NodeMessage {
     StoredTriple(u64),
     /// To the owner: this node has stored its share of presignature `id`.
     StoredPresignature(u64),
+    /// From the owner: triple `id` was used without this holder; drop its share.
+    RetireTriple(u64),
+    /// From the owner: presignature `id` was used without this holder; drop it.
+    RetirePresignature(u64),
 }
 
 impl NodeMessage {
@@ -282,7 +286,7 @@ pub struct Engine {
     running: HashMap<InstanceId, Running>,
     early: HashMap<InstanceId, EarlyMessages>,
     /// Invitations to sign requests this node has not seen on the chain yet.
-    deferred: HashMap<RequestId, (Instant, ParticipantId, Start)>,
+    deferred: HashMap<(RequestId, ParticipantId), (Instant, Start)>,
     outbox: VecDeque<(ParticipantId, Vec<u8>)>,
     events: VecDeque<Event>,
     /// An invitation waits for a request this node has not seen yet.
@@ -290,7 +294,7 @@ pub struct Engine {
     /// Who has confirmed storing each of this node's own triples and
     /// presignatures made since it started (records older than that, found in
     /// storage, are taken to be held by all their holders).
-    acks: HashMap<u64, BTreeSet<u32>>,
+    acks: HashMap<u64, (Instant, BTreeSet<u32>)>,
 }
 
 impl Engine {
@@ -344,11 +348,36 @@ impl Engine {
     /// Sets what the contract asks of the key holders (or `None` when Running).
     pub fn set_key_task(&mut self, task: Option<KeyTask>) {
         if self.key_task != task {
+            // Runs of the old task are void: their output must never be stored.
+            self.running.retain(|_, r| attempt_of(&r.job).is_none());
             self.key_task = task;
             self.key_attempt = 0;
             self.key_done = false;
             self.key_retry_at = None;
         }
+    }
+
+    /// The old share resharing starts from (the previous epoch's), for an engine
+    /// whose key task is a resharing this node held a share for.
+    pub fn set_reshare_input(&mut self, share: Option<KeyShare>) {
+        self.reshare_input = share;
+    }
+
+    /// This node already stored its share for the current key task (before a
+    /// restart): it takes no further part in the task, and reports the share again
+    /// so the driver can repeat its vote.
+    pub fn resume_finished_key_task(&mut self, epoch: u64, share: KeyShare) {
+        self.events.push_back(Event::KeyShareStored {
+            epoch,
+            public_key: share.public_key,
+        });
+        self.key = Some(share);
+        self.key_done = true;
+    }
+
+    /// Sets the key share of this engine's epoch (e.g. read back from storage).
+    pub fn set_key(&mut self, share: Option<KeyShare>) {
+        self.key = share;
     }
 
     /// Starts the key task (any participant may; all join the same run). Returns
@@ -400,9 +429,20 @@ impl Engine {
     /// Records a request seen on the chain, so this node may sign it when asked.
     pub fn add_request(&mut self, request_id: RequestId, task: SignTask) {
         self.requests.insert(request_id, task);
-        if let Some((_, from, start)) = self.deferred.remove(&request_id) {
-            if let Err(e) = self.handle_start(from, start) {
+        let waiting: Vec<(RequestId, ParticipantId)> = self
+            .deferred
+            .keys()
+            .filter(|(id, _)| *id == request_id)
+            .copied()
+            .collect();
+        for key in waiting {
+            let (_, start) = self.deferred.remove(&key).expect("listed above");
+            let job = start.job.clone();
+            if let Err(e) = self.handle_start(key.1, start) {
                 tracing::debug!(error = %e, "a deferred invitation to sign was refused");
+                if let EngineError::Refused(reason) = e {
+                    self.decline(key.1, job, reason);
+                }
             }
         }
     }
@@ -465,26 +505,51 @@ impl Engine {
             .collect()
     }
 
-    /// Like [`Engine::own_usable`], but only records every live holder has
-    /// confirmed storing: a run started before a holder finished its part would be
-    /// refused by it.
+    /// Like [`Engine::own_usable`], but only with holders that confirmed storing
+    /// their share: a run started before a holder finished its part would be
+    /// refused by it. A record waits for every live holder's confirmation, up to
+    /// the protocol timeout; after that (a confirmation was lost, or a holder never
+    /// finished) it goes ahead with the holders that confirmed.
     fn own_confirmed(&self, stock: Vec<Stocked>, live: &Participants) -> Vec<(u64, Vec<u32>)> {
+        self.own_ready(stock, live, false)
+    }
+
+    /// [`Engine::own_confirmed`], or (with `pending`) also the records still
+    /// waiting for confirmations: what counts as stock.
+    fn own_ready(
+        &self,
+        stock: Vec<Stocked>,
+        live: &Participants,
+        pending: bool,
+    ) -> Vec<(u64, Vec<u32>)> {
+        let now = Instant::now();
         self.own_usable(stock, live)
             .into_iter()
-            .filter(|(id, holders)| {
-                self.acks
-                    .get(id)
-                    .is_none_or(|acked| holders.iter().all(|p| acked.contains(p)))
+            .filter_map(|(id, holders)| match self.acks.get(&id) {
+                // Stored before this engine started: taken as held by all.
+                None => Some((id, holders)),
+                Some((_, acked)) if holders.iter().all(|p| acked.contains(p)) => {
+                    Some((id, holders))
+                }
+                Some((since, acked)) if now.duration_since(*since) > self.timeout => {
+                    let holders: Vec<u32> =
+                        holders.into_iter().filter(|p| acked.contains(p)).collect();
+                    (holders.contains(&self.me.0) && holders.len() >= self.threshold)
+                        .then_some((id, holders))
+                }
+                Some(_) if pending => Some((id, holders)),
+                Some(_) => None,
             })
             .collect()
     }
 
-    /// How many of this node's own triples and presignatures it could use now,
-    /// with `live` reachable.
+    /// How many of this node's own triples and presignatures it can use now or
+    /// soon (once their holders confirm), with `live` reachable: its stock.
     pub fn own_stock(&self, live: &Participants) -> Result<(usize, usize), EngineError> {
         Ok((
-            self.own_usable(self.store.triples()?, live).len(),
-            self.own_usable(self.store.presignatures()?, live).len(),
+            self.own_ready(self.store.triples()?, live, true).len(),
+            self.own_ready(self.store.presignatures()?, live, true)
+                .len(),
         ))
     }
 
@@ -518,6 +583,8 @@ impl Engine {
             return Ok(None);
         };
         let participants = Participants::new(common.into_iter().map(ParticipantId))?;
+        self.retire_elsewhere(t0, &participants, NodeMessage::RetireTriple(t0))?;
+        self.retire_elsewhere(t1, &participants, NodeMessage::RetireTriple(t1))?;
         let id = self.fresh_id();
         let job = Job::Presign {
             id,
@@ -554,6 +621,11 @@ impl Engine {
             request_id: request_id.0,
             presignature,
         };
+        self.retire_elsewhere(
+            presignature,
+            &signers,
+            NodeMessage::RetirePresignature(presignature),
+        )?;
         self.acks.remove(&presignature);
         let output = self.join_sign(&job, &signers, request_id, presignature)?;
         self.launch(job, signers, true, output);
@@ -566,6 +638,7 @@ impl Engine {
         let doomed: Vec<InstanceId> = self
             .running
             .iter()
+            .filter(|(_, r)| attempt_of(&r.job).is_none())
             .filter(|(_, r)| gone.iter().any(|p| r.participants.contains(*p)))
             .map(|(id, _)| *id)
             .collect();
@@ -692,13 +765,7 @@ impl Engine {
                 let job = start.job.clone();
                 let result = self.handle_start(from, start);
                 if let Err(EngineError::Refused(reason)) = &result {
-                    if !matches!(job, Job::Keygen { .. } | Job::Reshare { .. }) {
-                        let decline = NodeMessage::Decline {
-                            job,
-                            reason: reason.clone(),
-                        };
-                        self.outbox.push_back((from, decline.encode()));
-                    }
+                    self.decline(from, job, reason.clone());
                 }
                 result
             }
@@ -715,9 +782,24 @@ impl Engine {
                 }
                 Ok(())
             }
+            NodeMessage::RetireTriple(id) if owner(id) == from => {
+                self.store.take_triple(id)?;
+                Ok(())
+            }
+            NodeMessage::RetirePresignature(id) if owner(id) == from => {
+                self.store.take_presignature(id)?;
+                Ok(())
+            }
+            NodeMessage::RetireTriple(id) | NodeMessage::RetirePresignature(id) => {
+                Err(EngineError::Refused(format!("only the owner retires {id}")))
+            }
             NodeMessage::StoredTriple(id) | NodeMessage::StoredPresignature(id) => {
                 if owner(id) == self.me {
-                    self.acks.entry(id).or_default().insert(from.0);
+                    self.acks
+                        .entry(id)
+                        .or_insert_with(|| (Instant::now(), BTreeSet::new()))
+                        .1
+                        .insert(from.0);
                 }
                 Ok(())
             }
@@ -744,7 +826,9 @@ impl Engine {
                 NodeMessage::Ping
                 | NodeMessage::Decline { .. }
                 | NodeMessage::StoredTriple(_)
-                | NodeMessage::StoredPresignature(_),
+                | NodeMessage::StoredPresignature(_)
+                | NodeMessage::RetireTriple(_)
+                | NodeMessage::RetirePresignature(_),
             ) => true,
             Ok(NodeMessage::Start(start)) => {
                 !matches!(start.job, Job::Triple { .. } | Job::Presign { .. })
@@ -782,7 +866,24 @@ impl Engine {
                 .key_task
                 .clone()
                 .ok_or_else(|| EngineError::Refused("no key task is under way".into()))?;
+            if self.key_done {
+                // Our share of this epoch is stored and never replaced: another
+                // run's output could not be used together with it.
+                return Err(EngineError::Refused(
+                    "this node finished the key task already".into(),
+                ));
+            }
             if attempt < self.key_attempt {
+                // Bring the proposer (e.g. just restarted) to our attempt.
+                let current = task.job(self.key_attempt);
+                if self.running.contains_key(&self.instance_of(&current)) {
+                    let invite = NodeMessage::Start(Start {
+                        epoch: self.epoch,
+                        participants: self.participants.iter().map(|p| p.0).collect(),
+                        job: current,
+                    });
+                    self.outbox.push_back((from, invite.encode()));
+                }
                 return Err(EngineError::Refused(format!(
                     "attempt {attempt} of the key task is over; this node is at {}",
                     self.key_attempt
@@ -800,7 +901,7 @@ impl Engine {
                 self.key_attempt = attempt;
                 self.key_done = false;
             }
-            if self.running.contains_key(&self.instance_of(&start.job)) || self.key_done {
+            if self.running.contains_key(&self.instance_of(&start.job)) {
                 // Several participants may propose the key task; it is one run.
                 return Ok(());
             }
@@ -848,11 +949,14 @@ impl Engine {
                 if !self.requests.contains_key(&request_id) {
                     // The leader saw the request first; join once our view of the
                     // chain shows it too (or drop the invitation at the timeout).
-                    if self.deferred.len() < MAX_DEFERRED {
-                        self.deferred
-                            .insert(request_id, (Instant::now(), from, start.clone()));
-                        self.awaiting_chain = true;
+                    if self.deferred.len() >= MAX_DEFERRED {
+                        return Err(EngineError::Refused(
+                            "too many invitations for requests not seen here yet".into(),
+                        ));
                     }
+                    self.deferred
+                        .insert((request_id, from), (Instant::now(), start.clone()));
+                    self.awaiting_chain = true;
                     return Ok(());
                 }
                 self.join_sign(&start.job, &participants, request_id, *presignature)?
@@ -935,11 +1039,45 @@ impl Engine {
         }
     }
 
+    /// Tells the holders of record `id` outside `users` (the run about to consume
+    /// it) to drop their shares, which nobody will ever use.
+    fn retire_elsewhere(
+        &mut self,
+        id: u64,
+        users: &Participants,
+        retire: NodeMessage,
+    ) -> Result<(), EngineError> {
+        let stock = match retire {
+            NodeMessage::RetireTriple(_) => self.store.triples()?,
+            _ => self.store.presignatures()?,
+        };
+        let Some(record) = stock.into_iter().find(|s| s.id == id) else {
+            return Ok(());
+        };
+        let bytes = retire.encode();
+        for holder in record.holders.participants {
+            if !users.contains(ParticipantId(holder)) && holder != self.me.0 {
+                self.outbox
+                    .push_back((ParticipantId(holder), bytes.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Declines `job` to its proposer (key tasks excepted: those are proposed by
+    /// everyone, and a refusal there is settled by attempts).
+    fn decline(&mut self, proposer: ParticipantId, job: Job, reason: String) {
+        if attempt_of(&job).is_none() {
+            let decline = NodeMessage::Decline { job, reason };
+            self.outbox.push_back((proposer, decline.encode()));
+        }
+    }
+
     /// Reports a run that ended without output; a failed key task moves on to its
     /// next attempt (after a pause, so a hopeless task does not spin).
     fn failed(&mut self, job: Job, reason: String) {
         if attempt_of(&job) == Some(self.key_attempt) {
-            self.key_attempt += 1;
+            self.key_attempt = self.key_attempt.saturating_add(1);
             self.key_retry_at = Some(Instant::now() + KEY_RETRY_PAUSE);
         }
         self.events.push_back(Event::Failed { job, reason });
@@ -964,7 +1102,11 @@ impl Engine {
     /// else tells the owner.
     fn confirm_stored(&mut self, id: u64, ack: NodeMessage) {
         if owner(id) == self.me {
-            self.acks.entry(id).or_default().insert(self.me.0);
+            self.acks
+                .entry(id)
+                .or_insert_with(|| (Instant::now(), BTreeSet::new()))
+                .1
+                .insert(self.me.0);
         } else {
             self.outbox.push_back((owner(id), ack.encode()));
         }
@@ -972,6 +1114,16 @@ impl Engine {
 
     fn finish(&mut self, running: Running, done: Done) {
         let event = match (running.job.clone(), done) {
+            (Job::Keygen { .. } | Job::Reshare { .. }, Done::Key(_))
+                if self.key_done
+                    || self.key_task.is_none()
+                    || attempt_of(&running.job) != Some(self.key_attempt) =>
+            {
+                Event::Failed {
+                    job: running.job,
+                    reason: "output of a key task run that is no longer current: discarded".into(),
+                }
+            }
             (Job::Keygen { epoch, .. } | Job::Reshare { epoch, .. }, Done::Key(share)) => {
                 match self.store.put_key_share(epoch, &share) {
                     Ok(()) => {
@@ -1039,6 +1191,11 @@ impl Engine {
         }
         self.early
             .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
+        self.deferred
+            .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
+        // Confirmations of records long since used or retired.
+        self.acks
+            .retain(|_, (since, _)| now.duration_since(*since) <= timeout * 4);
     }
 
     /// Messages to send: (recipient, bytes).

@@ -85,6 +85,10 @@ pub enum StoreError {
         kind: &'static str,
         id: u64,
     },
+    /// A key share for this epoch is stored already; it is never replaced.
+    KeyShareExists {
+        epoch: u64,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -96,6 +100,10 @@ impl fmt::Display for StoreError {
                 "the storage key does not open this database: use the key it was created with",
             ),
             StoreError::Corrupt(why) => write!(f, "corrupt record: {why}"),
+            StoreError::KeyShareExists { epoch } => write!(
+                f,
+                "a key share for epoch {epoch} is stored already and is never replaced"
+            ),
             StoreError::DuplicateId { kind, id } => {
                 write!(
                     f,
@@ -202,11 +210,40 @@ impl Store {
         write.commit().map_err(db_error)
     }
 
-    /// Stores the key share for `epoch`, replacing any older one.
+    /// Stores the key share for `epoch`, which becomes the latest. A share, once
+    /// stored for an epoch, is never replaced: a second one for the same epoch
+    /// (from another run of the key task) is refused, and earlier epochs' shares
+    /// stay (resharing needs the old share until the new one is in use).
     pub fn put_key_share(&self, epoch: u64, share: &KeyShare) -> Result<(), StoreError> {
+        let slot = format!("{KEY_SHARE}@{epoch}");
+        if self.meta(&slot)?.is_some() {
+            return Err(StoreError::KeyShareExists { epoch });
+        }
         let mut plain = epoch.to_be_bytes().to_vec();
         plain.extend_from_slice(&share.to_bytes());
-        self.put_meta(KEY_SHARE, &self.seal(KEY_SHARE, &plain))
+        let write = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = write.open_table(META).map_err(db_error)?;
+            table
+                .insert(slot.as_str(), self.seal(&slot, &plain).as_slice())
+                .map_err(db_error)?;
+            table
+                .insert(KEY_SHARE, self.seal(KEY_SHARE, &plain).as_slice())
+                .map_err(db_error)?;
+        }
+        write.commit().map_err(db_error)
+    }
+
+    /// The key share stored for `epoch`, if any.
+    pub fn key_share_at(&self, epoch: u64) -> Result<Option<KeyShare>, StoreError> {
+        let slot = format!("{KEY_SHARE}@{epoch}");
+        let Some(sealed) = self.meta(&slot)? else {
+            return Ok(None);
+        };
+        let plain = self.open_sealed(&slot, &sealed)?;
+        KeyShare::from_bytes(plain.get(8..).unwrap_or_default())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     /// The stored key share and its epoch.
@@ -300,9 +337,12 @@ impl Store {
         for entry in table.iter().map_err(db_error)? {
             let (id, value) = entry.map_err(db_error)?;
             let id = id.value();
-            let (holders, _) = Holders::decode(value.value())
-                .ok_or_else(|| StoreError::Corrupt(format!("{kind}/{id}: bad label")))?;
-            out.push(Stocked { id, holders });
+            // A row without a readable label (damaged) is skipped, not fatal: the
+            // rest of the stock stays usable.
+            match Holders::decode(value.value()) {
+                Some((holders, _)) => out.push(Stocked { id, holders }),
+                None => tracing::warn!(kind, id, "skipping a stored record with a bad label"),
+            }
         }
         Ok(out)
     }

@@ -75,6 +75,13 @@ fn secrets_round_trip_sealed_and_the_wrong_key_is_refused() {
     }
     let store = Store::open(&path, &key).unwrap();
     assert_eq!(store.key_share().unwrap(), Some((3, share.clone())));
+    assert_eq!(store.key_share_at(3).unwrap(), Some(share.clone()));
+    assert_eq!(store.key_share_at(2).unwrap(), None);
+    // A stored share is never replaced, whatever another run produced.
+    assert!(matches!(
+        store.put_key_share(3, &share),
+        Err(StoreError::KeyShareExists { epoch: 3 })
+    ));
     drop(store);
 
     // The share's bytes are not in the file in the clear.

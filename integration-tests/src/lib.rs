@@ -525,6 +525,46 @@ impl Cluster {
         serde_json::from_str(&body).map_err(|e| format!("/state: {e}"))
     }
 
+    /// The sum over the running nodes of counter `name` from their `/metrics`.
+    pub async fn metric_total(&self, name: &str) -> Result<u64, String> {
+        let mut total = 0;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_none() {
+                continue;
+            }
+            let (_, text) = self.http_get(i, "/metrics").await?;
+            total += text
+                .lines()
+                .find_map(|line| {
+                    line.strip_prefix(name)?
+                        .strip_prefix(' ')?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .ok_or_else(|| format!("{name} missing from node {i}'s /metrics"))?;
+        }
+        Ok(total)
+    }
+
+    /// Waits (up to `limit`) for counter `name` summed over the nodes to reach
+    /// `expected`, then returns its value: a respond transaction completes a block
+    /// or so after the answer it carried reached the caller.
+    pub async fn settled_metric_total(
+        &self,
+        name: &str,
+        expected: u64,
+        limit: Duration,
+    ) -> Result<u64, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let total = self.metric_total(name).await?;
+            if total >= expected || Instant::now() > deadline {
+                return Ok(total);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until node `i` reports at least `presignatures` usable presignatures.
     pub async fn wait_stock(
         &self,

@@ -10,6 +10,7 @@ use near_workspaces::network::ValidatorKey;
 use near_workspaces::types::NearToken;
 use primitives::{near_key, SignatureResponse};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn near_workspaces_user_gets_a_signature_for_its_derived_key() {
@@ -78,7 +79,6 @@ async fn near_workspaces_user_gets_a_signature_for_its_derived_key() {
     assert_eq!(cluster.verify(&user, &request, &response).unwrap(), derived);
 
     // The nodes report it: one of them led it, all are healthy and Running.
-    let mut signatures = 0;
     for i in 0..3 {
         let (status, body) = cluster.http_get(i, "/health").await.unwrap();
         assert_eq!((status, body.trim()), (200, "ok"));
@@ -87,9 +87,12 @@ async fn near_workspaces_user_gets_a_signature_for_its_derived_key() {
         assert_eq!(state["participants"].as_array().unwrap().len(), 3);
         let (status, metrics) = cluster.http_get(i, "/metrics").await.unwrap();
         assert_eq!(status, 200);
-        signatures += metric(&metrics, "mpc_signatures_total");
         assert!(metric(&metrics, "mpc_requests_seen_total") >= 1);
     }
+    let signatures = cluster
+        .settled_metric_total("mpc_signatures_total", 1, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(signatures, 1, "exactly one node's respond landed");
     let (status, _) = cluster.http_get(0, "/nope").await.unwrap();
     assert_eq!(status, 404);

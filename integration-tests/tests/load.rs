@@ -61,20 +61,14 @@ async fn a_hundred_concurrent_requests_are_each_answered_once() {
     );
 
     // Exactly one respond per request landed, across the nodes; none is pending.
-    // (A respond transaction completes a block or so after the answer it carried
-    // reached the caller, so the count may take a moment to settle.)
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let landed = loop {
-        let mut landed = 0;
-        for i in 0..3 {
-            let (_, metrics) = cluster.http_get(i, "/metrics").await.unwrap();
-            landed += metric(&metrics, "mpc_signatures_total");
-        }
-        if landed >= answered as u64 || Instant::now() > deadline {
-            break landed;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let landed = cluster
+        .settled_metric_total(
+            "mpc_signatures_total",
+            answered as u64,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
     assert_eq!(landed, answered as u64);
     let pending: Vec<serde_json::Value> = cluster
         .root
@@ -88,10 +82,4 @@ async fn a_hundred_concurrent_requests_are_each_answered_once() {
     let stopping = Instant::now();
     cluster.shutdown().await;
     eprintln!("shut down in {:?}", stopping.elapsed());
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }

@@ -483,6 +483,13 @@ impl Node {
                             Ok(share) => engine.set_key(share),
                             Err(e) => tracing::error!(error = %e, "cannot read the key share"),
                         }
+                        if key.task.is_none() && !engine.has_key() {
+                            tracing::error!(
+                                epoch = key.epoch,
+                                "the key task ended without a share here: this node cannot \
+                                 sign until a resharing includes it"
+                            );
+                        }
                     }
                     self.engine_key = Some(key);
                 }
@@ -581,6 +588,7 @@ impl Node {
         if previous.is_some() {
             engine.set_reshare_input(previous);
         }
+        let keyless = share.is_none();
         if let (Some(_), Some(share)) = (&key.task, share) {
             // Restarted after storing this epoch's share: vote again, run nothing.
             engine.resume_finished_key_task(key.epoch, share);
@@ -591,6 +599,13 @@ impl Node {
         }
         self.engine = Some(engine);
         tracing::info!(epoch = key.epoch, me = me.0, "engine ready");
+        if key.task.is_none() && keyless {
+            tracing::error!(
+                epoch = key.epoch,
+                "this node holds no key share for the running epoch and cannot sign; \
+                 it takes part again once a resharing includes it"
+            );
+        }
     }
 
     /// Tells the engine which requests are pending and forgets answered ones.
@@ -661,6 +676,14 @@ impl Node {
     }
 
     fn send_heartbeats(&self, network: &Network) {
+        // Without a share of the running epoch's key (say it missed the end of a
+        // resharing) this node cannot take part; staying silent keeps the others
+        // from inviting it.
+        let keyless =
+            self.running_set.is_some() && self.engine.as_ref().is_some_and(|e| !e.has_key());
+        if keyless {
+            return;
+        }
         let ping = Arc::new(NodeMessage::Ping.encode());
         let peers: Vec<ParticipantId> = self
             .engine_key

@@ -1233,6 +1233,11 @@ impl Engine {
         )
     }
 
+    /// Whether this engine holds a key share of its epoch.
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
     pub fn me(&self) -> ParticipantId {
         self.me
     }

@@ -525,23 +525,21 @@ impl Cluster {
         serde_json::from_str(&body).map_err(|e| format!("/state: {e}"))
     }
 
+    /// Series `name` (without labels) from node `i`'s `/metrics`.
+    pub async fn node_metric(&self, i: usize, name: &str) -> Result<f64, String> {
+        let (_, text) = self.http_get(i, "/metrics").await?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .ok_or_else(|| format!("{name} missing from node {i}'s /metrics"))
+    }
+
     /// The sum over the running nodes of counter `name` from their `/metrics`.
     pub async fn metric_total(&self, name: &str) -> Result<u64, String> {
         let mut total = 0;
         for i in 0..self.nodes.len() {
-            if self.nodes[i].child.is_none() {
-                continue;
+            if self.nodes[i].child.is_some() {
+                total += self.node_metric(i, name).await? as u64;
             }
-            let (_, text) = self.http_get(i, "/metrics").await?;
-            total += text
-                .lines()
-                .find_map(|line| {
-                    line.strip_prefix(name)?
-                        .strip_prefix(' ')?
-                        .parse::<u64>()
-                        .ok()
-                })
-                .ok_or_else(|| format!("{name} missing from node {i}'s /metrics"))?;
         }
         Ok(total)
     }

@@ -85,9 +85,11 @@ async fn near_workspaces_user_gets_a_signature_for_its_derived_key() {
         let state = cluster.node_state(i).await.unwrap();
         assert_eq!(state["contract_state"], "Running");
         assert_eq!(state["participants"].as_array().unwrap().len(), 3);
-        let (status, metrics) = cluster.http_get(i, "/metrics").await.unwrap();
-        assert_eq!(status, 200);
-        assert!(metric(&metrics, "mpc_requests_seen_total") >= 1);
+        let seen = cluster
+            .node_metric(i, "mpc_requests_seen_total")
+            .await
+            .unwrap();
+        assert!(seen >= 1.0);
     }
     let signatures = cluster
         .settled_metric_total("mpc_signatures_total", 1, Duration::from_secs(10))
@@ -97,10 +99,4 @@ async fn near_workspaces_user_gets_a_signature_for_its_derived_key() {
     let (status, _) = cluster.http_get(0, "/nope").await.unwrap();
     assert_eq!(status, 404);
     cluster.shutdown().await;
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }

@@ -204,12 +204,6 @@ async fn answer_blocks(
     Ok((signature, asked, answered))
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -269,9 +263,12 @@ async fn measure(n: usize, t: usize, args: &Args) -> Result<Row, String> {
     // The nodes' share of it: from seeing a request to their respond being final.
     let (mut sum, mut count) = (0.0, 0.0);
     for i in 0..n {
-        let (_, metrics) = cluster.http_get(i, "/metrics").await?;
-        sum += metric(&metrics, "mpc_sign_latency_seconds_sum");
-        count += metric(&metrics, "mpc_sign_latency_seconds_count");
+        sum += cluster
+            .node_metric(i, "mpc_sign_latency_seconds_sum")
+            .await?;
+        count += cluster
+            .node_metric(i, "mpc_sign_latency_seconds_count")
+            .await?;
     }
     let node_side = Duration::from_secs_f64(sum / count.max(1.0));
 

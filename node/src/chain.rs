@@ -168,8 +168,12 @@ impl Chain {
         self.main.signer.get_account_id()
     }
 
-    /// Whether `key` is an access key of the account.
-    async fn has_key(&self, key: &near_crypto::PublicKey) -> Result<bool, ChainError> {
+    /// The nonce of the account's access key `key`, or `None` if the account has
+    /// no such key.
+    async fn access_key_nonce(
+        &self,
+        key: &near_crypto::PublicKey,
+    ) -> Result<Option<u64>, ChainError> {
         let response = self
             .client
             .call(methods::query::RpcQueryRequest {
@@ -181,7 +185,12 @@ impl Chain {
             })
             .await;
         match response {
-            Ok(_) => Ok(true),
+            Ok(response) => match response.kind {
+                QueryResponseKind::AccessKey(key) => Ok(Some(key.nonce)),
+                _ => Err(ChainError::Decode(
+                    "view_access_key: not an access key".into(),
+                )),
+            },
             Err(e)
                 if matches!(
                     e.handler_error(),
@@ -190,7 +199,7 @@ impl Chain {
                     )
                 ) =>
             {
-                Ok(false)
+                Ok(None)
             }
             Err(e) => Err(ChainError::Rpc(format!("view_access_key: {e}"))),
         }
@@ -203,7 +212,7 @@ impl Chain {
         let mut missing = Vec::new();
         for slot in &self.respond_keys {
             let key = slot.signer.public_key();
-            if !self.has_key(&key).await? {
+            if self.access_key_nonce(&key).await?.is_none() {
                 missing.push(key);
             }
         }
@@ -307,24 +316,12 @@ impl Chain {
             *nonce += 1;
             return Ok(*nonce);
         }
-        let response = self
-            .client
-            .call(methods::query::RpcQueryRequest {
-                block_reference: BlockReference::Finality(Finality::Final),
-                request: QueryRequest::ViewAccessKey {
-                    account_id: signer.get_account_id(),
-                    public_key: signer.public_key(),
-                },
-            })
-            .await
-            .map_err(|e| ChainError::Rpc(format!("view_access_key: {e}")))?;
-        let QueryResponseKind::AccessKey(key) = response.kind else {
-            return Err(ChainError::Decode(
-                "view_access_key: not an access key".into(),
-            ));
-        };
-        *cached = Some(key.nonce + 1);
-        Ok(key.nonce + 1)
+        let key = signer.public_key();
+        let nonce = self.access_key_nonce(&key).await?.ok_or_else(|| {
+            ChainError::Rpc(format!("{} has no access key {key}", self.account()))
+        })?;
+        *cached = Some(nonce + 1);
+        Ok(nonce + 1)
     }
 
     /// Calls `method` on the contract and waits for the final outcome. Returns the

@@ -365,7 +365,7 @@ struct Node {
     /// Peers live at the last check, to notice who went silent.
     was_live: BTreeSet<ParticipantId>,
     /// Bulk peer messages (triple and presignature generation) not handled yet.
-    backlog: VecDeque<Incoming>,
+    backlog: VecDeque<(ParticipantId, NodeMessage)>,
 }
 
 impl Node {
@@ -699,30 +699,35 @@ impl Node {
 
     /// A message from a peer: proof of life, then handled at once if urgent
     /// (signing, key tasks, heartbeats), else queued behind earlier bulk traffic.
-    fn on_message(&mut self, message: Incoming) {
-        self.last_heard.insert(message.from, Instant::now());
-        if Engine::is_urgent(&message.message) {
-            self.handle(message);
+    fn on_message(&mut self, incoming: Incoming) {
+        let from = incoming.from;
+        self.last_heard.insert(from, Instant::now());
+        let message = match NodeMessage::decode(&incoming.message) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(peer = from.0, error = %e, "ignored a peer message");
+                return;
+            }
+        };
+        if message.is_urgent() {
+            self.handle(from, message);
         } else if self.backlog.len() < MAX_BACKLOG {
-            self.backlog.push_back(message);
+            self.backlog.push_back((from, message));
         } else {
-            tracing::warn!(
-                peer = message.from.0,
-                "backlog full; dropped a generation message"
-            );
+            tracing::warn!(peer = from.0, "backlog full; dropped a generation message");
         }
     }
 
     fn work_backlog(&mut self) {
-        if let Some(message) = self.backlog.pop_front() {
-            self.handle(message);
+        if let Some((from, message)) = self.backlog.pop_front() {
+            self.handle(from, message);
         }
     }
 
-    fn handle(&mut self, message: Incoming) {
+    fn handle(&mut self, from: ParticipantId, message: NodeMessage) {
         if let Some(engine) = self.engine.as_mut() {
-            if let Err(e) = engine.handle(message.from, &message.message) {
-                tracing::debug!(peer = message.from.0, error = %e, "ignored a peer message");
+            if let Err(e) = engine.handle_message(from, message) {
+                tracing::debug!(peer = from.0, error = %e, "ignored a peer message");
             }
         }
     }
@@ -761,18 +766,25 @@ impl Node {
         if self.running_set.is_none() {
             return;
         }
-        self.stock(&live);
+        let Some(engine) = self.engine.as_ref() else {
+            return;
+        };
+        let stock = match engine.own_stock(&live) {
+            Ok(stock) => stock,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the stock");
+                return;
+            }
+        };
+        self.report_stock(stock);
+        self.stock(&live, stock);
         self.lead(&live, now);
-        self.report_stock(&live);
     }
 
     /// Keeps this node's own stock of triples and presignatures topped up, with at
     /// most `max_concurrent_generations` of its runs under way.
-    fn stock(&mut self, live: &Participants) {
+    fn stock(&mut self, live: &Participants, (triples, presignatures): (usize, usize)) {
         let Some(engine) = self.engine.as_mut() else {
-            return;
-        };
-        let Ok((triples, presignatures)) = engine.own_stock(live) else {
             return;
         };
         let (mut running_triples, mut running_presignatures) = engine.running_led_generations();
@@ -810,12 +822,9 @@ impl Node {
         }
     }
 
-    fn report_stock(&self, live: &Participants) {
-        let Some(engine) = self.engine.as_ref() else {
-            return;
-        };
-        let (triples, presignatures) = engine.own_stock(live).unwrap_or_default();
-        let running = engine.running();
+    /// Publishes the stock (as this turn found it) and the runs under way.
+    fn report_stock(&self, (triples, presignatures): (usize, usize)) {
+        let running = self.engine.as_ref().map_or(0, |e| e.running());
         self.config.metrics.set_status(|status| {
             status.stock = Stock {
                 triples,

@@ -64,6 +64,29 @@ pub enum NodeMessage {
 }
 
 impl NodeMessage {
+    /// Whether the message should jump the queue: heartbeats and everything of
+    /// signing and key tasks, which someone is waiting for, go before the bulk
+    /// traffic of triple and presignature generation.
+    pub fn is_urgent(&self) -> bool {
+        use threshold::wire::ProtocolKind;
+        match self {
+            NodeMessage::Start(start) => {
+                !matches!(start.job, Job::Triple { .. } | Job::Presign { .. })
+            }
+            NodeMessage::Protocol(message) => threshold::wire::Header::decode(message)
+                // Refused at once, whatever it was.
+                .map_or(true, |(header, _)| {
+                    !matches!(header.kind, ProtocolKind::Triple | ProtocolKind::Presign)
+                }),
+            NodeMessage::Ping
+            | NodeMessage::Decline { .. }
+            | NodeMessage::StoredTriple(_)
+            | NodeMessage::StoredPresignature(_)
+            | NodeMessage::RetireTriple(_)
+            | NodeMessage::RetirePresignature(_) => true,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![MESSAGE_VERSION];
         BorshSerialize::serialize(self, &mut out).expect("writing to a Vec cannot fail");
@@ -760,7 +783,16 @@ impl Engine {
     /// Handles a message from a peer. Errors are about that message only; the
     /// engine keeps running.
     pub fn handle(&mut self, from: ParticipantId, bytes: &[u8]) -> Result<(), EngineError> {
-        match NodeMessage::decode(bytes)? {
+        self.handle_message(from, NodeMessage::decode(bytes)?)
+    }
+
+    /// [`Engine::handle`] for a message already decoded.
+    pub fn handle_message(
+        &mut self,
+        from: ParticipantId,
+        message: NodeMessage,
+    ) -> Result<(), EngineError> {
+        match message {
             NodeMessage::Start(start) => {
                 let job = start.job.clone();
                 let result = self.handle_start(from, start);
@@ -813,32 +845,6 @@ impl Engine {
                 }
                 Ok(())
             }
-        }
-    }
-
-    /// Whether a peer's message should jump the queue: heartbeats and everything
-    /// of signing and key tasks, which someone is waiting for, go before the bulk
-    /// traffic of triple and presignature generation.
-    pub fn is_urgent(bytes: &[u8]) -> bool {
-        use threshold::wire::ProtocolKind;
-        match NodeMessage::decode(bytes) {
-            Ok(
-                NodeMessage::Ping
-                | NodeMessage::Decline { .. }
-                | NodeMessage::StoredTriple(_)
-                | NodeMessage::StoredPresignature(_)
-                | NodeMessage::RetireTriple(_)
-                | NodeMessage::RetirePresignature(_),
-            ) => true,
-            Ok(NodeMessage::Start(start)) => {
-                !matches!(start.job, Job::Triple { .. } | Job::Presign { .. })
-            }
-            Ok(NodeMessage::Protocol(message)) => threshold::wire::Header::decode(&message)
-                .is_ok_and(|(header, _)| {
-                    !matches!(header.kind, ProtocolKind::Triple | ProtocolKind::Presign)
-                }),
-            // Refused at once, whatever it was.
-            Err(_) => true,
         }
     }
 

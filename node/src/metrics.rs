@@ -186,96 +186,89 @@ impl Metrics {
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+        let series = |out: &mut String, kind: &str, name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
         };
-        let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            let _ = writeln!(out, "{name} {value}");
-        };
-        counter(
-            &mut out,
-            "mpc_requests_seen_total",
-            "Sign requests seen pending on the contract.",
-            self.requests_seen.get(),
-        );
-        counter(
-            &mut out,
-            "mpc_signatures_total",
-            "Signatures led by this node and accepted by the contract.",
-            self.signatures.get(),
-        );
-        counter(
-            &mut out,
-            "mpc_respond_failures_total",
-            "respond calls that failed.",
-            self.respond_failures.get(),
-        );
-        counter(
-            &mut out,
-            "mpc_protocol_failures_total",
-            "Protocol runs that ended without output.",
-            self.protocol_failures.get(),
-        );
-        counter(
-            &mut out,
-            "mpc_triples_generated_total",
-            "Triples stored.",
-            self.triples_generated.get(),
-        );
-        counter(
-            &mut out,
-            "mpc_presignatures_generated_total",
-            "Presignatures stored.",
-            self.presignatures_generated.get(),
-        );
-        counter(
-            &mut out,
-            "mpc_chain_errors_total",
-            "Failed reads of the contract.",
-            self.chain_errors.get(),
-        );
+        let counters = [
+            (
+                "mpc_requests_seen_total",
+                "Sign requests seen pending on the contract.",
+                &self.requests_seen,
+            ),
+            (
+                "mpc_signatures_total",
+                "Signatures led by this node and accepted by the contract.",
+                &self.signatures,
+            ),
+            (
+                "mpc_respond_failures_total",
+                "respond calls that failed.",
+                &self.respond_failures,
+            ),
+            (
+                "mpc_protocol_failures_total",
+                "Protocol runs that ended without output.",
+                &self.protocol_failures,
+            ),
+            (
+                "mpc_triples_generated_total",
+                "Triples stored.",
+                &self.triples_generated,
+            ),
+            (
+                "mpc_presignatures_generated_total",
+                "Presignatures stored.",
+                &self.presignatures_generated,
+            ),
+            (
+                "mpc_chain_errors_total",
+                "Failed reads of the contract.",
+                &self.chain_errors,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            series(&mut out, "counter", name, help, counter.get());
+        }
         self.sign_latency.render(
             &mut out,
             "mpc_sign_latency_seconds",
             "From first seeing a request to its respond landing (requests led here).",
         );
         let status = self.status();
-        gauge(
-            &mut out,
-            "mpc_stock_triples",
-            "Own triples usable now.",
-            status.stock.triples as u64,
-        );
-        gauge(
-            &mut out,
-            "mpc_stock_presignatures",
-            "Own presignatures usable now.",
-            status.stock.presignatures as u64,
-        );
-        gauge(
-            &mut out,
-            "mpc_pending_requests",
-            "Requests waiting on the contract.",
-            status.pending_requests as u64,
-        );
-        gauge(
-            &mut out,
-            "mpc_running_protocols",
-            "Protocol runs under way.",
-            status.running_protocols as u64,
-        );
-        gauge(
-            &mut out,
-            "mpc_live_participants",
-            "Participants heard from recently, this node included.",
-            status.participants.iter().filter(|p| p.live).count() as u64,
-        );
+        let gauges = [
+            (
+                "mpc_stock_triples",
+                "Own triples usable now.",
+                status.stock.triples,
+            ),
+            (
+                "mpc_stock_presignatures",
+                "Own presignatures usable now.",
+                status.stock.presignatures,
+            ),
+            (
+                "mpc_pending_requests",
+                "Requests waiting on the contract.",
+                status.pending_requests,
+            ),
+            (
+                "mpc_running_protocols",
+                "Protocol runs under way.",
+                status.running_protocols,
+            ),
+            (
+                "mpc_live_participants",
+                "Participants heard from recently, this node included.",
+                status.participants.iter().filter(|p| p.live).count(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            series(&mut out, "gauge", name, help, value as u64);
+        }
         if let Some(stats) = self.network.lock().expect("network lock").clone() {
-            let series = [
+            let p2p = [
                 ("accepted", &stats.accepted, "Connections accepted."),
                 (
                     "failed_handshakes",
@@ -300,9 +293,10 @@ impl Metrics {
                 ("messages_in", &stats.messages_in, "Messages received."),
                 ("messages_out", &stats.messages_out, "Messages sent."),
             ];
-            for (name, value, help) in series {
-                counter(
+            for (name, value, help) in p2p {
+                series(
                     &mut out,
+                    "counter",
                     &format!("mpc_p2p_{name}_total"),
                     help,
                     NetworkStats::get(value),

@@ -22,8 +22,17 @@ pub struct Config {
     pub max_path_len: u32,
     /// How many identical requests may wait for one answer.
     pub max_duplicate_requests: u32,
-    /// How many distinct requests may wait at once before `sign` says busy.
+    /// How many distinct requests may wait at once before `sign` says busy. With
+    /// `max_duplicate_requests` and the largest payload this bounds the storage the
+    /// contract account keeps for requests (README, "Storage").
     pub max_pending_requests: u32,
+    /// How many distinct requests one account may have waiting, so no single caller
+    /// can take the whole queue.
+    pub max_pending_per_caller: u32,
+    /// How long one key-event attempt may take, in blocks, before the next begins.
+    pub key_event_timeout_blocks: u64,
+    /// How long a `join` request waits for votes, in blocks, before it expires.
+    pub candidate_expiry_blocks: u64,
     /// Gas for the `migrate` call that follows a code update.
     pub migrate_gas: Gas,
 }
@@ -37,7 +46,10 @@ impl Default for Config {
             timeout_fail_gas: Gas::from_tgas(3),
             max_path_len: 1024,
             max_duplicate_requests: 16,
-            max_pending_requests: 4096,
+            max_pending_requests: 1024,
+            max_pending_per_caller: 128,
+            key_event_timeout_blocks: 120,
+            candidate_expiry_blocks: 100_000,
             migrate_gas: Gas::from_tgas(100),
         }
     }
@@ -81,6 +93,18 @@ impl Config {
         check(
             self.max_pending_requests >= 1,
             "max_pending_requests must be at least 1",
+        )?;
+        check(
+            self.max_pending_per_caller >= 1,
+            "max_pending_per_caller must be at least 1",
+        )?;
+        check(
+            self.key_event_timeout_blocks >= 5,
+            "key_event_timeout_blocks must be at least 5",
+        )?;
+        check(
+            self.candidate_expiry_blocks >= 1,
+            "candidate_expiry_blocks must be at least 1",
         )?;
         check(
             self.migrate_gas >= Gas::from_tgas(5),

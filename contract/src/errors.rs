@@ -2,8 +2,10 @@
 //! contract's API: clients and nodes match on them, so change them only with a
 //! version bump.
 
+use crate::state::KeyEventId;
 use core::fmt;
 use near_sdk::{env, AccountId, Gas, NearToken};
+use primitives::{DomainId, SignatureScheme};
 
 #[derive(Debug)]
 pub enum Error {
@@ -13,13 +15,21 @@ pub enum Error {
     },
     SignArgsShape,
     SignArgsMissing,
+    SignArgs(primitives::request::SignArgsError),
+    UnknownDomain {
+        domain: DomainId,
+    },
+    DomainWithoutKey {
+        domain: DomainId,
+    },
+    PayloadScheme {
+        domain: DomainId,
+        scheme: SignatureScheme,
+        got: &'static str,
+    },
     PathTooLong {
         len: usize,
         max: u32,
-    },
-    KeyVersion {
-        got: u32,
-        latest: u32,
     },
     Deposit {
         required: NearToken,
@@ -35,6 +45,9 @@ pub enum Error {
     Busy {
         pending: u32,
     },
+    CallerBusy {
+        max: u32,
+    },
     TweakOutOfRange,
 
     // --- respond ---
@@ -44,6 +57,11 @@ pub enum Error {
     UnknownRequest,
     AlreadyAnswered,
     BadSignature(primitives::response::ResponseError),
+    ResponseScheme {
+        domain: DomainId,
+        scheme: SignatureScheme,
+        got: SignatureScheme,
+    },
 
     // --- governance ---
     InitByOther,
@@ -73,19 +91,34 @@ pub enum Error {
     TooManyCandidates {
         max: usize,
     },
-    VotedOtherKey,
-    KeyMismatch,
-    NotSecp256k1Key,
+    KeyNotOfScheme {
+        scheme: SignatureScheme,
+    },
+    WrongKeyEvent {
+        expected: KeyEventId,
+        got: KeyEventId,
+    },
+    AttemptOver {
+        got: u64,
+        current: u64,
+    },
+    NotInKeyEvent {
+        account: AccountId,
+    },
+    NoKeyEvent,
+    NothingToFallBackTo,
+    NoDomains,
+    DomainIdOrder {
+        expected: DomainId,
+        got: DomainId,
+    },
+    P2pKeyInUse,
+    CandidateExpired {
+        account: AccountId,
+    },
     WouldBreakThreshold {
         left: usize,
         threshold: usize,
-    },
-    WrongEpoch {
-        expected: u64,
-        got: u64,
-    },
-    NotANewParticipant {
-        account: AccountId,
     },
 
     // --- updates ---
@@ -112,18 +145,25 @@ impl fmt::Display for Error {
                 "the signer is not ready: the contract is {state}; wait until key generation has finished"
             ),
             SignArgsShape => f.write_str(
-                "pass either `request` ({\"request\": {\"payload\", \"path\", \"key_version\"}}) or `payload` and `path`, not both",
+                "pass either `request` ({\"request\": {\"payload_v2\", \"path\", \"domain_id\"}}) or `payload` and `path`, not both",
             ),
             SignArgsMissing => f.write_str(
-                "sign needs `payload` and `path`: {\"payload\": [32 bytes] or \"<hex>\", \"path\": \"ethereum-1\"}",
+                "sign needs a request: {\"request\": {\"payload_v2\": {\"Ecdsa\": \"<hex>\"}, \"path\": \"ethereum-1\", \"domain_id\": 0}}",
+            ),
+            SignArgs(e) => write!(f, "{e}"),
+            UnknownDomain { domain } => write!(f, "there is no domain {domain}"),
+            DomainWithoutKey { domain } => write!(
+                f,
+                "domain {domain} has no key yet: its key generation is under way"
+            ),
+            PayloadScheme { domain, scheme, got } => write!(
+                f,
+                "domain {domain} signs with {scheme}: its payload must be `{}`, got `{got}`",
+                scheme.payload_kind()
             ),
             PathTooLong { len, max } => {
                 write!(f, "path is {len} bytes long; at most {max} bytes are allowed")
             }
-            KeyVersion { got, latest } => write!(
-                f,
-                "key version {got} is not supported: the latest key version is {latest}"
-            ),
             Deposit { required, got } => write!(
                 f,
                 "sign needs an attached deposit of {} yoctoNEAR, got {} (the deposit proves a full-access key signed the call)",
@@ -144,6 +184,10 @@ impl fmt::Display for Error {
                 f,
                 "the signer is busy: {pending} requests are waiting; try again later"
             ),
+            CallerBusy { max } => write!(
+                f,
+                "you already have {max} requests waiting, the most one account may; wait for their answers"
+            ),
             TweakOutOfRange => {
                 f.write_str(&primitives::derivation::TweakOutOfRange.to_string())
             }
@@ -155,6 +199,10 @@ impl fmt::Display for Error {
             ),
             AlreadyAnswered => f.write_str("this signature request has already been answered"),
             BadSignature(e) => write!(f, "invalid signature: {e}"),
+            ResponseScheme { domain, scheme, got } => write!(
+                f,
+                "invalid signature: domain {domain} signs with {scheme}, the answer is {got}"
+            ),
             InitByOther => {
                 f.write_str("init must be called by the contract account itself (deploy and init in one transaction)")
             }
@@ -165,7 +213,7 @@ impl fmt::Display for Error {
             NoCandidates => f.write_str("init needs at least one candidate"),
             BadThreshold { threshold, participants } => write!(
                 f,
-                "threshold {threshold} is invalid for {participants} participants: it must be at least 1 and at most the number of participants"
+                "threshold {threshold} is invalid for {participants} participants: it must be at least 2 and at most the number of participants"
             ),
             WrongState { expected, actual } => {
                 write!(f, "this call needs the contract to be {expected}, but it is {actual}")
@@ -177,21 +225,44 @@ impl fmt::Display for Error {
                 f,
                 "there are already {max} candidates waiting for votes; try again later"
             ),
-            VotedOtherKey => f.write_str("you have already voted for a different public key"),
-            KeyMismatch => f.write_str(
-                "the contract is already Running with a different public key than the one voted for",
+            KeyNotOfScheme { scheme } => {
+                write!(f, "the public key must be a valid {scheme} key")
+            }
+            WrongKeyEvent { expected, got } => write!(
+                f,
+                "the key event under way is epoch {} domain {} attempt {}, not epoch {} domain {}",
+                expected.epoch,
+                domain_text(expected.domain_id),
+                expected.attempt,
+                got.epoch,
+                domain_text(got.domain_id)
             ),
-            NotSecp256k1Key => f.write_str("the public key must be a valid secp256k1 key"),
+            AttemptOver { got, current } => write!(
+                f,
+                "key event attempt {got} is not current: the current attempt is {current}"
+            ),
+            NotInKeyEvent { account } => {
+                write!(f, "{account} is not a participant of the key event under way")
+            }
+            NoKeyEvent => f.write_str("no key event is under way"),
+            NothingToFallBackTo => f.write_str(
+                "the first key generation cannot be cancelled: there is no running set to go back to",
+            ),
+            NoDomains => f.write_str("give at least one domain"),
+            DomainIdOrder { expected, got } => write!(
+                f,
+                "domain ids are assigned in order: the next domain is {expected}, got {got}"
+            ),
+            P2pKeyInUse => f.write_str(
+                "this cipher_pk or sign_pk is already registered by another participant or candidate",
+            ),
+            CandidateExpired { account } => write!(
+                f,
+                "the join request of {account} has expired; it must call join again"
+            ),
             WouldBreakThreshold { left, threshold } => write!(
                 f,
                 "removing this participant would leave {left} participants, fewer than the threshold {threshold}"
-            ),
-            WrongEpoch { expected, got } => {
-                write!(f, "resharing finishes epoch {expected}, not {got}")
-            }
-            NotANewParticipant { account } => write!(
-                f,
-                "{account} is not a participant of the epoch being reshared to"
             ),
             EmptyUpdate => f.write_str("an update must carry new code, a new config, or both"),
             UpdateDeposit { required, got } => write!(
@@ -204,10 +275,17 @@ impl fmt::Display for Error {
             BadConfig(why) => write!(f, "invalid config: {why}"),
             StateVersion { found } => write!(
                 f,
-                "cannot migrate from contract state version {found}: this code knows versions up to {}",
+                "cannot migrate from contract state version {found}: this code reads version {} only",
                 crate::STATE_VERSION
             ),
         }
+    }
+}
+
+fn domain_text(domain: Option<DomainId>) -> String {
+    match domain {
+        Some(d) => d.to_string(),
+        None => "(all, resharing)".into(),
     }
 }
 

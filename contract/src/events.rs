@@ -3,7 +3,7 @@
 //! truth for work.
 
 use near_sdk::{near, AccountId, NearToken};
-use primitives::{Payload, RequestId, SerializableScalar};
+use primitives::{DomainId, RequestId};
 
 #[near(event_json(standard = "chainsig"))]
 pub enum Event {
@@ -13,10 +13,8 @@ pub enum Event {
     SignatureRequested {
         request_id: RequestId,
         predecessor: AccountId,
-        payload: Payload,
+        domain_id: DomainId,
         path: String,
-        key_version: u32,
-        epsilon: SerializableScalar,
         block_height: u64,
         duplicate: bool,
     },
@@ -46,7 +44,18 @@ pub enum Event {
     /// A node asked to become a participant.
     #[event_version("1.0.0")]
     CandidateJoined { candidate: AccountId, url: String },
-    /// A governance vote (`kind`: pk, join, leave, reshared, update).
+    /// A key event's attempt ended without completing (`reason`: a participant
+    /// reported failure, or the votes disagreed on the key); the next one began.
+    #[event_version("1.0.0")]
+    KeyEventAttemptFailed {
+        epoch: u64,
+        domain_id: Option<DomainId>,
+        attempt: u64,
+        next_attempt: u64,
+        reason: String,
+    },
+    /// A governance vote (`kind`: pk, join, leave, reshared, add_domains, abort,
+    /// cancel, update).
     #[event_version("1.0.0")]
     Voted {
         voter: AccountId,

@@ -2,20 +2,27 @@
 //! answers them.
 //!
 //! Request life cycle (see ARCHITECTURE.md for the whole system):
-//! 1. `sign` validates the request, stores it under its [`RequestId`], emits
+//! 1. `sign` resolves the request (three argument shapes), checks it against the
+//!    domain's scheme, stores it under its [`RequestId`], emits
 //!    `signature_requested` and yields (NEP-519). Identical requests share the entry.
 //! 2. Nodes read `pending_requests`, sign with the key derived for the caller and
 //!    path, and one of them calls `respond`.
-//! 3. `respond` checks the signature with `ecrecover` against the derived key and
-//!    resumes every waiting call; a bad signature is refused and nothing is stored.
+//! 3. `respond` checks the signature (`ecrecover` for secp256k1, `ed25519_verify`
+//!    for Ed25519) against the derived key and resumes every waiting call; a bad
+//!    signature is refused and nothing is stored.
 //! 4. `resolve_signature` (the yield callback) returns the signature to the caller,
 //!    or on a timeout waits again while the caller's gas lasts, then fails with a
 //!    clear error and refunds the deposit.
+//!
+//! The API is split by feature: [`sign`] (requests and answers), [`governance`]
+//! (membership, domains and key events, updates), views here.
 
 pub mod config;
 pub mod errors;
 pub mod events;
+pub mod governance;
 pub mod pending;
+pub mod sign;
 pub mod state;
 pub mod update;
 
@@ -23,33 +30,21 @@ use config::Config;
 use errors::{fail, Error, OrFail};
 use events::Event;
 use near_sdk::json_types::U128;
-use near_sdk::serde::{Deserialize, Serialize};
-use near_sdk::store::IterableMap;
-use near_sdk::{
-    env, near, AccountId, BorshStorageKey, CryptoHash, CurveType, Gas, GasWeight, NearToken,
-    PublicKey,
-};
-use pending::{PendingEntry, Ticket};
-use primitives::derivation::{derive_public_key, Tweak};
+use near_sdk::store::{IterableMap, LookupMap};
+use near_sdk::{env, near, AccountId, BorshStorageKey, CurveType, NearToken, PublicKey};
+use pending::PendingEntry;
+use primitives::ed25519::{Ed25519PublicKey, Ed25519Tweak};
 use primitives::k256::AffinePoint;
-use primitives::response::ResponseError;
-use primitives::SignatureResponse;
-use primitives::{near_key, Payload, PendingRequest, RequestId, SignRequest, SignatureRequest};
+use primitives::{near_key, DomainConfig, DomainId, PendingRequest, RequestId, SignatureScheme};
 use state::{
-    check_threshold, CandidateInfo, InitializingContractState, Participants, ProtocolContractState,
-    ResharingContractState, RunningContractState, Votes,
+    check_threshold, key_fits_scheme, CandidateInfo, DomainKey, InitializingContractState,
+    KeyEvent, Participants, ProtocolContractState, RunningContractState,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use update::{ProposeUpdateArgs, UpdateProposal};
+use update::UpdateProposal;
 
 /// The layout version of the stored state; `migrate` refuses newer ones.
-pub const STATE_VERSION: u32 = 1;
-/// The only key version so far: resharing keeps the key, so it never changes yet.
-pub const LATEST_KEY_VERSION: u32 = 0;
-/// Gas a timed-out callback needs beyond the next round's reserve to wait again.
-const REYIELD_OVERHEAD: Gas = Gas::from_tgas(2);
-/// Register the yield host function writes the new data id to.
-const DATA_ID_REGISTER: u64 = 0;
+pub const STATE_VERSION: u32 = 2;
 /// Longest accepted `url` of a candidate, in bytes.
 const MAX_URL_LEN: usize = 512;
 /// How many candidates may wait for votes at once.
@@ -63,6 +58,7 @@ const MAX_PAGE: u32 = 500;
 enum StorageKey {
     Pending,
     Updates,
+    PendingByCaller,
 }
 
 #[near(contract_state)]
@@ -71,9 +67,13 @@ pub struct MpcContract {
     protocol_state: ProtocolContractState,
     config: Config,
     pending: IterableMap<RequestId, PendingEntry>,
+    /// How many distinct requests each account has waiting (absent: none).
+    pending_by_caller: LookupMap<AccountId, u32>,
     next_ticket: u64,
     updates: IterableMap<u64, UpdateProposal>,
     next_update_id: u64,
+    /// The id the next key-event attempt gets; attempts are numbered contract-wide.
+    next_attempt: u64,
 }
 
 impl Default for MpcContract {
@@ -84,298 +84,134 @@ impl Default for MpcContract {
     }
 }
 
-/// What the yield callback decided.
-#[derive(Debug, PartialEq)]
-enum Resolution {
-    Answer(SignatureResponse),
-    WaitAgain { round: u32 },
-    TimedOut { refunded: NearToken },
-}
-
-/// Arguments of the yield callback.
-#[derive(Serialize, Deserialize)]
-#[serde(crate = "near_sdk::serde")]
-struct ResolveArgs {
-    request_id: RequestId,
-    ticket: u64,
-}
-
 #[near]
 impl MpcContract {
     // ------------------------------------------------------------------ init
 
-    /// Starts key generation among `candidates`; `threshold` of them will be needed
-    /// to sign. Only the contract account may call it (deploy and init in one batch).
+    /// Starts key generation among `candidates` for `domains` (default: domain 0,
+    /// secp256k1); `threshold` of them will be needed to sign. Only the contract
+    /// account may call it (deploy and init in one batch).
     #[init]
     pub fn init(
         threshold: usize,
         candidates: BTreeMap<AccountId, CandidateInfo>,
         config: Option<Config>,
+        domains: Option<Vec<DomainConfig>>,
     ) -> Self {
         Self::require_self_call();
-        let candidates = checked_candidates(candidates);
-        check_threshold(threshold, candidates.len()).or_fail();
+        let participants = checked_candidates(candidates);
+        check_threshold(threshold, participants.len()).or_fail();
         let config = config.unwrap_or_default();
         config.validate().or_fail();
-        let state = ProtocolContractState::Initializing(InitializingContractState {
-            candidates,
-            threshold,
-            pk_votes: BTreeMap::new(),
+        let domains = domains.unwrap_or_else(|| {
+            vec![DomainConfig {
+                id: DomainId::LEGACY_ECDSA,
+                scheme: SignatureScheme::Secp256k1,
+            }]
         });
-        emit_state_change("NotInitialized", &state);
-        Self::with_state(state, config)
+        state::check_new_domains(&domains, DomainId(0)).or_fail();
+        let next_domain_id = DomainId(domains.len() as u64);
+        let running =
+            RunningContractState::new(0, participants, threshold, Vec::new(), next_domain_id);
+        let mut contract = Self::with_state(ProtocolContractState::NotInitialized, config);
+        let state = contract.keygen_state(running, domains);
+        contract.transition(state);
+        contract
     }
 
-    /// Starts directly in `Running` with an existing key, for recovery and for
-    /// moving a network to a new contract account. Only the contract account may call it.
+    /// Starts directly in `Running` with existing keys, for recovery and for moving a
+    /// network to a new contract account. Only the contract account may call it.
     #[init]
     pub fn init_running(
         epoch: u64,
         participants: BTreeMap<AccountId, CandidateInfo>,
         threshold: usize,
-        public_key: PublicKey,
+        domains: Vec<DomainKey>,
         config: Option<Config>,
     ) -> Self {
         Self::require_self_call();
         let participants = checked_candidates(participants);
         check_threshold(threshold, participants.len()).or_fail();
-        root_point(&public_key);
+        let configs: Vec<DomainConfig> = domains.iter().map(DomainKey::config).collect();
+        state::check_new_domains(&configs, DomainId(0)).or_fail();
+        for domain in &domains {
+            if !key_fits_scheme(&domain.public_key, domain.scheme) {
+                fail(Error::KeyNotOfScheme {
+                    scheme: domain.scheme,
+                });
+            }
+        }
         let config = config.unwrap_or_default();
         config.validate().or_fail();
-        let state = ProtocolContractState::Running(RunningContractState {
+        let next_domain_id = DomainId(domains.len() as u64);
+        let state = ProtocolContractState::Running(RunningContractState::new(
             epoch,
             participants,
             threshold,
-            public_key,
-            candidates: BTreeMap::new(),
-            join_votes: Votes::default(),
-            leave_votes: Votes::default(),
-        });
-        emit_state_change("NotInitialized", &state);
-        Self::with_state(state, config)
-    }
-
-    // ------------------------------------------------------------------ signing
-
-    /// Asks the network to sign `payload` with the key derived for the caller and
-    /// `path`. Takes `{"payload", "path"[, "key_version"]}` or
-    /// `{"request": {"payload", "path", "key_version"}}`. Returns the
-    /// [`SignatureResponse`] once the network answers.
-    #[payable]
-    pub fn sign(
-        &mut self,
-        request: Option<SignRequest>,
-        payload: Option<Payload>,
-        path: Option<String>,
-        key_version: Option<u32>,
-    ) {
-        if self.protocol_state.public_key().is_none() {
-            fail(Error::NotReady {
-                state: self.protocol_state.name(),
-            });
-        }
-        let request = match (request, payload, path) {
-            (Some(request), None, None) if key_version.is_none() => request,
-            (None, Some(payload), Some(path)) => SignRequest {
-                payload,
-                path,
-                key_version: key_version.unwrap_or(0),
-            },
-            (None, _, _) => fail(Error::SignArgsMissing),
-            _ => fail(Error::SignArgsShape),
-        };
-        if request.path.len() > self.config.max_path_len as usize {
-            fail(Error::PathTooLong {
-                len: request.path.len(),
-                max: self.config.max_path_len,
-            });
-        }
-        if request.key_version > LATEST_KEY_VERSION {
-            fail(Error::KeyVersion {
-                got: request.key_version,
-                latest: LATEST_KEY_VERSION,
-            });
-        }
-        let required = self.config.sign_deposit;
-        let attached = env::attached_deposit();
-        if attached < required {
-            fail(Error::Deposit {
-                required,
-                got: attached,
-            });
-        }
-        if env::prepaid_gas() < self.config.min_sign_gas {
-            fail(Error::Gas {
-                required: self.config.min_sign_gas,
-                got: env::prepaid_gas(),
-            });
-        }
-        let predecessor = env::predecessor_account_id();
-        let signature_request = SignatureRequest::new(predecessor.as_str(), &request)
-            .map_err(|_| Error::TweakOutOfRange)
-            .or_fail();
-        let request_id = signature_request.id();
-
-        let duplicate = match self.pending.get(&request_id) {
-            Some(PendingEntry {
-                answer: Some(answer),
-                ..
-            }) => {
-                // Answered a moment ago (late callbacks still hold the entry): no need
-                // to wait. The deposit is kept as for any answered request.
-                let answer = answer.clone();
-                refund(&predecessor, attached.saturating_sub(required));
-                return_json(&answer);
-                return;
-            }
-            Some(entry) => {
-                let max = self.config.max_duplicate_requests;
-                if entry.tickets.len() >= max as usize {
-                    fail(Error::TooManyDuplicates { max });
-                }
-                true
-            }
-            None if self.pending.len() >= self.config.max_pending_requests => fail(Error::Busy {
-                pending: self.pending.len(),
-            }),
-            None => false,
-        };
-
-        let ticket_id = self.next_ticket;
-        self.next_ticket += 1;
-        let data_id = self.yield_for(request_id, ticket_id);
-        let ticket = Ticket {
-            id: ticket_id,
-            data_id,
-            deposit: required,
-            round: 1,
-        };
-        if duplicate {
-            self.pending
-                .get_mut(&request_id)
-                .expect("checked above")
-                .tickets
-                .push(ticket);
-        } else {
-            let entry = PendingEntry {
-                predecessor: predecessor.clone(),
-                payload: request.payload,
-                path: request.path.clone(),
-                key_version: request.key_version,
-                epsilon: signature_request.epsilon.scalar,
-                entropy: env::random_seed_array(),
-                block_height: env::block_height(),
-                tickets: vec![ticket],
-                answer: None,
-            };
-            self.pending.insert(request_id, entry);
-        }
-        refund(&predecessor, attached.saturating_sub(required));
-        Event::SignatureRequested {
-            request_id,
-            predecessor,
-            payload: request.payload,
-            path: request.path,
-            key_version: request.key_version,
-            epsilon: signature_request.epsilon,
-            block_height: env::block_height(),
-            duplicate,
-        }
-        .emit();
-    }
-
-    /// Delivers the network's signature for `request`. Only participants holding
-    /// shares of the current key may call it; the signature must verify for the
-    /// request's payload and derived key, or nothing changes.
-    pub fn respond(&mut self, request: SignatureRequest, response: SignatureResponse) {
-        let responder = env::predecessor_account_id();
-        let signers = self.protocol_state.signers().unwrap_or_else(|| {
-            fail(Error::NotReady {
-                state: self.protocol_state.name(),
-            })
-        });
-        if !signers.contains(&responder) {
-            fail(Error::NotAParticipant { account: responder });
-        }
-        let root = root_point(
-            self.protocol_state
-                .public_key()
-                .expect("signers have a key"),
-        );
-        let request_id = request.id();
-        let entry = self
-            .pending
-            .get(&request_id)
-            .unwrap_or_else(|| fail(Error::UnknownRequest));
-        if entry.answer.is_some() {
-            fail(Error::AlreadyAnswered);
-        }
-        verify_response(&root, entry, &response).or_fail();
-
-        let entry = self.pending.get_mut(&request_id).expect("read above");
-        let data = near_sdk::serde_json::to_vec(&response).expect("a response serialises");
-        // A false return means that ticket's yield has already timed out: its callback
-        // is on its way and will find the answer stored below.
-        entry
-            .tickets
-            .retain(|ticket| !env::promise_yield_resume(&ticket.data_id, &data));
-        let delivered = if entry.tickets.is_empty() {
-            self.pending.remove(&request_id);
-            0
-        } else {
-            entry.answer = Some(response);
-            entry.tickets.len()
-        };
-        Event::SignatureResponded {
-            request_id,
-            responder,
-            delivered: delivered as u32,
-        }
-        .emit();
-    }
-
-    /// The yield callback of `sign`: returns the signature, or handles a timeout.
-    #[private]
-    pub fn resolve_signature(
-        &mut self,
-        request_id: RequestId,
-        ticket: u64,
-        #[callback_result] result: Result<SignatureResponse, near_sdk::PromiseError>,
-    ) {
-        match self.resolve(request_id, ticket, result.ok()) {
-            Resolution::Answer(response) => return_json(&response),
-            // The new yield is already this call's result (see `yield_for`).
-            Resolution::WaitAgain { .. } => {}
-            Resolution::TimedOut { .. } => {
-                let args = near_sdk::serde_json::json!({ "request_id": request_id });
-                let failing = env::promise_create(
-                    env::current_account_id(),
-                    "fail_timed_out",
-                    near_sdk::serde_json::to_vec(&args).expect("serialises"),
-                    NearToken::from_yoctonear(0),
-                    self.config.timeout_fail_gas,
-                );
-                env::promise_return(failing);
-            }
-        }
-    }
-
-    /// Ends a timed-out request with a clear error (its deposit is already refunded).
-    #[private]
-    pub fn fail_timed_out(&self, request_id: RequestId) {
-        env::panic_str(&format!(
-            "signature request {request_id} timed out: the MPC network did not answer in time. \
-             The deposit was refunded; try again, or attach more gas to wait longer"
+            domains,
+            next_domain_id,
         ));
+        let mut contract = Self::with_state(ProtocolContractState::NotInitialized, config);
+        // Attempt ids continue after the ones the keys came from.
+        contract.next_attempt = domains_attempt_after(&state);
+        contract.transition(state);
+        contract
     }
 
     // ------------------------------------------------------------------ views
 
-    /// The root public key, `secp256k1:<base58>`.
-    pub fn public_key(&self) -> PublicKey {
+    /// The root public key of a domain (default 0): `secp256k1:<base58 of 64 bytes>`
+    /// or `ed25519:<base58 of 32 bytes>`.
+    pub fn public_key(&self, domain_id: Option<DomainId>) -> PublicKey {
+        let domain = domain_id.unwrap_or(DomainId::LEGACY_ECDSA);
         self.protocol_state
-            .public_key()
-            .cloned()
+            .domain_key(domain)
+            .or_fail()
+            .public_key
+            .clone()
+    }
+
+    /// The key `predecessor` (default: the caller, unavailable in view calls) signs
+    /// with for `path` in a domain (default 0).
+    pub fn derived_public_key(
+        &self,
+        path: String,
+        predecessor: Option<AccountId>,
+        domain_id: Option<DomainId>,
+    ) -> PublicKey {
+        let predecessor = predecessor.unwrap_or_else(env::predecessor_account_id);
+        let domain = domain_id.unwrap_or(DomainId::LEGACY_ECDSA);
+        let key = self.protocol_state.domain_key(domain).or_fail();
+        match key.scheme {
+            SignatureScheme::Secp256k1 => {
+                let tweak = primitives::Tweak::derive(predecessor.as_str(), &path)
+                    .map_err(|_| Error::TweakOutOfRange)
+                    .or_fail();
+                let derived =
+                    primitives::derivation::derive_public_key(&secp256k1_root(key), &tweak);
+                secp256k1_near_key(&derived)
+            }
+            SignatureScheme::Ed25519 => {
+                let tweak = Ed25519Tweak::derive(predecessor.as_str(), &path);
+                let derived = ed25519_root(key).derive(&tweak);
+                PublicKey::from_parts(CurveType::ED25519, derived.as_bytes().to_vec())
+                    .expect("32 bytes make an ed25519 key")
+            }
+        }
+    }
+
+    /// The newest secp256k1 domain with a key: what legacy clients pass as
+    /// `key_version` with an ECDSA `payload`.
+    pub fn latest_key_version(&self) -> DomainId {
+        self.protocol_state
+            .running()
+            .and_then(|r| {
+                r.domains
+                    .iter()
+                    .rev()
+                    .find(|d| d.scheme == SignatureScheme::Secp256k1)
+            })
+            .map(|d| d.id)
             .unwrap_or_else(|| {
                 fail(Error::NotReady {
                     state: self.protocol_state.name(),
@@ -383,28 +219,12 @@ impl MpcContract {
             })
     }
 
-    /// The key `predecessor` (default: the caller, unavailable in view calls) signs
-    /// with for `path`.
-    pub fn derived_public_key(&self, path: String, predecessor: Option<AccountId>) -> PublicKey {
-        let predecessor = predecessor.unwrap_or_else(env::predecessor_account_id);
-        let root = root_point(&self.public_key());
-        let tweak = Tweak::derive(predecessor.as_str(), &path)
-            .map_err(|_| Error::TweakOutOfRange)
-            .or_fail();
-        let derived = derive_public_key(&root, &tweak);
-        PublicKey::from_parts(
-            CurveType::SECP256K1,
-            near_key::to_uncompressed_xy(&derived).to_vec(),
-        )
-        .expect("64 bytes make a secp256k1 key")
-    }
-
-    pub fn latest_key_version(&self) -> u32 {
-        LATEST_KEY_VERSION
-    }
-
-    pub fn state(&self) -> &ProtocolContractState {
-        &self.protocol_state
+    /// The protocol state at this block: participants, each domain and its key, and
+    /// the key event under way with its current attempt.
+    pub fn state(&self) -> ProtocolContractState {
+        self.protocol_state
+            .clone()
+            .rolled(env::block_height(), self.config.key_event_timeout_blocks)
     }
 
     pub fn config(&self) -> &Config {
@@ -451,294 +271,28 @@ impl MpcContract {
         self.updates.iter().map(|(id, p)| p.view(*id)).collect()
     }
 
-    // ------------------------------------------------------------------ governance
-
-    /// A candidate votes for the public key its key generation produced. Once a
-    /// threshold of candidates agree, the contract is Running. Returns whether it is.
-    pub fn vote_pk(&mut self, public_key: PublicKey) -> bool {
-        let voter = env::predecessor_account_id();
-        root_point(&public_key);
-        match &mut self.protocol_state {
-            ProtocolContractState::Initializing(s) => {
-                if !s.candidates.contains(&voter) {
-                    fail(Error::NotACandidate { account: voter });
-                }
-                if s.pk_votes
-                    .iter()
-                    .any(|(key, voters)| key != &public_key && voters.contains(&voter))
-                {
-                    fail(Error::VotedOtherKey);
-                }
-                let voters = s.pk_votes.entry(public_key.clone()).or_default();
-                voters.insert(voter.clone());
-                let agreed = voters.len() >= s.threshold;
-                emit_vote(&voter, "pk", &String::from(&public_key));
-                if agreed {
-                    let running = ProtocolContractState::Running(RunningContractState {
-                        epoch: 0,
-                        participants: s.candidates.clone(),
-                        threshold: s.threshold,
-                        public_key,
-                        candidates: BTreeMap::new(),
-                        join_votes: Votes::default(),
-                        leave_votes: Votes::default(),
-                    });
-                    self.transition(running);
-                }
-                agreed
-            }
-            ProtocolContractState::Running(s) if s.public_key == public_key => true,
-            ProtocolContractState::Running(_) => fail(Error::KeyMismatch),
-            other => fail(Error::WrongState {
-                expected: "Initializing",
-                actual: other.name(),
-            }),
-        }
-    }
-
-    /// A node asks to become a participant; participants then `vote_join` it.
-    pub fn join(&mut self, url: String, cipher_pk: [u8; 32], sign_pk: PublicKey) {
-        let account = env::predecessor_account_id();
-        let running = self.protocol_state.running_mut();
-        if running.participants.contains(&account) {
-            fail(Error::AlreadyParticipant { account });
-        }
-        if url.len() > MAX_URL_LEN {
-            fail(Error::CandidateField {
-                what: "url",
-                max: MAX_URL_LEN,
-            });
-        }
-        if !running.candidates.contains_key(&account) && running.candidates.len() >= MAX_CANDIDATES
-        {
-            fail(Error::TooManyCandidates {
-                max: MAX_CANDIDATES,
-            });
-        }
-        let info = CandidateInfo {
-            account_id: account.clone(),
-            url: url.clone(),
-            cipher_pk,
-            sign_pk,
-        };
-        running.candidates.insert(account.clone(), info);
-        Event::CandidateJoined {
-            candidate: account,
-            url,
-        }
-        .emit();
-    }
-
-    /// A participant votes to admit `candidate`. A threshold of votes starts
-    /// resharing to the participants plus the candidate. Returns whether it started.
-    pub fn vote_join(&mut self, candidate: AccountId) -> bool {
-        let voter = env::predecessor_account_id();
-        let running = self.protocol_state.running_mut();
-        if !running.participants.contains(&voter) {
-            fail(Error::NotAParticipant { account: voter });
-        }
-        let info = running
-            .candidates
-            .get(&candidate)
-            .cloned()
-            .unwrap_or_else(|| {
-                fail(Error::NotACandidate {
-                    account: candidate.clone(),
-                })
-            });
-        let votes = running
-            .join_votes
-            .cast(&candidate, &voter, &running.participants);
-        emit_vote(&voter, "join", candidate.as_str());
-        if votes < running.threshold {
-            return false;
-        }
-        let mut new_participants = running.participants.clone();
-        new_participants.insert(info);
-        self.start_resharing(new_participants);
-        true
-    }
-
-    /// A participant votes to remove `kick` (itself included). A threshold of votes
-    /// starts resharing to the remaining participants. Returns whether it started.
-    pub fn vote_leave(&mut self, kick: AccountId) -> bool {
-        let voter = env::predecessor_account_id();
-        let running = self.protocol_state.running_mut();
-        if !running.participants.contains(&voter) {
-            fail(Error::NotAParticipant { account: voter });
-        }
-        if !running.participants.contains(&kick) {
-            fail(Error::NotAParticipant { account: kick });
-        }
-        let left = running.participants.len() - 1;
-        if left < running.threshold {
-            fail(Error::WouldBreakThreshold {
-                left,
-                threshold: running.threshold,
-            });
-        }
-        let votes = running
-            .leave_votes
-            .cast(&kick, &voter, &running.participants);
-        emit_vote(&voter, "leave", kick.as_str());
-        if votes < running.threshold {
-            return false;
-        }
-        let new_participants = running.participants.without(&kick);
-        self.start_resharing(new_participants);
-        true
-    }
-
-    /// A new participant reports that resharing into `epoch` finished. A threshold
-    /// of reports makes the new participants the signers. Returns whether they are.
-    pub fn vote_reshared(&mut self, epoch: u64) -> bool {
-        let voter = env::predecessor_account_id();
-        match &mut self.protocol_state {
-            ProtocolContractState::Resharing(s) => {
-                if !s.new_participants.contains(&voter) {
-                    fail(Error::NotANewParticipant { account: voter });
-                }
-                if epoch != s.old_epoch + 1 {
-                    fail(Error::WrongEpoch {
-                        expected: s.old_epoch + 1,
-                        got: epoch,
-                    });
-                }
-                s.finished_votes.insert(voter.clone());
-                emit_vote(&voter, "reshared", &epoch.to_string());
-                if s.finished_votes.len() < s.threshold {
-                    return false;
-                }
-                let running = ProtocolContractState::Running(RunningContractState {
-                    epoch,
-                    participants: s.new_participants.clone(),
-                    threshold: s.threshold,
-                    public_key: s.public_key.clone(),
-                    candidates: BTreeMap::new(),
-                    join_votes: Votes::default(),
-                    leave_votes: Votes::default(),
-                });
-                self.transition(running);
-                true
-            }
-            ProtocolContractState::Running(s) if s.epoch == epoch => true,
-            other => fail(Error::WrongState {
-                expected: "Resharing",
-                actual: other.name(),
-            }),
-        }
-    }
-
-    /// A participant proposes new code, a new config, or both (borsh-encoded
-    /// [`ProposeUpdateArgs`]). The deposit pays for storing the proposal; it is
-    /// refunded when any update is applied. Returns the proposal id.
-    #[payable]
-    pub fn propose_update(&mut self, #[serializer(borsh)] args: ProposeUpdateArgs) -> u64 {
-        let proposer = self.require_signer();
-        if args.code.is_none() && args.config.is_none() {
-            fail(Error::EmptyUpdate);
-        }
-        if let Some(config) = &args.config {
-            config.validate().or_fail();
-        }
-        let id = self.next_update_id;
-        self.next_update_id += 1;
-        let code_len = args.code.as_ref().map_or(0, |c| c.len() as u64);
-        let has_config = args.config.is_some();
-        let before = env::storage_usage();
-        let proposal = UpdateProposal {
-            proposer: proposer.clone(),
-            code: args.code,
-            config: args.config,
-            deposit: env::attached_deposit(),
-            votes: BTreeSet::new(),
-        };
-        self.updates.insert(id, proposal);
-        self.updates.flush();
-        let used = env::storage_usage().saturating_sub(before);
-        let required = env::storage_byte_cost().saturating_mul(used.into());
-        if env::attached_deposit() < required {
-            fail(Error::UpdateDeposit {
-                required,
-                got: env::attached_deposit(),
-            });
-        }
-        Event::UpdateProposed {
-            id,
-            proposer,
-            code_len,
-            config: has_config,
-        }
-        .emit();
-        id
-    }
-
-    /// A participant votes for update `id`. With a threshold of votes the update is
-    /// applied: a new config at once, new code by deploying it and calling `migrate`.
-    /// All open proposals are then cleared. Returns whether the update was applied.
-    pub fn vote_update(&mut self, id: u64) -> bool {
-        let voter = self.require_signer();
-        let threshold = self
-            .protocol_state
-            .threshold()
-            .expect("signers have a threshold");
-        let signers = self.protocol_state.signers().expect("checked").clone();
-        let proposal = self
-            .updates
-            .get_mut(&id)
-            .unwrap_or_else(|| fail(Error::UnknownUpdate { id }));
-        proposal.votes.insert(voter.clone());
-        let votes = proposal
-            .votes
-            .iter()
-            .filter(|v| signers.contains(v))
-            .count();
-        emit_vote(&voter, "update", &id.to_string());
-        if votes < threshold {
-            return false;
-        }
-        let proposal = self.updates.remove(&id).expect("read above");
-        for (_, other) in self.updates.drain() {
-            refund(&other.proposer, other.deposit);
-        }
-        refund(&proposal.proposer, proposal.deposit);
-        if let Some(config) = proposal.config {
-            self.config = config;
-        }
-        if let Some(code) = proposal.code {
-            // Deploy and migrate in one receipt: if `migrate` fails, the old code stays.
-            let batch = env::promise_batch_create(&env::current_account_id());
-            env::promise_batch_action_deploy_contract(batch, &code);
-            env::promise_batch_action_function_call(
-                batch,
-                "migrate",
-                &[],
-                NearToken::from_yoctonear(0),
-                self.config.migrate_gas,
-            );
-        }
-        Event::UpdateApplied { id }.emit();
-        true
-    }
-
     /// Runs after a code update: reads the stored state and brings it to this
-    /// code's layout.
+    /// code's layout. Only this code's own layout can be read: state version 1
+    /// (one secp256k1 key, before domains and key events) has no conversion, and a
+    /// network moves from it with `init_running` on a fresh account.
     #[private]
     #[init(ignore_state)]
     pub fn migrate() -> Self {
-        let mut contract: MpcContract = env::state_read().unwrap_or_else(|| {
+        // The layout version is the state's first field (borsh: 4 bytes, little end).
+        let raw = env::storage_read(b"STATE").unwrap_or_else(|| {
             fail(Error::WrongState {
                 expected: "initialized",
                 actual: "NotInitialized",
             })
         });
-        if contract.state_version > STATE_VERSION {
-            fail(Error::StateVersion {
-                found: contract.state_version,
-            });
+        let found = raw
+            .first_chunk::<4>()
+            .map(|bytes| u32::from_le_bytes(*bytes))
+            .unwrap_or_default();
+        if found != STATE_VERSION {
+            fail(Error::StateVersion { found });
         }
-        contract.state_version = STATE_VERSION;
-        contract
+        env::state_read().unwrap_or_else(|| fail(Error::StateVersion { found }))
     }
 }
 
@@ -750,9 +304,11 @@ impl MpcContract {
             protocol_state,
             config,
             pending: IterableMap::new(StorageKey::Pending),
+            pending_by_caller: LookupMap::new(StorageKey::PendingByCaller),
             next_ticket: 0,
             updates: IterableMap::new(StorageKey::Updates),
             next_update_id: 0,
+            next_attempt: 0,
         }
     }
 
@@ -762,7 +318,7 @@ impl MpcContract {
         }
     }
 
-    /// The caller, if it holds a share of the current key.
+    /// The caller, if it holds shares of the current keys.
     fn require_signer(&self) -> AccountId {
         let caller = env::predecessor_account_id();
         let signers = self.protocol_state.signers().unwrap_or_else(|| {
@@ -776,96 +332,46 @@ impl MpcContract {
         caller
     }
 
-    /// Creates a yield whose callback is `resolve_signature(request_id, ticket)` and
-    /// returns it as this call's result. The callback gets the configured gas plus
-    /// all gas this call leaves unused. Returns the yield's data id.
-    fn yield_for(&self, request_id: RequestId, ticket: u64) -> CryptoHash {
-        let args =
-            near_sdk::serde_json::to_vec(&ResolveArgs { request_id, ticket }).expect("serialises");
-        let index = env::promise_yield_create(
-            "resolve_signature",
-            args,
-            self.config.yield_callback_gas,
-            GasWeight(1),
-            DATA_ID_REGISTER,
-        );
-        env::promise_return(index);
-        env::read_register(DATA_ID_REGISTER)
-            .and_then(|bytes| bytes.try_into().ok())
-            .expect("promise_yield_create writes a 32-byte data id")
+    /// A fresh attempt id.
+    fn take_attempt(&mut self) -> u64 {
+        let id = self.next_attempt;
+        self.next_attempt += 1;
+        id
     }
 
-    /// What the yield callback does for `ticket` of `request_id`, given the resumed
-    /// answer (`None`: the yield timed out). On a timeout it returns a stored answer
-    /// if one came late, else waits again while the callback's gas allows, else
-    /// refunds the deposit and gives up.
-    fn resolve(
+    /// Initializing: keygen for the first of `generating` while `running` signs.
+    fn keygen_state(
         &mut self,
-        request_id: RequestId,
-        ticket: u64,
-        answer: Option<SignatureResponse>,
-    ) -> Resolution {
-        if let Some(response) = answer {
-            return Resolution::Answer(response);
-        }
-        let Some(entry) = self.pending.get_mut(&request_id) else {
-            // Unreachable while every ticket's entry outlives its yield.
-            fail(Error::UnknownRequest);
-        };
-        if let Some(answer) = entry.answer.clone() {
-            entry.remove_ticket(ticket);
-            if entry.tickets.is_empty() {
-                self.pending.remove(&request_id);
-            }
-            return Resolution::Answer(answer);
-        }
-        let remaining = env::prepaid_gas().saturating_sub(env::used_gas());
-        if remaining
-            >= self
-                .config
-                .yield_callback_gas
-                .saturating_add(REYIELD_OVERHEAD)
-        {
-            let data_id = self.yield_for(request_id, ticket);
-            let entry = self.pending.get_mut(&request_id).expect("read above");
-            let slot = entry
-                .ticket_mut(ticket)
-                .unwrap_or_else(|| fail(Error::UnknownRequest));
-            slot.data_id = data_id;
-            slot.round += 1;
-            let round = slot.round;
-            Event::SignatureWaitExtended { request_id, round }.emit();
-            return Resolution::WaitAgain { round };
-        }
-        let removed = entry
-            .remove_ticket(ticket)
-            .unwrap_or_else(|| fail(Error::UnknownRequest));
-        let predecessor = entry.predecessor.clone();
-        if entry.tickets.is_empty() {
-            self.pending.remove(&request_id);
-        }
-        refund(&predecessor, removed.deposit);
-        Event::SignatureTimedOut {
-            request_id,
-            refunded: removed.deposit,
-        }
-        .emit();
-        Resolution::TimedOut {
-            refunded: removed.deposit,
-        }
+        running: RunningContractState,
+        generating: Vec<DomainConfig>,
+    ) -> ProtocolContractState {
+        let attempt = self.take_attempt();
+        let key_event = KeyEvent::new(
+            running.epoch,
+            generating.first().copied(),
+            running.participants.clone(),
+            running.threshold,
+            attempt,
+            env::block_height(),
+            self.config.key_event_timeout_blocks,
+        );
+        ProtocolContractState::Initializing(InitializingContractState {
+            running,
+            generating,
+            key_event,
+            cancel_votes: BTreeSet::new(),
+        })
     }
 
-    fn start_resharing(&mut self, new_participants: Participants) {
-        let running = self.protocol_state.running_mut();
-        let resharing = ProtocolContractState::Resharing(ResharingContractState {
-            old_epoch: running.epoch,
-            old_participants: running.participants.clone(),
-            new_participants,
-            threshold: running.threshold,
-            public_key: running.public_key.clone(),
-            finished_votes: BTreeSet::new(),
-        });
-        self.transition(resharing);
+    /// The state at this block with key-event attempts rolled forward, stored; keeps
+    /// the attempt counter ahead of every attempt id handed out.
+    fn roll_key_event(&mut self) {
+        let now = env::block_height();
+        let timeout = self.config.key_event_timeout_blocks;
+        if let Some(event) = self.protocol_state.key_event_mut() {
+            *event = event.clone().rolled(now, timeout);
+            self.next_attempt = self.next_attempt.max(event.attempt + 1);
+        }
     }
 
     fn transition(&mut self, next: ProtocolContractState) {
@@ -876,7 +382,8 @@ impl MpcContract {
     }
 }
 
-/// Checks candidates given to `init`: keys match account ids, urls are bounded.
+/// Checks candidates given to `init`: keys match account ids, urls are bounded,
+/// p2p keys are unique.
 fn checked_candidates(candidates: BTreeMap<AccountId, CandidateInfo>) -> Participants {
     if candidates.is_empty() {
         fail(Error::NoCandidates);
@@ -895,38 +402,64 @@ fn checked_candidates(candidates: BTreeMap<AccountId, CandidateInfo>) -> Partici
             });
         }
     }
-    Participants::from_candidates(candidates.into_values())
+    let participants = Participants::from_candidates(candidates.into_values());
+    for info in participants.participants.values() {
+        let as_candidate = CandidateInfo {
+            account_id: info.account_id.clone(),
+            url: String::new(),
+            cipher_pk: info.cipher_pk,
+            sign_pk: info.sign_pk.clone(),
+        };
+        if participants.uses_p2p_key(&as_candidate) {
+            fail(Error::P2pKeyInUse);
+        }
+    }
+    participants
 }
 
-/// The curve point of a root public key, refusing keys that are not secp256k1.
-fn root_point(key: &PublicKey) -> AffinePoint {
-    if key.curve_type() != CurveType::SECP256K1 {
-        fail(Error::NotSecp256k1Key);
-    }
-    let xy: &[u8; 64] = key.as_bytes()[1..]
+/// The first attempt id above every attempt recorded in `state`'s keys.
+fn domains_attempt_after(state: &ProtocolContractState) -> u64 {
+    state
+        .running()
+        .and_then(|r| r.domains.iter().map(|d| d.attempt).max())
+        .map_or(0, |a| a.saturating_add(1))
+}
+
+/// The curve point of a secp256k1 domain's root key (checked when it was stored).
+fn secp256k1_root(key: &DomainKey) -> AffinePoint {
+    let xy: &[u8; 64] = key.public_key.as_bytes()[1..]
         .try_into()
-        .unwrap_or_else(|_| fail(Error::NotSecp256k1Key));
-    near_key::from_uncompressed_xy(xy).unwrap_or_else(|_| fail(Error::NotSecp256k1Key))
+        .unwrap_or_else(|_| {
+            fail(Error::KeyNotOfScheme {
+                scheme: SignatureScheme::Secp256k1,
+            })
+        });
+    near_key::from_uncompressed_xy(xy).unwrap_or_else(|_| {
+        fail(Error::KeyNotOfScheme {
+            scheme: SignatureScheme::Secp256k1,
+        })
+    })
 }
 
-/// Checks `response` against the request's payload and derived key with the host's
-/// `ecrecover` (which also refuses high s).
-fn verify_response(
-    root: &AffinePoint,
-    entry: &PendingEntry,
-    response: &SignatureResponse,
-) -> Result<(), Error> {
-    let rs = response.check_form().map_err(Error::BadSignature)?;
-    let tweak = Tweak::from_bytes(entry.epsilon).map_err(|_| Error::TweakOutOfRange)?;
-    let expected = near_key::to_uncompressed_xy(&derive_public_key(root, &tweak));
-    match env::ecrecover(entry.payload.as_bytes(), &rs, response.recovery_id, true) {
-        Some(recovered) if recovered == expected => Ok(()),
-        _ => Err(Error::BadSignature(ResponseError::DoesNotVerify)),
-    }
+/// The point of an Ed25519 domain's root key (checked when it was stored).
+fn ed25519_root(key: &DomainKey) -> Ed25519PublicKey {
+    key.public_key.as_bytes()[1..]
+        .try_into()
+        .ok()
+        .and_then(|raw: [u8; 32]| Ed25519PublicKey::from_bytes(raw).ok())
+        .unwrap_or_else(|| {
+            fail(Error::KeyNotOfScheme {
+                scheme: SignatureScheme::Ed25519,
+            })
+        })
 }
 
-fn return_json<T: Serialize>(value: &T) {
-    env::value_return(near_sdk::serde_json::to_vec(value).expect("serialises"));
+fn secp256k1_near_key(point: &AffinePoint) -> PublicKey {
+    PublicKey::from_parts(
+        CurveType::SECP256K1,
+        near_key::to_uncompressed_xy(point).to_vec(),
+    )
+    .expect("64 bytes make a secp256k1 key")
 }
 
 /// Sends `amount` back to `to` (nothing for zero). Uses the host functions directly:
@@ -939,11 +472,7 @@ fn refund(to: &AccountId, amount: NearToken) {
 }
 
 fn emit_state_change(from: &str, next: &ProtocolContractState) {
-    let epoch = match next {
-        ProtocolContractState::Running(s) => Some(s.epoch),
-        ProtocolContractState::Resharing(s) => Some(s.old_epoch + 1),
-        _ => None,
-    };
+    let epoch = next.running().map(|r| r.epoch);
     Event::StateChanged {
         from: from.into(),
         to: next.name().into(),

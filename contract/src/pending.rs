@@ -7,7 +7,7 @@
 
 use near_sdk::{near, AccountId, CryptoHash, NearToken};
 use primitives::request::Entropy;
-use primitives::{Payload, PendingRequest, RequestId, SerializableScalar, SignatureResponse};
+use primitives::{DomainId, Payload, PendingRequest, RequestId, SignatureResponse};
 
 #[near(serializers = [borsh])]
 #[derive(Clone, Debug)]
@@ -28,8 +28,7 @@ pub struct PendingEntry {
     pub predecessor: AccountId,
     pub payload: Payload,
     pub path: String,
-    pub key_version: u32,
-    pub epsilon: [u8; 32],
+    pub domain_id: DomainId,
     pub entropy: [u8; 32],
     pub block_height: u64,
     pub tickets: Vec<Ticket>,
@@ -42,12 +41,9 @@ impl PendingEntry {
         PendingRequest {
             request_id,
             predecessor: self.predecessor.to_string(),
-            payload: self.payload,
+            payload: self.payload.clone(),
             path: self.path.clone(),
-            key_version: self.key_version,
-            epsilon: SerializableScalar {
-                scalar: self.epsilon,
-            },
+            domain_id: self.domain_id,
             entropy: Entropy(self.entropy),
             block_height: self.block_height,
             waiting: self.tickets.len() as u32,

@@ -1,18 +1,26 @@
-//! The protocol state machine: who the participants are, which key they hold, and
-//! the votes that move the network between states.
+//! The protocol state machine: who the participants are, which keys they hold, and
+//! the key events that move the network between states.
 //!
 //! ```text
-//! NotInitialized --init--> Initializing --vote_pk (threshold votes)--> Running(epoch 0)
-//! Running(e) --vote_join / vote_leave (threshold votes)--> Resharing(e -> e+1)
-//! Resharing --vote_reshared (threshold of the new participants)--> Running(e+1)
+//! NotInitialized --init--> Initializing(keygen of each domain in turn) --> Running(epoch 0)
+//! Running(e) --vote_add_domains--> Initializing(keygen of the new domains) --> Running(e)
+//! Running(e) --vote_join / vote_leave--> Resharing(e -> e+1, all domains) --> Running(e+1)
+//! Initializing / Resharing --vote_cancel_key_event (threshold of signers)--> Running(e)
 //! ```
-//! The public key never changes after key generation; during resharing the old
-//! participants keep answering requests with their shares of it.
+//! Whatever the state, the running set (participants, threshold and the keys they
+//! hold) keeps signing: [`ProtocolContractState::running`]. A key event is a series
+//! of attempts ([`KeyEvent`]); an attempt completes only when every participant of
+//! the new set voted for it, and ends after `key_event_timeout_blocks` or when one of
+//! them reports it failed. Attempt ids come from one contract-wide counter and are
+//! never reused, so a node's protocol instance for (epoch, domain, attempt) is unique.
 //!
-//! Invariant (asserted on every transition): `1 <= threshold <= participants`.
+//! Invariants (asserted on every transition): `2 <= threshold <= participants` for
+//! every participant set; domain ids strictly increase along `domains` and stay
+//! below `next_domain_id`; a domain's key has the domain's scheme.
 
 use crate::errors::{fail, Error};
-use near_sdk::{near, AccountId, PublicKey};
+use near_sdk::{near, AccountId, CurveType, PublicKey};
+use primitives::{DomainConfig, DomainId, SignatureScheme};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a node registers: where to reach it and the keys that authenticate and
@@ -27,6 +35,15 @@ pub struct CandidateInfo {
     pub cipher_pk: [u8; 32],
     /// The node's key for authenticating its peer-to-peer messages.
     pub sign_pk: PublicKey,
+}
+
+/// A candidate that called `join`, waiting for votes until its request expires.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub info: CandidateInfo,
+    /// The block of its `join`; it expires `candidate_expiry_blocks` later.
+    pub joined_at: u64,
 }
 
 /// A participant: a candidate with the protocol id it keeps for as long as it stays.
@@ -87,6 +104,14 @@ impl Participants {
         rest.participants.remove(account);
         rest
     }
+
+    /// Whether a participant other than `account` registered either p2p key.
+    pub fn uses_p2p_key(&self, info: &CandidateInfo) -> bool {
+        self.participants.values().any(|p| {
+            p.account_id != info.account_id
+                && (p.cipher_pk == info.cipher_pk || p.sign_pk == info.sign_pk)
+        })
+    }
 }
 
 /// Votes for one subject each (a candidate to admit, a participant to remove), by voter.
@@ -111,39 +136,256 @@ impl Votes {
     }
 }
 
+/// A domain with its root public key (`secp256k1:…` or `ed25519:…`).
 #[near(serializers = [borsh, json])]
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InitializingContractState {
-    /// The parties of key generation, with their protocol ids.
-    pub candidates: Participants,
-    pub threshold: usize,
-    /// Votes for the generated public key, by key.
-    pub pk_votes: BTreeMap<PublicKey, BTreeSet<AccountId>>,
+pub struct DomainKey {
+    pub id: DomainId,
+    pub scheme: SignatureScheme,
+    pub public_key: PublicKey,
+    /// The key-event attempt whose shares the current participants hold (keygen, or
+    /// the resharing into this epoch). Nodes keep the share from exactly this attempt.
+    pub attempt: u64,
 }
 
+impl DomainKey {
+    pub fn config(&self) -> DomainConfig {
+        DomainConfig {
+            id: self.id,
+            scheme: self.scheme,
+        }
+    }
+}
+
+/// Whether `key` is a public key of `scheme` (the right curve and a point on it).
+pub fn key_fits_scheme(key: &PublicKey, scheme: SignatureScheme) -> bool {
+    match (scheme, key.curve_type()) {
+        (SignatureScheme::Secp256k1, CurveType::SECP256K1) => key
+            .as_bytes()
+            .get(1..)
+            .and_then(|xy| <&[u8; 64]>::try_from(xy).ok())
+            .is_some_and(|xy| primitives::near_key::from_uncompressed_xy(xy).is_ok()),
+        (SignatureScheme::Ed25519, CurveType::ED25519) => key
+            .as_bytes()
+            .get(1..)
+            .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
+            .is_some_and(|raw| primitives::ed25519::Ed25519PublicKey::from_bytes(raw).is_ok()),
+        _ => false,
+    }
+}
+
+/// Names one attempt of one key event, as nodes vote for it:
+/// `{"epoch": 1, "domain_id": 0, "attempt": 7}` (`domain_id` is null for resharing,
+/// which covers every domain).
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyEventId {
+    pub epoch: u64,
+    pub domain_id: Option<DomainId>,
+    pub attempt: u64,
+}
+
+/// One key event (a domain's keygen, or resharing every domain) and its current
+/// attempt. Attempts end by timeout without a transaction: [`KeyEvent::rolled`]
+/// computes which attempt is current at a block height, and every call and view
+/// sees the event rolled forward to its block.
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyEvent {
+    /// The epoch whose shares this event makes.
+    pub epoch: u64,
+    /// The domain whose key is generated; `None` for resharing (all domains).
+    pub domain: Option<DomainConfig>,
+    /// Who must take part (and all vote) for an attempt to complete.
+    pub participants: Participants,
+    pub threshold: usize,
+    pub attempt: u64,
+    /// The block the current attempt began in.
+    pub started_at: u64,
+    /// The first block in which the current attempt no longer counts.
+    pub expires_at: u64,
+    /// Participants that voted for the current attempt.
+    pub votes: BTreeSet<AccountId>,
+    /// Keygen: the public key the current attempt's votes agree on.
+    pub public_key: Option<PublicKey>,
+}
+
+impl KeyEvent {
+    pub fn new(
+        epoch: u64,
+        domain: Option<DomainConfig>,
+        participants: Participants,
+        threshold: usize,
+        attempt: u64,
+        now: u64,
+        timeout: u64,
+    ) -> Self {
+        KeyEvent {
+            epoch,
+            domain,
+            participants,
+            threshold,
+            attempt,
+            started_at: now,
+            expires_at: now.saturating_add(timeout),
+            votes: BTreeSet::new(),
+            public_key: None,
+        }
+    }
+
+    pub fn id(&self) -> KeyEventId {
+        KeyEventId {
+            epoch: self.epoch,
+            domain_id: self.domain.map(|d| d.id),
+            attempt: self.attempt,
+        }
+    }
+
+    /// The event as it stands at block `now`: attempts that timed out are replaced
+    /// by their successors (ids counting on), each lasting `timeout` blocks.
+    pub fn rolled(mut self, now: u64, timeout: u64) -> Self {
+        if now >= self.expires_at {
+            let timeout = timeout.max(1);
+            let missed = (now - self.expires_at) / timeout + 1;
+            self.attempt = self.attempt.saturating_add(missed);
+            self.started_at = self.expires_at + (missed - 1) * timeout;
+            self.expires_at = self.started_at.saturating_add(timeout);
+            self.votes.clear();
+            self.public_key = None;
+        }
+        self
+    }
+
+    /// Ends the current attempt now and starts the next.
+    pub fn restart(&mut self, now: u64, timeout: u64) {
+        self.attempt = self.attempt.saturating_add(1);
+        self.started_at = now;
+        self.expires_at = now.saturating_add(timeout);
+        self.votes.clear();
+        self.public_key = None;
+    }
+
+    /// Refuses a vote that names another event or an attempt that is not current.
+    pub fn check_id(&self, id: &KeyEventId) -> Result<(), Error> {
+        if id.epoch != self.epoch || id.domain_id != self.domain.map(|d| d.id) {
+            return Err(Error::WrongKeyEvent {
+                expected: self.id(),
+                got: *id,
+            });
+        }
+        if id.attempt != self.attempt {
+            return Err(Error::AttemptOver {
+                got: id.attempt,
+                current: self.attempt,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn require_participant(&self, account: &AccountId) -> Result<(), Error> {
+        if self.participants.contains(account) {
+            Ok(())
+        } else {
+            Err(Error::NotInKeyEvent {
+                account: account.clone(),
+            })
+        }
+    }
+
+    /// Whether every participant has voted for the current attempt.
+    pub fn complete(&self) -> bool {
+        self.participants
+            .participants
+            .keys()
+            .all(|p| self.votes.contains(p))
+    }
+}
+
+/// The set that signs: participants, threshold, and the keys they hold shares of.
 #[near(serializers = [borsh, json])]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunningContractState {
     pub epoch: u64,
     pub participants: Participants,
     pub threshold: usize,
-    pub public_key: PublicKey,
+    /// The domains with keys, by increasing id.
+    pub domains: Vec<DomainKey>,
+    /// The id the next added domain gets (ids are never reused).
+    pub next_domain_id: DomainId,
     /// Nodes that called `join` and wait for votes.
-    pub candidates: BTreeMap<AccountId, CandidateInfo>,
+    pub candidates: BTreeMap<AccountId, Candidate>,
     pub join_votes: Votes,
     pub leave_votes: Votes,
+    /// Proposed domain lists to add, by voter.
+    pub add_domains_votes: BTreeMap<AccountId, Vec<DomainConfig>>,
 }
 
+impl RunningContractState {
+    pub fn new(
+        epoch: u64,
+        participants: Participants,
+        threshold: usize,
+        domains: Vec<DomainKey>,
+        next_domain_id: DomainId,
+    ) -> Self {
+        RunningContractState {
+            epoch,
+            participants,
+            threshold,
+            domains,
+            next_domain_id,
+            candidates: BTreeMap::new(),
+            join_votes: Votes::default(),
+            leave_votes: Votes::default(),
+            add_domains_votes: BTreeMap::new(),
+        }
+    }
+
+    pub fn domain(&self, id: DomainId) -> Option<&DomainKey> {
+        self.domains.iter().find(|d| d.id == id)
+    }
+
+    /// The same set with its governance votes cleared (after a key event).
+    pub fn without_votes(mut self) -> Self {
+        self.join_votes = Votes::default();
+        self.leave_votes = Votes::default();
+        self.add_domains_votes.clear();
+        self
+    }
+
+    /// Whether a participant or a pending candidate other than `info.account_id`
+    /// registered either of `info`'s p2p keys.
+    pub fn uses_p2p_key(&self, info: &CandidateInfo) -> bool {
+        self.participants.uses_p2p_key(info)
+            || self.candidates.values().any(|c| {
+                c.info.account_id != info.account_id
+                    && (c.info.cipher_pk == info.cipher_pk || c.info.sign_pk == info.sign_pk)
+            })
+    }
+}
+
+/// Keys are being generated for `generating`, one domain at a time, while `running`
+/// signs for the domains it already has keys for (none at the very start).
+#[near(serializers = [borsh, json])]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitializingContractState {
+    pub running: RunningContractState,
+    /// Domains still waiting for a key; the key event is for the first.
+    pub generating: Vec<DomainConfig>,
+    pub key_event: KeyEvent,
+    /// Signers voting to give up on the new domains.
+    pub cancel_votes: BTreeSet<AccountId>,
+}
+
+/// Every domain's key is being reshared to `key_event.participants` (with
+/// `key_event.threshold`), while `previous` keeps signing.
 #[near(serializers = [borsh, json])]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResharingContractState {
-    pub old_epoch: u64,
-    pub old_participants: Participants,
-    pub new_participants: Participants,
-    pub threshold: usize,
-    pub public_key: PublicKey,
-    /// New participants that reported resharing done.
-    pub finished_votes: BTreeSet<AccountId>,
+    pub previous: RunningContractState,
+    pub key_event: KeyEvent,
+    /// Signers of `previous` voting to cancel the resharing.
+    pub cancel_votes: BTreeSet<AccountId>,
 }
 
 #[near(serializers = [borsh, json])]
@@ -165,30 +407,62 @@ impl ProtocolContractState {
         }
     }
 
-    /// The key requests are signed with, once key generation has finished.
-    pub fn public_key(&self) -> Option<&PublicKey> {
+    /// The set that signs now, whatever key event is under way.
+    pub fn running(&self) -> Option<&RunningContractState> {
         match self {
-            ProtocolContractState::Running(s) => Some(&s.public_key),
-            ProtocolContractState::Resharing(s) => Some(&s.public_key),
-            _ => None,
+            ProtocolContractState::NotInitialized => None,
+            ProtocolContractState::Initializing(s) => Some(&s.running),
+            ProtocolContractState::Running(s) => Some(s),
+            ProtocolContractState::Resharing(s) => Some(&s.previous),
         }
     }
 
-    /// The participants who hold shares of the current key and may `respond`.
+    /// The participants who hold shares of the current keys and may `respond`.
     pub fn signers(&self) -> Option<&Participants> {
-        match self {
-            ProtocolContractState::Running(s) => Some(&s.participants),
-            ProtocolContractState::Resharing(s) => Some(&s.old_participants),
-            _ => None,
-        }
+        self.running().map(|r| &r.participants)
     }
 
     pub fn threshold(&self) -> Option<usize> {
+        self.running().map(|r| r.threshold)
+    }
+
+    pub fn key_event(&self) -> Option<&KeyEvent> {
         match self {
-            ProtocolContractState::NotInitialized => None,
-            ProtocolContractState::Initializing(s) => Some(s.threshold),
-            ProtocolContractState::Running(s) => Some(s.threshold),
-            ProtocolContractState::Resharing(s) => Some(s.threshold),
+            ProtocolContractState::Initializing(s) => Some(&s.key_event),
+            ProtocolContractState::Resharing(s) => Some(&s.key_event),
+            _ => None,
+        }
+    }
+
+    pub fn key_event_mut(&mut self) -> Option<&mut KeyEvent> {
+        match self {
+            ProtocolContractState::Initializing(s) => Some(&mut s.key_event),
+            ProtocolContractState::Resharing(s) => Some(&mut s.key_event),
+            _ => None,
+        }
+    }
+
+    /// The state as it stands at block `now` (key-event attempts rolled forward).
+    pub fn rolled(mut self, now: u64, timeout: u64) -> Self {
+        if let Some(event) = self.key_event_mut() {
+            *event = event.clone().rolled(now, timeout);
+        }
+        self
+    }
+
+    /// The key a request for `id` is signed with, or why there is none.
+    pub fn domain_key(&self, id: DomainId) -> Result<&DomainKey, Error> {
+        let running = self
+            .running()
+            .ok_or(Error::NotReady { state: self.name() })?;
+        if let Some(key) = running.domain(id) {
+            return Ok(key);
+        }
+        match self {
+            ProtocolContractState::Initializing(s) if s.generating.iter().any(|d| d.id == id) => {
+                Err(Error::DomainWithoutKey { domain: id })
+            }
+            _ => Err(Error::UnknownDomain { domain: id }),
         }
     }
 
@@ -203,33 +477,91 @@ impl ProtocolContractState {
         }
     }
 
-    /// Asserts the state machine's invariant.
+    /// Asserts the state machine's invariants.
     pub fn assert_invariants(&self) {
-        let (threshold, sizes): (usize, Vec<usize>) = match self {
-            ProtocolContractState::NotInitialized => return,
-            ProtocolContractState::Initializing(s) => (s.threshold, vec![s.candidates.len()]),
-            ProtocolContractState::Running(s) => (s.threshold, vec![s.participants.len()]),
-            ProtocolContractState::Resharing(s) => (
-                s.threshold,
-                vec![s.old_participants.len(), s.new_participants.len()],
-            ),
-        };
-        for n in sizes {
+        let mut sets: Vec<(usize, usize)> = Vec::new();
+        if let Some(running) = self.running() {
+            sets.push((running.threshold, running.participants.len()));
+            assert_domains(running);
+        }
+        if let Some(event) = self.key_event() {
+            sets.push((event.threshold, event.participants.len()));
             assert!(
-                threshold >= 1 && threshold <= n,
+                event.started_at < event.expires_at,
+                "invariant broken: empty attempt"
+            );
+        }
+        if let ProtocolContractState::Initializing(s) = self {
+            let first_new = s.running.domains.last().map(|d| d.id.next());
+            for (i, d) in s.generating.iter().enumerate() {
+                assert!(
+                    d.id < s.running.next_domain_id
+                        && first_new.is_none_or(|first| d.id >= first)
+                        && (i == 0 || s.generating[i - 1].id < d.id),
+                    "invariant broken: generating domain {} out of order",
+                    d.id
+                );
+            }
+            assert_eq!(
+                s.key_event.domain,
+                s.generating.first().copied(),
+                "invariant broken: keygen is not for the first domain waiting"
+            );
+        }
+        for (threshold, n) in sets {
+            assert!(
+                threshold >= 2 && threshold <= n,
                 "invariant broken: threshold {threshold} with {n} participants"
             );
         }
     }
 }
 
-/// `1 <= threshold <= participants`, or the error that says why not.
+fn assert_domains(running: &RunningContractState) {
+    for pair in running.domains.windows(2) {
+        assert!(pair[0].id < pair[1].id, "invariant broken: domain order");
+    }
+    for d in &running.domains {
+        assert!(
+            d.id < running.next_domain_id,
+            "invariant broken: domain {} at or above next_domain_id",
+            d.id
+        );
+        assert!(
+            key_fits_scheme(&d.public_key, d.scheme),
+            "invariant broken: domain {} key does not fit its scheme",
+            d.id
+        );
+    }
+}
+
+/// `2 <= threshold <= participants`, or the error that says why not. A threshold of
+/// one would let any single node sign alone.
 pub fn check_threshold(threshold: usize, participants: usize) -> Result<(), Error> {
-    if threshold == 0 || threshold > participants {
+    if threshold < 2 || threshold > participants {
         return Err(Error::BadThreshold {
             threshold,
             participants,
         });
+    }
+    Ok(())
+}
+
+/// Domains to add must continue the ids from `next` in order, and the list must not
+/// be empty.
+pub fn check_new_domains(domains: &[DomainConfig], next: DomainId) -> Result<(), Error> {
+    if domains.is_empty() {
+        return Err(Error::NoDomains);
+    }
+    let mut expected = next;
+    for d in domains {
+        if d.id != expected {
+            return Err(Error::DomainIdOrder {
+                expected,
+                got: d.id,
+            });
+        }
+        expected = expected.next();
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ async fn demo(args: &Args) -> Result<(), String> {
     let digest: [u8; 32] =
         Keccak256::digest(b"Chain Signatures demo: 0.1 ETH to 0x060f1...").into();
     let request = request(digest, path);
-    step!("{predecessor} calls sign(payload, \"{path}\") with 1 yoctoNEAR and 300 Tgas");
+    step!("{predecessor} calls sign({{payload_v2: {{Ecdsa: …}}, path: \"{path}\", domain_id: 0}}) with 1 yoctoNEAR and 300 Tgas");
     let asked = Instant::now();
     let signature = cluster.sign(&alice, &request, 300).await?;
     let latency = asked.elapsed();
@@ -77,7 +77,7 @@ async fn demo(args: &Args) -> Result<(), String> {
     let verified = verdict.is_ok();
     let eth = address::to_checksum_string(&address::ethereum_address(&derived));
     let derived_text = near_key::to_near_string(&derived);
-    let payload = request.payload;
+    let payload = request.payload.clone();
     if args.json {
         let out = serde_json::json!({
             "public_key": public_key,
@@ -126,7 +126,7 @@ async fn demo(args: &Args) -> Result<(), String> {
         }
         eprintln!("With near-cli-rs (RPC {rpc}, contract {contract}, root account test.near):");
         eprintln!("  near contract call-function as-read-only {contract} state json-args '{{}}' network-config custom ...");
-        eprintln!("  near contract call-function as-transaction {contract} sign json-args '{{\"request\":{{\"payload\":[1,2,...32 bytes],\"path\":\"ethereum-1\",\"key_version\":0}}}}' prepaid-gas '300 Tgas' attached-deposit '1 yoctoNEAR' ...");
+        eprintln!("  near contract call-function as-transaction {contract} sign json-args '{{\"request\":{{\"payload_v2\":{{\"Ecdsa\":\"<64 hex digits>\"}},\"path\":\"ethereum-1\",\"domain_id\":0}}}}' prepaid-gas '300 Tgas' attached-deposit '1 yoctoNEAR' ...");
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     }
     cluster.shutdown().await;

@@ -23,7 +23,10 @@ use near_crypto::SecretKey;
 use near_primitives::account::{AccessKey, AccessKeyPermission};
 use near_primitives::transaction::{Action, AddKeyAction, DeployContractAction};
 use near_primitives::types::AccountId;
-use primitives::{derivation, near_key, Payload, SignRequest, SignatureResponse};
+use primitives::{
+    derivation, near_key, DomainId, EcdsaPayload, Payload, SignRequest, SignRequestArgs,
+    SignatureResponse,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,13 +41,55 @@ pub fn id(s: &str) -> AccountId {
     s.parse().expect("a valid account id")
 }
 
-/// A sign request for `payload` (must be non-zero and below the curve order) and
-/// `path`, key version 0.
+/// An ECDSA sign request for `payload` (must be non-zero and below the curve
+/// order) and `path`, in domain 0.
 pub fn request(payload: [u8; 32], path: &str) -> SignRequest {
     SignRequest {
-        payload: Payload::new(payload).expect("a valid payload"),
+        payload: Payload::Ecdsa(EcdsaPayload::new(payload).expect("a valid payload")),
         path: path.into(),
-        key_version: 0,
+        domain_id: DomainId::LEGACY_ECDSA,
+    }
+}
+
+/// The three argument shapes `sign` accepts (DESIGN §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgsShape {
+    /// `{"request": {"payload_v2": {"Ecdsa": "<hex>"}, "path", "domain_id"}}`
+    Current,
+    /// `{"request": {"payload": "<hex>", "path", "key_version"}}`
+    Legacy,
+    /// `{"payload": [32 bytes], "path"}`
+    Seed,
+}
+
+impl ArgsShape {
+    pub const ALL: [ArgsShape; 3] = [ArgsShape::Current, ArgsShape::Legacy, ArgsShape::Seed];
+
+    /// The JSON arguments of `sign` for `request` in this shape. The legacy and seed
+    /// shapes carry only ECDSA payloads (the seed's only domain 0).
+    pub fn args(self, request: &SignRequest) -> serde_json::Value {
+        let ecdsa = || match &request.payload {
+            Payload::Ecdsa(payload) => *payload,
+            Payload::Eddsa(_) => panic!("{self:?} arguments carry only ECDSA payloads"),
+        };
+        match self {
+            ArgsShape::Current => serde_json::json!({ "request": SignRequestArgs {
+                payload_v2: Some(request.payload.clone()),
+                path: request.path.clone(),
+                domain_id: Some(request.domain_id),
+                ..Default::default()
+            }}),
+            ArgsShape::Legacy => serde_json::json!({ "request": SignRequestArgs {
+                payload: Some(ecdsa()),
+                path: request.path.clone(),
+                key_version: Some(request.domain_id.0),
+                ..Default::default()
+            }}),
+            ArgsShape::Seed => {
+                assert_eq!(request.domain_id, DomainId::LEGACY_ECDSA);
+                serde_json::json!({ "payload": ecdsa().as_bytes(), "path": request.path })
+            }
+        }
     }
 }
 
@@ -392,12 +437,13 @@ impl Cluster {
         let started = Instant::now();
         loop {
             let state = self.root.state().await;
-            if let Ok(state @ ContractState::Running { .. }) = &state {
-                if let ContractState::Running { public_key, .. } = state {
-                    self.root_key =
-                        Some(near_key::parse_secp256k1(public_key).map_err(|e| e.to_string())?);
-                }
-                return Ok(state.clone());
+            if let Ok(ContractState::Running(running)) = &state {
+                let domain = running
+                    .domain(DomainId::LEGACY_ECDSA)
+                    .ok_or("the contract runs without domain 0")?;
+                self.root_key =
+                    Some(near_key::parse_secp256k1(&domain.public_key).map_err(|e| e.to_string())?);
+                return Ok(ContractState::Running(running.clone()));
             }
             if started.elapsed() > limit {
                 return Err(format!(
@@ -453,15 +499,28 @@ impl Cluster {
         )
     }
 
-    /// `user` calls `sign` with 1 yoctoNEAR and `tgas` of gas; the signature.
+    /// `user` calls `sign` (current argument shape) with 1 yoctoNEAR and `tgas` of
+    /// gas; the signature.
     pub async fn sign(
         &self,
         user: &Chain,
         request: &SignRequest,
         tgas: u64,
     ) -> Result<SignatureResponse, String> {
+        self.sign_in_shape(user, request, ArgsShape::Current, tgas)
+            .await
+    }
+
+    /// Like [`Cluster::sign`], with the arguments in `shape`.
+    pub async fn sign_in_shape(
+        &self,
+        user: &Chain,
+        request: &SignRequest,
+        shape: ArgsShape,
+        tgas: u64,
+    ) -> Result<SignatureResponse, String> {
         let answer = user
-            .call("sign", serde_json::json!({ "request": request }), tgas, 1)
+            .call("sign", shape.args(request), tgas, 1)
             .await
             .map_err(|e| format!("sign: {e}"))?;
         serde_json::from_slice(&answer).map_err(|e| format!("the answer of sign: {e}"))
@@ -481,8 +540,15 @@ impl Cluster {
             &request.path,
         )
         .map_err(|e| e.to_string())?;
+        let (SignatureResponse::Secp256k1(signature), Payload::Ecdsa(payload)) =
+            (signature, &request.payload)
+        else {
+            return Err(format!(
+                "expected a secp256k1 answer to an ECDSA request, got {signature:?}"
+            ));
+        };
         signature
-            .verify(&request.payload, &derived)
+            .verify(payload, &derived)
             .map_err(|e| format!("the signature does not verify: {e}"))?;
         Ok(derived)
     }

@@ -30,7 +30,13 @@ impl Signed {
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         cluster.verify(user, &request, &signature).unwrap();
         assert!(
-            self.big_rs.insert(signature.big_r.affine_point),
+            self.big_rs.insert(
+                signature
+                    .as_ecdsa()
+                    .expect("a secp256k1 answer")
+                    .big_r
+                    .affine_point
+            ),
             "{what}: R repeats, a presignature was used twice"
         );
         eprintln!("{what}: signed in {:?}", started.elapsed());

@@ -42,30 +42,44 @@ async fn near_workspaces_user_gets_a_signature_for_its_derived_key() {
     let contract: near_workspaces::AccountId = CONTRACT.parse().unwrap();
     let payload = [0x42u8; 32];
 
+    // Exactly what client libraries written for the deployed signer send.
     let outcome = bob
         .call(&contract, "sign")
-        .args_json(
-            json!({ "request": { "payload": payload, "path": "ethereum-1", "key_version": 0 } }),
-        )
+        .args_json(json!({ "request": {
+            "payload_v2": { "Ecdsa": hex::encode(payload) },
+            "path": "ethereum-1",
+            "domain_id": 0,
+        } }))
         .deposit(NearToken::from_yoctonear(1))
         .max_gas()
         .transact()
         .await
         .unwrap();
     assert!(outcome.is_success(), "sign failed: {outcome:?}");
-    let response: SignatureResponse = outcome.json().unwrap();
+    let answer: serde_json::Value = outcome.json().unwrap();
+    assert_eq!(answer["scheme"], "Secp256k1", "{answer}");
+    for field in ["big_r", "s", "recovery_id"] {
+        assert!(
+            answer.get(field).is_some(),
+            "the answer lacks {field}: {answer}"
+        );
+    }
+    let response: SignatureResponse = serde_json::from_value(answer).unwrap();
+    let SignatureResponse::Secp256k1(ecdsa) = &response else {
+        panic!("a secp256k1 answer expected: {response:?}");
+    };
 
     // The contract's view of bob's key for this path.
     let derived: String = worker
         .view(&contract, "derived_public_key")
-        .args_json(json!({ "path": "ethereum-1", "predecessor": bob.id() }))
+        .args_json(json!({ "path": "ethereum-1", "predecessor": bob.id(), "domain_id": 0 }))
         .await
         .unwrap()
         .json()
         .unwrap();
     let derived = near_key::parse_secp256k1(&derived).unwrap();
     let verifying = VerifyingKey::from_affine(derived).unwrap();
-    let rs = response.check_form().expect("a well-formed signature");
+    let rs = ecdsa.check_form().expect("a well-formed signature");
     let signature = Signature::from_slice(&rs).expect("r and s are valid scalars");
     verifying
         .verify_prehash(&payload, &signature)

@@ -4,14 +4,14 @@
 //! signature. Each is refused, the counters say so, and the network keeps serving,
 //! including a request made while every node was down.
 
-use integration_tests::{request, Cluster, ClusterConfig};
+use integration_tests::{request, ArgsShape, Cluster, ClusterConfig};
 use k256::ecdsa::SigningKey;
 use k256::elliptic_curve::point::DecompressPoint;
 use k256::elliptic_curve::PrimeField;
 use k256::{AffinePoint, Scalar};
 use mpc_node::engine::{Job, NodeMessage, Start};
 use mpc_node::p2p::noise::{Sender, StaticKey};
-use primitives::{PendingRequest, SignatureResponse};
+use primitives::{EcdsaSignature, PendingRequest, SignatureResponse};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -51,14 +51,14 @@ async fn closed_by_peer(mut stream: TcpStream) -> bool {
 }
 
 /// A valid-form signature of `payload` by a random key: not the derived key's.
-fn foreign_signature(payload: &[u8; 32]) -> SignatureResponse {
+fn foreign_signature(payload: &[u8]) -> SignatureResponse {
     let key = SigningKey::random(&mut rand::rngs::OsRng);
     let (signature, recovery) = key.sign_prehash_recoverable(payload).unwrap();
     let big_r =
         AffinePoint::decompress(&signature.r().to_repr(), (recovery.is_y_odd() as u8).into())
             .unwrap();
     let s: Scalar = *signature.s();
-    SignatureResponse::new(&big_r, &s).unwrap()
+    EcdsaSignature::new(&big_r, &s).unwrap().into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +151,7 @@ async fn hostile_peers_and_responders_are_refused_and_service_continues() {
         let second = second.clone();
         tokio::spawn(async move {
             user_in_background
-                .call("sign", serde_json::json!({ "request": second }), 300, 1)
+                .call("sign", ArgsShape::Current.args(&second), 300, 1)
                 .await
         })
     };
@@ -167,7 +167,7 @@ async fn hostile_peers_and_responders_are_refused_and_service_continues() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let forged = foreign_signature(second.payload.as_bytes());
-    let args = serde_json::json!({ "request": pending.signature_request(), "response": forged });
+    let args = serde_json::json!({ "request_id": pending.request_id, "response": forged });
     let outsider = user
         .call("respond", args.clone(), 100, 0)
         .await

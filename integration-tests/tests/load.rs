@@ -1,8 +1,10 @@
 //! 100 concurrent sign requests from five accounts (twenty keys each, so all are
 //! in flight at once): every one is answered exactly once with a valid signature,
 //! none is lost, and no two signatures share an R (no presignature is used twice).
+//! The requests mix the three argument shapes `sign` accepts.
 
-use integration_tests::{request, Cluster, ClusterConfig};
+use integration_tests::{request, ArgsShape, Cluster, ClusterConfig};
+use primitives::SignatureResponse;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -36,7 +38,8 @@ async fn a_hundred_concurrent_requests_are_each_answered_once() {
             payload[0] = 1 + a as u8;
             payload[1] = k as u8;
             let request = request(payload, &format!("path-{k}"));
-            let answer = cluster.sign(&user, &request, 300).await;
+            let shape = ArgsShape::ALL[k % ArgsShape::ALL.len()];
+            let answer = cluster.sign_in_shape(&user, &request, shape, 300).await;
             (user, request, answer)
         });
     }
@@ -46,8 +49,11 @@ async fn a_hundred_concurrent_requests_are_each_answered_once() {
         let (user, request, answer) = done.unwrap();
         let signature = answer.unwrap_or_else(|e| panic!("{} lost a request: {e}", user.account()));
         cluster.verify(&user, &request, &signature).unwrap();
+        let SignatureResponse::Secp256k1(ecdsa) = signature else {
+            panic!("a secp256k1 answer expected: {signature:?}");
+        };
         assert!(
-            big_rs.insert(signature.big_r.affine_point),
+            big_rs.insert(ecdsa.big_r.affine_point),
             "two signatures share R: a presignature was used twice"
         );
         answered += 1;

@@ -1,7 +1,10 @@
 //! Membership changes through the contract, with node processes doing the
 //! resharing: a fourth node joins (`join`, `vote_join`) and the network reshares
-//! to it, keeping the public key; the newcomer then signs (with two old nodes down,
-//! it must). A node leaves (`vote_leave`) likewise, and the rest sign without it.
+//! to it, keeping the public key. While the newcomer is still down the resharing
+//! cannot complete (every new participant must vote), and the old set keeps
+//! answering requests. The newcomer then starts, the resharing completes, and the
+//! newcomer signs (with two old nodes down, it must). A node leaves (`vote_leave`)
+//! likewise, and the rest sign without it.
 
 use integration_tests::{request, Cluster, ClusterConfig};
 use mpc_node::chain::{Chain, ContractState};
@@ -14,7 +17,8 @@ fn node_client(cluster: &Cluster, i: usize) -> Chain {
 
 fn participants(state: &ContractState) -> Vec<String> {
     match state {
-        ContractState::Running { participants, .. } => participants
+        ContractState::Running(running) => running
+            .participants
             .participants
             .keys()
             .map(|a| a.to_string())
@@ -25,7 +29,7 @@ fn participants(state: &ContractState) -> Vec<String> {
 
 fn epoch(state: &ContractState) -> u64 {
     match state {
-        ContractState::Running { epoch, .. } => *epoch,
+        ContractState::Running(running) => running.epoch,
         other => panic!("not Running: {other:?}"),
     }
 }
@@ -36,9 +40,8 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
     let public_key = cluster.public_key();
     let user = cluster.user("dave.test.near", 1).await.unwrap().remove(0);
 
-    // The newcomer: account, home, process (watching, not yet a participant).
+    // The newcomer: account and home; its process starts later.
     let newcomer = cluster.new_node("node3.test.near").await.unwrap();
-    cluster.start_node(newcomer).unwrap();
     let candidate = cluster.nodes[newcomer].candidate.clone();
     node_client(&cluster, newcomer)
         .call(
@@ -64,6 +67,26 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
             .await
             .expect("vote_join");
     }
+    // Resharing waits for the newcomer's vote; meanwhile the old set signs.
+    let state = node_client(&cluster, 0).state().await.unwrap();
+    assert!(
+        matches!(state, ContractState::Resharing { .. }),
+        "{state:?}"
+    );
+    for (i, payload) in [[0x21; 32], [0x22; 32]].into_iter().enumerate() {
+        let during = request(payload, &format!("during-resharing-{i}"));
+        let signature = cluster
+            .sign(&user, &during, 300)
+            .await
+            .expect("the old set signs while the contract is Resharing");
+        cluster.verify(&user, &during, &signature).unwrap();
+    }
+    let state = node_client(&cluster, 0).state().await.unwrap();
+    assert!(
+        matches!(state, ContractState::Resharing { .. }),
+        "the requests were answered while Resharing: {state:?}"
+    );
+    cluster.start_node(newcomer).unwrap();
     let state = cluster
         .wait_running(Duration::from_secs(120))
         .await

@@ -15,10 +15,12 @@ use near_primitives::types::{AccountId, Balance, BlockReference, Finality, Gas};
 use near_primitives::views::{
     FinalExecutionOutcomeView, FinalExecutionStatus, QueryRequest, TxExecutionStatus,
 };
-use primitives::{PendingRequest, SignatureRequest, SignatureResponse};
+use primitives::{
+    DomainConfig, DomainId, PendingRequest, RequestId, SignatureResponse, SignatureScheme,
+};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use tokio::sync::Mutex;
 
@@ -89,27 +91,107 @@ pub struct ParticipantSet {
     pub participants: BTreeMap<AccountId, Participant>,
 }
 
+impl ParticipantSet {
+    pub fn ids(&self) -> Vec<u32> {
+        self.participants.values().map(|p| p.id).collect()
+    }
+}
+
+/// A domain with its root key, as the contract lists it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct DomainKey {
+    pub id: DomainId,
+    pub scheme: SignatureScheme,
+    /// `secp256k1:…` or `ed25519:…`.
+    pub public_key: String,
+    /// The key-event attempt whose shares the current participants hold.
+    pub attempt: u64,
+}
+
+/// The set that signs now: participants, threshold and their keys.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct RunningState {
+    pub epoch: u64,
+    pub participants: ParticipantSet,
+    pub threshold: usize,
+    pub domains: Vec<DomainKey>,
+}
+
+impl RunningState {
+    pub fn domain(&self, id: DomainId) -> Option<&DomainKey> {
+        self.domains.iter().find(|d| d.id == id)
+    }
+}
+
+/// A key event's current attempt, as the contract shows it at the block read.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct KeyEvent {
+    pub epoch: u64,
+    /// The domain whose key is generated; `None` for resharing (all domains).
+    pub domain: Option<DomainConfig>,
+    pub participants: ParticipantSet,
+    pub threshold: usize,
+    pub attempt: u64,
+    pub expires_at: u64,
+    /// Who voted for the current attempt.
+    pub votes: BTreeSet<AccountId>,
+}
+
+impl KeyEvent {
+    /// The id votes for this attempt name.
+    pub fn id(&self) -> serde_json::Value {
+        serde_json::json!({
+            "epoch": self.epoch,
+            "domain_id": self.domain.map(|d| d.id),
+            "attempt": self.attempt,
+        })
+    }
+}
+
 /// The contract's protocol state, as far as a node needs it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub enum ContractState {
     NotInitialized,
+    /// Keys are generated for new domains while `running` signs with the others.
     Initializing {
-        candidates: ParticipantSet,
-        threshold: usize,
+        running: RunningState,
+        key_event: KeyEvent,
     },
-    Running {
-        epoch: u64,
-        participants: ParticipantSet,
-        threshold: usize,
-        public_key: String,
-    },
+    Running(RunningState),
+    /// Every key is reshared to the key event's participants while `previous` signs.
     Resharing {
-        old_epoch: u64,
-        old_participants: ParticipantSet,
-        new_participants: ParticipantSet,
-        threshold: usize,
-        public_key: String,
+        previous: RunningState,
+        key_event: KeyEvent,
     },
+}
+
+impl ContractState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ContractState::NotInitialized => "NotInitialized",
+            ContractState::Initializing { .. } => "Initializing",
+            ContractState::Running(_) => "Running",
+            ContractState::Resharing { .. } => "Resharing",
+        }
+    }
+
+    /// The set that signs now, whatever key event is under way.
+    pub fn running(&self) -> Option<&RunningState> {
+        match self {
+            ContractState::NotInitialized => None,
+            ContractState::Initializing { running, .. } => Some(running),
+            ContractState::Running(running) => Some(running),
+            ContractState::Resharing { previous, .. } => Some(previous),
+        }
+    }
+
+    pub fn key_event(&self) -> Option<&KeyEvent> {
+        match self {
+            ContractState::Initializing { key_event, .. }
+            | ContractState::Resharing { key_event, .. } => Some(key_event),
+            _ => None,
+        }
+    }
 }
 
 /// One access key of the node's account and its next nonce, once known.
@@ -517,36 +599,39 @@ impl Chain {
         Ok(secret)
     }
 
-    pub async fn vote_pk(&self, public_key: &str) -> Result<bool, ChainError> {
-        let value = self
-            .call(
-                "vote_pk",
-                serde_json::json!({ "public_key": public_key }),
-                30,
-                0,
-            )
-            .await?;
+    /// Votes for the public key this node's share from the keygen attempt
+    /// `key_event` belongs to.
+    pub async fn vote_pk(
+        &self,
+        key_event: &KeyEvent,
+        public_key: &str,
+    ) -> Result<bool, ChainError> {
+        let args = serde_json::json!({ "key_event": key_event.id(), "public_key": public_key });
+        let value = self.call("vote_pk", args, 30, 0).await?;
         serde_json::from_slice(&value).map_err(|e| ChainError::Decode(e.to_string()))
     }
 
-    pub async fn vote_reshared(&self, epoch: u64) -> Result<bool, ChainError> {
-        let value = self
-            .call(
-                "vote_reshared",
-                serde_json::json!({ "epoch": epoch }),
-                30,
-                0,
-            )
-            .await?;
+    /// Reports this node's shares from the resharing attempt `key_event` stored.
+    pub async fn vote_reshared(&self, key_event: &KeyEvent) -> Result<bool, ChainError> {
+        let args = serde_json::json!({ "key_event": key_event.id() });
+        let value = self.call("vote_reshared", args, 30, 0).await?;
         serde_json::from_slice(&value).map_err(|e| ChainError::Decode(e.to_string()))
+    }
+
+    /// Reports that the key-event attempt `key_event` failed here, so the next
+    /// attempt starts now rather than at the timeout.
+    pub async fn vote_abort_key_event(&self, key_event: &KeyEvent) -> Result<(), ChainError> {
+        let args = serde_json::json!({ "key_event": key_event.id() });
+        self.call("vote_abort_key_event", args, 30, 0).await?;
+        Ok(())
     }
 
     pub async fn respond(
         &self,
-        request: &SignatureRequest,
+        request_id: &RequestId,
         response: &SignatureResponse,
     ) -> Result<(), ChainError> {
-        let args = serde_json::json!({ "request": request, "response": response });
+        let args = serde_json::json!({ "request_id": request_id, "response": response });
         let slot = self.respond_slot().await;
         self.transact_with(
             slot,

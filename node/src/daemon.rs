@@ -21,15 +21,15 @@
 //! replaces a leader that is up but failing. A second answer is refused by the
 //! contract, so at worst a fallback costs one wasted presignature.
 
-use crate::chain::{Chain, ContractState, ParticipantSet};
-use crate::engine::{owner, Engine, Event, Job, KeyTask, NodeMessage};
+use crate::chain::{Chain, ContractState, KeyEvent, ParticipantSet, RunningState};
+use crate::engine::{attempt_of, owner, Engine, Event, Job, KeyTask, NodeMessage};
 use crate::metrics::{Metrics, PeerStatus, Stock};
 use crate::p2p::noise::StaticKey;
 use crate::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
 use crate::storage::Store;
 use near_primitives::types::AccountId;
 use primitives::derivation::Tweak;
-use primitives::{near_key, PendingRequest, RequestId};
+use primitives::{near_key, DomainId, Payload, PendingRequest, RequestId, SignatureScheme};
 use sha3::{Digest, Sha3_256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -103,14 +103,44 @@ impl NodeConfig {
     }
 }
 
-/// The epoch an engine was built for; a change rebuilds the engine.
+/// The one domain this node signs for so far: domain 0, secp256k1 (Ed25519 and
+/// further domains come with the scheme-per-folder node).
+const SIGNING_DOMAIN: DomainId = DomainId::LEGACY_ECDSA;
+
+/// What the signing engine was built for: the running set and the attempt its key
+/// shares come from. A change rebuilds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct EngineKey {
+struct SignerKey {
     epoch: u64,
     participants: Vec<u32>,
     threshold: usize,
-    task: Option<KeyTask>,
+    /// The key-event attempt of the running set's shares of our domain (`None`:
+    /// the domain has no key yet).
+    key_attempt: Option<u64>,
 }
+
+/// What the key engine was built for: one attempt of the contract's key event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct KeyerKey {
+    participants: Vec<u32>,
+    threshold: usize,
+    task: KeyTask,
+}
+
+/// A vote this node owes the contract for the key event's current attempt.
+#[derive(Clone, Debug)]
+struct OwedVote {
+    attempt: u64,
+    /// `Some` for keygen (`vote_pk`), `None` for resharing (`vote_reshared`).
+    public_key: Option<String>,
+    /// When it was last sent; it is sent again while the chain does not show it.
+    sent_at: Option<Instant>,
+}
+
+/// How long a vote the chain does not show yet waits before it is sent again.
+const VOTE_RETRY: Duration = Duration::from_secs(3);
+/// Key-event messages held while this node has not seen the key event yet.
+const MAX_KEY_EARLY: usize = 4096;
 
 /// The deterministic leader order of a request: participants sorted by a hash of
 /// the request id and their id. Every node computes the same order.
@@ -152,7 +182,7 @@ fn peers_of(sets: &[&ParticipantSet]) -> BTreeMap<ParticipantId, PeerInfo> {
 #[derive(Debug)]
 struct Snapshot {
     state: ContractState,
-    /// Pending requests (read only while Running).
+    /// Pending requests (read whenever a set is running).
     pending: Vec<PendingRequest>,
 }
 
@@ -176,9 +206,9 @@ async fn watch_chain(
         }
         let read = async {
             let state = chain.state().await?;
-            let pending = match state {
-                ContractState::Running { .. } => chain.pending_requests().await?,
-                _ => Vec::new(),
+            let pending = match state.running() {
+                Some(_) => chain.pending_requests().await?,
+                None => Vec::new(),
             };
             Ok::<_, crate::chain::ChainError>(Snapshot { state, pending })
         };
@@ -208,7 +238,11 @@ async fn watch_chain(
 
 /// What a finished chain write reports back to the loop.
 enum WriteDone {
-    Voted,
+    Voted {
+        ok: bool,
+    },
+    /// A failed attempt was reported (or reporting it failed; the timeout ends it).
+    Reported,
     Responded {
         request_id: RequestId,
         first_seen: Instant,
@@ -249,7 +283,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
                 }
                 let snapshot = snapshots.borrow_and_update().clone();
                 if let Some(snapshot) = snapshot {
-                    node.on_snapshot(&snapshot);
+                    node.on_snapshot(&snapshot, &mut writes);
                 }
                 if network.is_none() {
                     if let Some(me) = node.me {
@@ -292,17 +326,19 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
         }
         node.work_backlog();
         if node
-            .engine
+            .signer
             .as_mut()
             .is_some_and(|e| e.take_awaiting_chain())
         {
             // A leader saw a request before us: read the chain now, not at the tick.
             poll_now.notify_one();
         }
-        if let (Some(engine), Some((net, _))) = (node.engine.as_mut(), network.as_ref()) {
-            for (to, bytes) in engine.drain_outbox() {
-                if let Err(e) = net.send(to, Arc::new(bytes)) {
-                    tracing::debug!(peer = to.0, error = %e, "could not queue a message");
+        if let Some((net, _)) = network.as_ref() {
+            for engine in node.signer.iter_mut().chain(node.keyer.iter_mut()) {
+                for (to, bytes) in engine.drain_outbox() {
+                    if let Err(e) = net.send(to, Arc::new(bytes)) {
+                        tracing::debug!(peer = to.0, error = %e, "could not queue a message");
+                    }
                 }
             }
         }
@@ -346,7 +382,6 @@ async fn start_network(
 
 /// A request as the loop tracks it.
 struct Tracked {
-    request: PendingRequest,
     first_seen: Instant,
     /// When this node last started leading it.
     led_at: Option<Instant>,
@@ -355,10 +390,24 @@ struct Tracked {
 struct Node {
     config: NodeConfig,
     peers: Peers,
-    engine: Option<Engine>,
-    engine_key: Option<EngineKey>,
-    /// The current participants (of the engine's epoch), if Running.
+    /// Signs for the running set (whatever key event is under way).
+    signer: Option<Engine>,
+    signer_key: Option<SignerKey>,
+    /// Runs the key event's current attempt, if this node takes part in it.
+    keyer: Option<Engine>,
+    keyer_key: Option<KeyerKey>,
+    /// The key event as last read, for votes and reports.
+    key_event: Option<KeyEvent>,
+    owed_vote: Option<OwedVote>,
+    vote_in_flight: bool,
+    /// Attempts this node already reported failed.
+    aborted: BTreeSet<u64>,
+    /// Key-event messages that came before this node saw the key event.
+    key_early: VecDeque<(ParticipantId, NodeMessage)>,
+    /// The running participants, if a set is running.
     running_set: Option<Participants>,
+    /// Everyone this node talks to: the running set and the key event's.
+    everyone: Vec<ParticipantId>,
     requests: HashMap<RequestId, Tracked>,
     me: Option<ParticipantId>,
     last_heard: HashMap<ParticipantId, Instant>,
@@ -366,6 +415,20 @@ struct Node {
     was_live: BTreeSet<ParticipantId>,
     /// Bulk peer messages (triple and presignature generation) not handled yet.
     backlog: VecDeque<(ParticipantId, NodeMessage)>,
+    /// Key tasks this node cannot run, already logged.
+    unsupported_logged: Option<String>,
+}
+
+/// Whether a message belongs to a key task (keygen, resharing).
+fn is_key_message(message: &NodeMessage) -> bool {
+    use threshold::wire::ProtocolKind;
+    match message {
+        NodeMessage::Start(start) => attempt_of(&start.job).is_some(),
+        NodeMessage::Decline { job, .. } => attempt_of(job).is_some(),
+        NodeMessage::Protocol(bytes) => threshold::wire::Header::decode(bytes)
+            .is_ok_and(|(h, _)| matches!(h.kind, ProtocolKind::Keygen | ProtocolKind::Reshare)),
+        _ => false,
+    }
 }
 
 impl Node {
@@ -373,14 +436,23 @@ impl Node {
         Node {
             config,
             peers: Peers::default(),
-            engine: None,
-            engine_key: None,
+            signer: None,
+            signer_key: None,
+            keyer: None,
+            keyer_key: None,
+            key_event: None,
+            owed_vote: None,
+            vote_in_flight: false,
+            aborted: BTreeSet::new(),
+            key_early: VecDeque::new(),
             running_set: None,
+            everyone: Vec::new(),
             requests: HashMap::new(),
             me: None,
             last_heard: HashMap::new(),
             was_live: BTreeSet::new(),
             backlog: VecDeque::new(),
+            unsupported_logged: None,
         }
     }
 
@@ -393,127 +465,102 @@ impl Node {
         )
     }
 
-    fn on_snapshot(&mut self, snapshot: &Snapshot) {
+    fn on_snapshot(&mut self, snapshot: &Snapshot, writes: &mut JoinSet<WriteDone>) {
         let state = &snapshot.state;
-        let (key, sets): (Option<EngineKey>, Vec<&ParticipantSet>) = match state {
-            ContractState::NotInitialized => (None, vec![]),
-            ContractState::Initializing {
-                candidates,
-                threshold,
-            } => (
-                Some(EngineKey {
-                    epoch: 0,
-                    participants: candidates.participants.values().map(|p| p.id).collect(),
-                    threshold: *threshold,
-                    task: Some(KeyTask::Generate { epoch: 0 }),
-                }),
-                vec![candidates],
-            ),
-            ContractState::Running {
-                epoch,
-                participants,
-                threshold,
-                ..
-            } => (
-                Some(EngineKey {
-                    epoch: *epoch,
-                    participants: participants.participants.values().map(|p| p.id).collect(),
-                    threshold: *threshold,
-                    task: None,
-                }),
-                vec![participants],
-            ),
-            ContractState::Resharing {
-                old_epoch,
-                old_participants,
-                new_participants,
-                threshold,
-                public_key,
-            } => {
-                let task = to_participants(old_participants)
-                    .zip(near_key::parse_secp256k1(public_key).ok())
-                    .map(|(old, pk)| KeyTask::Reshare {
-                        epoch: old_epoch + 1,
-                        old_participants: old,
-                        old_threshold: *threshold,
-                        public_key: pk,
-                    });
-                (
-                    Some(EngineKey {
-                        epoch: old_epoch + 1,
-                        participants: new_participants
-                            .participants
-                            .values()
-                            .map(|p| p.id)
-                            .collect(),
-                        threshold: *threshold,
-                        task,
-                    }),
-                    vec![old_participants, new_participants],
-                )
-            }
-        };
+        let running = state.running();
+        let key_event = state.key_event();
+        let sets: Vec<&ParticipantSet> = running
+            .map(|r| &r.participants)
+            .into_iter()
+            .chain(key_event.map(|e| &e.participants))
+            .collect();
         self.peers.replace(peers_of(&sets));
         self.me = sets
             .iter()
             .flat_map(|s| s.participants.values())
             .find(|p| p.account_id == self.config.account)
             .map(|p| ParticipantId(p.id));
+        let mut everyone: Vec<ParticipantId> = sets
+            .iter()
+            .flat_map(|s| s.participants.values().map(|p| ParticipantId(p.id)))
+            .collect();
+        everyone.sort();
+        everyone.dedup();
+        self.everyone = everyone;
         self.update_status(snapshot, &sets);
-        self.running_set = match state {
-            ContractState::Running { participants, .. } => to_participants(participants),
-            _ => None,
-        };
-        let (Some(me), Some(key)) = (self.me, key) else {
+        self.running_set = running.and_then(|r| to_participants(&r.participants));
+        self.key_event = key_event.cloned();
+        let Some(me) = self.me else {
+            self.signer = None;
+            self.keyer = None;
             return;
         };
-        match &self.engine_key {
-            // Same epoch and set, another key task (keygen done, contract Running):
-            // keep the engine and its runs, which peers may already have joined.
-            Some(old)
-                if old.epoch == key.epoch
-                    && old.participants == key.participants
-                    && old.threshold == key.threshold =>
-            {
-                if old.task != key.task {
-                    if let Some(engine) = self.engine.as_mut() {
-                        engine.set_key_task(key.task.clone());
-                        // The share this node stored for the epoch, if it did.
-                        match self.config.store.key_share_at(key.epoch) {
-                            Ok(share) => engine.set_key(share),
-                            Err(e) => tracing::error!(error = %e, "cannot read the key share"),
-                        }
-                        if key.task.is_none() && !engine.has_key() {
-                            tracing::error!(
-                                epoch = key.epoch,
-                                "the key task ended without a share here: this node cannot \
-                                 sign until a resharing includes it"
-                            );
-                        }
-                    }
-                    self.engine_key = Some(key);
-                }
-            }
-            _ => self.rebuild_engine(me, &key),
+        let signer_key = running.map(|r| SignerKey {
+            epoch: r.epoch,
+            participants: r.participants.ids(),
+            threshold: r.threshold,
+            key_attempt: r.domain(SIGNING_DOMAIN).map(|d| d.attempt),
+        });
+        if signer_key != self.signer_key {
+            self.rebuild_signer(me, signer_key);
         }
+        let keyer_key = key_event.and_then(|event| self.key_task(event, running));
+        if keyer_key != self.keyer_key {
+            self.rebuild_keyer(me, keyer_key);
+        }
+        self.settle_votes(writes);
         self.track_requests(&snapshot.pending);
     }
 
-    fn update_status(&self, snapshot: &Snapshot, sets: &[&ParticipantSet]) {
-        let (name, epoch, threshold) = match &snapshot.state {
-            ContractState::NotInitialized => ("NotInitialized", None, None),
-            ContractState::Initializing { threshold, .. } => {
-                ("Initializing", None, Some(*threshold))
+    /// The key task of the contract's key event, if this node can run it.
+    fn key_task(&mut self, event: &KeyEvent, running: Option<&RunningState>) -> Option<KeyerKey> {
+        let task = match (event.domain, running) {
+            (Some(domain), _)
+                if domain.id == SIGNING_DOMAIN && domain.scheme == SignatureScheme::Secp256k1 =>
+            {
+                Some(KeyTask::Generate {
+                    epoch: event.epoch,
+                    domain: domain.id,
+                    attempt: event.attempt,
+                })
             }
-            ContractState::Running {
-                epoch, threshold, ..
-            } => ("Running", Some(*epoch), Some(*threshold)),
-            ContractState::Resharing {
-                old_epoch,
-                threshold,
-                ..
-            } => ("Resharing", Some(*old_epoch), Some(*threshold)),
+            (None, Some(previous)) if previous.domains.len() == 1 => {
+                let key = previous.domain(SIGNING_DOMAIN)?;
+                let old = to_participants(&previous.participants)?;
+                let public_key = near_key::parse_secp256k1(&key.public_key).ok()?;
+                Some(KeyTask::Reshare {
+                    epoch: event.epoch,
+                    domain: SIGNING_DOMAIN,
+                    old_participants: old,
+                    old_threshold: previous.threshold,
+                    public_key,
+                    attempt: event.attempt,
+                })
+            }
+            _ => None,
         };
+        if task.is_none() {
+            let what = format!("{:?} in epoch {}", event.domain, event.epoch);
+            if self.unsupported_logged.as_ref() != Some(&what) {
+                tracing::error!(
+                    domain = ?event.domain,
+                    epoch = event.epoch,
+                    "the contract's key event involves a domain this node cannot handle yet \
+                     (only domain 0, secp256k1); it will not take part, and the event needs a \
+                     threshold of vote_cancel_key_event to end"
+                );
+                self.unsupported_logged = Some(what);
+            }
+        }
+        Some(KeyerKey {
+            participants: event.participants.ids(),
+            threshold: event.threshold,
+            task: task?,
+        })
+    }
+
+    fn update_status(&self, snapshot: &Snapshot, sets: &[&ParticipantSet]) {
+        let running = snapshot.state.running();
         let participants: BTreeMap<u32, PeerStatus> = sets
             .iter()
             .flat_map(|s| s.participants.values())
@@ -529,77 +576,83 @@ impl Node {
             .collect();
         self.config.metrics.set_status(|status| {
             status.me = self.me.map(|p| p.0);
-            status.contract_state = name.to_string();
-            status.epoch = epoch;
-            status.threshold = threshold;
+            status.contract_state = snapshot.state.name().to_string();
+            status.epoch = running.map(|r| r.epoch);
+            status.threshold = running.map(|r| r.threshold);
+            status.key_event_attempt = snapshot.state.key_event().map(|e| e.attempt);
             status.participants = participants.into_values().collect();
             status.pending_requests = snapshot.pending.len();
         });
     }
 
-    fn rebuild_engine(&mut self, me: ParticipantId, key: &EngineKey) {
+    /// The signing engine for the running set, with this node's share of the
+    /// running epoch's key if it holds the one from the attempt the contract names.
+    fn rebuild_signer(&mut self, me: ParticipantId, key: Option<SignerKey>) {
+        let old = self.signer.take();
+        self.signer_key = key.clone();
+        let Some(key) = key else {
+            return;
+        };
         let Ok(participants) =
             Participants::new(key.participants.iter().copied().map(ParticipantId))
         else {
             return;
         };
-        self.engine_key = Some(key.clone());
         if !participants.contains(me) {
-            // Leaving: a node outside the new set has no engine.
-            self.engine = None;
             return;
         }
-        // Only the share of this very epoch signs; resharing starts from the
-        // previous epoch's.
-        let store = &self.config.store;
-        let shares = store.key_share_at(key.epoch).and_then(|share| {
-            let previous = match &key.task {
-                Some(KeyTask::Reshare { epoch, .. }) => {
-                    store.key_share_at(epoch.saturating_sub(1))?
+        let share = match key.key_attempt {
+            None => None,
+            Some(attempt) => match self.config.store.key_share_at(SIGNING_DOMAIN, key.epoch) {
+                Ok(Some((stored, share))) if stored == attempt => Some(share),
+                Ok(Some((stored, _))) => {
+                    tracing::error!(
+                        epoch = key.epoch,
+                        stored,
+                        attempt,
+                        "the key share stored here is from another attempt than the one the \
+                         contract completed: this node cannot sign until a resharing includes it"
+                    );
+                    None
                 }
-                _ => None,
-            };
-            Ok((share, previous))
-        });
-        let (share, previous) = match shares {
-            Ok(shares) => shares,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the key share");
-                self.engine_key = None;
-                return;
-            }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the key share");
+                    self.signer_key = None;
+                    return;
+                }
+            },
         };
         // Stock made under another epoch's key shares can never be used again.
-        match self.config.store.retire_other_epochs(key.epoch) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(retired = n, "retired stock of an earlier epoch"),
-            Err(e) => tracing::error!(error = %e, "cannot retire old stock"),
+        if share.is_some() {
+            match self.config.store.retire_other_epochs(key.epoch) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(retired = n, "retired stock of an earlier epoch"),
+                Err(e) => tracing::error!(error = %e, "cannot retire old stock"),
+            }
         }
+        let keyless = key.key_attempt.is_some() && share.is_none();
         let mut engine = Engine::new(
             key.epoch,
             me,
             participants,
             key.threshold,
-            share.clone(),
+            share,
             self.config.store.clone(),
             self.config.protocol_timeout,
         );
-        engine.set_key_task(key.task.clone());
-        if previous.is_some() {
-            engine.set_reshare_input(previous);
-        }
-        let keyless = share.is_none();
-        if let (Some(_), Some(share)) = (&key.task, share) {
-            // Restarted after storing this epoch's share: vote again, run nothing.
-            engine.resume_finished_key_task(key.epoch, share);
-        }
-        // Peers that moved to the new epoch first may have sent us its messages.
-        if let Some(mut old) = self.engine.take() {
+        // Peers that moved on first may have sent us runs of this set already.
+        if let Some(mut old) = old {
             engine.adopt_early(old.take_early());
         }
-        self.engine = Some(engine);
-        tracing::info!(epoch = key.epoch, me = me.0, "engine ready");
-        if key.task.is_none() && keyless {
+        if let Some(keyer) = self.keyer.as_mut() {
+            engine.adopt_early(keyer.take_early());
+        }
+        // The new engine learns the pending requests from this snapshot again.
+        self.requests.clear();
+        self.signer = Some(engine);
+        tracing::info!(epoch = key.epoch, me = me.0, "signing engine ready");
+        if keyless {
             tracing::error!(
                 epoch = key.epoch,
                 "this node holds no key share for the running epoch and cannot sign; \
@@ -608,11 +661,133 @@ impl Node {
         }
     }
 
-    /// Tells the engine which requests are pending and forgets answered ones.
+    /// The key engine for the key event's current attempt (a new attempt is a new
+    /// engine: runs and shares of the old one are void).
+    fn rebuild_keyer(&mut self, me: ParticipantId, key: Option<KeyerKey>) {
+        let old = self.keyer.take();
+        self.keyer_key = key.clone();
+        self.owed_vote = None;
+        let Some(key) = key else {
+            if let (Some(mut old), Some(signer)) = (old, self.signer.as_mut()) {
+                signer.adopt_early(old.take_early());
+            }
+            return;
+        };
+        let Ok(participants) =
+            Participants::new(key.participants.iter().copied().map(ParticipantId))
+        else {
+            return;
+        };
+        if !participants.contains(me) {
+            return;
+        }
+        let task = key.task.clone();
+        let epoch = match &task {
+            KeyTask::Generate { epoch, .. } | KeyTask::Reshare { epoch, .. } => *epoch,
+        };
+        let store = &self.config.store;
+        let finished = match store.key_share_at(task.domain(), epoch) {
+            Ok(Some((attempt, share))) if attempt == task.attempt() => Some(share),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the key share");
+                self.keyer_key = None;
+                return;
+            }
+        };
+        let mut engine = Engine::new(
+            epoch,
+            me,
+            participants,
+            key.threshold,
+            None,
+            store.clone(),
+            self.config.protocol_timeout,
+        );
+        engine.set_key_task(Some(task.clone()));
+        if let KeyTask::Reshare {
+            old_participants, ..
+        } = &task
+        {
+            // Resharing starts from the running epoch's share of the completed attempt.
+            let input = self
+                .signer
+                .as_ref()
+                .filter(|_| old_participants.contains(me));
+            let share = self
+                .signer_key
+                .as_ref()
+                .zip(input)
+                .and_then(|(k, _)| store.key_share_at(task.domain(), k.epoch).ok().flatten())
+                .filter(|(attempt, _)| {
+                    Some(*attempt) == self.signer_key.as_ref().and_then(|k| k.key_attempt)
+                })
+                .map(|(_, share)| share);
+            engine.set_reshare_input(share);
+        }
+        if let Some(share) = finished {
+            // Restarted after storing this attempt's share: vote again, run nothing.
+            engine.resume_finished_key_task(share);
+        }
+        if let Some(mut old) = old {
+            engine.adopt_early(old.take_early());
+        }
+        tracing::info!(
+            epoch,
+            attempt = task.attempt(),
+            me = me.0,
+            "key engine ready"
+        );
+        self.keyer = Some(engine);
+        for (from, message) in std::mem::take(&mut self.key_early) {
+            self.handle(from, message);
+        }
+    }
+
+    /// Sends the vote this node owes for the key event's current attempt, unless the
+    /// chain already shows it or one is on its way.
+    fn settle_votes(&mut self, writes: &mut JoinSet<WriteDone>) {
+        let (Some(owed), Some(event)) = (self.owed_vote.as_mut(), self.key_event.as_ref()) else {
+            return;
+        };
+        if owed.attempt != event.attempt || event.votes.contains(&self.config.account) {
+            if owed.attempt != event.attempt || owed.sent_at.is_some() {
+                self.owed_vote = None;
+            }
+            return;
+        }
+        if self.vote_in_flight || owed.sent_at.is_some_and(|at| at.elapsed() < VOTE_RETRY) {
+            return;
+        }
+        owed.sent_at = Some(Instant::now());
+        self.vote_in_flight = true;
+        let chain = self.config.chain.clone();
+        let event = event.clone();
+        let public_key = owed.public_key.clone();
+        tracing::info!(
+            attempt = event.attempt,
+            keygen = public_key.is_some(),
+            "voting for the key event's attempt"
+        );
+        writes.spawn(async move {
+            let result = match &public_key {
+                Some(key) => chain.vote_pk(&event, key).await,
+                None => chain.vote_reshared(&event).await,
+            };
+            if let Err(e) = &result {
+                tracing::warn!(attempt = event.attempt, error = %e, "voting failed; retrying while the attempt lasts");
+            }
+            WriteDone::Voted { ok: result.is_ok() }
+        });
+    }
+
+    /// Tells the signing engine which requests are pending and forgets answered
+    /// ones. The node derives each request's tweak itself from the predecessor and
+    /// path, and checks the request id against the fields, trusting no RPC with it.
     fn track_requests(&mut self, pending: &[PendingRequest]) {
         let now = Instant::now();
         let current: BTreeSet<RequestId> = pending.iter().map(|r| r.request_id).collect();
-        let engine = self.engine.as_mut();
+        let engine = self.signer.as_mut();
         let mut gone = Vec::new();
         self.requests.retain(|id, _| {
             let keep = current.contains(id);
@@ -621,37 +796,46 @@ impl Node {
             }
             keep
         });
-        if let Some(engine) = engine {
-            for id in &gone {
-                engine.remove_request(id);
+        let Some(engine) = engine else {
+            return;
+        };
+        for id in &gone {
+            engine.remove_request(id);
+        }
+        for request in pending {
+            if self.requests.contains_key(&request.request_id)
+                || request.domain_id != SIGNING_DOMAIN
+            {
+                continue;
             }
-            for request in pending {
-                if self.requests.contains_key(&request.request_id) {
-                    continue;
-                }
-                let Ok(tweak) = Tweak::from_bytes(request.epsilon.scalar) else {
-                    tracing::warn!(request = %request.request_id, "a pending request with an invalid tweak");
-                    continue;
-                };
-                engine.add_request(
-                    request.request_id,
-                    SignTask {
-                        payload: request.payload,
-                        tweak,
-                        entropy: request.entropy.0,
-                    },
-                );
-                self.config.metrics.requests_seen.inc();
-                tracing::debug!(request = %request.request_id, "new request");
-                self.requests.insert(
-                    request.request_id,
-                    Tracked {
-                        request: request.clone(),
-                        first_seen: now,
-                        led_at: None,
-                    },
-                );
+            let Payload::Ecdsa(payload) = &request.payload else {
+                continue;
+            };
+            if !request.id_matches() {
+                tracing::warn!(request = %request.request_id, "a pending request whose id does not match its fields; ignored");
+                continue;
             }
+            let Ok(tweak) = Tweak::derive(&request.predecessor, &request.path) else {
+                tracing::warn!(request = %request.request_id, "a pending request with a tweak out of range; ignored");
+                continue;
+            };
+            engine.add_request(
+                request.request_id,
+                SignTask {
+                    payload: *payload,
+                    tweak,
+                    entropy: request.entropy.0,
+                },
+            );
+            self.config.metrics.requests_seen.inc();
+            tracing::debug!(request = %request.request_id, "new request");
+            self.requests.insert(
+                request.request_id,
+                Tracked {
+                    first_seen: now,
+                    led_at: None,
+                },
+            );
         }
     }
 
@@ -663,37 +847,28 @@ impl Node {
                 .is_some_and(|at| now.duration_since(*at) <= self.config.live_window)
     }
 
-    /// The engine's participants this node considers live (itself included).
-    fn live_set(&self, now: Instant) -> Option<Participants> {
-        let key = self.engine_key.as_ref()?;
-        Participants::new(
-            key.participants
-                .iter()
-                .map(|p| ParticipantId(*p))
-                .filter(|p| self.is_live(*p, now)),
-        )
-        .ok()
+    /// The members of `set` this node considers live (itself included).
+    fn live_of(&self, set: &Participants, now: Instant) -> Option<Participants> {
+        Participants::new(set.iter().filter(|p| self.is_live(*p, now))).ok()
     }
 
     fn send_heartbeats(&self, network: &Network) {
         // Without a share of the running epoch's key (say it missed the end of a
-        // resharing) this node cannot take part; staying silent keeps the others
-        // from inviting it.
-        let keyless =
-            self.running_set.is_some() && self.engine.as_ref().is_some_and(|e| !e.has_key());
+        // resharing) and outside any key event this node cannot take part; staying
+        // silent keeps the others from inviting it.
+        let keyless = self.keyer.is_none()
+            && self.signer.as_ref().is_some_and(|e| !e.has_key())
+            && self
+                .signer_key
+                .as_ref()
+                .is_some_and(|k| k.key_attempt.is_some());
         if keyless {
             return;
         }
         let ping = Arc::new(NodeMessage::Ping.encode());
-        let peers: Vec<ParticipantId> = self
-            .engine_key
-            .iter()
-            .flat_map(|k| k.participants.iter().map(|p| ParticipantId(*p)))
-            .filter(|p| Some(*p) != self.me)
-            .collect();
-        for peer in peers {
+        for peer in self.everyone.iter().filter(|p| Some(**p) != self.me) {
             // A full queue means the peer is unreachable; the heartbeat is moot.
-            let _ = network.send(peer, ping.clone());
+            let _ = network.send(*peer, ping.clone());
         }
     }
 
@@ -724,21 +899,39 @@ impl Node {
         }
     }
 
+    /// Routes a message: key-task traffic to the key engine (held until this node
+    /// sees the key event), everything else to the signing engine.
     fn handle(&mut self, from: ParticipantId, message: NodeMessage) {
-        if let Some(engine) = self.engine.as_mut() {
-            if let Err(e) = engine.handle_message(from, message) {
-                tracing::debug!(peer = from.0, error = %e, "ignored a peer message");
+        let engine = if is_key_message(&message) {
+            match self.keyer.as_mut() {
+                Some(keyer) => keyer,
+                None => {
+                    if self.key_early.len() < MAX_KEY_EARLY {
+                        self.key_early.push_back((from, message));
+                    }
+                    return;
+                }
             }
+        } else {
+            match self.signer.as_mut() {
+                Some(signer) => signer,
+                None => return,
+            }
+        };
+        if let Err(e) = engine.handle_message(from, message) {
+            tracing::debug!(peer = from.0, error = %e, "ignored a peer message");
         }
     }
 
     /// Everything the node does on its own initiative: notice silent peers,
     /// expire runs, run the key task, top up stock, lead requests.
     fn act(&mut self, now: Instant) {
-        let Some(live) = self.live_set(now) else {
-            return;
-        };
-        let live_now: BTreeSet<ParticipantId> = live.iter().collect();
+        let everyone = Participants::new(self.everyone.iter().copied()).ok();
+        let live_now: BTreeSet<ParticipantId> = everyone
+            .iter()
+            .flat_map(|set| set.iter())
+            .filter(|p| self.is_live(*p, now))
+            .collect();
         let silent: Vec<ParticipantId> = self.was_live.difference(&live_now).copied().collect();
         for peer in &silent {
             tracing::warn!(peer = peer.0, "peer went silent; abandoning its runs");
@@ -749,26 +942,29 @@ impl Node {
             }
         }
         self.was_live = live_now;
-        let Some(engine) = self.engine.as_mut() else {
+        if let Some(keyer) = self.keyer.as_mut() {
+            keyer.expire(now);
+            // Every participant proposes; the engine makes it one run.
+            if let Err(e) = keyer.propose_key_task() {
+                tracing::debug!(error = %e, "cannot take part in the key task");
+            }
+        }
+        let Some(running) = self.running_set.clone() else {
+            return;
+        };
+        let Some(live) = self.live_of(&running, now) else {
+            return;
+        };
+        let Some(engine) = self.signer.as_mut() else {
             return;
         };
         if !silent.is_empty() {
             engine.abandon_runs_with(&silent);
         }
         engine.expire(now);
-        if self.engine_key.as_ref().is_some_and(|k| k.task.is_some()) {
-            // Every participant proposes; the engine makes it one run.
-            if let Err(e) = engine.propose_key_task() {
-                tracing::debug!(error = %e, "cannot take part in the key task");
-            }
+        if !engine.has_key() {
             return;
         }
-        if self.running_set.is_none() {
-            return;
-        }
-        let Some(engine) = self.engine.as_ref() else {
-            return;
-        };
         let stock = match engine.own_stock(&live) {
             Ok(stock) => stock,
             Err(e) => {
@@ -784,7 +980,7 @@ impl Node {
     /// Keeps this node's own stock of triples and presignatures topped up, with at
     /// most `max_concurrent_generations` of its runs under way.
     fn stock(&mut self, live: &Participants, (triples, presignatures): (usize, usize)) {
-        let Some(engine) = self.engine.as_mut() else {
+        let Some(engine) = self.signer.as_mut() else {
             return;
         };
         let (mut running_triples, mut running_presignatures) = engine.running_led_generations();
@@ -824,7 +1020,7 @@ impl Node {
 
     /// Publishes the stock (as this turn found it) and the runs under way.
     fn report_stock(&self, (triples, presignatures): (usize, usize)) {
-        let running = self.engine.as_ref().map_or(0, |e| e.running());
+        let running = self.signer.as_ref().map_or(0, |e| e.running());
         self.config.metrics.set_status(|status| {
             status.stock = Stock {
                 triples,
@@ -837,7 +1033,7 @@ impl Node {
     /// Leads the pending requests whose turn it is for this node.
     fn lead(&mut self, live: &Participants, now: Instant) {
         let (Some(engine), Some(me), Some(all)) =
-            (self.engine.as_mut(), self.me, self.running_set.as_ref())
+            (self.signer.as_mut(), self.me, self.running_set.as_ref())
         else {
             return;
         };
@@ -881,33 +1077,20 @@ impl Node {
     }
 
     fn on_events(&mut self, writes: &mut JoinSet<WriteDone>) {
-        let Some(engine) = self.engine.as_mut() else {
+        if let Some(keyer) = self.keyer.as_mut() {
+            let events: Vec<Event> = keyer.drain_events().collect();
+            for event in events {
+                self.on_key_event(event, writes);
+            }
+        }
+        let Some(engine) = self.signer.as_mut() else {
             return;
         };
         let events: Vec<Event> = engine.drain_events().collect();
+        let me = engine.me();
         let metrics = &self.config.metrics;
         for event in events {
             match event {
-                Event::KeyShareStored { epoch, public_key } => {
-                    let chain = self.config.chain.clone();
-                    let key_text = near_key::to_near_string(&public_key);
-                    let resharing = matches!(
-                        self.engine_key.as_ref().and_then(|k| k.task.as_ref()),
-                        Some(KeyTask::Reshare { .. })
-                    );
-                    tracing::info!(epoch, public_key = %key_text, resharing, "key share stored; voting");
-                    writes.spawn(async move {
-                        let result = if resharing {
-                            chain.vote_reshared(epoch).await
-                        } else {
-                            chain.vote_pk(&key_text).await
-                        };
-                        if let Err(e) = result {
-                            tracing::warn!(error = %e, "voting for the key failed");
-                        }
-                        WriteDone::Voted
-                    });
-                }
                 Event::Signed {
                     request_id,
                     response,
@@ -916,12 +1099,12 @@ impl Node {
                     let Some(tracked) = self.requests.get(&request_id) else {
                         continue; // answered meanwhile
                     };
-                    let request = tracked.request.signature_request();
                     let first_seen = tracked.first_seen;
                     tracing::debug!(request = %request_id, since_seen_ms = first_seen.elapsed().as_millis() as u64, "signed; responding");
                     let chain = self.config.chain.clone();
+                    let response = primitives::SignatureResponse::Secp256k1(response);
                     writes.spawn(async move {
-                        let ok = match chain.respond(&request, &response).await {
+                        let ok = match chain.respond(&request_id, &response).await {
                             Ok(()) => true,
                             Err(e) => {
                                 tracing::warn!(request = %request_id, error = %e, "respond failed");
@@ -935,7 +1118,7 @@ impl Node {
                         }
                     });
                 }
-                Event::Signed { .. } => {}
+                Event::Signed { .. } | Event::KeyShareStored { .. } => {}
                 Event::TripleStored(_) => metrics.triples_generated.inc(),
                 Event::PresignatureStored(_) => metrics.presignatures_generated.inc(),
                 Event::Failed { job, reason } => {
@@ -948,7 +1131,7 @@ impl Node {
                     {
                         // Our own failed lead may be retried at once (with another
                         // presignature; this one is spent).
-                        if owner(presignature) == engine.me() {
+                        if owner(presignature) == me {
                             if let Some(tracked) = self.requests.get_mut(&RequestId(request_id)) {
                                 tracked.led_at = None;
                             }
@@ -959,14 +1142,72 @@ impl Node {
         }
     }
 
+    /// What the key engine reports: a stored share is voted for (and the vote
+    /// repeated until the chain shows it); a failed run of the current attempt is
+    /// reported, so the contract starts the next attempt now.
+    fn on_key_event(&mut self, event: Event, writes: &mut JoinSet<WriteDone>) {
+        let resharing = matches!(
+            self.keyer_key.as_ref().map(|k| &k.task),
+            Some(KeyTask::Reshare { .. })
+        );
+        match event {
+            Event::KeyShareStored {
+                epoch,
+                attempt,
+                public_key,
+            } => {
+                let key_text = near_key::to_near_string(&public_key);
+                tracing::info!(epoch, attempt, public_key = %key_text, resharing, "key share stored");
+                self.owed_vote = Some(OwedVote {
+                    attempt,
+                    public_key: (!resharing).then_some(key_text),
+                    sent_at: None,
+                });
+                self.settle_votes(writes);
+            }
+            Event::Failed { job, reason } => {
+                self.config.metrics.protocol_failures.inc();
+                let Some(attempt) = attempt_of(&job) else {
+                    return;
+                };
+                let current = self.key_event.as_ref().filter(|e| e.attempt == attempt);
+                let Some(event) = current.cloned() else {
+                    tracing::debug!(attempt, %reason, "a key run of a past attempt ended");
+                    return;
+                };
+                if !self.aborted.insert(attempt) {
+                    return;
+                }
+                tracing::warn!(attempt, %reason, "the key event's attempt failed here; reporting it");
+                let chain = self.config.chain.clone();
+                writes.spawn(async move {
+                    if let Err(e) = chain.vote_abort_key_event(&event).await {
+                        tracing::warn!(attempt, error = %e, "reporting the failed attempt failed");
+                    }
+                    WriteDone::Reported
+                });
+            }
+            _ => {}
+        }
+    }
+
     fn on_write_done(&mut self, done: WriteDone) {
-        let WriteDone::Responded {
-            request_id,
-            first_seen,
-            ok,
-        } = done
-        else {
-            return;
+        let (request_id, first_seen, ok) = match done {
+            WriteDone::Reported => return,
+            WriteDone::Voted { ok } => {
+                self.vote_in_flight = false;
+                if !ok {
+                    if let Some(owed) = self.owed_vote.as_mut() {
+                        owed.sent_at = None;
+                    }
+                }
+                return;
+            }
+            WriteDone::Responded {
+                request_id,
+                first_seen,
+                ok,
+            } => (request_id, first_seen, ok),
         };
         let metrics = &self.config.metrics;
         if ok {

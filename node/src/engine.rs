@@ -18,7 +18,7 @@ use crate::storage::{Stocked, Store, StoreError};
 use borsh::{BorshDeserialize, BorshSerialize};
 use k256::AffinePoint;
 use primitives::SerializableAffinePoint;
-use primitives::{RequestId, SignatureResponse};
+use primitives::{DomainId, EcdsaSignature, RequestId};
 use rand::RngCore;
 use sha3::{Digest, Sha3_256};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -31,15 +31,13 @@ use threshold::{
 };
 
 /// Version byte of the node's peer message format.
-const MESSAGE_VERSION: u8 = 1;
+const MESSAGE_VERSION: u8 = 2;
 /// Messages buffered per instance that has not started here yet.
 const MAX_EARLY_PER_INSTANCE: usize = 256;
 /// Instances with buffered early messages.
 const MAX_EARLY_INSTANCES: usize = 1024;
 /// Invitations to sign kept until the request shows up on our side.
 const MAX_DEFERRED: usize = 1024;
-/// Pause before proposing the next attempt of a failed key task.
-const KEY_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// A message between nodes: version byte, then borsh.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -116,20 +114,22 @@ pub struct Start {
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Job {
-    /// Generate the key of `epoch` (the contract is Initializing). `attempt`
-    /// counts failed runs: each retry is a fresh instance.
+    /// Generate `domain`'s key in `epoch` (the contract is Initializing), in the
+    /// contract's key-event attempt `attempt`: each attempt is a fresh instance.
     Keygen {
         epoch: u64,
-        attempt: u32,
+        domain: u64,
+        attempt: u64,
     },
-    /// Reshare the key into `epoch` (the contract is Resharing); the new participants
-    /// are the run's.
+    /// Reshare `domain`'s key into `epoch` (the contract is Resharing) in the
+    /// contract's attempt `attempt`; the new participants are the run's.
     Reshare {
         epoch: u64,
+        domain: u64,
         old_participants: Vec<u32>,
         old_threshold: u32,
         public_key: [u8; 33],
-        attempt: u32,
+        attempt: u64,
     },
     Triple {
         id: u64,
@@ -150,45 +150,73 @@ pub fn owner(id: u64) -> ParticipantId {
 }
 
 /// What the contract asks of the key holders, as the driver reads it from the
-/// contract state.
+/// contract state: one attempt of a key event. The attempt id is the contract's,
+/// so every participant runs the same instance and a new attempt is a new task.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyTask {
-    /// Initializing: generate a key among the engine's participants.
-    Generate { epoch: u64 },
+    /// Initializing: generate `domain`'s key among the engine's participants.
+    Generate {
+        epoch: u64,
+        domain: DomainId,
+        attempt: u64,
+    },
     /// Resharing from the old participants to the engine's participants and
     /// threshold, keeping `public_key`.
     Reshare {
         epoch: u64,
+        domain: DomainId,
         old_participants: Participants,
         old_threshold: usize,
         public_key: AffinePoint,
+        attempt: u64,
     },
 }
 
 impl KeyTask {
-    fn job(&self, attempt: u32) -> Job {
+    fn job(&self) -> Job {
         match self {
-            KeyTask::Generate { epoch } => Job::Keygen {
-                epoch: *epoch,
+            KeyTask::Generate {
+                epoch,
+                domain,
                 attempt,
+            } => Job::Keygen {
+                epoch: *epoch,
+                domain: domain.0,
+                attempt: *attempt,
             },
             KeyTask::Reshare {
                 epoch,
+                domain,
                 old_participants,
                 old_threshold,
                 public_key,
+                attempt,
             } => Job::Reshare {
                 epoch: *epoch,
+                domain: domain.0,
                 old_participants: old_participants.iter().map(|p| p.0).collect(),
                 old_threshold: *old_threshold as u32,
                 public_key: SerializableAffinePoint::from_point(public_key).affine_point,
-                attempt,
+                attempt: *attempt,
             },
+        }
+    }
+
+    pub fn attempt(&self) -> u64 {
+        match self {
+            KeyTask::Generate { attempt, .. } | KeyTask::Reshare { attempt, .. } => *attempt,
+        }
+    }
+
+    pub fn domain(&self) -> DomainId {
+        match self {
+            KeyTask::Generate { domain, .. } | KeyTask::Reshare { domain, .. } => *domain,
         }
     }
 }
 
-fn attempt_of(job: &Job) -> Option<u32> {
+/// The key-event attempt of a key job (`None` for stock and signing jobs).
+pub fn attempt_of(job: &Job) -> Option<u64> {
     match job {
         Job::Keygen { attempt, .. } | Job::Reshare { attempt, .. } => Some(*attempt),
         _ => None,
@@ -198,10 +226,11 @@ fn attempt_of(job: &Job) -> Option<u32> {
 /// Something the driver should know.
 #[derive(Debug, PartialEq)]
 pub enum Event {
-    /// A key share for `epoch`, already stored: vote for its public key
-    /// (`vote_pk`) or report resharing done (`vote_reshared`).
+    /// A key share from key-event attempt `attempt`, already stored: vote for its
+    /// public key (`vote_pk`) or report resharing done (`vote_reshared`).
     KeyShareStored {
         epoch: u64,
+        attempt: u64,
         public_key: AffinePoint,
     },
     TripleStored(u64),
@@ -210,7 +239,7 @@ pub enum Event {
     /// (and so should `respond`).
     Signed {
         request_id: RequestId,
-        response: SignatureResponse,
+        response: EcdsaSignature,
         leader: bool,
     },
     /// A run that ended without output here (a peer misbehaved, timed out, or the
@@ -270,7 +299,7 @@ enum Output {
     Key(Instance<KeyShare>),
     Triple(Instance<Triple>),
     Presign(Instance<Presignature>),
-    Sign(Instance<SignatureResponse>),
+    Sign(Instance<EcdsaSignature>),
 }
 
 struct Running {
@@ -292,14 +321,9 @@ pub struct Engine {
     threshold: usize,
     key: Option<KeyShare>,
     key_task: Option<KeyTask>,
-    /// The key task's current attempt; a failed run moves on to the next, and a
-    /// peer's invitation to a later one moves this node there too.
-    key_attempt: u32,
-    /// This node finished the current attempt (it joins later ones only when a
-    /// peer asks: the others did not finish).
+    /// This node stored its share from the key task's attempt (a later attempt is
+    /// a new task, set by the driver when the contract moves on).
     key_done: bool,
-    /// No new attempt is proposed before this (after a failure).
-    key_retry_at: Option<Instant>,
     /// The share the engine started with: the input to resharing, kept even
     /// after a new share is stored, in case a later attempt is needed.
     reshare_input: Option<KeyShare>,
@@ -338,9 +362,7 @@ impl Engine {
             reshare_input: key.clone(),
             key,
             key_task: None,
-            key_attempt: 0,
             key_done: false,
-            key_retry_at: None,
             store,
             timeout,
             requests: HashMap::new(),
@@ -374,9 +396,7 @@ impl Engine {
             // Runs of the old task are void: their output must never be stored.
             self.running.retain(|_, r| attempt_of(&r.job).is_none());
             self.key_task = task;
-            self.key_attempt = 0;
             self.key_done = false;
-            self.key_retry_at = None;
         }
     }
 
@@ -386,12 +406,16 @@ impl Engine {
         self.reshare_input = share;
     }
 
-    /// This node already stored its share for the current key task (before a
+    /// This node already stored its share from the current attempt (before a
     /// restart): it takes no further part in the task, and reports the share again
     /// so the driver can repeat its vote.
-    pub fn resume_finished_key_task(&mut self, epoch: u64, share: KeyShare) {
+    pub fn resume_finished_key_task(&mut self, share: KeyShare) {
+        let Some(task) = &self.key_task else {
+            return;
+        };
         self.events.push_back(Event::KeyShareStored {
-            epoch,
+            epoch: self.epoch,
+            attempt: task.attempt(),
             public_key: share.public_key,
         });
         self.key = Some(share);
@@ -409,10 +433,10 @@ impl Engine {
         let Some(task) = self.key_task.clone() else {
             return Ok(false);
         };
-        if self.key_done || self.key_retry_at.is_some_and(|at| Instant::now() < at) {
+        if self.key_done {
             return Ok(true);
         }
-        let job = task.job(self.key_attempt);
+        let job = task.job();
         if self.running.contains_key(&self.instance_of(&job)) {
             return Ok(true);
         }
@@ -879,33 +903,12 @@ impl Engine {
                     "this node finished the key task already".into(),
                 ));
             }
-            if attempt < self.key_attempt {
-                // Bring the proposer (e.g. just restarted) to our attempt.
-                let current = task.job(self.key_attempt);
-                if self.running.contains_key(&self.instance_of(&current)) {
-                    let invite = NodeMessage::Start(Start {
-                        epoch: self.epoch,
-                        participants: self.participants.iter().map(|p| p.0).collect(),
-                        job: current,
-                    });
-                    self.outbox.push_back((from, invite.encode()));
-                }
+            if task.job() != start.job || participants != self.participants {
                 return Err(EngineError::Refused(format!(
-                    "attempt {attempt} of the key task is over; this node is at {}",
-                    self.key_attempt
+                    "the key task (attempt {attempt}) differs from the contract's as seen \
+                     here (attempt {})",
+                    task.attempt()
                 )));
-            }
-            if task.job(attempt) != start.job || participants != self.participants {
-                return Err(EngineError::Refused(
-                    "the key task differs from the contract's as seen here".into(),
-                ));
-            }
-            if attempt > self.key_attempt {
-                // The others gave up on our attempt: follow them.
-                let current = self.instance_of(&task.job(self.key_attempt));
-                self.running.remove(&current);
-                self.key_attempt = attempt;
-                self.key_done = false;
             }
             if self.running.contains_key(&self.instance_of(&start.job)) {
                 // Several participants may propose the key task; it is one run.
@@ -1079,13 +1082,9 @@ impl Engine {
         }
     }
 
-    /// Reports a run that ended without output; a failed key task moves on to its
-    /// next attempt (after a pause, so a hopeless task does not spin).
+    /// Reports a run that ended without output (for a key task the driver tells
+    /// the contract, which starts the next attempt).
     fn failed(&mut self, job: Job, reason: String) {
-        if attempt_of(&job) == Some(self.key_attempt) {
-            self.key_attempt = self.key_attempt.saturating_add(1);
-            self.key_retry_at = Some(Instant::now() + KEY_RETRY_PAUSE);
-        }
         self.events.push_back(Event::Failed { job, reason });
     }
 
@@ -1122,21 +1121,40 @@ impl Engine {
         let event = match (running.job.clone(), done) {
             (Job::Keygen { .. } | Job::Reshare { .. }, Done::Key(_))
                 if self.key_done
-                    || self.key_task.is_none()
-                    || attempt_of(&running.job) != Some(self.key_attempt) =>
+                    || self.key_task.as_ref().map(KeyTask::job).as_ref() != Some(&running.job) =>
             {
                 Event::Failed {
                     job: running.job,
                     reason: "output of a key task run that is no longer current: discarded".into(),
                 }
             }
-            (Job::Keygen { epoch, .. } | Job::Reshare { epoch, .. }, Done::Key(share)) => {
-                match self.store.put_key_share(epoch, &share) {
+            (
+                Job::Keygen {
+                    epoch,
+                    domain,
+                    attempt,
+                }
+                | Job::Reshare {
+                    epoch,
+                    domain,
+                    attempt,
+                    ..
+                },
+                Done::Key(share),
+            ) => {
+                match self
+                    .store
+                    .put_key_share(DomainId(domain), epoch, attempt, &share)
+                {
                     Ok(()) => {
                         let public_key = share.public_key;
                         self.key = Some(*share);
                         self.key_done = true;
-                        Event::KeyShareStored { epoch, public_key }
+                        Event::KeyShareStored {
+                            epoch,
+                            attempt,
+                            public_key,
+                        }
                     }
                     Err(e) => Event::Failed {
                         job: running.job,
@@ -1253,7 +1271,7 @@ enum Done {
     Key(Box<KeyShare>),
     Triple(Box<Triple>),
     Presign(Box<Presignature>),
-    Sign(SignatureResponse),
+    Sign(EcdsaSignature),
 }
 
 enum Poked {

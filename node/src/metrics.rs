@@ -94,8 +94,11 @@ pub struct NodeStatus {
     /// `NotInitialized`, `Initializing`, `Running` or `Resharing`; empty before the
     /// first read.
     pub contract_state: String,
+    /// The running (signing) set's epoch and threshold.
     pub epoch: Option<u64>,
     pub threshold: Option<usize>,
+    /// The current attempt of the key event under way, if any.
+    pub key_event_attempt: Option<u64>,
     pub participants: Vec<PeerStatus>,
     /// This node's own triples and presignatures usable now.
     pub stock: Stock,

@@ -1,5 +1,6 @@
 //! The node's durable state, in one redb database (ACID, crash-safe): its key
-//! share and its stock of triples and presignatures. (No chain cursor: the
+//! shares (one per domain and epoch, tagged with the key-event attempt that made
+//! it) and its stock of triples and presignatures. (No chain cursor: the
 //! contract keeps every request pending until it is answered or times out, and the
 //! node reads that whole list, so a restart cannot skip one.)
 //!
@@ -20,6 +21,7 @@
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use primitives::DomainId;
 use rand::RngCore;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt;
@@ -85,9 +87,12 @@ pub enum StoreError {
         kind: &'static str,
         id: u64,
     },
-    /// A key share for this epoch is stored already; it is never replaced.
+    /// A share of this domain's key for this epoch from the same or a later
+    /// key-event attempt is stored already.
     KeyShareExists {
+        domain: DomainId,
         epoch: u64,
+        attempt: u64,
     },
 }
 
@@ -100,9 +105,14 @@ impl fmt::Display for StoreError {
                 "the storage key does not open this database: use the key it was created with",
             ),
             StoreError::Corrupt(why) => write!(f, "corrupt record: {why}"),
-            StoreError::KeyShareExists { epoch } => write!(
+            StoreError::KeyShareExists {
+                domain,
+                epoch,
+                attempt,
+            } => write!(
                 f,
-                "a key share for epoch {epoch} is stored already and is never replaced"
+                "a share of domain {domain}'s key for epoch {epoch} from attempt {attempt} is \
+                 stored already; only a later attempt's share replaces it"
             ),
             StoreError::DuplicateId { kind, id } => {
                 write!(
@@ -210,55 +220,49 @@ impl Store {
         write.commit().map_err(db_error)
     }
 
-    /// Stores the key share for `epoch`, which becomes the latest. A share, once
-    /// stored for an epoch, is never replaced: a second one for the same epoch
-    /// (from another run of the key task) is refused, and earlier epochs' shares
-    /// stay (resharing needs the old share until the new one is in use).
-    pub fn put_key_share(&self, epoch: u64, share: &KeyShare) -> Result<(), StoreError> {
-        let slot = format!("{KEY_SHARE}@{epoch}");
-        if self.meta(&slot)?.is_some() {
-            return Err(StoreError::KeyShareExists { epoch });
+    /// Stores this node's share of `domain`'s key for `epoch`, made by key-event
+    /// attempt `attempt`. A share is replaced only by one from a later attempt: the
+    /// contract numbers attempts contract-wide and never reuses them, so an earlier
+    /// attempt's share can only be from an attempt that did not complete.
+    pub fn put_key_share(
+        &self,
+        domain: DomainId,
+        epoch: u64,
+        attempt: u64,
+        share: &KeyShare,
+    ) -> Result<(), StoreError> {
+        if let Some((stored, _)) = self.key_share_at(domain, epoch)? {
+            if stored >= attempt {
+                return Err(StoreError::KeyShareExists {
+                    domain,
+                    epoch,
+                    attempt: stored,
+                });
+            }
         }
-        let mut plain = epoch.to_be_bytes().to_vec();
+        let slot = key_share_slot(domain, epoch);
+        let mut plain = attempt.to_be_bytes().to_vec();
         plain.extend_from_slice(&share.to_bytes());
-        let write = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut table = write.open_table(META).map_err(db_error)?;
-            table
-                .insert(slot.as_str(), self.seal(&slot, &plain).as_slice())
-                .map_err(db_error)?;
-            table
-                .insert(KEY_SHARE, self.seal(KEY_SHARE, &plain).as_slice())
-                .map_err(db_error)?;
-        }
-        write.commit().map_err(db_error)
+        self.put_meta(&slot, &self.seal(&slot, &plain))
     }
 
-    /// The key share stored for `epoch`, if any.
-    pub fn key_share_at(&self, epoch: u64) -> Result<Option<KeyShare>, StoreError> {
-        let slot = format!("{KEY_SHARE}@{epoch}");
+    /// The share of `domain`'s key stored for `epoch`, with the key-event attempt
+    /// that made it.
+    pub fn key_share_at(
+        &self,
+        domain: DomainId,
+        epoch: u64,
+    ) -> Result<Option<(u64, KeyShare)>, StoreError> {
+        let slot = key_share_slot(domain, epoch);
         let Some(sealed) = self.meta(&slot)? else {
             return Ok(None);
         };
         let plain = self.open_sealed(&slot, &sealed)?;
-        KeyShare::from_bytes(plain.get(8..).unwrap_or_default())
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))
-    }
-
-    /// The stored key share and its epoch.
-    pub fn key_share(&self) -> Result<Option<(u64, KeyShare)>, StoreError> {
-        let Some(sealed) = self.meta(KEY_SHARE)? else {
-            return Ok(None);
-        };
-        let plain = self.open_sealed(KEY_SHARE, &sealed)?;
-        if plain.len() < 8 {
-            return Err(StoreError::Corrupt("key share: too short".into()));
-        }
-        let epoch = u64::from_be_bytes(plain[..8].try_into().expect("8 bytes"));
-        let share =
-            KeyShare::from_bytes(&plain[8..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Some((epoch, share)))
+        let (attempt, share) = plain
+            .split_first_chunk::<8>()
+            .ok_or_else(|| StoreError::Corrupt(format!("{slot}: too short")))?;
+        let share = KeyShare::from_bytes(share).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some((u64::from_be_bytes(*attempt), share)))
     }
 
     fn add(
@@ -489,6 +493,11 @@ impl Holders {
 pub struct Stocked {
     pub id: u64,
     pub holders: Holders,
+}
+
+/// The sealed slot of a key share; its name is bound into the seal.
+fn key_share_slot(domain: DomainId, epoch: u64) -> String {
+    format!("{KEY_SHARE}@{epoch}/d{domain}")
 }
 
 fn record_slot(kind: &str, id: u64, label: &[u8]) -> String {

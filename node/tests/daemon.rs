@@ -1,6 +1,7 @@
 //! Three node loops (in one process, each with its own database, p2p listener on
 //! 127.0.0.1 and NEAR account) against the devnet running our contract: key
-//! generation and votes, stocking, and a user's `sign` answered end to end.
+//! generation in the contract's attempts and every participant's vote, stocking,
+//! and a user's `sign` answered end to end.
 
 use devnet::{Devnet, DevnetConfig};
 use mpc_node::chain::function_call;
@@ -8,8 +9,9 @@ use mpc_node::chain::{Chain, ContractState};
 use mpc_node::daemon::{run, NodeConfig};
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::storage::{StorageKey, Store};
+use near_crypto::{KeyType, SecretKey};
 use near_primitives::transaction::{Action, DeployContractAction};
-use primitives::{near_key, Payload, SignRequest, SignatureResponse};
+use primitives::{near_key, DomainId, EcdsaPayload, Payload, SignRequestArgs, SignatureResponse};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -61,7 +63,8 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
                 "account_id": name,
                 "url": listen.to_string(),
                 "cipher_pk": p2p.public().to_vec(),
-                "sign_pk": "ed25519:6E8sCci9badyRkXb3JoRpBj5p8C6Tw41ELDZoiihKEtp",
+                // p2p keys must be unique among the candidates.
+                "sign_pk": SecretKey::from_seed(KeyType::ED25519, name).public_key().to_string(),
             });
             (name.to_string(), info)
         })
@@ -94,17 +97,21 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
     // Start the node loops.
     let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut stores = Vec::new();
     for (i, (name, account_key, p2p_key, listen)) in nodes.into_iter().enumerate() {
         let chain = Chain::new(devnet.rpc_url(), contract.clone(), id(name), account_key);
-        let store = Store::open(
-            &dir.path().join(format!("{i}.redb")),
-            &StorageKey::generate(),
-        )
-        .unwrap();
+        let store = Arc::new(
+            Store::open(
+                &dir.path().join(format!("{i}.redb")),
+                &StorageKey::generate(),
+            )
+            .unwrap(),
+        );
+        stores.push(store.clone());
         let mut config = NodeConfig::new(
             id(name),
             Arc::new(chain),
-            Arc::new(store),
+            store,
             p2p_key,
             listen,
             contract.as_str(),
@@ -116,7 +123,7 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
         tasks.spawn(run(config, cancel.clone()));
     }
 
-    // Key generation and votes make the contract Running.
+    // Key generation and every participant's vote make the contract Running.
     let observer = Chain::new(
         devnet.rpc_url(),
         contract.clone(),
@@ -124,9 +131,9 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
         devnet.root_secret_key().clone(),
     );
     let deadline = Instant::now() + Duration::from_secs(180);
-    let public_key = loop {
-        if let ContractState::Running { public_key, .. } = observer.state().await.unwrap() {
-            break public_key;
+    let running = loop {
+        if let ContractState::Running(running) = observer.state().await.unwrap() {
+            break running;
         }
         assert!(
             Instant::now() < deadline,
@@ -134,7 +141,17 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let root_key = near_key::parse_secp256k1(&public_key).unwrap();
+    let domain = running.domain(DomainId(0)).expect("domain 0 has its key");
+    let root_key = near_key::parse_secp256k1(&domain.public_key).unwrap();
+    // Every node holds its share from the attempt the contract completed.
+    for (i, store) in stores.iter().enumerate() {
+        let (attempt, share) = store
+            .key_share_at(DomainId(0), running.epoch)
+            .unwrap()
+            .unwrap_or_else(|| panic!("node {i} stored no share"));
+        assert_eq!(attempt, domain.attempt, "node {i}");
+        assert_eq!(share.public_key, root_key, "node {i}");
+    }
 
     // A user signs; the nodes answer.
     let alice_key = create(&root, "alice.test.near", vec![]).await;
@@ -144,10 +161,12 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
         id("alice.test.near"),
         alice_key,
     );
-    let request = SignRequest {
-        payload: Payload::new([0x5e; 32]).unwrap(),
+    let payload = EcdsaPayload::new([0x5e; 32]).unwrap();
+    let request = SignRequestArgs {
+        payload_v2: Some(Payload::Ecdsa(payload)),
         path: "ethereum-1".into(),
-        key_version: 0,
+        domain_id: Some(DomainId(0)),
+        ..Default::default()
     };
     let started = Instant::now();
     let returned = tokio::time::timeout(
@@ -158,11 +177,14 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
     .expect("the network answers within the wait")
     .expect("sign returns a signature");
     let response: SignatureResponse = serde_json::from_slice(&returned).unwrap();
+    let SignatureResponse::Secp256k1(response) = response else {
+        panic!("domain 0 answers with a secp256k1 signature, got {response:?}")
+    };
     let derived =
         primitives::derivation::derive_public_key_for(&root_key, "alice.test.near", "ethereum-1")
             .unwrap();
     response
-        .verify(&request.payload, &derived)
+        .verify(&payload, &derived)
         .expect("a valid signature for alice's derived key");
     eprintln!("sign answered in {:?}", started.elapsed());
 

@@ -1,13 +1,16 @@
 //! Three engines, each with its own database, talking over the real peer-to-peer
 //! layer on 127.0.0.1: triples, a presignature, and a signature for a derived key
-//! with one node down; forged and unknown invitations are refused.
+//! with one node down; forged and unknown invitations are refused; key generation
+//! and resharing run as the contract's numbered attempts (a new attempt voids the
+//! old one's runs, a share is replaced only by a later attempt's, and a node that
+//! stored its share for an attempt takes no further part in it).
 
 use mpc_node::engine::{Engine, EngineError, Event, Job, KeyTask, NodeMessage, Start};
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
 use mpc_node::storage::{StorageKey, Store};
 use primitives::derivation::{derive_public_key_for, Tweak};
-use primitives::{Payload, RequestId};
+use primitives::{DomainId, EcdsaPayload, Payload, RequestId, SignRequest};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,13 +18,34 @@ use threshold::local::{self, Schedule};
 use threshold::{keygen, InstanceId, KeyShare, ParticipantId, Participants, SignTask};
 use tokio::sync::mpsc;
 
+/// The domain every test here signs in: domain 0, secp256k1.
+const D0: DomainId = DomainId(0);
+
 struct Node {
     me: u32,
     engine: Engine,
     network: Option<Network>,
     incoming: mpsc::Receiver<Incoming>,
     events: Vec<Event>,
+    /// Messages this node's engine refused (only where a test tolerates them).
+    refused: Vec<(u32, String)>,
     store: Arc<Store>,
+}
+
+/// A request as every node would see it on the chain, and the engine's task for it.
+fn request(predecessor: &str, path: &str, payload: [u8; 32], entropy: u8) -> (RequestId, SignTask) {
+    let payload = EcdsaPayload::new(payload).unwrap();
+    let request = SignRequest {
+        payload: Payload::Ecdsa(payload),
+        path: path.into(),
+        domain_id: D0,
+    };
+    let task = SignTask {
+        payload,
+        tweak: Tweak::derive(predecessor, path).unwrap(),
+        entropy: [entropy; 32],
+    };
+    (RequestId::of(predecessor, &request), task)
 }
 
 async fn start(n: u32, threshold: usize, dir: &std::path::Path) -> (Vec<Node>, Vec<KeyShare>) {
@@ -58,7 +82,7 @@ async fn start(n: u32, threshold: usize, dir: &std::path::Path) -> (Vec<Node>, V
         let store = Arc::new(
             Store::open(&dir.join(format!("node{i}.redb")), &StorageKey::generate()).unwrap(),
         );
-        store.put_key_share(0, share).unwrap();
+        store.put_key_share(D0, 0, 0, share).unwrap();
         let engine = Engine::new(
             0,
             me,
@@ -74,6 +98,7 @@ async fn start(n: u32, threshold: usize, dir: &std::path::Path) -> (Vec<Node>, V
             network: Some(network),
             incoming,
             events: Vec::new(),
+            refused: Vec::new(),
             store,
         });
     }
@@ -82,8 +107,19 @@ async fn start(n: u32, threshold: usize, dir: &std::path::Path) -> (Vec<Node>, V
 }
 
 /// Moves messages between engines and the network until `done` holds (or panics
-/// after a bounded wait).
+/// after a bounded wait). Any refused message fails the test.
 async fn pump(nodes: &mut [Node], what: &str, done: impl Fn(&[Node]) -> bool) {
+    pump_with(nodes, what, false, done).await
+}
+
+/// [`pump`], but with `tolerate_refusals` a refused message is recorded in the
+/// node's `refused` list instead of failing the test.
+async fn pump_with(
+    nodes: &mut [Node],
+    what: &str,
+    tolerate_refusals: bool,
+    done: impl Fn(&[Node]) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done(nodes) {
         if Instant::now() >= deadline {
@@ -104,7 +140,10 @@ async fn pump(nodes: &mut [Node], what: &str, done: impl Fn(&[Node]) -> bool) {
             }
             while let Ok(Incoming { from, message }) = node.incoming.try_recv() {
                 if let Err(e) = node.engine.handle(from, &message) {
-                    panic!("node {} refused a message from {}: {e}", node.me, from.0);
+                    if !tolerate_refusals {
+                        panic!("node {} refused a message from {}: {e}", node.me, from.0);
+                    }
+                    node.refused.push((from.0, e.to_string()));
                 }
                 idle = false;
             }
@@ -168,14 +207,8 @@ async fn triples_presignature_and_signature_over_the_network() {
         .all(|n| n.store.presignature_ids().unwrap() == vec![presignature]));
 
     // A request, as every node sees it on the chain.
-    let tweak = Tweak::derive("alice.near", "ethereum-1").unwrap();
-    let payload = Payload::new([0x33; 32]).unwrap();
-    let request_id = RequestId::new(&tweak.to_bytes(), payload.as_bytes(), 0);
-    let task = SignTask {
-        payload,
-        tweak,
-        entropy: [5; 32],
-    };
+    let (request_id, task) = request("alice.near", "ethereum-1", [0x33; 32], 5);
+    let payload = task.payload;
     for node in nodes.iter_mut() {
         node.engine.add_request(request_id, task.clone());
     }
@@ -264,11 +297,7 @@ async fn forged_and_unknown_invitations_are_refused() {
         .handle(ParticipantId(0), &unknown.encode())
         .unwrap();
     assert_eq!(nodes[1].engine.running(), 0, "deferred, not started");
-    let task = SignTask {
-        payload: Payload::new([2; 32]).unwrap(),
-        tweak: Tweak::derive("x.near", "p").unwrap(),
-        entropy: [0; 32],
-    };
+    let (_, task) = request("x.near", "p", [2; 32], 0);
     nodes[1].engine.add_request(RequestId([2; 32]), task);
     assert_eq!(
         nodes[1].engine.running(),
@@ -370,6 +399,7 @@ async fn keyless(n: u32, dir: &std::path::Path) -> Vec<Node> {
             network: Some(network),
             incoming,
             events: Vec::new(),
+            refused: Vec::new(),
             store,
         });
     }
@@ -377,18 +407,81 @@ async fn keyless(n: u32, dir: &std::path::Path) -> Vec<Node> {
     nodes
 }
 
-fn stored_keys(nodes: &[Node], epoch: u64) -> Vec<k256::AffinePoint> {
+/// The public keys of the shares the engines reported storing for `epoch` in the
+/// contract's key-event attempt `attempt`.
+fn stored_keys(nodes: &[Node], epoch: u64, attempt: u64) -> Vec<k256::AffinePoint> {
     nodes
         .iter()
         .flat_map(|n| n.events.iter())
         .filter_map(|e| match e {
             Event::KeyShareStored {
                 epoch: e,
+                attempt: a,
                 public_key,
-            } if *e == epoch => Some(*public_key),
+            } if *e == epoch && *a == attempt => Some(*public_key),
             _ => None,
         })
         .collect()
+}
+
+/// The share of domain 0's key a node's database holds for `epoch`: the attempt
+/// that made it and its public key.
+fn share_of(node: &Node, epoch: u64) -> Option<(u64, k256::AffinePoint)> {
+    node.store
+        .key_share_at(D0, epoch)
+        .unwrap()
+        .map(|(attempt, share)| (attempt, share.public_key))
+}
+
+/// The contract's keygen of domain 0 in epoch 0, attempt `attempt`.
+fn generate(attempt: u64) -> KeyTask {
+    KeyTask::Generate {
+        epoch: 0,
+        domain: D0,
+        attempt,
+    }
+}
+
+/// A Start of keygen attempt `attempt` among nodes 0..3, as any of them proposes it.
+fn keygen_start(attempt: u64) -> Vec<u8> {
+    NodeMessage::Start(Start {
+        epoch: 0,
+        participants: vec![0, 1, 2],
+        job: Job::Keygen {
+            epoch: 0,
+            domain: 0,
+            attempt,
+        },
+    })
+    .encode()
+}
+
+/// A key engine as the daemon builds one for an attempt: epoch 0, nodes 0..3,
+/// threshold 2, no key, the contract's task.
+fn key_engine(node: &Node, task: KeyTask) -> Engine {
+    let mut engine = Engine::new(
+        0,
+        ParticipantId(node.me),
+        Participants::first(3).unwrap(),
+        2,
+        None,
+        node.store.clone(),
+        Duration::from_secs(20),
+    );
+    engine.set_key_task(Some(task));
+    engine
+}
+
+fn is_refused(result: Result<(), EngineError>) -> bool {
+    matches!(result, Err(EngineError::Refused(_)))
+}
+
+async fn shut_down(nodes: &mut [Node]) {
+    for node in nodes.iter_mut() {
+        if let Some(network) = node.network.take() {
+            network.shutdown().await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,63 +490,72 @@ async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
     let mut nodes = keyless(4, dir.path()).await;
     let first_three = Participants::first(3).unwrap();
 
-    // Epoch 0: nodes 0..3 generate the key; two of them propose, one run happens.
+    // Epoch 0: nodes 0..3 generate the key in the contract's attempt 0; two of them
+    // propose, one run happens.
     for node in nodes.iter_mut().take(3) {
-        node.engine = Engine::new(
-            0,
-            ParticipantId(node.me),
-            first_three.clone(),
-            2,
-            None,
-            node.store.clone(),
-            Duration::from_secs(20),
-        );
-        node.engine
-            .set_key_task(Some(KeyTask::Generate { epoch: 0 }));
+        node.engine = key_engine(node, generate(0));
     }
     nodes[0].engine.propose_key_task().unwrap();
     nodes[1].engine.propose_key_task().unwrap();
     pump(&mut nodes, "keygen at three nodes", |n| {
-        stored_keys(n, 0).len() == 3
+        stored_keys(n, 0, 0).len() == 3
     })
     .await;
-    let keys = stored_keys(&nodes, 0);
+    let keys = stored_keys(&nodes, 0, 0);
     assert!(keys.iter().all(|k| *k == keys[0]), "one public key");
     let public_key = keys[0];
+    assert!(
+        nodes[..3]
+            .iter()
+            .all(|n| share_of(n, 0) == Some((0, public_key))),
+        "each share is stored with the attempt that made it"
+    );
+    assert_eq!(share_of(&nodes[3], 0), None, "node 3 took no part");
 
-    // Epoch 1: node 3 joins, threshold 3; the old holders bring their shares.
+    // Epoch 1: node 3 joins, threshold 3, in the contract's attempt 1 (attempt ids
+    // count on across key events). As in the daemon, the key engine starts without
+    // a key; the old holders bring their epoch-0 shares as the resharing input.
     let all_four = Participants::first(4).unwrap();
     let task = KeyTask::Reshare {
         epoch: 1,
+        domain: D0,
         old_participants: first_three.clone(),
         old_threshold: 2,
         public_key,
+        attempt: 1,
     };
     for node in nodes.iter_mut() {
-        let share = node.store.key_share().unwrap().map(|(_, share)| share);
+        let share = node.store.key_share_at(D0, 0).unwrap().map(|(_, s)| s);
         node.engine = Engine::new(
             1,
             ParticipantId(node.me),
             all_four.clone(),
             3,
-            share,
+            None,
             node.store.clone(),
             Duration::from_secs(20),
         );
         node.engine.set_key_task(Some(task.clone()));
+        node.engine.set_reshare_input(share);
     }
     nodes[3].engine.propose_key_task().unwrap();
     pump(&mut nodes, "resharing at four nodes", |n| {
-        stored_keys(n, 1).len() == 4
+        stored_keys(n, 1, 1).len() == 4
     })
     .await;
     assert!(
-        stored_keys(&nodes, 1).iter().all(|k| *k == public_key),
+        stored_keys(&nodes, 1, 1).iter().all(|k| *k == public_key),
         "resharing keeps the public key"
     );
     assert!(nodes
         .iter()
-        .all(|n| n.store.key_share().unwrap().unwrap().0 == 1));
+        .all(|n| share_of(n, 1) == Some((1, public_key))));
+    assert!(
+        nodes[..3]
+            .iter()
+            .all(|n| share_of(n, 0) == Some((0, public_key))),
+        "the old epoch's shares stay until the node retires them"
+    );
 
     // The newcomer stocks a presignature and leads a signature with two old nodes.
     nodes[3].engine.propose_triple(&all_four).unwrap();
@@ -479,18 +581,10 @@ async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
         n[3].engine.own_confirmed_stock(&all_four).unwrap().1 == 1
     })
     .await;
-    let tweak = Tweak::derive("erin.near", "bitcoin-1").unwrap();
-    let payload = Payload::new([0x44; 32]).unwrap();
-    let request_id = RequestId::new(&tweak.to_bytes(), payload.as_bytes(), 0);
+    let (request_id, task) = request("erin.near", "bitcoin-1", [0x44; 32], 6);
+    let payload = task.payload;
     for node in nodes.iter_mut() {
-        node.engine.add_request(
-            request_id,
-            SignTask {
-                payload,
-                tweak,
-                entropy: [6; 32],
-            },
-        );
+        node.engine.add_request(request_id, task.clone());
     }
     let signers = Participants::new([1, 2, 3].map(ParticipantId)).unwrap();
     nodes[3]
@@ -514,9 +608,172 @@ async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
         .verify(&payload, &derived)
         .expect("verifies for the derived key of the unchanged root");
 
+    shut_down(&mut nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_attempt_voids_the_old_attempts_runs_and_its_share_replaces_the_older_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = keyless(3, dir.path()).await;
+
+    // Attempt 3 completes at every node; say a vote never landed, so the contract
+    // moves on to attempt 4 all the same.
     for node in nodes.iter_mut() {
-        if let Some(network) = node.network.take() {
-            network.shutdown().await;
-        }
+        node.engine.set_key_task(Some(generate(3)));
     }
+    nodes[0].engine.propose_key_task().unwrap();
+    pump(&mut nodes, "attempt 3 at three nodes", |n| {
+        stored_keys(n, 0, 3).len() == 3
+    })
+    .await;
+    let first = stored_keys(&nodes, 0, 3)[0];
+    assert!(nodes.iter().all(|n| share_of(n, 0) == Some((3, first))));
+
+    // Every node starts attempt 4 (same engine: a new attempt is a new task), but
+    // before any of its messages arrive the contract moves on to attempt 5 (a
+    // participant reported attempt 4 failed).
+    for node in nodes.iter_mut() {
+        node.engine.set_key_task(Some(generate(4)));
+        assert!(node.engine.propose_key_task().unwrap());
+        assert_eq!(node.engine.running(), 1, "attempt 4 under way");
+    }
+    for node in nodes.iter_mut() {
+        node.engine.set_key_task(Some(generate(5)));
+        assert_eq!(node.engine.running(), 0, "attempt 4's run is void");
+    }
+
+    // A Start for any attempt but the current one is refused: one that is over, and
+    // one the contract has not begun (a proposer cannot pick the attempt).
+    for attempt in [3, 4, 6] {
+        assert!(
+            is_refused(
+                nodes[1]
+                    .engine
+                    .handle(ParticipantId(0), &keygen_start(attempt))
+            ),
+            "attempt {attempt}"
+        );
+    }
+    let reshare = NodeMessage::Start(Start {
+        epoch: 0,
+        participants: vec![0, 1, 2],
+        job: Job::Reshare {
+            epoch: 0,
+            domain: 0,
+            old_participants: vec![0, 1, 2],
+            old_threshold: 2,
+            public_key: primitives::SerializableAffinePoint::from_point(&first).affine_point,
+            attempt: 5,
+        },
+    });
+    assert!(
+        is_refused(nodes[1].engine.handle(ParticipantId(0), &reshare.encode())),
+        "attempt 5 is a keygen, not a resharing"
+    );
+    assert_eq!(nodes[1].engine.running(), 0, "nothing started");
+
+    // Attempt 5 runs; attempt 4's messages still in flight are refused on arrival.
+    nodes[2].engine.propose_key_task().unwrap();
+    pump_with(&mut nodes, "attempt 5 at three nodes", true, |n| {
+        stored_keys(n, 0, 5).len() == 3
+    })
+    .await;
+    for node in &nodes {
+        // Messages from one peer arrive in order, and attempt 5 needed every peer's:
+        // each peer's invitation to attempt 4 came first and was refused.
+        assert_eq!(
+            node.refused.len(),
+            2,
+            "node {}: {:?}",
+            node.me,
+            node.refused
+        );
+        assert!(
+            node.refused
+                .iter()
+                .all(|(_, why)| why.contains("attempt 4")),
+            "node {}: {:?}",
+            node.me,
+            node.refused
+        );
+    }
+    assert!(
+        stored_keys(&nodes, 0, 4).is_empty(),
+        "attempt 4 stored nothing"
+    );
+    let keys = stored_keys(&nodes, 0, 5);
+    assert!(keys.iter().all(|k| *k == keys[0]), "one public key");
+    assert_ne!(keys[0], first, "a fresh key");
+    assert!(
+        nodes.iter().all(|n| share_of(n, 0) == Some((5, keys[0]))),
+        "attempt 5's share replaced attempt 3's"
+    );
+
+    shut_down(&mut nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stored_its_share_refuses_the_attempt_again_and_runs_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = keyless(3, dir.path()).await;
+    for node in nodes.iter_mut() {
+        node.engine = key_engine(node, generate(7));
+    }
+    nodes[1].engine.propose_key_task().unwrap();
+    pump(&mut nodes, "attempt 7 at three nodes", |n| {
+        stored_keys(n, 0, 7).len() == 3
+    })
+    .await;
+    let key7 = stored_keys(&nodes, 0, 7)[0];
+
+    // Done with attempt 7: another run of it (a peer proposing it anew) is refused,
+    // and proposing it starts nothing.
+    for node in nodes.iter_mut() {
+        let peer = ParticipantId((node.me + 1) % 3);
+        match node.engine.handle(peer, &keygen_start(7)) {
+            Err(EngineError::Refused(why)) => assert!(why.contains("finished"), "{why}"),
+            other => panic!("node {}: expected a refusal, got {other:?}", node.me),
+        }
+        assert!(node.engine.propose_key_task().unwrap());
+        assert_eq!(node.engine.running(), 0);
+    }
+
+    // The same after a restart: a node that finds its attempt-7 share in storage
+    // resumes as finished, reports the share again (so its vote can be repeated),
+    // and refuses attempt 7.
+    for node in nodes.iter_mut() {
+        let (attempt, share) = node.store.key_share_at(D0, 0).unwrap().unwrap();
+        assert_eq!(attempt, 7);
+        node.engine = key_engine(node, generate(7));
+        node.engine.resume_finished_key_task(share);
+        let events: Vec<Event> = node.engine.drain_events().collect();
+        assert_eq!(
+            events,
+            vec![Event::KeyShareStored {
+                epoch: 0,
+                attempt: 7,
+                public_key: key7,
+            }]
+        );
+        let peer = ParticipantId((node.me + 2) % 3);
+        assert!(is_refused(node.engine.handle(peer, &keygen_start(7))));
+        assert!(node.engine.propose_key_task().unwrap());
+        assert_eq!(node.engine.running(), 0, "node {}", node.me);
+    }
+
+    // The contract moves on to attempt 8 (say a vote never landed): fresh engines
+    // for it run, and each share of attempt 8 replaces the one of attempt 7.
+    for node in nodes.iter_mut() {
+        node.engine = key_engine(node, generate(8));
+        assert!(node.engine.propose_key_task().unwrap());
+    }
+    pump(&mut nodes, "attempt 8 at three nodes", |n| {
+        stored_keys(n, 0, 8).len() == 3
+    })
+    .await;
+    let key8 = stored_keys(&nodes, 0, 8)[0];
+    assert_ne!(key8, key7);
+    assert!(nodes.iter().all(|n| share_of(n, 0) == Some((8, key8))));
+
+    shut_down(&mut nodes).await;
 }

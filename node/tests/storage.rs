@@ -2,6 +2,7 @@
 //! take-before-use rule across a crash (reopen).
 
 use mpc_node::storage::{StorageKey, Store, StoreError};
+use primitives::DomainId;
 use threshold::local::{self, Schedule};
 use threshold::{
     generate_triple, keygen, presign, InstanceId, KeyShare, Participants, Presignature, Triple,
@@ -68,20 +69,32 @@ fn secrets_round_trip_sealed_and_the_wrong_key_is_refused() {
     let path = dir.path().join("node.redb");
     let key = StorageKey::generate();
     let (share, _, _) = material();
+    let d0 = DomainId(0);
     {
         let store = Store::open(&path, &key).unwrap();
-        assert!(store.key_share().unwrap().is_none());
-        store.put_key_share(3, &share).unwrap();
+        assert!(store.key_share_at(d0, 3).unwrap().is_none());
+        store.put_key_share(d0, 3, 7, &share).unwrap();
     }
     let store = Store::open(&path, &key).unwrap();
-    assert_eq!(store.key_share().unwrap(), Some((3, share.clone())));
-    assert_eq!(store.key_share_at(3).unwrap(), Some(share.clone()));
-    assert_eq!(store.key_share_at(2).unwrap(), None);
-    // A stored share is never replaced, whatever another run produced.
-    assert!(matches!(
-        store.put_key_share(3, &share),
-        Err(StoreError::KeyShareExists { epoch: 3 })
-    ));
+    assert_eq!(store.key_share_at(d0, 3).unwrap(), Some((7, share.clone())));
+    assert_eq!(store.key_share_at(d0, 2).unwrap(), None);
+    assert_eq!(store.key_share_at(DomainId(1), 3).unwrap(), None);
+    // A share is replaced only by a later key-event attempt's: the same or an
+    // earlier attempt's output is refused.
+    for attempt in [7, 6] {
+        assert!(matches!(
+            store.put_key_share(d0, 3, attempt, &share),
+            Err(StoreError::KeyShareExists {
+                epoch: 3,
+                attempt: 7,
+                ..
+            })
+        ));
+    }
+    let (other, _, _) = material();
+    store.put_key_share(d0, 3, 9, &other).unwrap();
+    assert_eq!(store.key_share_at(d0, 3).unwrap(), Some((9, other)));
+    store.put_key_share(d0, 3, 10, &share).unwrap();
     drop(store);
 
     // The share's bytes are not in the file in the clear.

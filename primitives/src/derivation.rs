@@ -15,6 +15,18 @@ use sha3::{Digest, Sha3_256};
 /// The domain-separation prefix of the tweak hash, as deployed on NEAR.
 pub const EPSILON_DERIVATION_PREFIX: &str = "near-mpc-recovery v0.1.0 epsilon derivation:";
 
+/// The tweak hash `SHA3-256(prefix ‖ predecessor ‖ "," ‖ path)`, before it is read
+/// as a scalar of a particular curve (big-endian for secp256k1, see [`Tweak`];
+/// little-endian mod ℓ for Ed25519, see [`crate::ed25519::Ed25519Tweak`]).
+pub fn tweak_hash(predecessor: &str, path: &str) -> [u8; 32] {
+    let mut hasher = Sha3_256::new();
+    hasher.update(EPSILON_DERIVATION_PREFIX.as_bytes());
+    hasher.update(predecessor.as_bytes());
+    hasher.update(b",");
+    hasher.update(path.as_bytes());
+    hasher.finalize().into()
+}
+
 /// The additive tweak ε for one (predecessor account, path) pair.
 ///
 /// Serialised as its 32 big-endian bytes; always a canonical scalar (below the curve
@@ -36,12 +48,7 @@ impl core::fmt::Display for TweakOutOfRange {
 impl Tweak {
     /// Derives the tweak for `predecessor` (the NEAR account that calls `sign`) and `path`.
     pub fn derive(predecessor: &str, path: &str) -> Result<Self, TweakOutOfRange> {
-        let mut hasher = Sha3_256::new();
-        hasher.update(EPSILON_DERIVATION_PREFIX.as_bytes());
-        hasher.update(predecessor.as_bytes());
-        hasher.update(b",");
-        hasher.update(path.as_bytes());
-        Self::from_bytes(hasher.finalize().into())
+        Self::from_bytes(tweak_hash(predecessor, path))
     }
 
     /// Reads a tweak from its 32 big-endian bytes, rejecting values ≥ the curve order.

@@ -6,12 +6,15 @@
 //!
 //! - [`derivation`]: the per-(caller, path) tweak ε and the derived public key
 //!   `root + ε·G`, bit-compatible with the deployed NEAR MPC network.
+//! - [`ed25519`]: the same for Ed25519 domains (tweak read little-endian mod ℓ),
+//!   NEAR's `ed25519:` key text and Solana addresses.
+//! - [`domain`]: domains `{id, scheme}` ([`DomainId`], [`SignatureScheme`]).
 //! - [`near_key`]: NEAR's `secp256k1:<base58>` public key strings.
-//! - [`request`]: what `sign` takes ([`SignRequest`], [`Payload`]) and what the
-//!   contract stores and shows nodes ([`SignatureRequest`], [`RequestId`],
-//!   [`PendingRequest`]).
-//! - [`response`]: the signature the network returns ([`SignatureResponse`]): low-s
-//!   normalisation, recovery id, verification.
+//! - [`request`]: what `sign` takes ([`SignRequestArgs`] in three shapes, resolved
+//!   to a [`SignRequest`] with a scheme-tagged [`Payload`]) and what the contract
+//!   shows nodes ([`RequestId`], [`PendingRequest`]).
+//! - [`response`]: the signature the network returns, tagged by scheme
+//!   ([`SignatureResponse`]): ECDSA low-s normalisation, recovery id, verification.
 //!
 //! ```
 //! use primitives::{derivation, near_key};
@@ -29,14 +32,23 @@ extern crate alloc;
 
 pub mod address;
 pub mod derivation;
+pub mod domain;
+pub mod ed25519;
 mod hex_array;
 pub mod near_key;
 pub mod request;
 pub mod response;
 
 pub use derivation::Tweak;
-pub use request::{Payload, PendingRequest, RequestId, SignRequest, SignatureRequest};
-pub use response::{SerializableAffinePoint, SerializableScalar, SignatureResponse};
+pub use domain::{DomainConfig, DomainId, SignatureScheme};
+pub use request::{
+    EcdsaPayload, EddsaPayload, Payload, PendingRequest, RequestId, SignRequest, SignRequestArgs,
+};
+pub use response::{
+    EcdsaSignature, Ed25519Signature, SerializableAffinePoint, SerializableScalar,
+    SignatureResponse,
+};
 
-/// Re-exported so that users of these types name the same curve implementation.
+/// Re-exported so that users of these types name the same curve implementations.
+pub use curve25519_dalek;
 pub use k256;

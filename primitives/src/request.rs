@@ -1,10 +1,15 @@
 //! What `sign` takes and what the contract keeps while the network works on it.
+//!
+//! `sign` accepts three shapes (DESIGN §4), all resolved to one [`SignRequest`]:
+//! - current: `{"request": {"payload_v2": {"Ecdsa": "<hex>"} | {"Eddsa": "<hex>"}, "path", "domain_id"}}`
+//! - legacy: `{"request": {"payload": [32 bytes] | "<hex>", "path", "key_version"}}`
+//! - the seed's: `{"payload": [32 bytes], "path"}` (domain 0).
 
-use crate::derivation::{Tweak, TweakOutOfRange};
+use crate::domain::{DomainId, SignatureScheme};
 use crate::hex_array::{self, HexVisitor};
-use crate::response::SerializableScalar;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use borsh::{BorshDeserialize, BorshSerialize};
 use core::fmt;
 use k256::elliptic_curve::PrimeField;
@@ -12,15 +17,15 @@ use k256::Scalar;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha3::{Digest, Sha3_256};
 
-/// The 32-byte digest a foreign chain signs (an Ethereum transaction hash, a Bitcoin
+/// The 32-byte digest an ECDSA chain signs (an Ethereum transaction hash, a Bitcoin
 /// sighash, ...), read as a big-endian number.
 ///
 /// ECDSA signs a scalar, so the payload must be non-zero and below the curve order;
 /// [`Payload::new`] and deserialisation enforce it. In JSON it is accepted as an array
 /// of 32 numbers (the seed's `[u8; 32]`) or as a hex string (optionally `0x`-prefixed),
-/// and written as an array.
+/// and written as lowercase hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
-pub struct Payload([u8; 32]);
+pub struct EcdsaPayload([u8; 32]);
 
 /// Why a payload was refused. The texts are part of the contract's API.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,21 +47,21 @@ impl fmt::Display for PayloadError {
     }
 }
 
-impl Payload {
+impl EcdsaPayload {
     /// Checks that `bytes` is a non-zero scalar below the curve order.
     ///
     /// ```
-    /// use primitives::Payload;
-    /// assert!(Payload::new([1; 32]).is_ok());
-    /// assert!(Payload::new([0; 32]).is_err());
-    /// assert!(Payload::new([0xff; 32]).is_err());
+    /// use primitives::EcdsaPayload;
+    /// assert!(EcdsaPayload::new([1; 32]).is_ok());
+    /// assert!(EcdsaPayload::new([0; 32]).is_err());
+    /// assert!(EcdsaPayload::new([0xff; 32]).is_err());
     /// ```
     pub fn new(bytes: [u8; 32]) -> Result<Self, PayloadError> {
         let scalar: Option<Scalar> = Scalar::from_repr(bytes.into()).into();
         match scalar {
             None => Err(PayloadError::NotBelowOrder),
             Some(s) if bool::from(s.is_zero()) => Err(PayloadError::Zero),
-            Some(_) => Ok(Payload(bytes)),
+            Some(_) => Ok(EcdsaPayload(bytes)),
         }
     }
 
@@ -70,19 +75,19 @@ impl Payload {
     }
 }
 
-impl fmt::Debug for Payload {
+impl fmt::Debug for EcdsaPayload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Payload({})", hex_array::encode_lower(&self.0))
+        write!(f, "EcdsaPayload({})", hex_array::encode_lower(&self.0))
     }
 }
 
-impl Serialize for Payload {
+impl Serialize for EcdsaPayload {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        Serialize::serialize(&self.0, serializer)
+        serializer.serialize_str(&hex_array::encode_lower(&self.0))
     }
 }
 
-impl<'de> Deserialize<'de> for Payload {
+impl<'de> Deserialize<'de> for EcdsaPayload {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct PayloadVisitor;
         impl<'de> serde::de::Visitor<'de> for PayloadVisitor {
@@ -114,37 +119,218 @@ impl<'de> Deserialize<'de> for Payload {
             }
         }
         let bytes = deserializer.deserialize_any(PayloadVisitor)?;
-        Payload::new(bytes).map_err(serde::de::Error::custom)
+        EcdsaPayload::new(bytes).map_err(serde::de::Error::custom)
     }
 }
 
-/// The arguments of `sign` in the deployed network's form:
-/// `{"payload": [32 bytes] | "<hex>", "path": "ethereum-1", "key_version": 0}`.
+/// The smallest and largest Ed25519 message `sign` accepts, in bytes (a Solana
+/// transaction message fits in 1232).
+pub const EDDSA_PAYLOAD_MIN: usize = 32;
+pub const EDDSA_PAYLOAD_MAX: usize = 1232;
+
+/// The message an Ed25519 chain signs (e.g. a Solana transaction message), 32 to
+/// 1232 bytes, written as hex.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+pub struct EddsaPayload(Vec<u8>);
+
+impl EddsaPayload {
+    pub fn new(bytes: Vec<u8>) -> Result<Self, EddsaPayloadError> {
+        if !(EDDSA_PAYLOAD_MIN..=EDDSA_PAYLOAD_MAX).contains(&bytes.len()) {
+            return Err(EddsaPayloadError { len: bytes.len() });
+        }
+        Ok(EddsaPayload(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// An Eddsa payload of the wrong length. The text is part of the contract's API.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct EddsaPayloadError {
+    pub len: usize,
+}
+
+impl fmt::Display for EddsaPayloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "an Eddsa payload must be {EDDSA_PAYLOAD_MIN} to {EDDSA_PAYLOAD_MAX} bytes, got {}",
+            self.len
+        )
+    }
+}
+
+impl fmt::Debug for EddsaPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EddsaPayload({})", hex_array::encode_lower(&self.0))
+    }
+}
+
+impl Serialize for EddsaPayload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex_array::encode_lower(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for EddsaPayload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EddsaVisitor;
+        impl serde::de::Visitor<'_> for EddsaVisitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an Eddsa payload as a hex string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                let digits = v.strip_prefix("0x").unwrap_or(v);
+                hex::decode(digits)
+                    .map_err(|e| E::custom(format!("the Eddsa payload is not valid hex: {e}")))
+            }
+        }
+        let bytes = deserializer.deserialize_str(EddsaVisitor)?;
+        EddsaPayload::new(bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What to sign, tagged by scheme: `sign`'s `payload_v2`,
+/// `{"Ecdsa": "<hex of 32 bytes>"}` or `{"Eddsa": "<hex of 32..=1232 bytes>"}`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub enum Payload {
+    Ecdsa(EcdsaPayload),
+    Eddsa(EddsaPayload),
+}
+
+impl Payload {
+    /// The scheme a domain must have to sign this payload.
+    pub fn scheme(&self) -> SignatureScheme {
+        match self {
+            Payload::Ecdsa(_) => SignatureScheme::Secp256k1,
+            Payload::Eddsa(_) => SignatureScheme::Ed25519,
+        }
+    }
+
+    /// The `payload_v2` variant's name.
+    pub fn kind(&self) -> &'static str {
+        self.scheme().payload_kind()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Payload::Ecdsa(p) => p.as_bytes(),
+            Payload::Eddsa(p) => p.as_bytes(),
+        }
+    }
+
+    pub fn as_ecdsa(&self) -> Option<&EcdsaPayload> {
+        match self {
+            Payload::Ecdsa(p) => Some(p),
+            Payload::Eddsa(_) => None,
+        }
+    }
+}
+
+/// The `request` argument of `sign` as it arrives: either payload field and either
+/// domain field. [`SignRequestArgs::resolve`] checks the combination.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct SignRequestArgs {
+    /// Legacy: an ECDSA payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<EcdsaPayload>,
+    /// Current: a payload tagged by scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_v2: Option<Payload>,
+    pub path: String,
+    /// Legacy name of `domain_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_id: Option<DomainId>,
+}
+
+/// Why `sign`'s arguments were refused before looking at any domain. The texts are
+/// part of the contract's API.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SignArgsError {
+    BothPayloads,
+    NoPayload,
+    BothDomainIds,
+}
+
+impl fmt::Display for SignArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SignArgsError::BothPayloads => {
+                "give either `payload_v2` or the legacy `payload`, not both"
+            }
+            SignArgsError::NoPayload => {
+                "sign needs a payload: `payload_v2` ({\"Ecdsa\": \"<hex>\"} or {\"Eddsa\": \"<hex>\"}) or the legacy `payload`"
+            }
+            SignArgsError::BothDomainIds => {
+                "give either `domain_id` or its legacy name `key_version`, not both"
+            }
+        })
+    }
+}
+
+impl SignRequestArgs {
+    /// The request these arguments make: a payload, a path and a domain (0 unless
+    /// given).
+    pub fn resolve(self) -> Result<SignRequest, SignArgsError> {
+        let payload = match (self.payload, self.payload_v2) {
+            (Some(_), Some(_)) => return Err(SignArgsError::BothPayloads),
+            (None, None) => return Err(SignArgsError::NoPayload),
+            (Some(legacy), None) => Payload::Ecdsa(legacy),
+            (None, Some(current)) => current,
+        };
+        let domain_id = match (self.key_version, self.domain_id) {
+            (Some(_), Some(_)) => return Err(SignArgsError::BothDomainIds),
+            (Some(version), None) => DomainId(version),
+            (None, Some(id)) => id,
+            (None, None) => DomainId::LEGACY_ECDSA,
+        };
+        Ok(SignRequest {
+            payload,
+            path: self.path,
+            domain_id,
+        })
+    }
+}
+
+/// A sign request after its arguments were resolved.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct SignRequest {
     pub payload: Payload,
     pub path: String,
-    #[serde(default)]
-    pub key_version: u32,
+    pub domain_id: DomainId,
 }
 
-/// Identifies one signature request: SHA3-256 over the tweak (which binds the caller
-/// and the path), the payload and the key version. Identical requests share an id and
-/// so share one answer. Written as lowercase hex.
+/// Identifies one signature request: SHA3-256 over the tweak hash (which binds the
+/// caller and the path), the domain and the payload with its kind. Identical
+/// requests share an id and so share one answer. Written as lowercase hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
 pub struct RequestId(pub [u8; 32]);
 
 /// Domain separation for [`RequestId`] hashes.
-const REQUEST_ID_DOMAIN: &[u8] = b"chain-signatures request id v1:";
+const REQUEST_ID_DOMAIN: &[u8] = b"chain-signatures request id v2:";
 
 impl RequestId {
-    pub fn new(tweak: &[u8; 32], payload: &[u8; 32], key_version: u32) -> Self {
+    /// The id of `payload` signed in `domain` for the tweak hash of (predecessor, path).
+    pub fn new(tweak_hash: &[u8; 32], domain: DomainId, payload: &Payload) -> Self {
         let mut hasher = Sha3_256::new();
         hasher.update(REQUEST_ID_DOMAIN);
-        hasher.update(tweak);
-        hasher.update(payload);
-        hasher.update(key_version.to_be_bytes());
+        hasher.update(tweak_hash);
+        hasher.update(domain.0.to_be_bytes());
+        hasher.update([payload.scheme() as u8]);
+        hasher.update((payload.as_bytes().len() as u32).to_be_bytes());
+        hasher.update(payload.as_bytes());
         RequestId(hasher.finalize().into())
+    }
+
+    /// The id of `request` made by `predecessor`.
+    pub fn of(predecessor: &str, request: &SignRequest) -> Self {
+        let hash = crate::derivation::tweak_hash(predecessor, &request.path);
+        Self::new(&hash, request.domain_id, &request.payload)
     }
 }
 
@@ -174,40 +360,6 @@ impl<'de> Deserialize<'de> for RequestId {
     }
 }
 
-/// The `request` argument of `respond`: which request a signature answers, in the
-/// deployed network's shape (`epsilon` is the tweak, `payload_hash` the payload).
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
-pub struct SignatureRequest {
-    pub epsilon: SerializableScalar,
-    pub payload_hash: SerializableScalar,
-    #[serde(default)]
-    pub key_version: u32,
-}
-
-impl SignatureRequest {
-    /// The request for `predecessor` signing `request`.
-    pub fn new(predecessor: &str, request: &SignRequest) -> Result<Self, TweakOutOfRange> {
-        let tweak = Tweak::derive(predecessor, &request.path)?;
-        Ok(SignatureRequest {
-            epsilon: SerializableScalar {
-                scalar: tweak.to_bytes(),
-            },
-            payload_hash: SerializableScalar {
-                scalar: *request.payload.as_bytes(),
-            },
-            key_version: request.key_version,
-        })
-    }
-
-    pub fn id(&self) -> RequestId {
-        RequestId::new(
-            &self.epsilon.scalar,
-            &self.payload_hash.scalar,
-            self.key_version,
-        )
-    }
-}
-
 /// 32 bytes written as lowercase hex: the chain's randomness at the block of a request.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
 pub struct Entropy(pub [u8; 32]);
@@ -227,7 +379,8 @@ impl<'de> Deserialize<'de> for Entropy {
 }
 
 /// One request waiting for the network, as the contract's `pending_requests` view
-/// shows it: everything a node needs to sign and `respond`.
+/// shows it: everything a node needs to sign and `respond`. There is deliberately no
+/// tweak here: a node derives it from `predecessor` and `path` itself.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct PendingRequest {
     pub request_id: RequestId,
@@ -235,9 +388,7 @@ pub struct PendingRequest {
     pub predecessor: String,
     pub payload: Payload,
     pub path: String,
-    pub key_version: u32,
-    /// The tweak ε of `predecessor` and `path`.
-    pub epsilon: SerializableScalar,
+    pub domain_id: DomainId,
     /// The block random seed when the request was first made: chain entropy for
     /// re-randomising the presignature, so no single node can steer the nonce.
     pub entropy: Entropy,
@@ -248,15 +399,19 @@ pub struct PendingRequest {
 }
 
 impl PendingRequest {
-    /// The `request` argument for `respond`.
-    pub fn signature_request(&self) -> SignatureRequest {
-        SignatureRequest {
-            epsilon: self.epsilon.clone(),
-            payload_hash: SerializableScalar {
-                scalar: *self.payload.as_bytes(),
-            },
-            key_version: self.key_version,
+    /// The request as `sign` resolved it.
+    pub fn sign_request(&self) -> SignRequest {
+        SignRequest {
+            payload: self.payload.clone(),
+            path: self.path.clone(),
+            domain_id: self.domain_id,
         }
+    }
+
+    /// Whether `request_id` is what this request's fields hash to (a node checks this
+    /// before signing, so an RPC cannot pair an id with other content).
+    pub fn id_matches(&self) -> bool {
+        RequestId::of(&self.predecessor, &self.sign_request()) == self.request_id
     }
 }
 
@@ -267,23 +422,25 @@ mod tests {
     const ORDER_HEX: &str = "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141";
 
     #[test]
-    fn payload_accepts_bytes_and_hex() {
-        let from_array: Payload = serde_json::from_str(&format!("{:?}", [7u8; 32])).unwrap();
-        let from_hex: Payload = serde_json::from_str(&format!("\"{}\"", "07".repeat(32))).unwrap();
-        let from_0x: Payload = serde_json::from_str(&format!("\"0x{}\"", "07".repeat(32))).unwrap();
-        assert_eq!(from_array, Payload::new([7; 32]).unwrap());
+    fn ecdsa_payload_accepts_bytes_and_hex_and_writes_hex() {
+        let from_array: EcdsaPayload = serde_json::from_str(&format!("{:?}", [7u8; 32])).unwrap();
+        let from_hex: EcdsaPayload =
+            serde_json::from_str(&format!("\"{}\"", "07".repeat(32))).unwrap();
+        let from_0x: EcdsaPayload =
+            serde_json::from_str(&format!("\"0x{}\"", "07".repeat(32))).unwrap();
+        assert_eq!(from_array, EcdsaPayload::new([7; 32]).unwrap());
         assert_eq!(from_hex, from_array);
         assert_eq!(from_0x, from_array);
         assert_eq!(
             serde_json::to_string(&from_array).unwrap(),
-            format!("{:?}", [7u8; 32]).replace(' ', "")
+            format!("\"{}\"", "07".repeat(32))
         );
     }
 
     #[test]
-    fn payload_rejections_say_what_is_wrong() {
+    fn ecdsa_payload_rejections_say_what_is_wrong() {
         let err = |json: &str| {
-            serde_json::from_str::<Payload>(json)
+            serde_json::from_str::<EcdsaPayload>(json)
                 .unwrap_err()
                 .to_string()
         };
@@ -299,45 +456,122 @@ mod tests {
     }
 
     #[test]
-    fn largest_valid_payload_is_order_minus_one() {
+    fn largest_valid_ecdsa_payload_is_order_minus_one() {
         let mut bytes: [u8; 32] = hex::decode(ORDER_HEX).unwrap().try_into().unwrap();
         bytes[31] -= 1;
-        assert!(Payload::new(bytes).is_ok());
+        assert!(EcdsaPayload::new(bytes).is_ok());
         bytes[31] += 1;
-        assert_eq!(Payload::new(bytes), Err(PayloadError::NotBelowOrder));
+        assert_eq!(EcdsaPayload::new(bytes), Err(PayloadError::NotBelowOrder));
     }
 
     #[test]
-    fn sign_request_deployed_shape_with_default_key_version() {
-        let json = format!(
-            "{{\"payload\":\"{}\",\"path\":\"ethereum-1\"}}",
-            "11".repeat(32)
+    fn eddsa_payload_lengths() {
+        let parse = |len: usize| {
+            serde_json::from_str::<Payload>(&format!("{{\"Eddsa\":\"{}\"}}", "ab".repeat(len)))
+        };
+        for ok in [32, 100, 1232] {
+            assert_eq!(parse(ok).unwrap().as_bytes().len(), ok);
+        }
+        for bad in [0, 31, 1233] {
+            let text = parse(bad).unwrap_err().to_string();
+            assert!(
+                text.contains(&format!("must be 32 to 1232 bytes, got {bad}")),
+                "{text}"
+            );
+        }
+        let text = serde_json::from_str::<Payload>(r#"{"Eddsa":"xyz"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("not valid hex"), "{text}");
+        let text = serde_json::from_str::<Payload>(r#"{"Bls":"00"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("unknown variant `Bls`"), "{text}");
+    }
+
+    fn args(json: &str) -> Result<SignRequest, String> {
+        serde_json::from_str::<SignRequestArgs>(json)
+            .map_err(|e| e.to_string())?
+            .resolve()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_three_shapes_resolve() {
+        let hex = "11".repeat(32);
+        let current = args(&format!(
+            r#"{{"payload_v2":{{"Ecdsa":"{hex}"}},"path":"p","domain_id":0}}"#
+        ))
+        .unwrap();
+        let legacy = args(&format!(
+            r#"{{"payload":"{hex}","path":"p","key_version":0}}"#
+        ))
+        .unwrap();
+        let seed = args(&format!(r#"{{"payload":{:?},"path":"p"}}"#, [0x11u8; 32])).unwrap();
+        assert_eq!(current, legacy);
+        assert_eq!(current, seed);
+        assert_eq!(current.domain_id, DomainId(0));
+        let eddsa = args(&format!(
+            r#"{{"payload_v2":{{"Eddsa":"{hex}"}},"path":"p","domain_id":1}}"#
+        ))
+        .unwrap();
+        assert_eq!(eddsa.payload.scheme(), SignatureScheme::Ed25519);
+        assert_eq!(eddsa.domain_id, DomainId(1));
+    }
+
+    #[test]
+    fn both_names_of_a_field_are_refused() {
+        let hex = "11".repeat(32);
+        assert_eq!(
+            args(&format!(
+                r#"{{"payload":"{hex}","payload_v2":{{"Ecdsa":"{hex}"}},"path":"p"}}"#
+            )),
+            Err(SignArgsError::BothPayloads.to_string())
         );
-        let request: SignRequest = serde_json::from_str(&json).unwrap();
-        assert_eq!(request.key_version, 0);
-        assert_eq!(request.path, "ethereum-1");
+        assert_eq!(
+            args(&format!(
+                r#"{{"payload":"{hex}","path":"p","key_version":0,"domain_id":0}}"#
+            )),
+            Err(SignArgsError::BothDomainIds.to_string())
+        );
+        assert_eq!(
+            args(r#"{"path":"p"}"#),
+            Err(SignArgsError::NoPayload.to_string())
+        );
     }
 
     #[test]
     fn request_id_binds_every_field() {
-        let base = RequestId::new(&[1; 32], &[2; 32], 0);
-        assert_ne!(base, RequestId::new(&[3; 32], &[2; 32], 0));
-        assert_ne!(base, RequestId::new(&[1; 32], &[3; 32], 0));
-        assert_ne!(base, RequestId::new(&[1; 32], &[2; 32], 1));
+        let ecdsa = Payload::Ecdsa(EcdsaPayload::new([2; 32]).unwrap());
+        let eddsa = Payload::Eddsa(EddsaPayload::new([2; 32].to_vec()).unwrap());
+        let base = RequestId::new(&[1; 32], DomainId(0), &ecdsa);
+        assert_ne!(base, RequestId::new(&[3; 32], DomainId(0), &ecdsa));
+        assert_ne!(base, RequestId::new(&[1; 32], DomainId(1), &ecdsa));
+        assert_ne!(base, RequestId::new(&[1; 32], DomainId(0), &eddsa));
         let json = serde_json::to_string(&base).unwrap();
         assert_eq!(json.len(), 66);
         assert_eq!(serde_json::from_str::<RequestId>(&json).unwrap(), base);
     }
 
     #[test]
-    fn signature_request_id_matches_sign_request() {
-        let sign = SignRequest {
-            payload: Payload::new([9; 32]).unwrap(),
+    fn pending_request_id_check() {
+        let request = SignRequest {
+            payload: Payload::Ecdsa(EcdsaPayload::new([9; 32]).unwrap()),
             path: "p".into(),
-            key_version: 0,
+            domain_id: DomainId(0),
         };
-        let request = SignatureRequest::new("alice.near", &sign).unwrap();
-        let tweak = Tweak::derive("alice.near", "p").unwrap();
-        assert_eq!(request.id(), RequestId::new(&tweak.to_bytes(), &[9; 32], 0));
+        let mut pending = PendingRequest {
+            request_id: RequestId::of("alice.near", &request),
+            predecessor: "alice.near".into(),
+            payload: request.payload.clone(),
+            path: request.path.clone(),
+            domain_id: request.domain_id,
+            entropy: Entropy([0; 32]),
+            block_height: 1,
+            waiting: 1,
+        };
+        assert!(pending.id_matches());
+        pending.path = "q".into();
+        assert!(!pending.id_matches());
     }
 }

@@ -1,5 +1,7 @@
-//! The signature the network returns, in the deployed network's JSON shape:
-//! `{"big_r": {"affine_point": "<33-byte SEC1 hex>"}, "s": {"scalar": "<32-byte hex>"}, "recovery_id": 0|1}`.
+//! The signature the network returns, in the deployed network's JSON shape, tagged
+//! by scheme ([`SignatureResponse`]):
+//! - `{"scheme": "Secp256k1", "big_r": {"affine_point": "<33-byte SEC1 hex>"}, "s": {"scalar": "<32-byte hex>"}, "recovery_id": 0|1}`
+//! - `{"scheme": "Ed25519", "signature": [64 integers]}` (R ‖ S, RFC 8032).
 //!
 //! Signatures are always normalised to low s (s ≤ n/2), as Ethereum and Bitcoin
 //! require; the recovery id then tells which of the two points with x = r is the
@@ -7,7 +9,8 @@
 //! `s`, and `yParity = recovery_id`.
 
 use crate::hex_array::{self, HexVisitor};
-use crate::request::Payload;
+use crate::request::EcdsaPayload as Payload;
+use alloc::vec::Vec;
 use borsh::{BorshDeserialize, BorshSerialize};
 use core::fmt;
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
@@ -105,15 +108,73 @@ impl fmt::Display for ResponseError {
     }
 }
 
+/// The network's answer to a sign request, tagged by the domain's scheme.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[serde(tag = "scheme")]
+pub enum SignatureResponse {
+    Secp256k1(EcdsaSignature),
+    Ed25519 { signature: Ed25519Signature },
+}
+
+impl SignatureResponse {
+    /// The ECDSA signature, if this is a secp256k1 answer.
+    pub fn as_ecdsa(&self) -> Option<&EcdsaSignature> {
+        match self {
+            SignatureResponse::Secp256k1(signature) => Some(signature),
+            SignatureResponse::Ed25519 { .. } => None,
+        }
+    }
+
+    pub fn scheme(&self) -> crate::domain::SignatureScheme {
+        match self {
+            SignatureResponse::Secp256k1(_) => crate::domain::SignatureScheme::Secp256k1,
+            SignatureResponse::Ed25519 { .. } => crate::domain::SignatureScheme::Ed25519,
+        }
+    }
+}
+
+impl From<EcdsaSignature> for SignatureResponse {
+    fn from(signature: EcdsaSignature) -> Self {
+        SignatureResponse::Secp256k1(signature)
+    }
+}
+
+/// An Ed25519 signature `R ‖ S` (RFC 8032), written as an array of 64 integers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct Ed25519Signature(pub [u8; 64]);
+
+impl Serialize for Ed25519Signature {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(64))?;
+        for byte in self.0 {
+            seq.serialize_element(&byte)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Ed25519Signature {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = <Vec<u8> as Deserialize>::deserialize(deserializer)?;
+        let len = bytes.len();
+        bytes.try_into().map(Ed25519Signature).map_err(|_| {
+            serde::de::Error::custom(alloc::format!(
+                "an Ed25519 signature is 64 bytes, got {len}"
+            ))
+        })
+    }
+}
+
 /// An ECDSA signature over secp256k1 with its nonce point and recovery id.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
-pub struct SignatureResponse {
+pub struct EcdsaSignature {
     pub big_r: SerializableAffinePoint,
     pub s: SerializableScalar,
     pub recovery_id: u8,
 }
 
-impl SignatureResponse {
+impl EcdsaSignature {
     /// Builds the response for nonce point `big_r` and signature scalar `s`,
     /// normalising s to the lower half and setting the recovery id to match.
     pub fn new(big_r: &AffinePoint, s: &Scalar) -> Result<Self, ResponseError> {
@@ -127,7 +188,7 @@ impl SignatureResponse {
             s = -s;
             recovery_id ^= 1;
         }
-        Ok(SignatureResponse {
+        Ok(EcdsaSignature {
             big_r: SerializableAffinePoint::from_point(big_r),
             s: SerializableScalar::from_scalar(&s),
             recovery_id,
@@ -161,7 +222,7 @@ impl SignatureResponse {
         if effective == AffinePoint::IDENTITY || effective.x() != big_r.x() {
             return Err(ResponseError::DoesNotVerify);
         }
-        Ok(SignatureResponse {
+        Ok(EcdsaSignature {
             big_r: SerializableAffinePoint::from_point(big_r),
             s: SerializableScalar::from_scalar(&s),
             recovery_id: u8::from(bool::from(effective.y_is_odd())),
@@ -250,7 +311,7 @@ mod tests {
         for k in 1..40u64 {
             let (big_r, s) = sign_with_nonce(&secret, &Scalar::from(k * 7919), &payload);
             saw[usize::from(bool::from(s.is_high()))] = true;
-            let response = SignatureResponse::new(&big_r, &s).unwrap();
+            let response = EcdsaSignature::new(&big_r, &s).unwrap();
             response.verify(&payload, &public).unwrap();
             assert_eq!(response.recover_public_key(&payload).unwrap(), public);
 
@@ -279,13 +340,13 @@ mod tests {
         for k in 1..20u64 {
             let (big_r, s) = sign_with_nonce(&secret, &Scalar::from(k * 104729), &payload);
             let low = if bool::from(s.is_high()) { -s } else { s };
-            let response = SignatureResponse::for_key(&big_r, &low, &public, &payload).unwrap();
+            let response = EcdsaSignature::for_key(&big_r, &low, &public, &payload).unwrap();
             response.verify(&payload, &public).unwrap();
         }
         let (big_r, s) = sign_with_nonce(&secret, &Scalar::from(3u64), &payload);
         let other = (ProjectivePoint::GENERATOR * Scalar::from(4u64)).to_affine();
         assert_eq!(
-            SignatureResponse::for_key(&big_r, &s, &other, &payload),
+            EcdsaSignature::for_key(&big_r, &s, &other, &payload),
             Err(ResponseError::DoesNotVerify)
         );
     }
@@ -296,7 +357,7 @@ mod tests {
         let payload = Payload::new([5; 32]).unwrap();
         let (_, s) = sign_with_nonce(key.as_nonzero_scalar(), &Scalar::from(99u64), &payload);
         let big_r = (ProjectivePoint::GENERATOR * Scalar::from(99u64)).to_affine();
-        let response = SignatureResponse::new(&big_r, &s).unwrap();
+        let response = EcdsaSignature::new(&big_r, &s).unwrap();
         let json: serde_json::Value = serde_json::to_value(&response).unwrap();
         let r_hex = json["big_r"]["affine_point"].as_str().unwrap();
         let s_hex = json["s"]["scalar"].as_str().unwrap();
@@ -308,9 +369,42 @@ mod tests {
         // Lower case input is accepted too.
         let lower = serde_json::to_string(&json).unwrap().to_lowercase();
         assert_eq!(
-            serde_json::from_str::<SignatureResponse>(&lower).unwrap(),
+            serde_json::from_str::<EcdsaSignature>(&lower).unwrap(),
             response
         );
+    }
+
+    #[test]
+    fn responses_are_tagged_by_scheme() {
+        let key = SigningKey::from_slice(&[3; 32]).unwrap();
+        let payload = Payload::new([5; 32]).unwrap();
+        let (big_r, s) = sign_with_nonce(key.as_nonzero_scalar(), &Scalar::from(99u64), &payload);
+        let ecdsa: SignatureResponse = EcdsaSignature::new(&big_r, &s).unwrap().into();
+        let json = serde_json::to_value(&ecdsa).unwrap();
+        assert_eq!(json["scheme"], "Secp256k1");
+        assert!(json["big_r"]["affine_point"].is_string());
+        assert_eq!(
+            serde_json::from_value::<SignatureResponse>(json).unwrap(),
+            ecdsa
+        );
+
+        let eddsa = SignatureResponse::Ed25519 {
+            signature: Ed25519Signature([7; 64]),
+        };
+        let json = serde_json::to_value(&eddsa).unwrap();
+        assert_eq!(json["scheme"], "Ed25519");
+        assert_eq!(json["signature"].as_array().unwrap().len(), 64);
+        assert_eq!(json["signature"][0], 7);
+        assert_eq!(
+            serde_json::from_value::<SignatureResponse>(json).unwrap(),
+            eddsa
+        );
+
+        let short = serde_json::json!({"scheme": "Ed25519", "signature": [1, 2, 3]});
+        let text = serde_json::from_value::<SignatureResponse>(short)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("64 bytes, got 3"), "{text}");
     }
 
     #[test]
@@ -319,7 +413,7 @@ mod tests {
         let public = (ProjectivePoint::GENERATOR * secret).to_affine();
         let payload = Payload::new([0x11; 32]).unwrap();
         let (big_r, s) = sign_with_nonce(&secret, &Scalar::from(5u64), &payload);
-        let good = SignatureResponse::new(&big_r, &s).unwrap();
+        let good = EcdsaSignature::new(&big_r, &s).unwrap();
 
         let mut high = good.clone();
         high.s = SerializableScalar::from_scalar(&-good.s.to_scalar().unwrap());
@@ -351,7 +445,7 @@ mod tests {
             Err(ResponseError::DoesNotVerify)
         );
         assert_eq!(
-            SignatureResponse::new(&AffinePoint::IDENTITY, &s),
+            EcdsaSignature::new(&AffinePoint::IDENTITY, &s),
             Err(ResponseError::BigRNotAPoint)
         );
     }
@@ -373,7 +467,7 @@ mod tests {
             if bool::from(secret.is_zero()) || bool::from(nonce.is_zero()) { return Ok(()); }
             let public = (ProjectivePoint::GENERATOR * secret).to_affine();
             let (big_r, s) = sign_with_nonce(&secret, &nonce, &payload);
-            let Ok(response) = SignatureResponse::new(&big_r, &s) else { return Ok(()) };
+            let Ok(response) = EcdsaSignature::new(&big_r, &s) else { return Ok(()) };
             proptest::prop_assert!(response.verify(&payload, &public).is_ok());
 
             let secp = secp256k1::Secp256k1::verification_only();

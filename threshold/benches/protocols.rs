@@ -8,7 +8,7 @@
 use cait_sith::protocol::{Action, Participant, Protocol};
 use k256::Secp256k1;
 use primitives::derivation::Tweak;
-use primitives::Payload;
+use primitives::EcdsaPayload;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use threshold::local::{self, Schedule};
@@ -281,7 +281,7 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<Row> {
 
         // sign (all n parties; ours includes the tweak and re-randomisation)
         let task = SignTask {
-            payload: Payload::new([0x42; 32]).unwrap(),
+            payload: EcdsaPayload::new([0x42; 32]).unwrap(),
             tweak: Tweak::derive("bench.near", "ethereum-1").unwrap(),
             entropy: [7; 32],
         };
@@ -346,7 +346,7 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<Row> {
         );
         let derived = primitives::derivation::derive_public_key(&raw_public, &task.tweak);
         for sig in &sigs {
-            primitives::SignatureResponse::for_key(&sig.big_r, &sig.s, &derived, &task.payload)
+            primitives::EcdsaSignature::for_key(&sig.big_r, &sig.s, &derived, &task.payload)
                 .unwrap();
         }
         rows[5].raw.push(Cost {

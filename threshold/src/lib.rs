@@ -15,7 +15,7 @@
 //! | resharing (join, leave, new threshold; same public key) | [`reshare`] | [`KeyShare`] |
 //! | Beaver triple generation (key-independent) | [`generate_triple`] | [`Triple`] |
 //! | presigning (two triples, one key share) | [`presign`] | [`Presignature`] |
-//! | signing for a derived key, one round | [`sign`] | [`primitives::SignatureResponse`] |
+//! | signing for a derived key, one round | [`sign`] | [`primitives::EcdsaSignature`] |
 //!
 //! Key-safety rules (DESIGN.md §7), enforced by types where possible: triples and
 //! presignatures are consumed by value and must be marked used in durable storage

@@ -11,7 +11,7 @@ use k256::elliptic_curve::sec1::ToEncodedPoint;
 use k256::elliptic_curve::PrimeField;
 use k256::{AffinePoint, ProjectivePoint, Scalar, Secp256k1};
 use primitives::derivation::{derive_public_key, Tweak};
-use primitives::{Payload, SignatureResponse};
+use primitives::{EcdsaPayload, EcdsaSignature};
 use sha3::{Digest, Sha3_256};
 
 /// Distributed key generation among `participants`; any `threshold` of them can
@@ -221,7 +221,7 @@ pub fn presign(
 /// (the request's block random seed). Every party must use the same task.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignTask {
-    pub payload: Payload,
+    pub payload: EcdsaPayload,
     pub tweak: Tweak,
     pub entropy: [u8; 32],
 }
@@ -264,7 +264,7 @@ pub fn sign(
     presignature: Presignature,
     root_public_key: &AffinePoint,
     task: &SignTask,
-) -> Result<Instance<SignatureResponse>, Error> {
+) -> Result<Instance<EcdsaSignature>, Error> {
     participants.check(me, presignature.threshold)?;
     if !participants.is_subset_of(&presignature.participants) {
         return Err(Error::BadParameters(
@@ -295,7 +295,7 @@ pub fn sign(
         participants,
         protocol,
         move |sig: FullSignature<Secp256k1>| {
-            SignatureResponse::for_key(&sig.big_r, &sig.s, &derived_key, &payload)
+            EcdsaSignature::for_key(&sig.big_r, &sig.s, &derived_key, &payload)
                 .map_err(|e| Error::VerificationFailed(e.to_string()))
         },
     ))

@@ -5,7 +5,7 @@
 
 use k256::AffinePoint;
 use primitives::derivation::{derive_public_key_for, Tweak};
-use primitives::{near_key, Payload, SignatureResponse};
+use primitives::{near_key, EcdsaPayload, EcdsaSignature};
 use threshold::local::{self, Schedule};
 use threshold::{
     generate_triple, keygen, presign, reshare, sign, Error, InstanceId, KeyShare, ParticipantId,
@@ -59,7 +59,7 @@ fn presign_all(keys: &[KeyShare], signers: &Participants, seed: u64) -> Vec<Pres
 
 fn task(predecessor: &str, path: &str, payload: [u8; 32], entropy: [u8; 32]) -> SignTask {
     SignTask {
-        payload: Payload::new(payload).unwrap(),
+        payload: EcdsaPayload::new(payload).unwrap(),
         tweak: Tweak::derive(predecessor, path).unwrap(),
         entropy,
     }
@@ -71,7 +71,7 @@ fn sign_all(
     root: &AffinePoint,
     task: &SignTask,
     seed: u64,
-) -> Vec<SignatureResponse> {
+) -> Vec<EcdsaSignature> {
     let instances = presignatures
         .into_iter()
         .filter(|p| signers.is_subset_of(&p.participants))
@@ -83,7 +83,7 @@ fn sign_all(
 
 /// Checks a response the way the contract and a relayer would, twice independently.
 fn assert_valid(
-    response: &SignatureResponse,
+    response: &EcdsaSignature,
     root: &AffinePoint,
     predecessor: &str,
     path: &str,
@@ -522,7 +522,7 @@ proptest::proptest! {
         let root = keys[0].public_key;
         let signers = Participants::new(parties.iter().skip((n as usize).saturating_sub(t.max(2)))).unwrap();
         let presignatures = presign_all(&keys, &signers, seed);
-        let Ok(payload) = Payload::new(payload) else { return Ok(()) };
+        let Ok(payload) = EcdsaPayload::new(payload) else { return Ok(()) };
         let sign_task = SignTask { payload, tweak: Tweak::derive(&account, &path).unwrap(), entropy };
         let responses = sign_all(presignatures, &signers, &root, &sign_task, seed);
         assert_valid(&responses[0], &root, &account, &path, &sign_task);

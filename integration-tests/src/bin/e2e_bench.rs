@@ -23,7 +23,7 @@
 
 use integration_tests::{request, Cluster, ClusterConfig};
 use primitives::derivation::Tweak;
-use primitives::Payload;
+use primitives::EcdsaPayload;
 use std::time::{Duration, Instant};
 use threshold::local::{self, Schedule};
 use threshold::{generate_triple, keygen, presign, sign, InstanceId, Participants, SignTask};
@@ -129,7 +129,7 @@ fn crypto_cost(n: usize, t: usize) -> Duration {
         .unwrap();
         let signers = Participants::first(t as u32).unwrap();
         let task = SignTask {
-            payload: Payload::new([7; 32]).unwrap(),
+            payload: EcdsaPayload::new([7; 32]).unwrap(),
             tweak: Tweak::derive("bench.near", "ethereum-1").unwrap(),
             entropy: [round; 32],
         };
@@ -250,7 +250,12 @@ async fn measure(n: usize, t: usize, args: &Args) -> Result<Row, String> {
         let request = request(payload, "latency");
         let started = Instant::now();
         let outcome = users[0]
-            .call_outcome("sign", serde_json::json!({ "request": request }), 300, 1)
+            .call_outcome(
+                "sign",
+                integration_tests::ArgsShape::Current.args(&request),
+                300,
+                1,
+            )
             .await
             .map_err(|e| e.to_string())?;
         latencies.push(started.elapsed());

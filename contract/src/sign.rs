@@ -1,0 +1,411 @@
+//! Signature requests and answers: `sign`, `respond` and the yield callback.
+
+use crate::errors::{fail, Error, OrFail};
+use crate::events::Event;
+use crate::pending::{PendingEntry, Ticket};
+use crate::state::DomainKey;
+use crate::{ed25519_root, near_key, refund, secp256k1_root, MpcContract, MpcContractExt};
+use near_sdk::serde::{Deserialize, Serialize};
+use near_sdk::{env, near, AccountId, CryptoHash, Gas, GasWeight, NearToken};
+use primitives::derivation::{derive_public_key, tweak_hash, Tweak};
+use primitives::ed25519::Ed25519Tweak;
+use primitives::response::ResponseError;
+use primitives::{
+    EcdsaPayload, Payload, RequestId, SignRequest, SignRequestArgs, SignatureResponse,
+    SignatureScheme,
+};
+
+/// Gas a timed-out callback needs beyond the next round's reserve to wait again.
+const REYIELD_OVERHEAD: Gas = Gas::from_tgas(2);
+/// Register the yield host function writes the new data id to.
+const DATA_ID_REGISTER: u64 = 0;
+
+/// What the yield callback decided.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Resolution {
+    Answer(SignatureResponse),
+    WaitAgain { round: u32 },
+    TimedOut { refunded: NearToken },
+}
+
+/// Arguments of the yield callback.
+#[derive(Serialize, Deserialize)]
+#[serde(crate = "near_sdk::serde")]
+struct ResolveArgs {
+    request_id: RequestId,
+    ticket: u64,
+}
+
+#[near]
+impl MpcContract {
+    /// Asks the network to sign a payload with the key derived for the caller and
+    /// `path` in a domain. Takes
+    /// `{"request": {"payload_v2": {"Ecdsa"|"Eddsa": "<hex>"}, "path", "domain_id"}}`,
+    /// the legacy `{"request": {"payload", "path", "key_version"}}`, or the seed's
+    /// `{"payload", "path"}`. Returns the [`SignatureResponse`] once the network
+    /// answers.
+    #[payable]
+    pub fn sign(
+        &mut self,
+        request: Option<SignRequestArgs>,
+        payload: Option<EcdsaPayload>,
+        path: Option<String>,
+        key_version: Option<u64>,
+    ) {
+        let args = match (request, payload, path) {
+            (Some(request), None, None) if key_version.is_none() => request,
+            (None, Some(payload), Some(path)) => SignRequestArgs {
+                payload: Some(payload),
+                path,
+                key_version,
+                ..Default::default()
+            },
+            (None, _, _) => fail(Error::SignArgsMissing),
+            _ => fail(Error::SignArgsShape),
+        };
+        let request = args.resolve().map_err(Error::SignArgs).or_fail();
+        let domain = self.protocol_state.domain_key(request.domain_id).or_fail();
+        if request.payload.scheme() != domain.scheme {
+            fail(Error::PayloadScheme {
+                domain: domain.id,
+                scheme: domain.scheme,
+                got: request.payload.kind(),
+            });
+        }
+        let scheme = domain.scheme;
+        if request.path.len() > self.config.max_path_len as usize {
+            fail(Error::PathTooLong {
+                len: request.path.len(),
+                max: self.config.max_path_len,
+            });
+        }
+        let required = self.config.sign_deposit;
+        let attached = env::attached_deposit();
+        if attached < required {
+            fail(Error::Deposit {
+                required,
+                got: attached,
+            });
+        }
+        if env::prepaid_gas() < self.config.min_sign_gas {
+            fail(Error::Gas {
+                required: self.config.min_sign_gas,
+                got: env::prepaid_gas(),
+            });
+        }
+        let predecessor = env::predecessor_account_id();
+        let hash = tweak_hash(predecessor.as_str(), &request.path);
+        if scheme == SignatureScheme::Secp256k1 && Tweak::from_bytes(hash).is_err() {
+            fail(Error::TweakOutOfRange);
+        }
+        let request_id = RequestId::new(&hash, request.domain_id, &request.payload);
+
+        let duplicate = match self.pending.get(&request_id) {
+            Some(PendingEntry {
+                answer: Some(answer),
+                ..
+            }) => {
+                // Answered a moment ago (late callbacks still hold the entry): no need
+                // to wait. The deposit is kept as for any answered request.
+                let answer = answer.clone();
+                refund(&predecessor, attached.saturating_sub(required));
+                return_json(&answer);
+                return;
+            }
+            Some(entry) => {
+                let max = self.config.max_duplicate_requests;
+                if entry.tickets.len() >= max as usize {
+                    fail(Error::TooManyDuplicates { max });
+                }
+                true
+            }
+            None if self.pending.len() >= self.config.max_pending_requests => fail(Error::Busy {
+                pending: self.pending.len(),
+            }),
+            None => {
+                let max = self.config.max_pending_per_caller;
+                let mine = self
+                    .pending_by_caller
+                    .get(&predecessor)
+                    .copied()
+                    .unwrap_or(0);
+                if mine >= max {
+                    fail(Error::CallerBusy { max });
+                }
+                false
+            }
+        };
+
+        let ticket_id = self.next_ticket;
+        self.next_ticket += 1;
+        let data_id = self.yield_for(request_id, ticket_id);
+        let ticket = Ticket {
+            id: ticket_id,
+            data_id,
+            deposit: required,
+            round: 1,
+        };
+        if duplicate {
+            self.pending
+                .get_mut(&request_id)
+                .expect("checked above")
+                .tickets
+                .push(ticket);
+        } else {
+            self.insert_pending(request_id, &predecessor, &request, ticket);
+        }
+        refund(&predecessor, attached.saturating_sub(required));
+        Event::SignatureRequested {
+            request_id,
+            predecessor,
+            domain_id: request.domain_id,
+            path: request.path,
+            block_height: env::block_height(),
+            duplicate,
+        }
+        .emit();
+    }
+
+    /// Delivers the network's signature for `request_id`. Only participants holding
+    /// shares of the current keys may call it; the signature must verify for the
+    /// request's payload and derived key, or nothing changes.
+    pub fn respond(&mut self, request_id: RequestId, response: SignatureResponse) {
+        let responder = self.require_signer();
+        let entry = self
+            .pending
+            .get(&request_id)
+            .unwrap_or_else(|| fail(Error::UnknownRequest));
+        if entry.answer.is_some() {
+            fail(Error::AlreadyAnswered);
+        }
+        let domain = self.protocol_state.domain_key(entry.domain_id).or_fail();
+        verify_response(domain, entry, &response).or_fail();
+
+        let entry = self.pending.get_mut(&request_id).expect("read above");
+        let data = near_sdk::serde_json::to_vec(&response).expect("a response serialises");
+        // A false return means that ticket's yield has already timed out: its callback
+        // is on its way and will find the answer stored below.
+        entry
+            .tickets
+            .retain(|ticket| !env::promise_yield_resume(&ticket.data_id, &data));
+        let delivered = if entry.tickets.is_empty() {
+            self.remove_pending(&request_id);
+            0
+        } else {
+            entry.answer = Some(response);
+            entry.tickets.len()
+        };
+        Event::SignatureResponded {
+            request_id,
+            responder,
+            delivered: delivered as u32,
+        }
+        .emit();
+    }
+
+    /// The yield callback of `sign`: returns the signature, or handles a timeout.
+    #[private]
+    pub fn resolve_signature(
+        &mut self,
+        request_id: RequestId,
+        ticket: u64,
+        #[callback_result] result: Result<SignatureResponse, near_sdk::PromiseError>,
+    ) {
+        match self.resolve(request_id, ticket, result.ok()) {
+            Resolution::Answer(response) => return_json(&response),
+            // The new yield is already this call's result (see `yield_for`).
+            Resolution::WaitAgain { .. } => {}
+            Resolution::TimedOut { .. } => {
+                let args = near_sdk::serde_json::json!({ "request_id": request_id });
+                let failing = env::promise_create(
+                    env::current_account_id(),
+                    "fail_timed_out",
+                    near_sdk::serde_json::to_vec(&args).expect("serialises"),
+                    NearToken::from_yoctonear(0),
+                    self.config.timeout_fail_gas,
+                );
+                env::promise_return(failing);
+            }
+        }
+    }
+
+    /// Ends a timed-out request with a clear error (its deposit is already refunded).
+    #[private]
+    pub fn fail_timed_out(&self, request_id: RequestId) {
+        env::panic_str(&format!(
+            "signature request {request_id} timed out: the MPC network did not answer in time. \
+             The deposit was refunded; try again, or attach more gas to wait longer"
+        ));
+    }
+}
+
+impl MpcContract {
+    fn insert_pending(
+        &mut self,
+        request_id: RequestId,
+        predecessor: &AccountId,
+        request: &SignRequest,
+        ticket: Ticket,
+    ) {
+        let entry = PendingEntry {
+            predecessor: predecessor.clone(),
+            payload: request.payload.clone(),
+            path: request.path.clone(),
+            domain_id: request.domain_id,
+            entropy: env::random_seed_array(),
+            block_height: env::block_height(),
+            tickets: vec![ticket],
+            answer: None,
+        };
+        self.pending.insert(request_id, entry);
+        let mine = self
+            .pending_by_caller
+            .get(predecessor)
+            .copied()
+            .unwrap_or(0);
+        self.pending_by_caller.insert(predecessor.clone(), mine + 1);
+    }
+
+    /// Drops a request and its place in its caller's count.
+    pub(crate) fn remove_pending(&mut self, request_id: &RequestId) -> Option<PendingEntry> {
+        let entry = self.pending.remove(request_id)?;
+        match self.pending_by_caller.get(&entry.predecessor).copied() {
+            Some(n) if n > 1 => {
+                self.pending_by_caller
+                    .insert(entry.predecessor.clone(), n - 1);
+            }
+            _ => {
+                self.pending_by_caller.remove(&entry.predecessor);
+            }
+        }
+        Some(entry)
+    }
+
+    /// How many distinct requests `account` has waiting.
+    pub fn pending_count_of(&self, account: &AccountId) -> u32 {
+        self.pending_by_caller.get(account).copied().unwrap_or(0)
+    }
+
+    /// Creates a yield whose callback is `resolve_signature(request_id, ticket)` and
+    /// returns it as this call's result. The callback gets the configured gas plus
+    /// all gas this call leaves unused. Returns the yield's data id.
+    fn yield_for(&self, request_id: RequestId, ticket: u64) -> CryptoHash {
+        let args =
+            near_sdk::serde_json::to_vec(&ResolveArgs { request_id, ticket }).expect("serialises");
+        let index = env::promise_yield_create(
+            "resolve_signature",
+            args,
+            self.config.yield_callback_gas,
+            GasWeight(1),
+            DATA_ID_REGISTER,
+        );
+        env::promise_return(index);
+        env::read_register(DATA_ID_REGISTER)
+            .and_then(|bytes| bytes.try_into().ok())
+            .expect("promise_yield_create writes a 32-byte data id")
+    }
+
+    /// What the yield callback does for `ticket` of `request_id`, given the resumed
+    /// answer (`None`: the yield timed out). On a timeout it returns a stored answer
+    /// if one came late, else waits again while the callback's gas allows, else
+    /// refunds the deposit and gives up.
+    pub(crate) fn resolve(
+        &mut self,
+        request_id: RequestId,
+        ticket: u64,
+        answer: Option<SignatureResponse>,
+    ) -> Resolution {
+        if let Some(response) = answer {
+            return Resolution::Answer(response);
+        }
+        let Some(entry) = self.pending.get_mut(&request_id) else {
+            // Unreachable while every ticket's entry outlives its yield.
+            fail(Error::UnknownRequest);
+        };
+        if let Some(answer) = entry.answer.clone() {
+            entry.remove_ticket(ticket);
+            if entry.tickets.is_empty() {
+                self.remove_pending(&request_id);
+            }
+            return Resolution::Answer(answer);
+        }
+        let remaining = env::prepaid_gas().saturating_sub(env::used_gas());
+        if remaining
+            >= self
+                .config
+                .yield_callback_gas
+                .saturating_add(REYIELD_OVERHEAD)
+        {
+            let data_id = self.yield_for(request_id, ticket);
+            let entry = self.pending.get_mut(&request_id).expect("read above");
+            let slot = entry
+                .ticket_mut(ticket)
+                .unwrap_or_else(|| fail(Error::UnknownRequest));
+            slot.data_id = data_id;
+            slot.round += 1;
+            let round = slot.round;
+            Event::SignatureWaitExtended { request_id, round }.emit();
+            return Resolution::WaitAgain { round };
+        }
+        let removed = entry
+            .remove_ticket(ticket)
+            .unwrap_or_else(|| fail(Error::UnknownRequest));
+        let predecessor = entry.predecessor.clone();
+        if entry.tickets.is_empty() {
+            self.remove_pending(&request_id);
+        }
+        refund(&predecessor, removed.deposit);
+        Event::SignatureTimedOut {
+            request_id,
+            refunded: removed.deposit,
+        }
+        .emit();
+        Resolution::TimedOut {
+            refunded: removed.deposit,
+        }
+    }
+}
+
+/// Checks `response` against the request's payload and the key derived in its
+/// domain: secp256k1 with the host's `ecrecover` (which also refuses high s),
+/// Ed25519 with the host's `ed25519_verify`.
+fn verify_response(
+    domain: &DomainKey,
+    entry: &PendingEntry,
+    response: &SignatureResponse,
+) -> Result<(), Error> {
+    if response.scheme() != domain.scheme {
+        return Err(Error::ResponseScheme {
+            domain: domain.id,
+            scheme: domain.scheme,
+            got: response.scheme(),
+        });
+    }
+    let hash = tweak_hash(entry.predecessor.as_str(), &entry.path);
+    match (response, &entry.payload) {
+        (SignatureResponse::Secp256k1(signature), Payload::Ecdsa(payload)) => {
+            let rs = signature.check_form().map_err(Error::BadSignature)?;
+            let tweak = Tweak::from_bytes(hash).map_err(|_| Error::TweakOutOfRange)?;
+            let derived = derive_public_key(&secp256k1_root(domain), &tweak);
+            let expected = near_key::to_uncompressed_xy(&derived);
+            match env::ecrecover(payload.as_bytes(), &rs, signature.recovery_id, true) {
+                Some(recovered) if recovered == expected => Ok(()),
+                _ => Err(Error::BadSignature(ResponseError::DoesNotVerify)),
+            }
+        }
+        (SignatureResponse::Ed25519 { signature }, Payload::Eddsa(payload)) => {
+            let derived = ed25519_root(domain).derive(&Ed25519Tweak::from_hash(hash));
+            if env::ed25519_verify(&signature.0, payload.as_bytes(), derived.as_bytes()) {
+                Ok(())
+            } else {
+                Err(Error::BadSignature(ResponseError::DoesNotVerify))
+            }
+        }
+        // `sign` stores only payloads that match their domain's scheme.
+        _ => Err(Error::BadSignature(ResponseError::DoesNotVerify)),
+    }
+}
+
+pub(crate) fn return_json<T: Serialize>(value: &T) {
+    env::value_return(near_sdk::serde_json::to_vec(value).expect("serialises"));
+}

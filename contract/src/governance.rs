@@ -4,9 +4,8 @@
 use crate::errors::{fail, Error, OrFail};
 use crate::events::Event;
 use crate::state::{
-    check_new_domains, check_threshold, key_fits_scheme, Candidate, CandidateInfo, DomainKey,
-    KeyEvent, KeyEventId, Participants, ProtocolContractState, ResharingContractState,
-    RunningContractState,
+    check_new_domains, check_threshold, Candidate, CandidateInfo, DomainKey, KeyEvent, KeyEventId,
+    Participants, ProtocolContractState, ResharingContractState, RunningContractState,
 };
 use crate::update::{ProposeUpdateArgs, UpdateProposal};
 use crate::{emit_vote, refund, MpcContract, MpcContractExt, MAX_CANDIDATES, MAX_URL_LEN};
@@ -27,7 +26,7 @@ impl MpcContract {
         self.roll_key_event();
         let now = env::block_height();
         let timeout = self.config.key_event_timeout_blocks;
-        let ProtocolContractState::Initializing(state) = &mut self.protocol_state else {
+        let ProtocolContractState::Initializing(state) = &mut *self.protocol_state else {
             fail(Error::WrongState {
                 expected: "Initializing",
                 actual: self.protocol_state.name(),
@@ -37,7 +36,7 @@ impl MpcContract {
         event.require_participant(&voter).or_fail();
         event.check_id(&key_event).or_fail();
         let domain = event.domain.expect("keygen names its domain");
-        if !key_fits_scheme(&public_key, domain.scheme) {
+        if !crate::keys::key_fits_scheme(&public_key, domain.scheme) {
             fail(Error::KeyNotOfScheme {
                 scheme: domain.scheme,
             });
@@ -82,7 +81,7 @@ impl MpcContract {
     pub fn vote_reshared(&mut self, key_event: KeyEventId) -> bool {
         let voter = env::predecessor_account_id();
         self.roll_key_event();
-        let ProtocolContractState::Resharing(state) = &mut self.protocol_state else {
+        let ProtocolContractState::Resharing(state) = &mut *self.protocol_state else {
             fail(Error::WrongState {
                 expected: "Resharing",
                 actual: self.protocol_state.name(),
@@ -144,7 +143,7 @@ impl MpcContract {
     /// their ids are not reused). Returns whether the event was cancelled.
     pub fn vote_cancel_key_event(&mut self) -> bool {
         let voter = self.require_signer();
-        let (running, votes) = match &mut self.protocol_state {
+        let (running, votes) = match &mut *self.protocol_state {
             ProtocolContractState::Initializing(s) => {
                 if s.running.domains.is_empty() {
                     fail(Error::NothingToFallBackTo);

@@ -21,8 +21,10 @@ pub mod config;
 pub mod errors;
 pub mod events;
 pub mod governance;
+pub mod keys;
 pub mod pending;
 pub mod sign;
+pub mod slot;
 pub mod state;
 pub mod update;
 
@@ -33,12 +35,11 @@ use near_sdk::json_types::U128;
 use near_sdk::store::{IterableMap, LookupMap};
 use near_sdk::{env, near, AccountId, BorshStorageKey, CurveType, NearToken, PublicKey};
 use pending::PendingEntry;
-use primitives::ed25519::{Ed25519PublicKey, Ed25519Tweak};
-use primitives::k256::AffinePoint;
-use primitives::{near_key, DomainConfig, DomainId, PendingRequest, RequestId, SignatureScheme};
+use primitives::derivation::tweak_hash;
+use primitives::{DomainConfig, DomainId, PendingRequest, RequestId, SignatureScheme};
 use state::{
-    check_threshold, key_fits_scheme, CandidateInfo, DomainKey, InitializingContractState,
-    KeyEvent, Participants, ProtocolContractState, RunningContractState,
+    check_threshold, CandidateInfo, DomainKey, InitializingContractState, KeyEvent, Participants,
+    ProtocolContractState, RunningContractState,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use update::UpdateProposal;
@@ -64,7 +65,9 @@ enum StorageKey {
 #[near(contract_state)]
 pub struct MpcContract {
     state_version: u32,
-    protocol_state: ProtocolContractState,
+    protocol_state: slot::ProtocolSlot,
+    /// What `sign` needs of the protocol state (kept in step by `transition`).
+    domains: state::SignableDomains,
     config: Config,
     pending: IterableMap<RequestId, PendingEntry>,
     /// How many distinct requests each account has waiting (absent: none).
@@ -80,7 +83,10 @@ impl Default for MpcContract {
     /// What an account with our code but no state looks like: `NotInitialized`, so
     /// views answer and calls say what to do instead of failing obscurely.
     fn default() -> Self {
-        Self::with_state(ProtocolContractState::NotInitialized, Config::default())
+        MpcContract {
+            protocol_state: slot::ProtocolSlot::not_initialized(),
+            ..Self::with_state(ProtocolContractState::NotInitialized, Config::default())
+        }
     }
 }
 
@@ -135,7 +141,7 @@ impl MpcContract {
         let configs: Vec<DomainConfig> = domains.iter().map(DomainKey::config).collect();
         state::check_new_domains(&configs, DomainId(0)).or_fail();
         for domain in &domains {
-            if !key_fits_scheme(&domain.public_key, domain.scheme) {
+            if !keys::key_fits_scheme(&domain.public_key, domain.scheme) {
                 fail(Error::KeyNotOfScheme {
                     scheme: domain.scheme,
                 });
@@ -182,22 +188,21 @@ impl MpcContract {
         let predecessor = predecessor.unwrap_or_else(env::predecessor_account_id);
         let domain = domain_id.unwrap_or(DomainId::LEGACY_ECDSA);
         let key = self.protocol_state.domain_key(domain).or_fail();
-        match key.scheme {
-            SignatureScheme::Secp256k1 => {
-                let tweak = primitives::Tweak::derive(predecessor.as_str(), &path)
-                    .map_err(|_| Error::TweakOutOfRange)
-                    .or_fail();
-                let derived =
-                    primitives::derivation::derive_public_key(&secp256k1_root(key), &tweak);
-                secp256k1_near_key(&derived)
-            }
-            SignatureScheme::Ed25519 => {
-                let tweak = Ed25519Tweak::derive(predecessor.as_str(), &path);
-                let derived = ed25519_root(key).derive(&tweak);
-                PublicKey::from_parts(CurveType::ED25519, derived.as_bytes().to_vec())
-                    .expect("32 bytes make an ed25519 key")
-            }
-        }
+        let hash = tweak_hash(predecessor.as_str(), &path);
+        let (curve, bytes) = match key.scheme {
+            SignatureScheme::Secp256k1 => (
+                CurveType::SECP256K1,
+                keys::derive_secp256k1(key, &hash).or_fail().to_vec(),
+            ),
+            SignatureScheme::Ed25519 => (
+                CurveType::ED25519,
+                keys::derive_ed25519(key, hash)
+                    .or_fail()
+                    .as_bytes()
+                    .to_vec(),
+            ),
+        };
+        PublicKey::from_parts(curve, bytes).expect("a key of the scheme's length")
     }
 
     /// The newest secp256k1 domain with a key: what legacy clients pass as
@@ -222,7 +227,7 @@ impl MpcContract {
     /// The protocol state at this block: participants, each domain and its key, and
     /// the key event under way with its current attempt.
     pub fn state(&self) -> ProtocolContractState {
-        self.protocol_state
+        (*self.protocol_state)
             .clone()
             .rolled(env::block_height(), self.config.key_event_timeout_blocks)
     }
@@ -301,7 +306,8 @@ impl MpcContract {
         protocol_state.assert_invariants();
         MpcContract {
             state_version: STATE_VERSION,
-            protocol_state,
+            domains: state::SignableDomains::of(&protocol_state),
+            protocol_state: slot::ProtocolSlot::new(protocol_state),
             config,
             pending: IterableMap::new(StorageKey::Pending),
             pending_by_caller: LookupMap::new(StorageKey::PendingByCaller),
@@ -378,7 +384,8 @@ impl MpcContract {
         next.assert_invariants();
         let from = self.protocol_state.name();
         emit_state_change(from, &next);
-        self.protocol_state = next;
+        self.domains = state::SignableDomains::of(&next);
+        *self.protocol_state = next;
     }
 }
 
@@ -423,43 +430,6 @@ fn domains_attempt_after(state: &ProtocolContractState) -> u64 {
         .running()
         .and_then(|r| r.domains.iter().map(|d| d.attempt).max())
         .map_or(0, |a| a.saturating_add(1))
-}
-
-/// The curve point of a secp256k1 domain's root key (checked when it was stored).
-fn secp256k1_root(key: &DomainKey) -> AffinePoint {
-    let xy: &[u8; 64] = key.public_key.as_bytes()[1..]
-        .try_into()
-        .unwrap_or_else(|_| {
-            fail(Error::KeyNotOfScheme {
-                scheme: SignatureScheme::Secp256k1,
-            })
-        });
-    near_key::from_uncompressed_xy(xy).unwrap_or_else(|_| {
-        fail(Error::KeyNotOfScheme {
-            scheme: SignatureScheme::Secp256k1,
-        })
-    })
-}
-
-/// The point of an Ed25519 domain's root key (checked when it was stored).
-fn ed25519_root(key: &DomainKey) -> Ed25519PublicKey {
-    key.public_key.as_bytes()[1..]
-        .try_into()
-        .ok()
-        .and_then(|raw: [u8; 32]| Ed25519PublicKey::from_bytes(raw).ok())
-        .unwrap_or_else(|| {
-            fail(Error::KeyNotOfScheme {
-                scheme: SignatureScheme::Ed25519,
-            })
-        })
-}
-
-fn secp256k1_near_key(point: &AffinePoint) -> PublicKey {
-    PublicKey::from_parts(
-        CurveType::SECP256K1,
-        near_key::to_uncompressed_xy(point).to_vec(),
-    )
-    .expect("64 bytes make a secp256k1 key")
 }
 
 /// Sends `amount` back to `to` (nothing for zero). Uses the host functions directly:

@@ -2,13 +2,14 @@
 
 use crate::errors::{fail, Error, OrFail};
 use crate::events::Event;
+use crate::keys::{derive_ed25519, derive_secp256k1};
 use crate::pending::{PendingEntry, Ticket};
 use crate::state::DomainKey;
-use crate::{ed25519_root, near_key, refund, secp256k1_root, MpcContract, MpcContractExt};
+use crate::{refund, MpcContract, MpcContractExt};
 use near_sdk::serde::{Deserialize, Serialize};
 use near_sdk::{env, near, AccountId, CryptoHash, Gas, GasWeight, NearToken};
-use primitives::derivation::{derive_public_key, tweak_hash, Tweak};
-use primitives::ed25519::Ed25519Tweak;
+use primitives::derivation::tweak_hash;
+use primitives::recover::below_order;
 use primitives::response::ResponseError;
 use primitives::{
     EcdsaPayload, Payload, RequestId, SignRequest, SignRequestArgs, SignatureResponse,
@@ -20,12 +21,21 @@ const REYIELD_OVERHEAD: Gas = Gas::from_tgas(2);
 /// Register the yield host function writes the new data id to.
 const DATA_ID_REGISTER: u64 = 0;
 
+/// The longest answer a yield is resumed with: an ECDSA answer is under 250 bytes
+/// of JSON, an Ed25519 one under 300.
+const MAX_ANSWER_LEN: usize = 1024;
+
 /// What the yield callback decided.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Resolution {
-    Answer(SignatureResponse),
-    WaitAgain { round: u32 },
-    TimedOut { refunded: NearToken },
+    /// The answer as the caller receives it: the JSON `respond` stored or resumed.
+    Answer(Vec<u8>),
+    WaitAgain {
+        round: u32,
+    },
+    TimedOut {
+        refunded: NearToken,
+    },
 }
 
 /// Arguments of the yield callback.
@@ -64,15 +74,14 @@ impl MpcContract {
             _ => fail(Error::SignArgsShape),
         };
         let request = args.resolve().map_err(Error::SignArgs).or_fail();
-        let domain = self.protocol_state.domain_key(request.domain_id).or_fail();
-        if request.payload.scheme() != domain.scheme {
+        let scheme = self.domains.scheme(request.domain_id).or_fail();
+        if request.payload.scheme() != scheme {
             fail(Error::PayloadScheme {
-                domain: domain.id,
-                scheme: domain.scheme,
+                domain: request.domain_id,
+                scheme,
                 got: request.payload.kind(),
             });
         }
-        let scheme = domain.scheme;
         if request.path.len() > self.config.max_path_len as usize {
             fail(Error::PathTooLong {
                 len: request.path.len(),
@@ -95,7 +104,7 @@ impl MpcContract {
         }
         let predecessor = env::predecessor_account_id();
         let hash = tweak_hash(predecessor.as_str(), &request.path);
-        if scheme == SignatureScheme::Secp256k1 && Tweak::from_bytes(hash).is_err() {
+        if scheme == SignatureScheme::Secp256k1 && !below_order(&hash) {
             fail(Error::TweakOutOfRange);
         }
         let request_id = RequestId::new(&hash, request.domain_id, &request.payload);
@@ -107,9 +116,9 @@ impl MpcContract {
             }) => {
                 // Answered a moment ago (late callbacks still hold the entry): no need
                 // to wait. The deposit is kept as for any answered request.
-                let answer = answer.clone();
+                let json = answer_json(answer);
                 refund(&predecessor, attached.saturating_sub(required));
-                return_json(&answer);
+                env::value_return(&json);
                 return;
             }
             Some(entry) => {
@@ -182,7 +191,7 @@ impl MpcContract {
         verify_response(domain, entry, &response).or_fail();
 
         let entry = self.pending.get_mut(&request_id).expect("read above");
-        let data = near_sdk::serde_json::to_vec(&response).expect("a response serialises");
+        let data = answer_json(&response);
         // A false return means that ticket's yield has already timed out: its callback
         // is on its way and will find the answer stored below.
         entry
@@ -204,15 +213,43 @@ impl MpcContract {
     }
 
     /// The yield callback of `sign`: returns the signature, or handles a timeout.
+    ///
+    /// It runs once for every call of `sign`, paid by the caller, so the common case
+    /// costs as little as it can: a yield resumed by `respond` carries the answer as
+    /// the JSON `respond` verified and serialised, and it is passed on as it is,
+    /// without reading or writing any state (`respond` already removed the ticket).
+    /// Only a timeout loads the contract.
     #[private]
-    pub fn resolve_signature(
-        &mut self,
-        request_id: RequestId,
-        ticket: u64,
-        #[callback_result] result: Result<SignatureResponse, near_sdk::PromiseError>,
-    ) {
-        match self.resolve(request_id, ticket, result.ok()) {
-            Resolution::Answer(response) => return_json(&response),
+    pub fn resolve_signature(request_id: RequestId, ticket: u64) {
+        if let Ok(json) = env::promise_result_checked(0, MAX_ANSWER_LEN) {
+            env::value_return(&json);
+            return;
+        }
+        let mut contract: MpcContract = env::state_read().unwrap_or_else(|| {
+            fail(Error::WrongState {
+                expected: "initialized",
+                actual: "NotInitialized",
+            })
+        });
+        contract.on_timeout(request_id, ticket);
+        env::state_write(&contract);
+    }
+    /// Ends a timed-out request with a clear error (its deposit is already refunded).
+    #[private]
+    pub fn fail_timed_out(&self, request_id: RequestId) {
+        env::panic_str(&format!(
+            "signature request {request_id} timed out: the MPC network did not answer in time. \
+             The deposit was refunded; try again, or attach more gas to wait longer"
+        ));
+    }
+}
+
+impl MpcContract {
+    /// The yield of `ticket` timed out without an answer: return a late answer,
+    /// wait again, or give up (see [`MpcContract::resolve`]).
+    fn on_timeout(&mut self, request_id: RequestId, ticket: u64) {
+        match self.resolve(request_id, ticket, None) {
+            Resolution::Answer(json) => env::value_return(&json),
             // The new yield is already this call's result (see `yield_for`).
             Resolution::WaitAgain { .. } => {}
             Resolution::TimedOut { .. } => {
@@ -229,17 +266,6 @@ impl MpcContract {
         }
     }
 
-    /// Ends a timed-out request with a clear error (its deposit is already refunded).
-    #[private]
-    pub fn fail_timed_out(&self, request_id: RequestId) {
-        env::panic_str(&format!(
-            "signature request {request_id} timed out: the MPC network did not answer in time. \
-             The deposit was refunded; try again, or attach more gas to wait longer"
-        ));
-    }
-}
-
-impl MpcContract {
     fn insert_pending(
         &mut self,
         request_id: RequestId,
@@ -313,21 +339,22 @@ impl MpcContract {
         &mut self,
         request_id: RequestId,
         ticket: u64,
-        answer: Option<SignatureResponse>,
+        resumed: Option<Vec<u8>>,
     ) -> Resolution {
-        if let Some(response) = answer {
-            return Resolution::Answer(response);
+        if let Some(json) = resumed {
+            return Resolution::Answer(json);
         }
         let Some(entry) = self.pending.get_mut(&request_id) else {
             // Unreachable while every ticket's entry outlives its yield.
             fail(Error::UnknownRequest);
         };
-        if let Some(answer) = entry.answer.clone() {
+        if let Some(answer) = &entry.answer {
+            let json = answer_json(answer);
             entry.remove_ticket(ticket);
             if entry.tickets.is_empty() {
                 self.remove_pending(&request_id);
             }
-            return Resolution::Answer(answer);
+            return Resolution::Answer(json);
         }
         let remaining = env::prepaid_gas().saturating_sub(env::used_gas());
         if remaining
@@ -384,17 +411,15 @@ fn verify_response(
     let hash = tweak_hash(entry.predecessor.as_str(), &entry.path);
     match (response, &entry.payload) {
         (SignatureResponse::Secp256k1(signature), Payload::Ecdsa(payload)) => {
-            let rs = signature.check_form().map_err(Error::BadSignature)?;
-            let tweak = Tweak::from_bytes(hash).map_err(|_| Error::TweakOutOfRange)?;
-            let derived = derive_public_key(&secp256k1_root(domain), &tweak);
-            let expected = near_key::to_uncompressed_xy(&derived);
+            let rs = signature.recover_form().map_err(Error::BadSignature)?;
+            let expected = derive_secp256k1(domain, &hash)?;
             match env::ecrecover(payload.as_bytes(), &rs, signature.recovery_id, true) {
                 Some(recovered) if recovered == expected => Ok(()),
                 _ => Err(Error::BadSignature(ResponseError::DoesNotVerify)),
             }
         }
         (SignatureResponse::Ed25519 { signature }, Payload::Eddsa(payload)) => {
-            let derived = ed25519_root(domain).derive(&Ed25519Tweak::from_hash(hash));
+            let derived = derive_ed25519(domain, hash)?;
             if env::ed25519_verify(&signature.0, payload.as_bytes(), derived.as_bytes()) {
                 Ok(())
             } else {
@@ -406,6 +431,7 @@ fn verify_response(
     }
 }
 
-pub(crate) fn return_json<T: Serialize>(value: &T) {
-    env::value_return(near_sdk::serde_json::to_vec(value).expect("serialises"));
+/// The answer as the caller receives it.
+pub(crate) fn answer_json(response: &SignatureResponse) -> Vec<u8> {
+    near_sdk::serde_json::to_vec(response).expect("a response serialises")
 }

@@ -19,7 +19,7 @@
 //! below `next_domain_id`; a domain's key has the domain's scheme.
 
 use crate::errors::{fail, Error};
-use near_sdk::{near, AccountId, CurveType, PublicKey};
+use near_sdk::{near, AccountId, PublicKey};
 use primitives::{DomainConfig, DomainId, SignatureScheme};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -154,23 +154,6 @@ impl DomainKey {
             id: self.id,
             scheme: self.scheme,
         }
-    }
-}
-
-/// Whether `key` is a public key of `scheme` (the right curve and a point on it).
-pub fn key_fits_scheme(key: &PublicKey, scheme: SignatureScheme) -> bool {
-    match (scheme, key.curve_type()) {
-        (SignatureScheme::Secp256k1, CurveType::SECP256K1) => key
-            .as_bytes()
-            .get(1..)
-            .and_then(|xy| <&[u8; 64]>::try_from(xy).ok())
-            .is_some_and(|xy| primitives::near_key::from_uncompressed_xy(xy).is_ok()),
-        (SignatureScheme::Ed25519, CurveType::ED25519) => key
-            .as_bytes()
-            .get(1..)
-            .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
-            .is_some_and(|raw| primitives::ed25519::Ed25519PublicKey::from_bytes(raw).is_ok()),
-        _ => false,
     }
 }
 
@@ -450,7 +433,8 @@ impl ProtocolContractState {
         self
     }
 
-    /// The key a request for `id` is signed with, or why there is none.
+    /// The key a request for `id` is signed with, or why there is none (the same
+    /// answers as [`SignableDomains::scheme`]).
     pub fn domain_key(&self, id: DomainId) -> Result<&DomainKey, Error> {
         let running = self
             .running()
@@ -528,10 +512,55 @@ fn assert_domains(running: &RunningContractState) {
             d.id
         );
         assert!(
-            key_fits_scheme(&d.public_key, d.scheme),
+            crate::keys::key_has_scheme_shape(&d.public_key, d.scheme),
             "invariant broken: domain {} key does not fit its scheme",
             d.id
         );
+    }
+}
+
+/// What `sign` needs to know of the domains, kept in the contract's root and
+/// updated on every transition, so that `sign` does not read the protocol state.
+#[near(serializers = [borsh])]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignableDomains {
+    /// Whether a set is running (else requests are refused as not ready).
+    pub running: bool,
+    /// Domains with keys.
+    pub keyed: Vec<DomainConfig>,
+    /// Domains whose keys are being generated.
+    pub generating: Vec<DomainConfig>,
+}
+
+impl SignableDomains {
+    pub fn of(state: &ProtocolContractState) -> Self {
+        SignableDomains {
+            running: state.running().is_some(),
+            keyed: state
+                .running()
+                .map(|r| r.domains.iter().map(DomainKey::config).collect())
+                .unwrap_or_default(),
+            generating: match state {
+                ProtocolContractState::Initializing(s) => s.generating.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    /// The scheme requests in domain `id` are signed with, or why they cannot be.
+    pub fn scheme(&self, id: DomainId) -> Result<SignatureScheme, Error> {
+        if !self.running {
+            return Err(Error::NotReady {
+                state: "NotInitialized",
+            });
+        }
+        if let Some(domain) = self.keyed.iter().find(|d| d.id == id) {
+            return Ok(domain.scheme);
+        }
+        if self.generating.iter().any(|d| d.id == id) {
+            return Err(Error::DomainWithoutKey { domain: id });
+        }
+        Err(Error::UnknownDomain { domain: id })
     }
 }
 

@@ -6,17 +6,19 @@
 
 use super::*;
 use crate::pending::Ticket;
-use crate::sign::Resolution;
+use crate::sign::{answer_json, Resolution};
 use crate::state::{KeyEventId, ResharingContractState};
 use crate::update::ProposeUpdateArgs;
 use near_sdk::mock::MockAction;
 use near_sdk::serde_json::{self, json};
 use near_sdk::test_utils::{get_created_receipts, get_logs, VMContextBuilder};
-use near_sdk::{testing_env, CryptoHash, Gas, PromiseError};
+use near_sdk::{testing_env, CryptoHash, Gas, PromiseResult};
 use primitives::curve25519_dalek::{EdwardsPoint, Scalar as EdScalar};
+use primitives::ed25519::{Ed25519PublicKey, Ed25519Tweak};
 use primitives::k256::elliptic_curve::point::AffineCoordinates;
 use primitives::k256::elliptic_curve::PrimeField;
 use primitives::k256::{ProjectivePoint, Scalar};
+use primitives::near_key;
 use primitives::request::{EddsaPayloadError, SignArgsError};
 use primitives::response::{ResponseError, SerializableScalar};
 use primitives::{
@@ -126,6 +128,18 @@ fn domain_key(config: DomainConfig, public_key: PublicKey, attempt: u64) -> Doma
 }
 
 // ---------------------------------------------------------------- the mocked chain
+
+/// The callback's context: the contract calls itself, its yield resumed with
+/// `answer` as `respond` serialised it.
+fn resumed_with(answer: &SignatureResponse) {
+    testing_env!(
+        context(CONTRACT, 0).build(),
+        near_sdk::test_vm_config(),
+        near_sdk::RuntimeFeesConfig::test(),
+        Default::default(),
+        vec![PromiseResult::Successful(answer_json(answer))],
+    );
+}
 
 /// A call context: `predecessor` calls with 300 Tgas and `deposit` yoctoNEAR.
 fn context(predecessor: &str, deposit: u128) -> VMContextBuilder {
@@ -421,7 +435,7 @@ fn sign_and_answer(contract: &mut MpcContract, who: &str, args: &SignRequestArgs
     for ticket in tickets(contract, &id) {
         assert_eq!(
             contract.resolve(id, ticket.id, None),
-            Resolution::Answer(response.clone())
+            Resolution::Answer(answer_json(&response))
         );
     }
     assert!(contract.pending.get(&id).is_none());
@@ -1096,7 +1110,7 @@ fn sign_accepts_the_three_argument_shapes_with_one_answer() {
     for ticket in tickets(&contract, &id) {
         assert_eq!(
             contract.resolve(id, ticket.id, None),
-            Resolution::Answer(response.clone())
+            Resolution::Answer(answer_json(&response))
         );
     }
     assert!(contract.pending.get(&id).is_none());
@@ -1679,7 +1693,7 @@ fn ed25519_answers_are_verified_against_the_derived_key() {
     as_caller(CONTRACT, 0);
     assert_eq!(
         contract.resolve(id, 0, None),
-        Resolution::Answer(good.clone())
+        Resolution::Answer(answer_json(&good))
     );
     assert!(contract.pending.get(&id).is_none());
 
@@ -1695,10 +1709,17 @@ fn ed25519_answers_are_verified_against_the_derived_key() {
     assert!(contract.pending.get(&id).is_none());
     as_caller(CONTRACT, 0);
     assert_eq!(
-        contract.resolve(id, 1, Some(answer.clone())),
-        Resolution::Answer(answer.clone())
+        contract.resolve(id, 1, Some(answer_json(&answer))),
+        Resolution::Answer(answer_json(&answer))
     );
-    contract.resolve_signature(id, 1, Ok(answer));
+    resumed_with(&answer);
+    // The resumed callback passes the answer on without any state: none is stored.
+    assert!(env::storage_read(b"STATE").is_none());
+    MpcContract::resolve_signature(id, 1);
+    assert!(
+        get_created_receipts().is_empty(),
+        "an answer needs no follow-up"
+    );
 }
 
 #[test]
@@ -1732,7 +1753,7 @@ fn an_answer_after_a_timeout_reaches_the_late_callback() {
     as_caller(CONTRACT, 0);
     assert_eq!(
         contract.resolve(id, ticket, None),
-        Resolution::Answer(response)
+        Resolution::Answer(answer_json(&response))
     );
     assert!(
         contract.pending.get(&id).is_none(),
@@ -1750,10 +1771,15 @@ fn callback_returns_a_resumed_answer() {
     let response = network_signature(ALICE, &request, 5);
     as_caller(CONTRACT, 0);
     assert_eq!(
-        contract.resolve(id, 0, Some(response.clone())),
-        Resolution::Answer(response.clone())
+        contract.resolve(id, 0, Some(answer_json(&response))),
+        Resolution::Answer(answer_json(&response))
     );
-    contract.resolve_signature(id, 0, Ok(response));
+    resumed_with(&response);
+    MpcContract::resolve_signature(id, 0);
+    assert!(
+        get_created_receipts().is_empty(),
+        "an answer needs no follow-up"
+    );
 }
 
 #[test]
@@ -1802,8 +1828,23 @@ fn a_timeout_waits_again_while_gas_lasts_then_refunds_and_fails() {
 fn the_public_callback_fails_through_a_follow_up_call_on_timeout() {
     let mut contract = running();
     let id = sign_as(&mut contract, ALICE, &ecdsa_request(10, "p"));
-    testing_env!(context(CONTRACT, 0).prepaid_gas(Gas::from_tgas(11)).build());
-    contract.resolve_signature(id, 0, Err(PromiseError::Failed));
+    testing_env!(
+        context(CONTRACT, 0).prepaid_gas(Gas::from_tgas(11)).build(),
+        near_sdk::test_vm_config(),
+        near_sdk::RuntimeFeesConfig::test(),
+        Default::default(),
+        vec![PromiseResult::Failed],
+    );
+    // A timeout loads the contract from storage.
+    contract.pending.flush();
+    contract.pending_by_caller.flush();
+    env::state_write(&contract);
+    MpcContract::resolve_signature(id, 0);
+    let stored: MpcContract = env::state_read().unwrap();
+    assert!(
+        stored.pending_request(id).is_none(),
+        "the timed-out request is gone from storage"
+    );
     let calls: Vec<String> = get_created_receipts()
         .into_iter()
         .flat_map(|r| r.actions)

@@ -12,23 +12,23 @@ fn exec(fees: &RuntimeFeesConfig, cost: ActionCosts) -> u64 {
     fees.fee(cost).exec_fee().gas.as_gas()
 }
 
-/// A fee's base cost plus `bytes` times its per-byte cost, for send (`Some(sir)`) or
-/// execution (`None`).
+/// A fee's base cost and `bytes` times its per-byte cost, by cost category, for send
+/// (`Some(sir)`) or execution (`None`).
 fn cost(
     fees: &RuntimeFeesConfig,
     base: ActionCosts,
     per_byte: Option<(ActionCosts, u64)>,
     side: Option<bool>,
-) -> u64 {
+) -> Vec<(ActionCosts, u64)> {
     let one = |c| match side {
         Some(sir) => send(fees, c, sir),
         None => exec(fees, c),
     };
-    let mut total = one(base);
+    let mut parts = vec![(base, one(base))];
     if let Some((byte_cost, bytes)) = per_byte {
-        total = total.saturating_add(one(byte_cost).saturating_mul(bytes));
+        parts.push((byte_cost, one(byte_cost).saturating_mul(bytes)));
     }
-    total
+    parts
 }
 
 /// The bytes a function-call access key's method names are charged for.
@@ -37,6 +37,17 @@ fn method_name_bytes(names: &[String]) -> u64 {
 }
 
 fn action_cost(fees: &RuntimeFeesConfig, action: &Action, side: Option<bool>) -> u64 {
+    action_cost_parts(fees, action, side)
+        .into_iter()
+        .map(|(_, gas)| gas)
+        .fold(0, u64::saturating_add)
+}
+
+fn action_cost_parts(
+    fees: &RuntimeFeesConfig,
+    action: &Action,
+    side: Option<bool>,
+) -> Vec<(ActionCosts, u64)> {
     use near_primitives::account::AccessKeyPermission;
     match action {
         Action::CreateAccount(_) => cost(fees, ActionCosts::create_account, None, side),
@@ -72,7 +83,7 @@ fn action_cost(fees: &RuntimeFeesConfig, action: &Action, side: Option<bool>) ->
         Action::DeleteKey(_) => cost(fees, ActionCosts::delete_key, None, side),
         Action::DeleteAccount(_) => cost(fees, ActionCosts::delete_account, None, side),
         // Not supported by the devnet; validation refuses them before fees matter.
-        _ => 0,
+        _ => Vec::new(),
     }
 }
 
@@ -94,9 +105,9 @@ pub fn exec_fees(fees: &RuntimeFeesConfig, actions: &[Action]) -> u64 {
         .fold(receipt, u64::saturating_add)
 }
 
-/// The execution fee of one action (burnt when it runs).
-pub fn action_exec_fee(fees: &RuntimeFeesConfig, action: &Action) -> u64 {
-    action_cost(fees, action, None)
+/// The execution fee of one action (burnt when it runs), by cost category.
+pub fn action_exec_parts(fees: &RuntimeFeesConfig, action: &Action) -> Vec<(ActionCosts, u64)> {
+    action_cost_parts(fees, action, None)
 }
 
 /// The execution fee of the receipt itself.

@@ -12,13 +12,14 @@ use crate::fees;
 use crate::receipt::{child_id, ActionReceipt, DataReceipt, Receipt, ReceiptBody};
 use crate::store::Store;
 use near_crypto::PublicKey;
-use near_parameters::RuntimeConfig;
+use near_parameters::{ActionCosts, ExtCosts, RuntimeConfig};
 use near_primitives::account::{AccessKey, Account, AccountContract};
 use near_primitives::errors::{
     ActionError, ActionErrorKind, CompilationError, FunctionCallError, MethodResolveError,
     TxExecutionError,
 };
 use near_primitives::hash::CryptoHash;
+use near_primitives::profile_data_v3::ProfileDataV3;
 use near_primitives::transaction::{Action, ExecutionMetadata, ExecutionOutcome, ExecutionStatus};
 use near_primitives::types::{AccountId, Balance, Gas};
 use near_vm_runner::logic::types::PromiseResult;
@@ -62,6 +63,8 @@ pub struct Runtime {
 /// Everything executing a receipt's actions produced so far.
 struct ActionsState {
     gas_burnt: u64,
+    /// Where `gas_burnt` went, as nearcore reports it (`gas_profile`).
+    profile: ProfileDataV3,
     gas_used: u64,
     gas_burnt_for_function_call: u64,
     logs: Vec<String>,
@@ -71,6 +74,19 @@ struct ActionsState {
     /// Balance sent to beneficiaries of deleted accounts.
     beneficiary_transfers: Vec<(AccountId, u128)>,
     return_data: ReturnData,
+}
+
+/// Adds a VM run's costs (host functions, actions it created, wasm instructions) to
+/// a receipt's profile.
+fn add_vm_profile(profile: &mut ProfileDataV3, vm: &near_vm_runner::ProfileDataV3) {
+    use strum::IntoEnumIterator;
+    for cost in ActionCosts::iter() {
+        profile.add_action_cost(cost, vm.get_action_cost(cost));
+    }
+    for cost in ExtCosts::iter() {
+        profile.add_ext_cost(cost, vm.get_ext_cost(cost));
+    }
+    profile.wasm_gas = profile.wasm_gas.saturating_add(vm.get_wasm_cost());
 }
 
 fn action_error(kind: ActionErrorKind) -> ActionErrorKind {
@@ -221,7 +237,10 @@ impl Runtime {
         let checkpoint = store.checkpoint();
         let mut account = store.account(receiver);
         let receipt_fee = fees::receipt_exec_fee(&self.config.fees);
+        let mut profile = ProfileDataV3::default();
+        profile.add_action_cost(ActionCosts::new_action_receipt, Gas::from_gas(receipt_fee));
         let mut state = ActionsState {
+            profile,
             gas_burnt: receipt_fee,
             gas_used: receipt_fee,
             gas_burnt_for_function_call: 0,
@@ -235,7 +254,11 @@ impl Runtime {
         let promise_results: Arc<[PromiseResult]> = promise_results.into();
         let mut result: Result<(), ActionError> = Ok(());
         for (index, action) in action_receipt.actions.iter().enumerate() {
-            let fee = fees::action_exec_fee(&self.config.fees, action);
+            let parts = fees::action_exec_parts(&self.config.fees, action);
+            let fee: u64 = parts.iter().map(|(_, gas)| *gas).sum();
+            for (cost, gas) in parts {
+                state.profile.add_action_cost(cost, Gas::from_gas(gas));
+            }
             state.gas_burnt += fee;
             state.gas_used += fee;
             state.return_data = ReturnData::None;
@@ -442,7 +465,7 @@ impl Runtime {
                 tokens_burnt: yocto(tokens_burnt),
                 executor_id: receiver.clone(),
                 status,
-                metadata: ExecutionMetadata::V1,
+                metadata: ExecutionMetadata::V3(Box::new(state.profile)),
             },
             new_receipts,
             new_yields,
@@ -671,6 +694,7 @@ impl Runtime {
             Err(error) => return Err(execution_error(format!("the VM failed: {error:?}"))),
         };
         state.logs.append(&mut outcome.logs);
+        add_vm_profile(&mut state.profile, &outcome.profile);
         state.gas_burnt += outcome.burnt_gas.as_gas();
         state.gas_burnt_for_function_call += outcome.burnt_gas.as_gas();
         if let Some(error) = &outcome.aborted {

@@ -440,6 +440,27 @@ fn gas_report(label: &str, outcome: &FinalExecutionOutcomeView) {
         outcome.transaction_outcome.outcome.gas_burnt.as_gas() / 1_000_000_000,
         receipts.join(", ")
     );
+    // Where each receipt's gas went (nearcore's gas profile), biggest first.
+    for receipt in &outcome.receipts_outcome {
+        let mut profile: Vec<(u64, String)> = receipt
+            .outcome
+            .metadata
+            .gas_profile
+            .iter()
+            .flatten()
+            .filter(|entry| entry.gas_used.as_gas() > 0)
+            .map(|entry| (entry.gas_used.as_gas(), entry.cost.clone()))
+            .collect();
+        profile.sort_by(|a, b| b.cmp(a));
+        let top: Vec<String> = profile
+            .iter()
+            .take(8)
+            .map(|(gas, cost)| format!("{cost} {}", gas / 1_000_000_000))
+            .collect();
+        if !top.is_empty() {
+            eprintln!("  profile (Ggas): {}", top.join(", "));
+        }
+    }
 }
 
 /// Sends the calls at once (one transaction each, broadcast concurrently) and returns

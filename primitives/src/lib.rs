@@ -36,6 +36,7 @@ pub mod domain;
 pub mod ed25519;
 mod hex_array;
 pub mod near_key;
+pub mod recover;
 pub mod request;
 pub mod response;
 

@@ -57,11 +57,13 @@ impl EcdsaPayload {
     /// assert!(EcdsaPayload::new([0xff; 32]).is_err());
     /// ```
     pub fn new(bytes: [u8; 32]) -> Result<Self, PayloadError> {
-        let scalar: Option<Scalar> = Scalar::from_repr(bytes.into()).into();
-        match scalar {
-            None => Err(PayloadError::NotBelowOrder),
-            Some(s) if bool::from(s.is_zero()) => Err(PayloadError::Zero),
-            Some(_) => Ok(EcdsaPayload(bytes)),
+        // Byte comparisons, not field arithmetic: the contract checks every payload.
+        if !crate::recover::below_order(&bytes) {
+            Err(PayloadError::NotBelowOrder)
+        } else if bytes == [0; 32] {
+            Err(PayloadError::Zero)
+        } else {
+            Ok(EcdsaPayload(bytes))
         }
     }
 

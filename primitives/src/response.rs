@@ -250,6 +250,39 @@ impl EcdsaSignature {
         Ok(rs)
     }
 
+    /// Checks the form by bytes alone (no curve arithmetic, for the contract, which
+    /// then lets `ecrecover` verify): `big_r` a compressed point encoding with
+    /// x = r, 0 < r < n; 1 ≤ s ≤ n/2; recovery id 0 or 1. Returns `r ‖ s`. Whether
+    /// `big_r` is on the curve is left to `ecrecover`, which fails otherwise.
+    pub fn recover_form(&self) -> Result<[u8; 64], ResponseError> {
+        let (prefix, x) = self
+            .big_r
+            .affine_point
+            .split_first()
+            .ok_or(ResponseError::BigRNotAPoint)?;
+        if *prefix != 2 && *prefix != 3 {
+            return Err(ResponseError::BigRNotAPoint);
+        }
+        let r: [u8; 32] = x.try_into().map_err(|_| ResponseError::BigRNotAPoint)?;
+        if r == [0; 32] || !crate::recover::below_order(&r) {
+            return Err(ResponseError::RNotBelowOrder);
+        }
+        let s = &self.s.scalar;
+        if s == &[0; 32] || !crate::recover::below_order(s) {
+            return Err(ResponseError::SNotCanonical);
+        }
+        if !crate::recover::is_low_s(s) {
+            return Err(ResponseError::HighS);
+        }
+        if self.recovery_id > 1 {
+            return Err(ResponseError::BadRecoveryId);
+        }
+        let mut rs = [0u8; 64];
+        rs[..32].copy_from_slice(&r);
+        rs[32..].copy_from_slice(s);
+        Ok(rs)
+    }
+
     /// The public key this signature verifies under for `payload`.
     pub fn recover_public_key(&self, payload: &Payload) -> Result<AffinePoint, ResponseError> {
         let rs = self.check_form()?;
@@ -405,6 +438,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(text.contains("64 bytes, got 3"), "{text}");
+    }
+
+    #[test]
+    fn the_byte_level_form_check_agrees_with_the_curve_check() {
+        let secret = Scalar::from(4242u64);
+        let payload = Payload::new([0x33; 32]).unwrap();
+        for k in 1..12u64 {
+            let (big_r, s) = sign_with_nonce(&secret, &Scalar::from(k * 31337), &payload);
+            let good = EcdsaSignature::new(&big_r, &s).unwrap();
+            assert_eq!(good.recover_form(), good.check_form());
+            let mut high = good.clone();
+            high.s = SerializableScalar::from_scalar(&-good.s.to_scalar().unwrap());
+            assert_eq!(high.recover_form(), Err(ResponseError::HighS));
+            let mut bad_id = good.clone();
+            bad_id.recovery_id = 2;
+            assert_eq!(bad_id.recover_form(), Err(ResponseError::BadRecoveryId));
+            let mut zero_s = good.clone();
+            zero_s.s.scalar = [0; 32];
+            assert_eq!(zero_s.recover_form(), Err(ResponseError::SNotCanonical));
+            let mut bad_prefix = good.clone();
+            bad_prefix.big_r.affine_point[0] = 4;
+            assert_eq!(bad_prefix.recover_form(), Err(ResponseError::BigRNotAPoint));
+            let mut big_x = good.clone();
+            big_x.big_r.affine_point[1..].copy_from_slice(&crate::recover::ORDER);
+            assert_eq!(big_x.recover_form(), Err(ResponseError::RNotBelowOrder));
+        }
     }
 
     #[test]

@@ -32,6 +32,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod rpc_gate;
+
 pub const NEAR: u128 = 10u128.pow(24);
 
 /// The contract's account on every cluster.
@@ -176,6 +178,9 @@ pub struct Cluster {
     pub root: Chain,
     pub contract: AccountId,
     pub nodes: Vec<NodeProcess>,
+    /// The nodes reach the devnet's RPC through this gate, which a test can close
+    /// to transactions.
+    pub rpc_gate: rpc_gate::RpcGate,
     mpc_node: PathBuf,
     root_key: Option<AffinePoint>,
 }
@@ -253,6 +258,9 @@ impl Cluster {
             .await
             .map_err(|e| format!("devnet: {e}"))?;
         let contract = id(CONTRACT);
+        let rpc_gate = rpc_gate::RpcGate::start(devnet.rpc_url())
+            .await
+            .map_err(|e| format!("the RPC gate: {e}"))?;
         let root = Chain::new(
             devnet.rpc_url(),
             contract.clone(),
@@ -265,6 +273,7 @@ impl Cluster {
             root,
             contract: contract.clone(),
             nodes: Vec::new(),
+            rpc_gate,
             mpc_node,
             root_key: None,
         };
@@ -322,7 +331,7 @@ impl Cluster {
         let output = Command::new(&self.mpc_node)
             .args(["--home", &home.to_string_lossy(), "init"])
             .args(["--account", account.as_str(), "--contract", CONTRACT])
-            .args(["--rpc-url", self.devnet.rpc_url()])
+            .args(["--rpc-url", self.rpc_gate.url()])
             .args(["--p2p-addr", &format!("127.0.0.1:{}", free_port())])
             .args(["--http-addr", &http_addr])
             .env("MPC_NODE_ACCOUNT_KEY", account_key.to_string())

@@ -29,7 +29,9 @@ use crate::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
 use crate::storage::Store;
 use near_primitives::types::AccountId;
 use primitives::derivation::Tweak;
-use primitives::{near_key, DomainId, Payload, PendingRequest, RequestId, SignatureScheme};
+use primitives::{
+    near_key, DomainId, Payload, PendingRequest, RequestId, SignatureResponse, SignatureScheme,
+};
 use sha3::{Digest, Sha3_256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -238,16 +240,39 @@ async fn watch_chain(
 
 /// What a finished chain write reports back to the loop.
 enum WriteDone {
-    Voted {
-        ok: bool,
-    },
+    /// `respond` landed (`Ok`) or failed, and whether the failure means the request
+    /// is gone (answered by another leader, or timed out).
+    Voted { ok: bool },
     /// A failed attempt was reported (or reporting it failed; the timeout ends it).
     Reported,
     Responded {
         request_id: RequestId,
         first_seen: Instant,
-        ok: bool,
+        result: Result<(), RespondFailure>,
     },
+}
+
+/// Why a `respond` did not land.
+#[derive(Debug, PartialEq, Eq)]
+enum RespondFailure {
+    /// The contract no longer waits for it: sending again cannot help.
+    RequestGone,
+    /// Anything else (RPC down, nonce races, ...): worth sending again.
+    Transient,
+}
+
+impl RespondFailure {
+    fn of(error: &crate::chain::ChainError) -> Self {
+        let text = error.to_string();
+        // The contract's stable refusal texts for an answered or unknown request.
+        if text.contains("no pending signature request matches")
+            || text.contains("has already been answered")
+        {
+            RespondFailure::RequestGone
+        } else {
+            RespondFailure::Transient
+        }
+    }
 }
 
 /// Runs the node until `cancel` fires.
@@ -385,6 +410,30 @@ struct Tracked {
     first_seen: Instant,
     /// When this node last started leading it.
     led_at: Option<Instant>,
+    /// The signature this node computed for it, until `respond` lands.
+    answer: Option<Answer>,
+}
+
+/// A signature to deliver. It is sent again with backoff while `respond` fails and
+/// the request is still pending: a signature is never recomputed (and a
+/// presignature spent) because a transaction failed (DESIGN §8).
+struct Answer {
+    response: SignatureResponse,
+    sends: u32,
+    next_send: Instant,
+    in_flight: bool,
+}
+
+/// The first pause before sending a failed `respond` again; it doubles up to
+/// [`RESPOND_BACKOFF_MAX`].
+const RESPOND_BACKOFF: Duration = Duration::from_millis(500);
+const RESPOND_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+impl Answer {
+    fn backoff(&self) -> Duration {
+        let doublings = self.sends.saturating_sub(1).min(16);
+        (RESPOND_BACKOFF * 2u32.pow(doublings)).min(RESPOND_BACKOFF_MAX)
+    }
 }
 
 struct Node {
@@ -834,6 +883,7 @@ impl Node {
                 Tracked {
                     first_seen: now,
                     led_at: None,
+                    answer: None,
                 },
             );
         }
@@ -1039,10 +1089,10 @@ impl Node {
         };
         let retry_after = self.config.protocol_timeout;
         for (request_id, tracked) in self.requests.iter_mut() {
-            if tracked
+            let led_lately = tracked
                 .led_at
-                .is_some_and(|at| now.duration_since(at) < retry_after)
-            {
+                .is_some_and(|at| now.duration_since(at) < retry_after);
+            if led_lately || tracked.answer.is_some() {
                 continue;
             }
             let order = leader_order(request_id, all);
@@ -1059,6 +1109,7 @@ impl Node {
             }
             match engine.propose_sign(*request_id, live) {
                 Ok(Some(presignature)) => {
+                    self.config.metrics.sign_runs_led.inc();
                     tracing::debug!(request = %request_id, presignature, waited_ms = now.duration_since(tracked.first_seen).as_millis() as u64, "leading a request");
                     if rank > 0 {
                         tracing::info!(request = %request_id, rank, "leading a request in place of a silent leader");
@@ -1083,6 +1134,7 @@ impl Node {
                 self.on_key_event(event, writes);
             }
         }
+        self.deliver_answers(writes);
         let Some(engine) = self.signer.as_mut() else {
             return;
         };
@@ -1096,27 +1148,18 @@ impl Node {
                     response,
                     leader: true,
                 } => {
-                    let Some(tracked) = self.requests.get(&request_id) else {
+                    let Some(tracked) = self.requests.get_mut(&request_id) else {
                         continue; // answered meanwhile
                     };
-                    let first_seen = tracked.first_seen;
-                    tracing::debug!(request = %request_id, since_seen_ms = first_seen.elapsed().as_millis() as u64, "signed; responding");
-                    let chain = self.config.chain.clone();
-                    let response = primitives::SignatureResponse::Secp256k1(response);
-                    writes.spawn(async move {
-                        let ok = match chain.respond(&request_id, &response).await {
-                            Ok(()) => true,
-                            Err(e) => {
-                                tracing::warn!(request = %request_id, error = %e, "respond failed");
-                                false
-                            }
-                        };
-                        WriteDone::Responded {
-                            request_id,
-                            first_seen,
-                            ok,
-                        }
-                    });
+                    if tracked.answer.is_none() {
+                        tracing::debug!(request = %request_id, since_seen_ms = tracked.first_seen.elapsed().as_millis() as u64, "signed; responding");
+                        tracked.answer = Some(Answer {
+                            response: SignatureResponse::Secp256k1(response),
+                            sends: 0,
+                            next_send: Instant::now(),
+                            in_flight: false,
+                        });
+                    }
                 }
                 Event::Signed { .. } | Event::KeyShareStored { .. } => {}
                 Event::TripleStored(_) => metrics.triples_generated.inc(),
@@ -1139,6 +1182,38 @@ impl Node {
                     }
                 }
             }
+        }
+    }
+
+    /// Sends `respond` for every computed signature whose turn it is.
+    fn deliver_answers(&mut self, writes: &mut JoinSet<WriteDone>) {
+        let now = Instant::now();
+        for (request_id, tracked) in self.requests.iter_mut() {
+            let Some(answer) = tracked.answer.as_mut() else {
+                continue;
+            };
+            if answer.in_flight || now < answer.next_send {
+                continue;
+            }
+            answer.in_flight = true;
+            answer.sends += 1;
+            if answer.sends > 1 {
+                tracing::info!(request = %request_id, send = answer.sends, "sending respond again");
+            }
+            let chain = self.config.chain.clone();
+            let response = answer.response.clone();
+            let (request_id, first_seen) = (*request_id, tracked.first_seen);
+            writes.spawn(async move {
+                let result = chain.respond(&request_id, &response).await.map_err(|e| {
+                    tracing::warn!(request = %request_id, error = %e, "respond failed");
+                    RespondFailure::of(&e)
+                });
+                WriteDone::Responded {
+                    request_id,
+                    first_seen,
+                    result,
+                }
+            });
         }
     }
 
@@ -1192,7 +1267,7 @@ impl Node {
     }
 
     fn on_write_done(&mut self, done: WriteDone) {
-        let (request_id, first_seen, ok) = match done {
+        let (request_id, first_seen, result) = match done {
             WriteDone::Reported => return,
             WriteDone::Voted { ok } => {
                 self.vote_in_flight = false;
@@ -1206,19 +1281,39 @@ impl Node {
             WriteDone::Responded {
                 request_id,
                 first_seen,
-                ok,
-            } => (request_id, first_seen, ok),
+                result,
+            } => (request_id, first_seen, result),
         };
         let metrics = &self.config.metrics;
-        if ok {
-            tracing::info!(request = %request_id, ms = first_seen.elapsed().as_millis() as u64, "answered a request");
-            metrics.signatures.inc();
-            metrics.sign_latency.observe(first_seen.elapsed());
-        } else {
-            metrics.respond_failures.inc();
-            // Still pending? Then it may be led again at once.
-            if let Some(tracked) = self.requests.get_mut(&request_id) {
-                tracked.led_at = None;
+        let tracked = self.requests.get_mut(&request_id);
+        match result {
+            Ok(()) => {
+                tracing::info!(request = %request_id, ms = first_seen.elapsed().as_millis() as u64, "answered a request");
+                metrics.signatures.inc();
+                metrics.sign_latency.observe(first_seen.elapsed());
+                // The next read of the chain drops the request; until then, no resend.
+                if let Some(answer) = tracked.and_then(|t| t.answer.as_mut()) {
+                    answer.next_send = Instant::now() + RESPOND_BACKOFF_MAX;
+                    answer.in_flight = false;
+                }
+            }
+            Err(failure) => {
+                metrics.respond_failures.inc();
+                let Some(tracked) = tracked else {
+                    return;
+                };
+                match (failure, tracked.answer.as_mut()) {
+                    (RespondFailure::Transient, Some(answer)) => {
+                        answer.in_flight = false;
+                        answer.next_send = Instant::now() + answer.backoff();
+                    }
+                    // Gone: keep the answer (never lead again); the next read drops it.
+                    (RespondFailure::RequestGone, Some(answer)) => {
+                        answer.next_send = Instant::now() + RESPOND_BACKOFF_MAX;
+                        answer.in_flight = false;
+                    }
+                    (_, None) => {}
+                }
             }
         }
     }

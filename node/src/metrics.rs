@@ -123,6 +123,8 @@ pub struct Metrics {
     pub signatures: Counter,
     /// `respond` calls that failed (another leader answered first, or an error).
     pub respond_failures: Counter,
+    /// Signing runs this node started as leader (each spends a presignature).
+    pub sign_runs_led: Counter,
     /// Protocol runs that ended without output (timeouts, unreachable peers, bad
     /// messages).
     pub protocol_failures: Counter,
@@ -144,6 +146,7 @@ impl Metrics {
             requests_seen: Counter::default(),
             signatures: Counter::default(),
             respond_failures: Counter::default(),
+            sign_runs_led: Counter::default(),
             protocol_failures: Counter::default(),
             triples_generated: Counter::default(),
             presignatures_generated: Counter::default(),
@@ -209,6 +212,11 @@ impl Metrics {
                 "mpc_respond_failures_total",
                 "respond calls that failed.",
                 &self.respond_failures,
+            ),
+            (
+                "mpc_sign_runs_led_total",
+                "Signing runs started by this node as leader (each spends a presignature).",
+                &self.sign_runs_led,
             ),
             (
                 "mpc_protocol_failures_total",

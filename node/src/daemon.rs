@@ -47,7 +47,8 @@ const MAX_DRAIN: usize = 1024;
 /// Bulk messages held at most; beyond it generation runs lose messages and time out.
 const MAX_BACKLOG: usize = 1 << 16;
 
-/// What a node needs to run. [`NodeConfig::new`] fills in the defaults.
+/// What a node needs to run. [`NodeConfig::new`] fills in the defaults of
+/// [`crate::tuning::Tuning`].
 pub struct NodeConfig {
     pub account: AccountId,
     pub chain: Arc<Chain>,
@@ -85,23 +86,26 @@ impl NodeConfig {
         network_name: &str,
     ) -> Self {
         let metrics = Metrics::new(account.as_str());
-        NodeConfig {
+        let mut config = NodeConfig {
             account,
             chain,
             store,
             p2p_key,
             listen,
             network_name: network_name.to_string(),
-            poll_interval: Duration::from_millis(200),
-            triple_target: 8,
-            presignature_target: 4,
-            max_concurrent_generations: 4,
-            protocol_timeout: Duration::from_secs(60),
-            heartbeat: Duration::from_millis(250),
-            live_window: Duration::from_millis(1500),
-            leader_grace: Duration::from_secs(3),
+            poll_interval: Duration::ZERO,
+            triple_target: 0,
+            presignature_target: 0,
+            max_concurrent_generations: 0,
+            protocol_timeout: Duration::ZERO,
+            heartbeat: Duration::ZERO,
+            live_window: Duration::ZERO,
+            leader_grace: Duration::ZERO,
             metrics,
-        }
+        };
+        // The defaults live in one place: `Tuning::default`.
+        crate::tuning::Tuning::default().apply(&mut config);
+        config
     }
 }
 

@@ -13,3 +13,4 @@ pub mod http;
 pub mod metrics;
 pub mod p2p;
 pub mod storage;
+pub mod tuning;

@@ -6,15 +6,16 @@
 //! mpc-node start --home DIR
 //! ```
 //!
-//! `init` writes `config.toml` (every setting, documented in `START_HELP`), the
+//! `init` writes `config.toml` (every setting, documented by `start --help`), the
 //! p2p key, the storage key and the respond keys; `start` runs the daemon.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use mpc_node::chain::Chain;
 use mpc_node::daemon::{run, NodeConfig};
 use mpc_node::http::HttpServer;
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::storage::{StorageKey, Store};
+use mpc_node::tuning::Tuning;
 use near_crypto::SecretKey;
 use near_primitives::types::AccountId;
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,6 @@ enum Command {
     },
     /// Runs the node until SIGTERM or Ctrl-C (then finishes in-flight responds and
     /// stops). Settings come from config.toml; see below.
-    #[command(after_help = START_HELP)]
     Start {
         /// Overrides `rpc_url` from config.toml.
         #[arg(long)]
@@ -86,27 +86,28 @@ enum Command {
     },
 }
 
-const START_HELP: &str = "\
+/// What `mpc-node start --help` shows after the flags: config.toml's settings
+/// (the tunable ones with their defaults, from [`Tuning`]) and the files beside it.
+fn start_help() -> String {
+    format!(
+        "\
 config.toml (written by `init`; edit and restart to change):
-  account, account_key        the node's NEAR account and its full-access key
-  contract, rpc_url           the multichain contract and a NEAR JSON-RPC endpoint
-  p2p_addr                    host:port peers dial (registered on the contract as `url`)
-  http_addr                   host:port for /health, /state, /metrics (\"\" = off)
-  poll_interval_ms = 200      how often the contract is read
-  triple_target = 8           own triples to keep in stock
-  presignature_target = 4     own presignatures to keep in stock
-  max_concurrent_generations = 4   triple/presignature runs led at once
-  protocol_timeout_secs = 60  a protocol run older than this is abandoned
-  heartbeat_ms = 250          heartbeat period to peers
-  live_window_ms = 1500       a peer silent this long is treated as down
-  leader_grace_ms = 3000      the k-th live leader of a request waits k times this
+  account, account_key              the node's NEAR account and its full-access key
+  contract, rpc_url                 the multichain contract and a NEAR JSON-RPC endpoint
+  p2p_addr                          host:port peers dial (registered on the contract as `url`)
+  http_addr                         host:port for /health, /state, /metrics (\"\" = off)
+{}
+Every setting is checked at start; a bad value stops the node with the rule it breaks.
 
 Files beside it: p2p_key (X25519 key pair, hex), storage_key (AES-256 key for the
 database, hex; or set MPC_NODE_STORAGE_KEY), respond_keys (ed25519 keys, one per
 line: added to the account at start as `respond`-only function-call keys),
-node.redb (key share, triples, presignatures).
+node.redb (key shares, triples, presignatures).
 
-Logs go to stderr; RUST_LOG=debug shows more.";
+Logs go to stderr; RUST_LOG=debug shows more.",
+        Tuning::help()
+    )
+}
 
 /// config.toml. Secrets live in files beside it (`p2p_key`, `storage_key`); the
 /// storage key can instead come from `MPC_NODE_STORAGE_KEY`.
@@ -121,35 +122,6 @@ struct Config {
     http_addr: String,
     #[serde(default = "Tuning::default", flatten)]
     tuning: Tuning,
-}
-
-/// The settings with defaults (see `START_HELP`).
-#[derive(Serialize, Deserialize)]
-#[serde(default)]
-struct Tuning {
-    poll_interval_ms: u64,
-    triple_target: usize,
-    presignature_target: usize,
-    max_concurrent_generations: usize,
-    protocol_timeout_secs: u64,
-    heartbeat_ms: u64,
-    live_window_ms: u64,
-    leader_grace_ms: u64,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            poll_interval_ms: 200,
-            triple_target: 8,
-            presignature_target: 4,
-            max_concurrent_generations: 4,
-            protocol_timeout_secs: 60,
-            heartbeat_ms: 250,
-            live_window_ms: 1500,
-            leader_grace_ms: 3000,
-        }
-    }
 }
 
 fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
@@ -296,6 +268,7 @@ async fn start(
         )
     })?;
     let config: Config = toml::from_str(&text).map_err(|e| format!("config.toml: {e}"))?;
+    config.tuning.validate().map_err(|e| e.to_string())?;
     let storage_key = match std::env::var("MPC_NODE_STORAGE_KEY") {
         Ok(hex) => StorageKey::from_hex(&hex),
         Err(_) => StorageKey::from_hex(
@@ -317,7 +290,6 @@ async fn start(
         .next()
         .ok_or_else(|| format!("p2p_addr {} resolves to nothing", config.p2p_addr))?;
     let chain = connect_chain(&rpc_url, &config, account_key, read_respond_keys(home)?).await;
-    let tuning = &config.tuning;
     let mut node = NodeConfig::new(
         config.account.clone(),
         Arc::new(chain),
@@ -326,14 +298,7 @@ async fn start(
         listen,
         config.contract.as_str(),
     );
-    node.poll_interval = Duration::from_millis(tuning.poll_interval_ms);
-    node.triple_target = tuning.triple_target;
-    node.presignature_target = tuning.presignature_target;
-    node.max_concurrent_generations = tuning.max_concurrent_generations;
-    node.protocol_timeout = Duration::from_secs(tuning.protocol_timeout_secs);
-    node.heartbeat = Duration::from_millis(tuning.heartbeat_ms);
-    node.live_window = Duration::from_millis(tuning.live_window_ms);
-    node.leader_grace = Duration::from_millis(tuning.leader_grace_ms);
+    config.tuning.apply(&mut node);
     let http = if http_addr.is_empty() {
         None
     } else {
@@ -379,7 +344,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let command = Cli::command().mut_subcommand("start", |start| start.after_help(start_help()));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Init {
             account,

@@ -24,6 +24,12 @@ pub enum Error {
     VerificationFailed(String),
     /// Stored bytes that do not decode to a valid record.
     CorruptRecord(String),
+    /// A check failed that names who is to blame: `culprit` sent an invalid share,
+    /// proof or payload. The instance is aborted; the caller may penalise `culprit`.
+    Misbehaved {
+        culprit: ParticipantId,
+        reason: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -43,6 +49,9 @@ impl fmt::Display for Error {
             Error::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
             Error::VerificationFailed(why) => write!(f, "protocol aborted: {why}"),
             Error::CorruptRecord(why) => write!(f, "corrupt stored record: {why}"),
+            Error::Misbehaved { culprit, reason } => {
+                write!(f, "protocol aborted: participant {} {reason}", culprit.0)
+            }
         }
     }
 }

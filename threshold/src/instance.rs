@@ -42,8 +42,9 @@ pub enum Step<T> {
     Done(T),
 }
 
-/// Erases the concrete cait-sith protocol type and maps its output to ours.
-trait Driver<T>: Send {
+/// Erases the concrete protocol type (cait-sith's, or our own for EdDSA) and maps
+/// its output to ours.
+pub(crate) trait Driver<T>: Send {
     fn poke(&mut self) -> Result<Action<T>, Error>;
     fn message(&mut self, from: Participant, data: Vec<u8>);
 }
@@ -77,7 +78,8 @@ where
 
 /// One party's state in one protocol run. Produced by [`crate::keygen`],
 /// [`crate::reshare`], [`crate::generate_triple`], [`crate::presign`] and
-/// [`crate::sign`].
+/// [`crate::sign`] (ECDSA), and by [`crate::eddsa::keygen`],
+/// [`crate::eddsa::presign`] and [`crate::eddsa::sign`] (EdDSA).
 pub struct Instance<T> {
     header: Header,
     me: ParticipantId,
@@ -110,6 +112,25 @@ impl<T> Instance<T> {
                 protocol,
                 finish: Some(finish),
             }),
+            finished: false,
+            bytes_sent: 0,
+            messages_sent: 0,
+        }
+    }
+
+    /// An instance around one of our own state machines (the EdDSA protocols).
+    pub(crate) fn from_driver(
+        kind: ProtocolKind,
+        instance: InstanceId,
+        me: ParticipantId,
+        participants: Participants,
+        driver: Box<dyn Driver<T>>,
+    ) -> Self {
+        Instance {
+            header: Header { kind, instance },
+            me,
+            participants,
+            driver,
             finished: false,
             bytes_sent: 0,
             messages_sent: 0,

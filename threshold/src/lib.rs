@@ -1,4 +1,5 @@
-//! Threshold ECDSA over secp256k1 for Chain Signatures, as pure state machines: no
+//! Threshold ECDSA over secp256k1 and threshold EdDSA over Ed25519 ([`eddsa`]:
+//! FROST) for Chain Signatures, as pure state machines: no
 //! I/O and no clock. Each protocol run at each party is an [`Instance`]: feed it
 //! messages with [`Instance::receive`], and [`Instance::poke`] it for messages to
 //! send and, at the end, its output. The node runs instances over its network;
@@ -17,6 +18,11 @@
 //! | presigning (two triples, one key share) | [`presign`] | [`Presignature`] |
 //! | signing for a derived key, one round | [`sign`] | [`primitives::EcdsaSignature`] |
 //!
+//! EdDSA (FROST, frost-ed25519 3.0) sits beside it in [`eddsa`] with the same
+//! model: [`eddsa::keygen`] → [`EddsaKeyShare`], [`eddsa::presign`] (nonce
+//! commitments) → [`EddsaPresignature`], [`eddsa::sign`] →
+//! [`primitives::Ed25519Signature`].
+//!
 //! Key-safety rules (DESIGN.md §7), enforced by types where possible: triples and
 //! presignatures are consumed by value and must be marked used in durable storage
 //! before use; signing re-randomises the presignature with chain entropy.
@@ -34,6 +40,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod eddsa;
 mod error;
 mod instance;
 pub mod local;
@@ -42,6 +49,7 @@ mod protocols;
 mod records;
 pub mod wire;
 
+pub use eddsa::{EddsaKeyShare, EddsaPresignature, EddsaSignTask};
 pub use error::Error;
 pub use instance::{Instance, Outgoing, Recipient, Step};
 pub use participants::{ParticipantId, Participants};

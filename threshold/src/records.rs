@@ -22,7 +22,7 @@ use std::fmt;
 
 pub const RECORD_VERSION: u8 = 1;
 
-fn encode<R: BorshSerialize>(record: &R) -> Vec<u8> {
+pub(crate) fn encode<R: BorshSerialize>(record: &R) -> Vec<u8> {
     let mut out = vec![RECORD_VERSION];
     record
         .serialize(&mut out)
@@ -30,7 +30,7 @@ fn encode<R: BorshSerialize>(record: &R) -> Vec<u8> {
     out
 }
 
-fn decode<R: BorshDeserialize>(bytes: &[u8]) -> Result<R, Error> {
+pub(crate) fn decode<R: BorshDeserialize>(bytes: &[u8]) -> Result<R, Error> {
     match bytes.first() {
         None => Err(Error::CorruptRecord("empty record".into())),
         Some(&RECORD_VERSION) => {
@@ -57,16 +57,16 @@ fn point_bytes(point: &AffinePoint) -> Vec<u8> {
     point.to_encoded_point(true).as_bytes().to_vec()
 }
 
-fn ids(participants: &Participants) -> Vec<u32> {
+pub(crate) fn ids(participants: &Participants) -> Vec<u32> {
     participants.iter().map(|p| p.0).collect()
 }
 
-fn participants(ids: &[u32]) -> Result<Participants, Error> {
+pub(crate) fn participants(ids: &[u32]) -> Result<Participants, Error> {
     Participants::new(ids.iter().copied().map(ParticipantId))
         .map_err(|e| Error::CorruptRecord(e.to_string()))
 }
 
-fn check_threshold(threshold: u32, participants: &Participants) -> Result<usize, Error> {
+pub(crate) fn check_threshold(threshold: u32, participants: &Participants) -> Result<usize, Error> {
     let threshold = threshold as usize;
     if threshold == 0 || threshold > participants.len() {
         return Err(Error::CorruptRecord(format!(

@@ -2,9 +2,12 @@
 //!
 //! ```text
 //! byte 0      format version (1)
-//! byte 1      protocol kind (keygen 1, reshare 2, triple 3, presign 4, sign 5)
+//! byte 1      protocol kind (ECDSA: keygen 1, reshare 2, triple 3, presign 4,
+//!             sign 5; EdDSA: keygen 6, presign 7, sign 8)
 //! bytes 2..34 instance id (chosen by the orchestrator, the same at every party)
-//! bytes 34..  the protocol's own payload (cait-sith's tagged MessagePack)
+//! bytes 34..  the protocol's own payload: cait-sith's tagged MessagePack for
+//!             ECDSA; for EdDSA a round number byte, then fixed-size 32-byte
+//!             encodings (see [`crate::eddsa`])
 //! ```
 //! The sender is not in the message: the authenticated transport says who sent it.
 
@@ -23,6 +26,9 @@ pub enum ProtocolKind {
     Triple = 3,
     Presign = 4,
     Sign = 5,
+    EddsaKeygen = 6,
+    EddsaPresign = 7,
+    EddsaSign = 8,
 }
 
 impl ProtocolKind {
@@ -33,6 +39,9 @@ impl ProtocolKind {
             3 => ProtocolKind::Triple,
             4 => ProtocolKind::Presign,
             5 => ProtocolKind::Sign,
+            6 => ProtocolKind::EddsaKeygen,
+            7 => ProtocolKind::EddsaPresign,
+            8 => ProtocolKind::EddsaSign,
             other => {
                 return Err(Error::MalformedMessage(format!(
                     "unknown protocol kind {other}"

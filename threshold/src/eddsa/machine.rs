@@ -1,0 +1,151 @@
+//! The round-based state machine under each EdDSA protocol, and its adapter to
+//! [`crate::Instance`].
+//!
+//! A payload (after our 34-byte header) is one round-number byte and the round's
+//! body. The inbox keeps at most one message per (round, sender), so messages for a
+//! later round that arrive early wait for their turn; anything else (an unknown
+//! round, a second message for a round, an oversized body) names its sender in an
+//! [`Error::Misbehaved`] and aborts the instance at the next poke.
+
+use crate::error::Error;
+use crate::instance::Driver;
+use crate::participants::ParticipantId;
+use cait_sith::protocol::{Action, Participant};
+use std::collections::{BTreeMap, VecDeque};
+
+/// No EdDSA message body is anywhere near this (the largest is a DKG commitment:
+/// 32 bytes per threshold unit plus 64).
+const MAX_BODY: usize = 256 * 1024;
+
+/// Messages received so far, by round and sender.
+pub(crate) struct Inbox {
+    rounds: u8,
+    others: Vec<ParticipantId>,
+    got: BTreeMap<(u8, ParticipantId), Vec<u8>>,
+}
+
+impl Inbox {
+    pub(crate) fn new(rounds: u8, others: Vec<ParticipantId>) -> Self {
+        Inbox {
+            rounds,
+            others,
+            got: BTreeMap::new(),
+        }
+    }
+
+    fn put(&mut self, from: ParticipantId, data: Vec<u8>) -> Result<(), Error> {
+        let blame = |reason: String| Error::Misbehaved {
+            culprit: from,
+            reason,
+        };
+        let Some((&round, body)) = data.split_first() else {
+            return Err(blame("sent an empty payload".into()));
+        };
+        if round == 0 || round > self.rounds {
+            return Err(blame(format!("sent a message for unknown round {round}")));
+        }
+        if body.len() > MAX_BODY {
+            return Err(blame(format!("sent a {}-byte message", body.len())));
+        }
+        if self.got.contains_key(&(round, from)) {
+            return Err(blame(format!("sent two round-{round} messages")));
+        }
+        self.got.insert((round, from), body.to_vec());
+        Ok(())
+    }
+
+    /// Whether every other participant's message for `round` is in.
+    pub(crate) fn complete(&self, round: u8) -> bool {
+        self.others
+            .iter()
+            .all(|p| self.got.contains_key(&(round, *p)))
+    }
+
+    /// Takes the messages of `round` (call after [`Inbox::complete`]).
+    pub(crate) fn take(&mut self, round: u8) -> BTreeMap<ParticipantId, Vec<u8>> {
+        self.others
+            .iter()
+            .filter_map(|p| self.got.remove(&(round, *p)).map(|body| (*p, body)))
+            .collect()
+    }
+}
+
+/// A message a machine wants sent (its body, without the round byte).
+pub(crate) enum Out {
+    All(u8, Vec<u8>),
+    To(ParticipantId, u8, Vec<u8>),
+}
+
+pub(crate) enum Progress<T> {
+    Wait,
+    Send(Vec<Out>),
+    Done(T),
+}
+
+/// One party's side of one EdDSA protocol: called whenever something may have
+/// changed; moves on when its round's messages are all in.
+pub(crate) trait Machine: Send {
+    type Output: Send;
+    fn advance(&mut self, inbox: &mut Inbox) -> Result<Progress<Self::Output>, Error>;
+}
+
+/// Adapts a [`Machine`] to the [`Driver`] under [`crate::Instance`].
+pub(crate) struct Driven<M: Machine> {
+    machine: M,
+    inbox: Inbox,
+    outbox: VecDeque<Action<M::Output>>,
+    failed: Option<Error>,
+}
+
+impl<M: Machine> Driven<M> {
+    pub(crate) fn new(machine: M, inbox: Inbox) -> Self {
+        Driven {
+            machine,
+            inbox,
+            outbox: VecDeque::new(),
+            failed: None,
+        }
+    }
+}
+
+fn framed(round: u8, body: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + body.len());
+    out.push(round);
+    out.extend(body);
+    out
+}
+
+impl<M: Machine> Driver<M::Output> for Driven<M> {
+    fn poke(&mut self) -> Result<Action<M::Output>, Error> {
+        if let Some(error) = self.failed.take() {
+            return Err(error);
+        }
+        loop {
+            if let Some(action) = self.outbox.pop_front() {
+                return Ok(action);
+            }
+            match self.machine.advance(&mut self.inbox)? {
+                Progress::Wait => return Ok(Action::Wait),
+                Progress::Done(output) => return Ok(Action::Return(output)),
+                Progress::Send(outs) => {
+                    for out in outs {
+                        self.outbox.push_back(match out {
+                            Out::All(round, body) => Action::SendMany(framed(round, body)),
+                            Out::To(to, round, body) => {
+                                Action::SendPrivate(to.into(), framed(round, body))
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, from: Participant, data: Vec<u8>) {
+        if self.failed.is_none() {
+            if let Err(e) = self.inbox.put(from.into(), data) {
+                self.failed = Some(e);
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: test contract demo derive bench bench-e2e fmt clippy
+.PHONY: test contract demo derive chainsig anvil bench bench-e2e fmt clippy
 
 ## Build the wasm and run every test.
 test: contract
@@ -24,6 +24,16 @@ demo: contract
 ## make derive ARGS="--network mainnet you.near ethereum-1".
 derive:
 	@$(CARGO) run --quiet --locked -p chain-signatures-primitives --example derive -- $(ARGS)
+
+## The chainsig client (addresses, Ethereum and Bitcoin transactions signed by the
+## network), e.g. make chainsig ARGS="address --chain ethereum --account you.testnet --path ethereum-1".
+chainsig:
+	@$(CARGO) run --quiet --locked -p chainsig -- $(ARGS)
+
+## anvil (a real Ethereum node, pinned, from the npm registry) into target/tools; the
+## Ethereum tests install it themselves.
+anvil:
+	@scripts/install-anvil.sh
 
 ## Cost of the threshold protocols per party, ours next to raw cait-sith (release build).
 bench:

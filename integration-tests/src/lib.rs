@@ -32,6 +32,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod foreign;
 pub mod rpc_gate;
 
 pub const NEAR: u128 = 10u128.pow(24);
@@ -185,9 +186,19 @@ pub struct Cluster {
     root_key: Option<AffinePoint>,
 }
 
-/// The `mpc-node` binary next to the running executable (`target/debug`), built
-/// first when run under cargo so it is never stale.
+/// The binaries the tests and the demo run. They are built together, in one cargo
+/// invocation, so their dependencies are compiled once with one feature set.
+const BINARIES: [&str; 2] = ["mpc-node", "chainsig"];
+
+/// The `mpc-node` binary (see [`workspace_binary`]).
 pub fn mpc_node_binary() -> Result<PathBuf, String> {
+    workspace_binary("mpc-node")
+}
+
+/// A binary of this workspace next to the running executable (`target/debug` or
+/// `target/release`), built first (all of [`BINARIES`] at once) when run under
+/// cargo, so it is never stale.
+pub fn workspace_binary(name: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = exe.parent().ok_or("no executable directory")?;
     // Test executables live in target/debug/deps, examples in target/debug/examples,
@@ -202,25 +213,28 @@ pub fn mpc_node_binary() -> Result<PathBuf, String> {
         BUILT
             .get_or_init(|| {
                 let mut build = Command::new(cargo);
-                build.args(["build", "--quiet", "--locked", "-p", "mpc-node"]);
+                build.args(["build", "--quiet", "--locked"]);
+                for package in BINARIES {
+                    build.args(["-p", package]);
+                }
                 if dir.ends_with("release") {
                     build.arg("--release");
                 }
                 let status = build
                     .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
                     .status()
-                    .map_err(|e| format!("cargo build -p mpc-node: {e}"))?;
+                    .map_err(|e| format!("cargo build {BINARIES:?}: {e}"))?;
                 status
                     .success()
                     .then_some(())
-                    .ok_or_else(|| "cargo build -p mpc-node failed".to_string())
+                    .ok_or_else(|| format!("cargo build {BINARIES:?} failed"))
             })
             .clone()?;
     }
-    let binary = dir.join("mpc-node");
+    let binary = dir.join(name);
     if !binary.exists() {
         return Err(format!(
-            "{} not found: build it with `cargo build -p mpc-node` (make demo does)",
+            "{} not found: build it with `cargo build -p {name}` (make demo builds mpc-node)",
             binary.display()
         ));
     }

@@ -1,0 +1,70 @@
+//! `chainsig address`: the address an account controls on a foreign chain under a
+//! path, from a key the contract and a local derivation agree on.
+
+use crate::ecdsa::{self, EcdsaKey};
+use crate::error::Result;
+use crate::near::Near;
+use crate::{bitcoin, ethereum};
+use near_primitives::types::AccountId;
+use serde::Serialize;
+
+/// The chains `address` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForeignChain {
+    Ethereum,
+    /// P2WPKH on this network.
+    Bitcoin(::bitcoin::Network),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AddressReport {
+    pub chain: String,
+    pub predecessor: String,
+    pub path: String,
+    /// `secp256k1:…`: the contract's `derived_public_key`, equal to the local
+    /// derivation from its `public_key`.
+    pub derived_public_key: String,
+    pub address: String,
+}
+
+pub async fn address(
+    near: &Near,
+    predecessor: &AccountId,
+    path: &str,
+    chain: ForeignChain,
+) -> Result<AddressReport> {
+    let key = EcdsaKey::fetch(near, predecessor, path, ecdsa::DOMAIN).await?;
+    let (chain, address) = match chain {
+        ForeignChain::Ethereum => (
+            "ethereum".to_string(),
+            ethereum::checksummed(&ethereum::address(&key)),
+        ),
+        ForeignChain::Bitcoin(network) => (
+            format!("bitcoin ({network})"),
+            bitcoin::p2wpkh_address(&key, network)?.to_string(),
+        ),
+    };
+    Ok(AddressReport {
+        chain,
+        predecessor: predecessor.to_string(),
+        path: path.to_string(),
+        derived_public_key: key.near_string(),
+        address,
+    })
+}
+
+impl std::fmt::Display for AddressReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} address of {} (path {:?}):",
+            self.chain, self.predecessor, self.path
+        )?;
+        writeln!(f, "  {}", self.address)?;
+        write!(
+            f,
+            "derived key (contract and local derivation agree): {}",
+            self.derived_public_key
+        )
+    }
+}

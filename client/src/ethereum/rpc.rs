@@ -1,0 +1,254 @@
+//! The few Ethereum JSON-RPC methods the client needs, over plain HTTP (reqwest);
+//! quantities and hashes are decoded by alloy's types.
+
+use crate::error::{Error, Result};
+use alloy_primitives::{Address, Bytes, B256, U128, U256, U64};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const CHAIN: &str = "Ethereum";
+/// One request's bound; the receipt wait has its own.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const RECEIPT_POLL: Duration = Duration::from_millis(250);
+
+/// A client of one Ethereum JSON-RPC endpoint.
+pub struct EthRpc {
+    http: reqwest::Client,
+    url: String,
+    next_id: AtomicU64,
+}
+
+/// What `eth_getTransactionReceipt` says about a mined transaction.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    pub transaction_hash: B256,
+    pub block_number: U64,
+    /// 1: executed; 0: reverted.
+    pub status: U64,
+    pub gas_used: U64,
+    pub effective_gas_price: U128,
+    pub contract_address: Option<Address>,
+}
+
+impl Receipt {
+    pub fn succeeded(&self) -> bool {
+        self.status == U64::from(1)
+    }
+
+    /// What the sender paid for gas, in wei.
+    pub fn fee(&self) -> U256 {
+        U256::from(self.gas_used) * U256::from(self.effective_gas_price)
+    }
+}
+
+/// A call as `eth_estimateGas` and `eth_call` take it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CallRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Address>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<Address>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<U256>,
+    #[serde(rename = "input", skip_serializing_if = "Option::is_none")]
+    pub data: Option<Bytes>,
+}
+
+#[derive(Deserialize)]
+struct RpcError {
+    code: i64,
+    message: String,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (code {})", self.message, self.code)?;
+        match &self.data {
+            Some(data) if !data.is_null() => write!(f, ", data {data}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RpcResponse {
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<RpcError>,
+}
+
+/// Why a call failed: the node's own refusal, or anything between us and it.
+enum CallError {
+    Refused(String),
+    Transport(String),
+}
+
+impl EthRpc {
+    pub fn new(url: &str) -> EthRpc {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("a reqwest client with a timeout");
+        EthRpc {
+            http,
+            url: url.to_string(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Calls `method`; a refusal by the node and a transport failure are both
+    /// [`Error::ForeignRpc`].
+    pub async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T> {
+        self.try_call(method, params).await.map_err(|e| {
+            let reason = match e {
+                CallError::Refused(text) | CallError::Transport(text) => text,
+            };
+            rpc_error(method, reason)
+        })
+    }
+
+    async fn try_call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<T, CallError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        let response = self
+            .http
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| CallError::Transport(format!("{} unreachable: {e}", self.url)))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let parsed: RpcResponse = serde_json::from_str(&text)
+            .map_err(|_| CallError::Transport(format!("HTTP {status}: {}", clip(&text))))?;
+        if let Some(error) = parsed.error {
+            return Err(CallError::Refused(error.to_string()));
+        }
+        serde_json::from_value(parsed.result.unwrap_or(Value::Null))
+            .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))
+    }
+
+    pub async fn chain_id(&self) -> Result<u64> {
+        let id: U64 = self.call("eth_chainId", json!([])).await?;
+        Ok(id.to())
+    }
+
+    /// The next nonce of `address`, counting transactions still in the pool.
+    pub async fn nonce(&self, address: Address) -> Result<u64> {
+        let nonce: U64 = self
+            .call("eth_getTransactionCount", json!([address, "pending"]))
+            .await?;
+        Ok(nonce.to())
+    }
+
+    pub async fn balance(&self, address: Address) -> Result<U256> {
+        self.call("eth_getBalance", json!([address, "latest"]))
+            .await
+    }
+
+    /// The base fee of the latest block.
+    pub async fn base_fee(&self) -> Result<u128> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Block {
+            base_fee_per_gas: Option<U128>,
+        }
+        let block: Block = self
+            .call("eth_getBlockByNumber", json!(["latest", false]))
+            .await?;
+        block.base_fee_per_gas.map(|fee| fee.to()).ok_or_else(|| {
+            rpc_error(
+                "eth_getBlockByNumber",
+                "the latest block has no base fee: the chain does not speak EIP-1559",
+            )
+        })
+    }
+
+    pub async fn max_priority_fee(&self) -> Result<u128> {
+        let fee: U128 = self.call("eth_maxPriorityFeePerGas", json!([])).await?;
+        Ok(fee.to())
+    }
+
+    pub async fn estimate_gas(&self, call: &CallRequest) -> Result<u64> {
+        let gas: U64 = self.call("eth_estimateGas", json!([call])).await?;
+        Ok(gas.to())
+    }
+
+    /// Sends a signed transaction; the node's refusal is [`Error::BroadcastRejected`].
+    pub async fn send_raw_transaction(&self, raw: &[u8]) -> Result<B256> {
+        let raw = format!("0x{}", hex::encode(raw));
+        match self.try_call("eth_sendRawTransaction", json!([raw])).await {
+            Ok(hash) => Ok(hash),
+            Err(CallError::Refused(reason)) => Err(Error::BroadcastRejected {
+                chain: CHAIN,
+                reason,
+            }),
+            Err(CallError::Transport(reason)) => Err(rpc_error("eth_sendRawTransaction", reason)),
+        }
+    }
+
+    pub async fn receipt(&self, hash: B256) -> Result<Option<Receipt>> {
+        self.call("eth_getTransactionReceipt", json!([hash])).await
+    }
+
+    /// Polls for `hash`'s receipt until `limit` has passed.
+    pub async fn wait_for_receipt(&self, hash: B256, limit: Duration) -> Result<Receipt> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(receipt) = self.receipt(hash).await? {
+                return Ok(receipt);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::ReceiptTimeout {
+                    hash: hash.to_string(),
+                    seconds: limit.as_secs(),
+                });
+            }
+            tokio::time::sleep(RECEIPT_POLL).await;
+        }
+    }
+
+    pub async fn storage_at(&self, address: Address, slot: U256) -> Result<B256> {
+        self.call("eth_getStorageAt", json!([address, slot, "latest"]))
+            .await
+    }
+
+    pub async fn call_contract(&self, call: &CallRequest) -> Result<Bytes> {
+        self.call("eth_call", json!([call, "latest"])).await
+    }
+}
+
+fn rpc_error(method: &str, reason: impl ToString) -> Error {
+    Error::ForeignRpc {
+        chain: CHAIN,
+        method: method.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The start of an unexpected body, enough to recognise it.
+fn clip(text: &str) -> String {
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}

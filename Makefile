@@ -14,10 +14,12 @@ test: contract
 contract:
 	@scripts/build-contract.sh
 
-## The main job: devnet, contract and three mpc-node processes sign a request end to
-## end. ARGS=--json prints one JSON object; ARGS=--keep leaves the network running.
+## The main job: devnet, contract, three mpc-node processes and a local anvil; a NEAR
+## account's derived Ethereum address sends 0.1 ETH, signed by the network. ARGS=--json
+## prints one JSON object; ARGS=--keep leaves everything running.
 demo: contract
-	@$(CARGO) build --quiet --locked -p mpc-node -p integration-tests
+	@scripts/install-anvil.sh >/dev/null
+	@$(CARGO) build --quiet --locked -p mpc-node -p chainsig -p integration-tests
 	@target/debug/demo $(ARGS)
 
 ## What an account controls under the public testnet/mainnet root keys, e.g.

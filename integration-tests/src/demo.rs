@@ -1,22 +1,36 @@
-//! `make demo`: a whole Chain Signatures network on this machine, end to end.
+//! `make demo`: a whole Chain Signatures network on this machine, moving value on a
+//! real Ethereum node.
 //!
 //! Starts the devnet (100 ms blocks), deploys the multichain contract, starts three
-//! `mpc-node` processes (threshold 2) that generate the key, then signs a payload as
-//! `alice.test.near` for path `ethereum-1` and prints the signature, the derived key,
-//! the Ethereum address and a verification verdict.
+//! `mpc-node` processes (threshold 2) that generate the key, and a local anvil (a
+//! real Ethereum node). Then the four steps of a chain signature, as
+//! `alice.test.near` for path `ethereum-1`:
+//! 1. *payload*: an EIP-1559 transfer of 0.1 ETH from alice's derived Ethereum
+//!    address (funded from anvil's dev account), hashed as Ethereum signs it;
+//! 2. *sign request*: alice calls `sign` with `payload_v2`;
+//! 3. *MPC signing*: the nodes sign, the contract verifies and returns it;
+//! 4. *relay*: the signed transaction goes to anvil, which executes it.
 //!
-//! Flags: `--json` (one JSON object on stdout), `--keep` (leave the network running
-//! until Ctrl-C and print how to use it). The network itself is
-//! [`integration_tests::Cluster`], which the end-to-end tests use too.
+//! Flags: `--json` (one JSON object on stdout), `--keep` (leave the network and anvil
+//! running until Ctrl-C, write a near-cli credentials file for alice and print
+//! commands that work as printed). The network is [`integration_tests::Cluster`],
+//! which the end-to-end tests use too.
 
-use integration_tests::{mpc_node_binary, request, Cluster, ClusterConfig};
-use primitives::{address, near_key};
-use sha3::{Digest, Keccak256};
+use alloy_primitives::{Address, Bytes, U256};
+use chainsig::ecdsa::EcdsaKey;
+use chainsig::ethereum::{self, EthSend};
+use chainsig::{Near, Progress};
+use integration_tests::foreign::{chainsig_binary, Anvil};
+use integration_tests::{id, mpc_node_binary, Cluster, ClusterConfig, NEAR};
+use near_crypto::SecretKey;
+use primitives::near_key;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
 const THRESHOLD: usize = 2;
+const ALICE: &str = "alice.test.near";
+const PATH: &str = "ethereum-1";
 
 struct Args {
     json: bool,
@@ -44,93 +58,222 @@ macro_rules! step {
     ($($arg:tt)*) => { eprintln!("demo: {}", format!($($arg)*)) };
 }
 
+/// What the demo did, as it prints it.
+struct Transfer {
+    from: Address,
+    to: Address,
+    payload: [u8; 32],
+    signature: primitives::EcdsaSignature,
+    signed_in: Duration,
+    sent: ethereum::EthSent,
+    balances_before: (U256, U256),
+    balances_after: (U256, U256),
+}
+
 async fn demo(args: &Args) -> Result<(), String> {
     mpc_node_binary()?;
+    chainsig_binary()?;
     let mut config = ClusterConfig::new(NODES, THRESHOLD);
     config.keep_dir = args.keep;
-    step!("starting the devnet (nearcore's VM, 100 ms blocks), creating {NODES} node accounts and homes (mpc-node init)");
-    step!("deploying the multichain contract (threshold {THRESHOLD} of {NODES}), starting {NODES} mpc-node processes (logs in {})", config.workdir.display());
-    step!("waiting for distributed key generation and the nodes' votes");
+    step!("starting the devnet (nearcore's VM, 100 ms blocks), {NODES} mpc-node processes (threshold {THRESHOLD}; logs in {}) and anvil (a local Ethereum node)", config.workdir.display());
+    step!("deploying the multichain contract; the nodes generate the key and vote it in");
     let started = Instant::now();
-    let cluster = Cluster::start(config).await?;
+    let (cluster, anvil) = tokio::join!(Cluster::start(config), Anvil::start());
+    let (cluster, anvil) = (cluster?, anvil?);
     let public_key = near_key::to_near_string(&cluster.public_key());
     step!(
         "key generated, contract Running after {:.1} s: {public_key}",
         started.elapsed().as_secs_f64()
     );
 
-    let predecessor = "alice.test.near";
-    let path = "ethereum-1";
-    let alice = cluster.user(predecessor, 1).await?.remove(0);
-    // The 32-byte digest a foreign chain would sign (Keccak-256, as Ethereum hashes).
-    let digest: [u8; 32] =
-        Keccak256::digest(b"Chain Signatures demo: 0.1 ETH to 0x060f1...").into();
-    let request = request(digest, path);
-    step!("{predecessor} calls sign({{payload_v2: {{Ecdsa: …}}, path: \"{path}\", domain_id: 0}}) with 1 yoctoNEAR and 300 Tgas");
-    let asked = Instant::now();
-    let signature = cluster.sign(&alice, &request, 300).await?;
-    let latency = asked.elapsed();
-    let verdict = cluster.verify(&alice, &request, &signature);
-    let derived =
-        primitives::derivation::derive_public_key_for(&cluster.public_key(), predecessor, path)
-            .map_err(|e| e.to_string())?;
-    let verified = verdict.is_ok();
-    let eth = address::to_checksum_string(&address::ethereum_address(&derived));
-    let derived_text = near_key::to_near_string(&derived);
-    let payload = request.payload.clone();
-    if args.json {
-        let out = serde_json::json!({
-            "public_key": public_key,
-            "predecessor": predecessor,
-            "path": path,
-            "payload": hex::encode(payload.as_bytes()),
-            "signature": signature,
-            "derived_public_key": derived_text,
-            "ethereum_address": eth,
-            "verified": verified,
-            "latency_ms": latency.as_millis() as u64,
-        });
-        println!("{out}");
-    } else {
-        println!();
-        println!("root public key     {public_key}");
-        println!("signer              {predecessor}, path {path}");
-        println!("payload             {}", hex::encode(payload.as_bytes()));
-        println!(
-            "signature           {}",
-            serde_json::to_string(&signature).expect("json")
-        );
-        println!("derived public key  {derived_text}");
-        println!("Ethereum address    {eth}");
-        match &verdict {
-            Ok(_) => {
-                println!("verified            yes: the signature is valid for the derived key")
-            }
-            Err(why) => println!("verified            NO: {why}"),
-        }
-        println!("answered in         {:.2} s", latency.as_secs_f64());
-    }
+    let alice_key = cluster
+        .root
+        .create_account(&id(ALICE), 10 * NEAR, vec![])
+        .await
+        .map_err(|e| format!("creating {ALICE}: {e}"))?;
+    let near = Near::connect(
+        cluster.devnet.rpc_url(),
+        cluster.contract.clone(),
+        id(ALICE),
+        alice_key.clone(),
+    );
+    let transfer = transfer(&near, &anvil).await?;
+    report(args, &public_key, &transfer);
     if args.keep {
-        let rpc = cluster.devnet.rpc_url();
-        let contract = &cluster.contract;
-        eprintln!();
-        eprintln!(
-            "The network keeps running (Ctrl-C stops it). Node homes and logs: {}",
-            cluster.config.workdir.display()
-        );
-        for (i, node) in cluster.nodes.iter().enumerate() {
-            eprintln!(
-                "  node {i}: {}  http://{}/state  /metrics  /health",
-                node.account, node.http_addr
-            );
-        }
-        eprintln!("With near-cli-rs (RPC {rpc}, contract {contract}, root account test.near):");
-        eprintln!("  near contract call-function as-read-only {contract} state json-args '{{}}' network-config custom ...");
-        eprintln!("  near contract call-function as-transaction {contract} sign json-args '{{\"request\":{{\"payload_v2\":{{\"Ecdsa\":\"<64 hex digits>\"}},\"path\":\"ethereum-1\",\"domain_id\":0}}}}' prepaid-gas '300 Tgas' attached-deposit '1 yoctoNEAR' ...");
+        keep(&cluster, &anvil, &alice_key, &transfer)?;
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     }
     cluster.shutdown().await;
-    verdict.map(|_| ())
+    (transfer.sent.status == 1)
+        .then_some(())
+        .ok_or_else(|| "the transfer reverted".to_string())
+}
+
+/// The four steps: payload, sign request, MPC signing, relay.
+async fn transfer(near: &Near, anvil: &Anvil) -> Result<Transfer, String> {
+    let quiet = Progress::quiet();
+    let key = EcdsaKey::fetch(near, &id(ALICE), PATH, chainsig::ecdsa::DOMAIN)
+        .await
+        .map_err(|e| e.to_string())?;
+    let from = ethereum::address(&key);
+    let to = Address::repeat_byte(0x0b);
+    step!("{ALICE}'s Ethereum address for path {PATH}: {} (the contract's derived key, checked against a local derivation)", ethereum::checksummed(&from));
+    anvil
+        .send_from_dev(Some(from), ethereum::parse_amount("1ether")?, Bytes::new())
+        .await?;
+    let balances_before = (anvil.balance(from).await, anvil.balance(to).await);
+    step!("funded it with 1 ETH from anvil's dev account");
+
+    let request = EthSend {
+        to,
+        value: ethereum::parse_amount("0.1ether")?,
+        ..Default::default()
+    };
+    let tx = ethereum::prepare(&anvil.rpc, from, &request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let payload = ethereum::payload(&tx);
+    step!(
+        "1. payload: EIP-1559 transfer of 0.1 ETH to {} (chain {}, nonce {}); keccak256 of its signing bytes = {}",
+        ethereum::checksummed(&to),
+        tx.chain_id,
+        tx.nonce,
+        hex::encode(payload)
+    );
+    step!("2. sign request: {ALICE} calls sign({{payload_v2: {{Ecdsa: …}}, path: \"{PATH}\", domain_id: 0}}) with 1 yoctoNEAR and 300 Tgas");
+    let asked = Instant::now();
+    let signature = key
+        .sign(near, payload, &quiet)
+        .await
+        .map_err(|e| e.to_string())?;
+    let signed_in = asked.elapsed();
+    step!(
+        "3. MPC signing: answered in {:.2} s, verified for the derived key",
+        signed_in.as_secs_f64()
+    );
+    let signed = ethereum::assemble(tx, &signature).map_err(|e| e.to_string())?;
+    let sent = ethereum::relay(&anvil.rpc, signed, from, Duration::from_secs(30), &quiet)
+        .await
+        .map_err(|e| e.to_string())?;
+    step!(
+        "4. relay: eth_sendRawTransaction {}; receipt status {}, gas used {}",
+        sent.hash,
+        sent.status,
+        sent.gas_used
+    );
+    let balances_after = (anvil.balance(from).await, anvil.balance(to).await);
+    Ok(Transfer {
+        from,
+        to,
+        payload,
+        signature,
+        signed_in,
+        sent,
+        balances_before,
+        balances_after,
+    })
+}
+
+fn report(args: &Args, public_key: &str, t: &Transfer) {
+    let eth = |wei: U256| ethereum::describe_wei(wei);
+    if args.json {
+        let out = serde_json::json!({
+            "public_key": public_key,
+            "predecessor": ALICE,
+            "path": PATH,
+            "ethereum_address": ethereum::checksummed(&t.from),
+            "to": ethereum::checksummed(&t.to),
+            "payload": hex::encode(t.payload),
+            "signature": primitives::SignatureResponse::Secp256k1(t.signature.clone()),
+            "signed_ms": t.signed_in.as_millis() as u64,
+            "transaction": t.sent,
+            "balances_before": { "from": t.balances_before.0.to_string(), "to": t.balances_before.1.to_string() },
+            "balances_after": { "from": t.balances_after.0.to_string(), "to": t.balances_after.1.to_string() },
+        });
+        println!("{out}");
+        return;
+    }
+    println!();
+    println!("root public key     {public_key}");
+    println!("signer              {ALICE}, path {PATH}");
+    println!("Ethereum address    {}", ethereum::checksummed(&t.from));
+    println!("payload             {}", hex::encode(t.payload));
+    println!(
+        "signature           {}",
+        serde_json::to_string(&primitives::SignatureResponse::Secp256k1(
+            t.signature.clone()
+        ))
+        .expect("json")
+    );
+    println!("transaction         {}", t.sent.hash);
+    println!(
+        "receipt             status {}, gas used {}, fee {} wei",
+        t.sent.status, t.sent.gas_used, t.sent.fee_wei
+    );
+    println!(
+        "balance of {}  {} -> {}",
+        ethereum::checksummed(&t.from),
+        eth(t.balances_before.0),
+        eth(t.balances_after.0)
+    );
+    println!(
+        "balance of {}  {} -> {}",
+        ethereum::checksummed(&t.to),
+        eth(t.balances_before.1),
+        eth(t.balances_after.1)
+    );
+    println!("signed in           {:.2} s", t.signed_in.as_secs_f64());
+}
+
+/// `--keep`: how to use the running network, with commands that work as printed.
+fn keep(
+    cluster: &Cluster,
+    anvil: &Anvil,
+    alice_key: &SecretKey,
+    t: &Transfer,
+) -> Result<(), String> {
+    let home = cluster.config.workdir.join("alice-home");
+    let credentials = home.join(".near-credentials/localnet");
+    std::fs::create_dir_all(&credentials).map_err(|e| e.to_string())?;
+    let file = credentials.join(format!("{ALICE}.json"));
+    let entry = serde_json::json!({
+        "account_id": ALICE,
+        "public_key": alice_key.public_key().to_string(),
+        "private_key": alice_key.to_string(),
+    });
+    std::fs::write(&file, entry.to_string()).map_err(|e| e.to_string())?;
+    let chainsig = chainsig_binary()?;
+    let (rpc, contract) = (cluster.devnet.rpc_url(), &cluster.contract);
+    let common = format!(
+        "HOME={} {} --near-network localnet --near-rpc {rpc} --contract {contract} --account {ALICE}",
+        home.display(),
+        chainsig.display()
+    );
+    eprintln!();
+    eprintln!(
+        "The network and anvil keep running (Ctrl-C stops them). Node homes and logs: {}",
+        cluster.config.workdir.display()
+    );
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        eprintln!(
+            "  node {i}: {}  http://{}/state  /metrics  /health",
+            node.account, node.http_addr
+        );
+    }
+    eprintln!("  NEAR RPC {rpc}, contract {contract}; anvil {}", anvil.url);
+    eprintln!("  {ALICE}'s key, as near-cli keeps it: {}", file.display());
+    eprintln!("Try:");
+    eprintln!("  {common} address --chain ethereum --path {PATH}");
+    eprintln!(
+        "  {common} eth send --path {PATH} --eth-rpc {} --to {} --value 0.01ether",
+        anvil.url,
+        ethereum::checksummed(&t.to)
+    );
+    eprintln!(
+        "  {common} sign --domain 0 --path any-path --payload {}",
+        "11".repeat(32)
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -7,7 +7,7 @@ pub mod transaction;
 
 pub use message::{sign_message, SignedMessage};
 pub use rpc::{CallRequest, EthRpc, Receipt};
-pub use transaction::{send, EthSend, EthSent};
+pub use transaction::{assemble, payload, prepare, relay, send, EthSend, EthSent};
 
 use crate::ecdsa::EcdsaKey;
 use alloy_primitives::utils::{format_ether, parse_units};

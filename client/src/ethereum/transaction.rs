@@ -66,10 +66,26 @@ pub async fn send(
         "transaction: chain {}, nonce {}, gas limit {}, max fee {} wei/gas (priority {})",
         tx.chain_id, tx.nonce, tx.gas_limit, tx.max_fee_per_gas, tx.max_priority_fee_per_gas
     ));
-    let signature = key.sign(near, tx.signature_hash().0, progress).await?;
+    let signature = key.sign(near, payload(&tx), progress).await?;
     let signed = assemble(tx, &signature)?;
-    let raw = signed.encoded_2718();
     progress.step(format_args!("broadcasting {}", signed.hash()));
+    relay(rpc, signed, from, receipt_limit, progress).await
+}
+
+/// What the network signs for `tx`: the keccak-256 of its EIP-1559 signing bytes.
+pub fn payload(tx: &TxEip1559) -> [u8; 32] {
+    tx.signature_hash().0
+}
+
+/// Broadcasts a signed transaction and waits up to `receipt_limit` for its receipt.
+pub async fn relay(
+    rpc: &EthRpc,
+    signed: Signed<TxEip1559>,
+    from: Address,
+    receipt_limit: Duration,
+    progress: &Progress,
+) -> Result<EthSent> {
+    let raw = signed.encoded_2718();
     let hash = rpc.send_raw_transaction(&raw).await?;
     if hash != *signed.hash() {
         return Err(Error::ForeignRpc {

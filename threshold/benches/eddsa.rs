@@ -3,7 +3,11 @@
 //! tweak, verification of the output) next to raw frost-ed25519 called directly in
 //! the same run (no messages: its byte counts are the sizes of the same
 //! encodings, without our 34-byte header, round byte and confirmation rounds).
-//! Raw signing also aggregates at every signer, as ours does. All parties run in
+//! Raw signing also aggregates at every signer, as ours does. frost has no
+//! resharing: its "raw" row is the same computation from frost's public pieces
+//! (every party deals with `keys::split`, every party `SecretShare::verify`s every
+//! dealt share), without our checks against the old verifying shares, the
+//! confirmation round or the new verifying shares. All parties run in
 //! this one process, one after another: time per party is wall time / n.
 //!
 //! Prints a Markdown table of medians.
@@ -104,6 +108,7 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<(&'static str, Vec<Cos
         ("keygen (DKG)", Vec::new(), Vec::new()),
         ("nonce commitments (presign)", Vec::new(), Vec::new()),
         ("sign", Vec::new(), Vec::new()),
+        ("reshare (same set and t)", Vec::new(), Vec::new()),
     ];
     let message = vec![0x42; 232];
     let task = EddsaSignTask {
@@ -167,6 +172,41 @@ fn bench_size(n: u32, t: usize, iterations: usize) -> Vec<(&'static str, Vec<Cos
         rows[2].2.push(Cost {
             time: start.elapsed(),
             bytes: u64::from(n) * u64::from(n - 1) * 32,
+        });
+
+        let args = eddsa::EddsaReshareArgs::new(&keys[0], parties.clone(), t);
+        let (_, cost) = ours(|| {
+            keys.iter()
+                .map(|k| eddsa::reshare(iid(4), k.me, args.clone(), Some(k)).unwrap())
+                .collect()
+        });
+        rows[3].1.push(cost);
+        let start = Instant::now();
+        let identifiers: Vec<frost::Identifier> = (0..n as u16).map(ident).collect();
+        let dealt: Vec<_> = raw_keys
+            .values()
+            .map(|key| {
+                let secret =
+                    frost::SigningKey::deserialize(&key.signing_share().serialize()).unwrap();
+                frost::keys::split(
+                    &secret,
+                    n as u16,
+                    t as u16,
+                    frost::keys::IdentifierList::Custom(&identifiers),
+                    &mut rand::rngs::OsRng,
+                )
+                .unwrap()
+                .0
+            })
+            .collect();
+        for shares in &dealt {
+            for share in shares.values() {
+                share.verify().unwrap();
+            }
+        }
+        rows[3].2.push(Cost {
+            time: start.elapsed(),
+            bytes: u64::from(n) * u64::from(n - 1) * (t as u64 * 32 + 32),
         });
     }
     rows

@@ -79,7 +79,8 @@ where
 /// One party's state in one protocol run. Produced by [`crate::keygen`],
 /// [`crate::reshare`], [`crate::generate_triple`], [`crate::presign`] and
 /// [`crate::sign`] (ECDSA), and by [`crate::eddsa::keygen`],
-/// [`crate::eddsa::presign`] and [`crate::eddsa::sign`] (EdDSA).
+/// [`crate::eddsa::reshare`], [`crate::eddsa::presign`] and [`crate::eddsa::sign`]
+/// (EdDSA).
 pub struct Instance<T> {
     header: Header,
     me: ParticipantId,

@@ -19,7 +19,8 @@
 //! | signing for a derived key, one round | [`sign`] | [`primitives::EcdsaSignature`] |
 //!
 //! EdDSA (FROST, frost-ed25519 3.0) sits beside it in [`eddsa`] with the same
-//! model: [`eddsa::keygen`] → [`EddsaKeyShare`], [`eddsa::presign`] (nonce
+//! model: [`eddsa::keygen`] → [`EddsaKeyShare`], [`eddsa::reshare`] (new set or
+//! threshold, same group key) → [`EddsaKeyShare`], [`eddsa::presign`] (nonce
 //! commitments) → [`EddsaPresignature`], [`eddsa::sign`] →
 //! [`primitives::Ed25519Signature`].
 //!
@@ -49,7 +50,7 @@ mod protocols;
 mod records;
 pub mod wire;
 
-pub use eddsa::{EddsaKeyShare, EddsaPresignature, EddsaSignTask};
+pub use eddsa::{EddsaKeyShare, EddsaPresignature, EddsaReshareArgs, EddsaSignTask};
 pub use error::Error;
 pub use instance::{Instance, Outgoing, Recipient, Step};
 pub use participants::{ParticipantId, Participants};

@@ -3,7 +3,7 @@
 //! ```text
 //! byte 0      format version (1)
 //! byte 1      protocol kind (ECDSA: keygen 1, reshare 2, triple 3, presign 4,
-//!             sign 5; EdDSA: keygen 6, presign 7, sign 8)
+//!             sign 5; EdDSA: keygen 6, presign 7, sign 8, reshare 9)
 //! bytes 2..34 instance id (chosen by the orchestrator, the same at every party)
 //! bytes 34..  the protocol's own payload: cait-sith's tagged MessagePack for
 //!             ECDSA; for EdDSA a round number byte, then fixed-size 32-byte
@@ -29,6 +29,7 @@ pub enum ProtocolKind {
     EddsaKeygen = 6,
     EddsaPresign = 7,
     EddsaSign = 8,
+    EddsaReshare = 9,
 }
 
 impl ProtocolKind {
@@ -42,6 +43,7 @@ impl ProtocolKind {
             6 => ProtocolKind::EddsaKeygen,
             7 => ProtocolKind::EddsaPresign,
             8 => ProtocolKind::EddsaSign,
+            9 => ProtocolKind::EddsaReshare,
             other => {
                 return Err(Error::MalformedMessage(format!(
                     "unknown protocol kind {other}"

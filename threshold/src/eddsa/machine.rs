@@ -19,18 +19,32 @@ const MAX_BODY: usize = 256 * 1024;
 
 /// Messages received so far, by round and sender.
 pub(crate) struct Inbox {
-    rounds: u8,
-    others: Vec<ParticipantId>,
+    /// Who sends us a message in each round (round r at index r − 1).
+    senders: Vec<Vec<ParticipantId>>,
     got: BTreeMap<(u8, ParticipantId), Vec<u8>>,
 }
 
 impl Inbox {
+    /// Every other participant sends one message in each of `rounds` rounds.
     pub(crate) fn new(rounds: u8, others: Vec<ParticipantId>) -> Self {
+        Self::per_round(vec![others; usize::from(rounds)])
+    }
+
+    /// Only `senders[r − 1]` send a message in round r (resharing: only dealers
+    /// deal); a message from anyone else for that round names its sender.
+    pub(crate) fn per_round(senders: Vec<Vec<ParticipantId>>) -> Self {
+        debug_assert!(senders.len() < usize::from(u8::MAX));
         Inbox {
-            rounds,
-            others,
+            senders,
             got: BTreeMap::new(),
         }
+    }
+
+    fn senders(&self, round: u8) -> &[ParticipantId] {
+        usize::from(round)
+            .checked_sub(1)
+            .and_then(|r| self.senders.get(r))
+            .map_or(&[], Vec::as_slice)
     }
 
     fn put(&mut self, from: ParticipantId, data: Vec<u8>) -> Result<(), Error> {
@@ -41,8 +55,13 @@ impl Inbox {
         let Some((&round, body)) = data.split_first() else {
             return Err(blame("sent an empty payload".into()));
         };
-        if round == 0 || round > self.rounds {
+        if round == 0 || usize::from(round) > self.senders.len() {
             return Err(blame(format!("sent a message for unknown round {round}")));
+        }
+        if !self.senders(round).contains(&from) {
+            return Err(blame(format!(
+                "sent a round-{round} message but has no part in that round"
+            )));
         }
         if body.len() > MAX_BODY {
             return Err(blame(format!("sent a {}-byte message", body.len())));
@@ -56,16 +75,17 @@ impl Inbox {
 
     /// Whether every other participant's message for `round` is in.
     pub(crate) fn complete(&self, round: u8) -> bool {
-        self.others
+        self.senders(round)
             .iter()
             .all(|p| self.got.contains_key(&(round, *p)))
     }
 
     /// Takes the messages of `round` (call after [`Inbox::complete`]).
     pub(crate) fn take(&mut self, round: u8) -> BTreeMap<ParticipantId, Vec<u8>> {
-        self.others
-            .iter()
-            .filter_map(|p| self.got.remove(&(round, *p)).map(|body| (*p, body)))
+        let senders = self.senders(round).to_vec();
+        senders
+            .into_iter()
+            .filter_map(|p| self.got.remove(&(round, p)).map(|body| (p, body)))
             .collect()
     }
 }

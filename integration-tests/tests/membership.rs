@@ -135,6 +135,15 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
         ["node1.test.near", "node2.test.near", "node3.test.near"]
     );
     assert_eq!(cluster.public_key(), public_key, "resharing keeps the key");
+    // The leaver sees epoch 2 too (and deletes its shares) before it is killed.
+    for _ in 0..100 {
+        let state = cluster.node_state(0).await.unwrap();
+        if state["epoch"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.kill_node(0);
     let left = request([0x32; 32], "after-leave");
     let signature = cluster
@@ -142,5 +151,33 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
         .await
         .expect("the three remaining nodes sign");
     cluster.verify(&user, &left, &signature).unwrap();
+
+    // Epoch 2 is final: the nodes keep only its shares; the shares of epochs 0
+    // and 1 are gone from their disks, the leaver's too.
+    for i in 0..4 {
+        if i != 0 {
+            cluster.stop_node(i).unwrap();
+        }
+        let epochs = stored_share_epochs(&cluster, i);
+        let expected: &[u64] = if i == 0 { &[] } else { &[2] };
+        assert_eq!(
+            epochs, expected,
+            "node {i} keeps only the final epoch's share"
+        );
+    }
     cluster.shutdown().await;
+}
+
+/// The epochs node `i` holds a share of domain 0's key for (the node must be down:
+/// its database is single-writer).
+fn stored_share_epochs(cluster: &Cluster, i: usize) -> Vec<u64> {
+    use mpc_node::storage::{StorageKey, Store};
+    let home = &cluster.nodes[i].home;
+    let key = std::fs::read_to_string(home.join("storage_key")).unwrap();
+    let store = Store::open(
+        &home.join("node.redb"),
+        &StorageKey::from_hex(&key).unwrap(),
+    )
+    .unwrap();
+    store.key_share_epochs(primitives::DomainId(0)).unwrap()
 }

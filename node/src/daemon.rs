@@ -412,6 +412,9 @@ async fn start_network(
 /// A request as the loop tracks it.
 struct Tracked {
     first_seen: Instant,
+    /// The chain entropy the engine signs this request with (a request made again
+    /// under the same id after a gap gets new entropy, and signers must agree).
+    entropy: [u8; 32],
     /// When this node last started leading it.
     led_at: Option<Instant>,
     /// The signature this node computed for it, until `respond` lands.
@@ -543,6 +546,12 @@ impl Node {
         self.update_status(snapshot, &sets);
         self.running_set = running.and_then(|r| to_participants(&r.participants));
         self.key_event = key_event.cloned();
+        let running_epoch = running.map(|r| r.epoch);
+        if running_epoch != self.signer_key.as_ref().map(|k| k.epoch) {
+            if let Some(epoch) = running_epoch {
+                self.forget_old_shares(epoch, key_event.is_none());
+            }
+        }
         let Some(me) = self.me else {
             self.signer = None;
             self.keyer = None;
@@ -563,6 +572,33 @@ impl Node {
         }
         self.settle_votes(writes);
         self.track_requests(&snapshot.pending);
+    }
+
+    /// Deletes the key shares the network has moved past: those of epochs before
+    /// the running one (its keys are final), and, when no key event is under way,
+    /// those of later epochs (left by attempts that never completed). Stolen old
+    /// disks then hold no shares of the key.
+    fn forget_old_shares(&self, running_epoch: u64, no_key_event: bool) {
+        let store = &self.config.store;
+        let epochs = match store.key_share_epochs(SIGNING_DOMAIN) {
+            Ok(epochs) => epochs,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the stored key shares");
+                return;
+            }
+        };
+        for epoch in epochs {
+            let stale = epoch < running_epoch || (no_key_event && epoch > running_epoch);
+            if !stale {
+                continue;
+            }
+            match store.delete_key_share(SIGNING_DOMAIN, epoch) {
+                Ok(_) => {
+                    tracing::info!(epoch, running_epoch, "deleted a key share of a past epoch")
+                }
+                Err(e) => tracing::error!(epoch, error = %e, "cannot delete an old key share"),
+            }
+        }
     }
 
     /// The key task of the contract's key event, if this node can run it.
@@ -856,10 +892,17 @@ impl Node {
             engine.remove_request(id);
         }
         for request in pending {
-            if self.requests.contains_key(&request.request_id)
-                || request.domain_id != SIGNING_DOMAIN
-            {
+            if request.domain_id != SIGNING_DOMAIN {
                 continue;
+            }
+            if let Some(tracked) = self.requests.get_mut(&request.request_id) {
+                if tracked.entropy == request.entropy.0 {
+                    continue;
+                }
+                // Made again under the same id while this node looked away: sign it
+                // as the chain now shows it, as the other signers will.
+                tracing::info!(request = %request.request_id, "request made again with new entropy");
+                tracked.entropy = request.entropy.0;
             }
             let Payload::Ecdsa(payload) = &request.payload else {
                 continue;
@@ -880,12 +923,16 @@ impl Node {
                     entropy: request.entropy.0,
                 },
             );
+            if self.requests.contains_key(&request.request_id) {
+                continue; // a refreshed request keeps its place and any answer
+            }
             self.config.metrics.requests_seen.inc();
             tracing::debug!(request = %request.request_id, "new request");
             self.requests.insert(
                 request.request_id,
                 Tracked {
                     first_seen: now,
+                    entropy: request.entropy.0,
                     led_at: None,
                     answer: None,
                 },

@@ -144,6 +144,24 @@ pub enum Job {
     },
 }
 
+/// The most characters of a peer's text (a `Decline` reason) that reach our logs.
+const MAX_PEER_TEXT: usize = 200;
+
+/// A peer's text as it may appear in our logs: control characters (newlines, escape
+/// sequences) replaced, and cut to [`MAX_PEER_TEXT`] characters, so a peer can
+/// neither forge log lines nor flood them.
+pub fn peer_text(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(MAX_PEER_TEXT)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if text.chars().nth(MAX_PEER_TEXT).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// The proposer that owns a triple or presignature id.
 pub fn owner(id: u64) -> ParticipantId {
     ParticipantId((id >> 48) as u32)
@@ -834,6 +852,7 @@ impl Engine {
                     .is_some_and(|r| r.leader && r.participants.contains(from));
                 if ours {
                     self.running.remove(&instance);
+                    let reason = peer_text(&reason);
                     self.failed(job, format!("participant {} declined: {reason}", from.0));
                 }
                 Ok(())
@@ -1291,5 +1310,23 @@ impl<T> MapDone<T> for Step<T> {
             Step::Wait => Poked::Wait,
             Step::Done(output) => Poked::Done(f(output)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_text_cannot_forge_or_flood_log_lines() {
+        assert_eq!(peer_text("no stock"), "no stock");
+        assert_eq!(
+            peer_text("ok\n2026-01-01 INFO forged line\x1b[31m"),
+            "ok\u{fffd}2026-01-01 INFO forged line\u{fffd}[31m"
+        );
+        let long = "x".repeat(10_000);
+        let cut = peer_text(&long);
+        assert_eq!(cut.chars().count(), MAX_PEER_TEXT + 1);
+        assert!(cut.ends_with('…'));
     }
 }

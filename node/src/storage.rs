@@ -246,6 +246,48 @@ impl Store {
         self.put_meta(&slot, &self.seal(&slot, &plain))
     }
 
+    /// The epochs for which a share of `domain`'s key is stored, in order.
+    pub fn key_share_epochs(&self, domain: DomainId) -> Result<Vec<u64>, StoreError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let table = match read.open_table(META) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_error(e)),
+        };
+        let suffix = format!("/d{domain}");
+        let mut epochs = Vec::new();
+        for entry in table
+            .range(format!("{KEY_SHARE}@").as_str()..)
+            .map_err(db_error)?
+        {
+            let (name, _) = entry.map_err(db_error)?;
+            let Some(rest) = name.value().strip_prefix(&format!("{KEY_SHARE}@")) else {
+                break; // past the key-share slots
+            };
+            if let Some(epoch) = rest.strip_suffix(&suffix).and_then(|e| e.parse().ok()) {
+                epochs.push(epoch);
+            }
+        }
+        epochs.sort_unstable();
+        Ok(epochs)
+    }
+
+    /// Deletes this node's share of `domain`'s key for `epoch` (a share of an epoch
+    /// the network has moved past, or of an attempt that never completed): with it
+    /// gone, old disks no longer hold the key in shares.
+    pub fn delete_key_share(&self, domain: DomainId, epoch: u64) -> Result<bool, StoreError> {
+        let slot = key_share_slot(domain, epoch);
+        let write = self.db.begin_write().map_err(db_error)?;
+        let removed = write
+            .open_table(META)
+            .map_err(db_error)?
+            .remove(slot.as_str())
+            .map_err(db_error)?
+            .is_some();
+        write.commit().map_err(db_error)?;
+        Ok(removed)
+    }
+
     /// The share of `domain`'s key stored for `epoch`, with the key-event attempt
     /// that made it.
     pub fn key_share_at(

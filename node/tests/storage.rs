@@ -95,6 +95,17 @@ fn secrets_round_trip_sealed_and_the_wrong_key_is_refused() {
     store.put_key_share(d0, 3, 9, &other).unwrap();
     assert_eq!(store.key_share_at(d0, 3).unwrap(), Some((9, other)));
     store.put_key_share(d0, 3, 10, &share).unwrap();
+
+    // Shares per epoch are listed and deleted one by one, per domain.
+    store.put_key_share(d0, 1, 2, &share).unwrap();
+    store.put_key_share(DomainId(1), 2, 4, &share).unwrap();
+    assert_eq!(store.key_share_epochs(d0).unwrap(), vec![1, 3]);
+    assert_eq!(store.key_share_epochs(DomainId(1)).unwrap(), vec![2]);
+    assert!(store.delete_key_share(d0, 1).unwrap());
+    assert!(!store.delete_key_share(d0, 1).unwrap());
+    assert_eq!(store.key_share_epochs(d0).unwrap(), vec![3]);
+    assert_eq!(store.key_share_at(d0, 1).unwrap(), None);
+    assert!(store.delete_key_share(DomainId(1), 2).unwrap());
     drop(store);
 
     // The share's bytes are not in the file in the clear.

@@ -10,9 +10,11 @@
 //! - *chain writes* (votes, responds) run in a [`JoinSet`] and report back to it.
 //!
 //! Liveness: every node sends a heartbeat to every peer; a peer heard from within
-//! [`NodeConfig::live_window`] is live. New triples and presignatures are made among
-//! live participants, a signature among the threshold of live holders of a
-//! presignature, and runs with a peer that goes silent are abandoned at once
+//! [`NodeConfig::live_window`] is live. New triples are made in pairs among a
+//! rotating subset of exactly the threshold of live participants (or all of them,
+//! see [`NodeConfig::stock_subset`]), a presignature among the live holders of two
+//! triples, a signature among the threshold of live holders of a presignature
+//! (with subsets: all of them), and runs with a peer that goes silent are abandoned at once
 //! instead of at the protocol timeout.
 //!
 //! Leading: every node ranks the participants for each request by
@@ -73,6 +75,8 @@ pub struct NodeConfig {
     /// How long the k-th live node in a request's leader order waits (times k)
     /// before it leads the request too.
     pub leader_grace: Duration,
+    /// Who takes part in the triple and presignature runs this node proposes.
+    pub stock_subset: crate::engine::StockSubset,
     pub metrics: Arc<Metrics>,
 }
 
@@ -101,6 +105,7 @@ impl NodeConfig {
             heartbeat: Duration::ZERO,
             live_window: Duration::ZERO,
             leader_grace: Duration::ZERO,
+            stock_subset: crate::engine::StockSubset::default(),
             metrics,
         };
         // The defaults live in one place: `Tuning::default`.
@@ -730,6 +735,7 @@ impl Node {
             self.config.store.clone(),
             self.config.protocol_timeout,
         );
+        engine.set_stock_subset(self.config.stock_subset);
         // Peers that moved on first may have sent us runs of this set already.
         if let Some(mut old) = old {
             engine.adopt_early(old.take_early());
@@ -1109,8 +1115,10 @@ impl Node {
             if available_triples + running_triples >= wanted {
                 break;
             }
-            match engine.propose_triple(live) {
-                Ok(_) => running_triples += 1,
+            // A pair of triples (made among one subset) counts as two runs: the cap
+            // may be passed by one.
+            match engine.propose_triples(live) {
+                Ok(ids) => running_triples += ids.len(),
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot start a triple");
                     break;

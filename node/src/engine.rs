@@ -39,6 +39,44 @@ const MAX_EARLY_INSTANCES: usize = 1024;
 /// Invitations to sign kept until the request shows up on our side.
 const MAX_DEFERRED: usize = 1024;
 
+/// Who takes part in the triple and presignature runs a node proposes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StockSubset {
+    /// Exactly `threshold` live participants, the proposer and a rotating window
+    /// of the others (see [`Engine::stock_subset`]).
+    #[default]
+    Threshold,
+    /// Every live participant.
+    All,
+}
+
+impl StockSubset {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StockSubset::Threshold => "threshold",
+            StockSubset::All => "all",
+        }
+    }
+}
+
+impl fmt::Display for StockSubset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StockSubset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "threshold" => Ok(StockSubset::Threshold),
+            "all" => Ok(StockSubset::All),
+            other => Err(format!("unknown stock subset `{other}` (threshold or all)")),
+        }
+    }
+}
+
 /// A message between nodes: version byte, then borsh.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum NodeMessage {
@@ -360,6 +398,11 @@ pub struct Engine {
     /// presignatures made since it started (records older than that, found in
     /// storage, are taken to be held by all their holders).
     acks: HashMap<u64, (Instant, BTreeSet<u32>)>,
+    /// Who takes part in the stock runs this node proposes.
+    stock_subset: StockSubset,
+    /// Stock proposals (triple pairs and presignatures) this node made: turns the
+    /// rotation of [`Engine::stock_subset`].
+    stock_proposals: u64,
 }
 
 impl Engine {
@@ -391,7 +434,14 @@ impl Engine {
             events: VecDeque::new(),
             awaiting_chain: false,
             acks: HashMap::new(),
+            stock_subset: StockSubset::default(),
+            stock_proposals: 0,
         }
+    }
+
+    /// Sets who takes part in the stock runs this node proposes from now on.
+    pub fn set_stock_subset(&mut self, subset: StockSubset) {
+        self.stock_subset = subset;
     }
 
     /// The instance id every party derives for `job` in this epoch.
@@ -517,20 +567,57 @@ impl Engine {
         self.requests.remove(request_id);
     }
 
-    /// Proposes a triple among `live` (the participants this node can reach, itself
-    /// included; at least the threshold). Returns its id.
-    pub fn propose_triple(&mut self, live: &Participants) -> Result<u64, EngineError> {
-        let holders = self.reachable(live)?;
-        let id = self.fresh_id();
-        let job = Job::Triple { id };
-        let instance = generate_triple(
-            self.instance_of(&job),
-            self.me,
-            holders.clone(),
-            self.threshold,
-        )?;
-        self.launch(job, holders, true, Output::Triple(instance));
-        Ok(id)
+    /// Proposes new triples among the live participants (`live`: those this node
+    /// can reach, itself included; at least the threshold) and returns their ids.
+    ///
+    /// With [`StockSubset::Threshold`] it starts a *pair* of triples among one
+    /// subset of exactly `threshold` participants (see [`Engine::stock_subset`]):
+    /// a presignature's participants are its two triples' holders, so the two are
+    /// made among the same subset. With [`StockSubset::All`] it starts one triple
+    /// among every live participant.
+    pub fn propose_triples(&mut self, live: &Participants) -> Result<Vec<u64>, EngineError> {
+        let reachable = self.reachable(live)?;
+        let (holders, count) = match self.stock_subset {
+            StockSubset::All => (reachable, 1),
+            StockSubset::Threshold => (self.stock_subset(&reachable)?, 2),
+        };
+        let mut ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = self.fresh_id();
+            let job = Job::Triple { id };
+            let instance = generate_triple(
+                self.instance_of(&job),
+                self.me,
+                holders.clone(),
+                self.threshold,
+            )?;
+            self.launch(job, holders.clone(), true, Output::Triple(instance));
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// The participants of this node's next stock proposal, out of `reachable`
+    /// (live participants of this epoch, this node included, at least the
+    /// threshold): this node and `threshold - 1` of the others, a window that
+    /// rotates over them. With the others in id order as `o[0..m]` and `k` this
+    /// node's stock proposals so far, the window is `o[s], o[s+1], … (mod m)` with
+    /// `s = (k + my id) mod m`. Consecutive proposals thus use different subsets
+    /// whenever more than the threshold are live, every other participant is in
+    /// the same share of them, a failed run is retried by the next proposal among
+    /// another subset, and proposers start their windows at different places.
+    fn stock_subset(&mut self, reachable: &Participants) -> Result<Participants, EngineError> {
+        let others: Vec<ParticipantId> = reachable.iter().filter(|p| *p != self.me).collect();
+        let take = self.threshold.saturating_sub(1);
+        let turn = self.stock_proposals;
+        self.stock_proposals = self.stock_proposals.wrapping_add(1);
+        if others.len() <= take {
+            return Ok(reachable.clone());
+        }
+        let m = others.len() as u64;
+        let start = (turn.wrapping_add(u64::from(self.me.0)) % m) as usize;
+        let window = (0..take).map(|i| others[(start + i) % others.len()]);
+        Ok(Participants::new(std::iter::once(self.me).chain(window))?)
     }
 
     /// `live` restricted to this epoch's participants, if it includes this node and
@@ -610,9 +697,25 @@ impl Engine {
 
     /// How many of this node's own triples and presignatures it can use now or
     /// soon (once their holders confirm), with `live` reachable: its stock.
+    ///
+    /// With [`StockSubset::Threshold`] a triple counts only if another one has the
+    /// same live holders (a presignature needs two): a triple whose partner's run
+    /// failed waits, uncounted, for another such triple.
     pub fn own_stock(&self, live: &Participants) -> Result<(usize, usize), EngineError> {
+        let triples = self.own_ready(self.store.triples()?, live, true);
+        let triples = match self.stock_subset {
+            StockSubset::All => triples.len(),
+            StockSubset::Threshold => {
+                let mut by_holders: HashMap<Vec<u32>, usize> = HashMap::new();
+                for (_, mut holders) in triples {
+                    holders.sort_unstable();
+                    *by_holders.entry(holders).or_default() += 1;
+                }
+                by_holders.values().map(|n| n & !1).sum()
+            }
+        };
         Ok((
-            self.own_ready(self.store.triples()?, live, true).len(),
+            triples,
             self.own_ready(self.store.presignatures()?, live, true)
                 .len(),
         ))

@@ -3,6 +3,7 @@
 //! start, so a bad value is a clear error rather than a panic or flapping peers).
 
 use crate::daemon::NodeConfig;
+use crate::engine::StockSubset;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -19,6 +20,9 @@ pub struct Tuning {
     pub heartbeat_ms: u64,
     pub live_window_ms: u64,
     pub leader_grace_ms: u64,
+    /// Who takes part in the triple and presignature runs a node proposes:
+    /// `"threshold"` or `"all"` (anything else is refused when config.toml is read).
+    pub stock_subset: StockSubset,
 }
 
 impl Default for Tuning {
@@ -32,6 +36,7 @@ impl Default for Tuning {
             heartbeat_ms: 250,
             live_window_ms: 1500,
             leader_grace_ms: 3000,
+            stock_subset: StockSubset::Threshold,
         }
     }
 }
@@ -57,9 +62,10 @@ impl fmt::Display for TuningError {
 impl std::error::Error for TuningError {}
 
 impl Tuning {
-    /// Each setting with its value and meaning, in config.toml's order.
-    fn described(&self) -> [(&'static str, u64, &'static str); 8] {
-        [
+    /// Each setting with its value (as written in config.toml) and meaning, in
+    /// config.toml's order.
+    fn described(&self) -> Vec<(&'static str, String, &'static str)> {
+        let numbers: [(&'static str, u64, &'static str); 8] = [
             (
                 "poll_interval_ms",
                 self.poll_interval_ms,
@@ -100,7 +106,18 @@ impl Tuning {
                 self.leader_grace_ms,
                 "the k-th live leader of a request waits k times this",
             ),
-        ]
+        ];
+        let mut described: Vec<(&'static str, String, &'static str)> = numbers
+            .into_iter()
+            .map(|(name, value, meaning)| (name, value.to_string(), meaning))
+            .collect();
+        described.push((
+            "stock_subset",
+            format!("\"{}\"", self.stock_subset),
+            "triple/presignature runs among \"threshold\" live participants \
+             (rotating) or \"all\"",
+        ));
+        described
     }
 
     /// The settings with their defaults and meanings, for `--help`.
@@ -192,6 +209,7 @@ impl Tuning {
         node.heartbeat = Duration::from_millis(self.heartbeat_ms);
         node.live_window = Duration::from_millis(self.live_window_ms);
         node.leader_grace = Duration::from_millis(self.leader_grace_ms);
+        node.stock_subset = self.stock_subset;
     }
 }
 
@@ -206,6 +224,19 @@ mod tests {
         for (name, value, _) in Tuning::default().described() {
             assert!(help.contains(&format!("{name} = {value}")), "{help}");
         }
+    }
+
+    #[test]
+    fn stock_subset_is_threshold_or_all() {
+        let read = |text: &str| toml::from_str::<Tuning>(text);
+        assert_eq!(read("").unwrap().stock_subset, StockSubset::Threshold);
+        assert_eq!(
+            read("stock_subset = \"all\"").unwrap().stock_subset,
+            StockSubset::All
+        );
+        let error = read("stock_subset = \"some\"").unwrap_err().to_string();
+        assert!(error.contains("unknown variant"), "{error}");
+        assert!(Tuning::help().contains("stock_subset = \"threshold\""));
     }
 
     /// Makes one setting break its rule.

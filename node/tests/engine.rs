@@ -5,7 +5,7 @@
 //! old one's runs, a share is replaced only by a later attempt's, and a node that
 //! stored its share for an attempt takes no further part in it).
 
-use mpc_node::engine::{Engine, EngineError, Event, Job, KeyTask, NodeMessage, Start};
+use mpc_node::engine::{Engine, EngineError, Event, Job, KeyTask, NodeMessage, Start, StockSubset};
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
 use mpc_node::storage::{StorageKey, Store};
@@ -168,10 +168,12 @@ async fn triples_presignature_and_signature_over_the_network() {
     let (mut nodes, shares) = start(3, 2, dir.path()).await;
     let root = shares[0].public_key;
 
-    // Node 0 stocks two triples, then a presignature from them.
+    // Node 0 stocks two triples among all three (`StockSubset::All`), then a
+    // presignature from them.
     let all = Participants::first(3).unwrap();
-    nodes[0].engine.propose_triple(&all).unwrap();
-    nodes[0].engine.propose_triple(&all).unwrap();
+    nodes[0].engine.set_stock_subset(StockSubset::All);
+    assert_eq!(nodes[0].engine.propose_triples(&all).unwrap().len(), 1);
+    assert_eq!(nodes[0].engine.propose_triples(&all).unwrap().len(), 1);
     pump(&mut nodes, "two triples at three nodes", |n| {
         count(n, |e| matches!(e, Event::TripleStored(_))) == 6
     })
@@ -258,6 +260,173 @@ async fn triples_presignature_and_signature_over_the_network() {
             network.shutdown().await;
         }
     }
+}
+
+/// The participants of every stock run `node` started (from its `Start`s, drained
+/// from its outbox), in order: (job, participants).
+fn started_runs(node: &mut Node) -> Vec<(Job, Vec<u32>)> {
+    let mut runs: Vec<(Job, Vec<u32>)> = Vec::new();
+    for (_, bytes) in node.engine.drain_outbox() {
+        if let Ok(NodeMessage::Start(start)) = NodeMessage::decode(&bytes) {
+            if !runs.iter().any(|(job, _)| *job == start.job) {
+                runs.push((start.job, start.participants));
+            }
+        }
+    }
+    runs
+}
+
+#[tokio::test]
+async fn stock_runs_use_exactly_threshold_participants_in_rotating_subsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, _) = start(4, 2, dir.path()).await;
+    let all = Participants::first(4).unwrap();
+
+    // The default: a pair of triples per proposal, both among the same subset of
+    // exactly the threshold, the proposer included.
+    let mut subsets = Vec::new();
+    for _ in 0..6 {
+        let ids = nodes[0].engine.propose_triples(&all).unwrap();
+        assert_eq!(ids.len(), 2, "a pair per proposal");
+        let runs = started_runs(&mut nodes[0]);
+        assert_eq!(runs.len(), 2);
+        for ((job, participants), id) in runs.iter().zip(&ids) {
+            assert_eq!(*job, Job::Triple { id: *id });
+            assert_eq!(participants.len(), 2, "exactly the threshold");
+            assert!(participants.contains(&0), "the proposer takes part");
+        }
+        assert_eq!(
+            runs[0].1, runs[1].1,
+            "both triples of a pair among one subset"
+        );
+        subsets.push(runs[0].1.clone());
+    }
+    for pair in subsets.windows(2) {
+        assert_ne!(
+            pair[0], pair[1],
+            "consecutive proposals rotate: {subsets:?}"
+        );
+    }
+    // Every other participant takes its share: the rotation covers them all.
+    for other in 1..4 {
+        assert_eq!(
+            subsets.iter().filter(|s| s.contains(&other)).count(),
+            2,
+            "{subsets:?}"
+        );
+    }
+
+    // Only live participants: with node 3 down, node 3 is never picked.
+    let live = Participants::new([0, 1, 2].map(ParticipantId)).unwrap();
+    for _ in 0..4 {
+        nodes[1].engine.propose_triples(&live).unwrap();
+        for (_, participants) in started_runs(&mut nodes[1]) {
+            assert_eq!(participants.len(), 2);
+            assert!(participants.contains(&1) && !participants.contains(&3));
+        }
+    }
+    // With exactly the threshold live there is one subset: the live ones.
+    let two = Participants::new([0, 2].map(ParticipantId)).unwrap();
+    for _ in 0..2 {
+        nodes[2].engine.propose_triples(&two).unwrap();
+        for (_, participants) in started_runs(&mut nodes[2]) {
+            assert_eq!(participants, vec![0, 2]);
+        }
+    }
+    // `all` is today's behaviour: one triple among every live participant.
+    nodes[0].engine.set_stock_subset(StockSubset::All);
+    assert_eq!(nodes[0].engine.propose_triples(&all).unwrap().len(), 1);
+    assert_eq!(started_runs(&mut nodes[0])[0].1, vec![0, 1, 2, 3]);
+
+    shut_down(&mut nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threshold_subset_makes_triples_a_presignature_and_a_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, shares) = start(3, 2, dir.path()).await;
+    let root = shares[0].public_key;
+    let all = Participants::first(3).unwrap();
+
+    let ids = nodes[0].engine.propose_triples(&all).unwrap();
+    assert_eq!(ids.len(), 2);
+    pump(&mut nodes, "a pair of triples at two nodes", |n| {
+        count(n, |e| matches!(e, Event::TripleStored(_))) == 4
+    })
+    .await;
+    let holders: Vec<u32> = nodes
+        .iter()
+        .filter(|n| !n.store.triple_ids().unwrap().is_empty())
+        .map(|n| n.me)
+        .collect();
+    assert_eq!(holders.len(), 2, "exactly the threshold holds the triples");
+    assert!(holders.contains(&0));
+    pump(&mut nodes, "the holders confirm the triples", |n| {
+        n[0].engine.own_confirmed_stock(&all).unwrap().0 == 2
+    })
+    .await;
+    assert_eq!(nodes[0].engine.own_stock(&all).unwrap().0, 2, "one pair");
+    nodes[0]
+        .engine
+        .propose_presignature(&all)
+        .unwrap()
+        .expect("a pair with the same holders");
+    pump(&mut nodes, "a presignature at the two holders", |n| {
+        count(n, |e| matches!(e, Event::PresignatureStored(_))) == 2
+    })
+    .await;
+    for node in &nodes {
+        let held = !node.store.presignature_ids().unwrap().is_empty();
+        assert_eq!(held, holders.contains(&node.me), "the triples' holders");
+    }
+    pump(&mut nodes, "the holders confirm the presignature", |n| {
+        n[0].engine.own_confirmed_stock(&all).unwrap().1 == 1
+    })
+    .await;
+
+    let (request_id, task) = request("carol.near", "ethereum-7", [0x55; 32], 9);
+    let payload = task.payload;
+    for node in nodes.iter_mut() {
+        node.engine.add_request(request_id, task.clone());
+    }
+    nodes[0]
+        .engine
+        .propose_sign(request_id, &all)
+        .unwrap()
+        .expect("a presignature");
+    pump(&mut nodes, "a signature at the holders", |n| {
+        count(n, |e| matches!(e, Event::Signed { .. })) == 2
+    })
+    .await;
+    let derived = derive_public_key_for(&root, "carol.near", "ethereum-7").unwrap();
+    for node in nodes.iter().filter(|n| holders.contains(&n.me)) {
+        let Some(Event::Signed { response, .. }) = node
+            .events
+            .iter()
+            .find(|e| matches!(e, Event::Signed { .. }))
+        else {
+            panic!("node {} did not sign", node.me)
+        };
+        response.verify(&payload, &derived).unwrap();
+    }
+
+    // A holder down: the presignatures it holds are unusable, and new runs leave
+    // it out.
+    let outsider = (0..3).find(|p| !holders.contains(p)).unwrap();
+    let live = Participants::new(holders.iter().copied().map(ParticipantId)).unwrap();
+    let ids = nodes[0].engine.propose_triples(&live).unwrap();
+    pump(&mut nodes, "a second pair among the live holders", |n| {
+        count(n, |e| matches!(e, Event::TripleStored(_))) == 8
+    })
+    .await;
+    assert_eq!(ids.len(), 2);
+    assert!(nodes[outsider as usize]
+        .store
+        .triple_ids()
+        .unwrap()
+        .is_empty());
+
+    shut_down(&mut nodes).await;
 }
 
 #[tokio::test]
@@ -558,8 +727,9 @@ async fn keygen_then_resharing_to_a_newcomer_who_then_signs() {
     );
 
     // The newcomer stocks a presignature and leads a signature with two old nodes.
-    nodes[3].engine.propose_triple(&all_four).unwrap();
-    nodes[3].engine.propose_triple(&all_four).unwrap();
+    nodes[3].engine.set_stock_subset(StockSubset::All);
+    nodes[3].engine.propose_triples(&all_four).unwrap();
+    nodes[3].engine.propose_triples(&all_four).unwrap();
     pump(&mut nodes, "two triples at four nodes", |n| {
         count(n, |e| matches!(e, Event::TripleStored(_))) == 8
     })

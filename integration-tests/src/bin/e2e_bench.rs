@@ -19,7 +19,11 @@
 //!   nodes could not have: the table also shows the bound with it taken away.
 //!
 //! Prints a Markdown table. Flags: `--latency N` (default 30), `--burst N` (default
-//! 60), `--shapes 3x2,5x3`, `--set key=value` (a node setting, repeatable).
+//! 60), `--shapes 3x2,5x3`, `--set key=value` (a node setting, repeatable),
+//! `--subset threshold|all|both` (the nodes' `stock_subset`; `both` measures each
+//! shape once with each, on a fresh cluster, and ends with their sustained sig/s
+//! side by side; without the flag the nodes' default). The crypto column is the
+//! cost with the runs' size: `threshold` parties for `threshold`, n for `all`.
 
 use integration_tests::{request, Cluster, ClusterConfig};
 use primitives::derivation::Tweak;
@@ -34,6 +38,8 @@ struct Args {
     shapes: Vec<(usize, usize)>,
     /// Node settings for config.toml (`--set key=value`).
     settings: Vec<(String, String)>,
+    /// `stock_subset` values to measure each shape with (`None`: the default).
+    subsets: Vec<Option<&'static str>>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -42,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         burst: 60,
         shapes: vec![(3, 2), (5, 3)],
         settings: Vec::new(),
+        subsets: vec![None],
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -55,6 +62,14 @@ fn parse_args() -> Result<Args, String> {
                     .split_once('=')
                     .ok_or("--set takes key=value, e.g. max_concurrent_generations=8")?;
                 args.settings.push((key.to_string(), value.to_string()));
+            }
+            "--subset" => {
+                args.subsets = match value()?.as_str() {
+                    "threshold" => vec![Some("threshold")],
+                    "all" => vec![Some("all")],
+                    "both" => vec![Some("threshold"), Some("all")],
+                    other => return Err(format!("--subset {other}: threshold, all or both")),
+                }
             }
             "--shapes" => {
                 args.shapes = value()?
@@ -75,7 +90,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// CPU seconds of the cryptography of one signature, all parties, one thread:
-/// the median of several runs (this machine is shared and noisy).
+/// the median of several runs (this machine is shared and noisy). Triples and the
+/// presignature are made among `n` parties (the threshold with subsets).
 fn crypto_cost(n: usize, t: usize) -> Duration {
     let parties = Participants::first(n as u32).unwrap();
     let keys = local::run(
@@ -214,6 +230,8 @@ struct Row {
     blocks_p50: u64,
     blocks_max: u64,
     shape: (usize, usize),
+    /// The nodes' `stock_subset` (`default` when not set).
+    subset: &'static str,
     node_side: Duration,
     p50: Duration,
     p99: Duration,
@@ -226,14 +244,24 @@ struct Row {
     node_cpu_per_signature: f64,
 }
 
-async fn measure(n: usize, t: usize, args: &Args) -> Result<Row, String> {
+async fn measure(
+    n: usize,
+    t: usize,
+    subset: Option<&'static str>,
+    args: &Args,
+) -> Result<Row, String> {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    eprintln!("bench: ({n},{t}): cryptography alone");
-    let crypto = crypto_cost(n, t);
-    eprintln!("bench: ({n},{t}): starting the cluster");
+    let label = subset.unwrap_or("default");
+    eprintln!("bench: ({n},{t}) [{label}]: cryptography alone");
+    // Stock runs among the threshold unless the nodes run them among all.
+    let crypto = crypto_cost(if subset == Some("all") { n } else { t }, t);
+    eprintln!("bench: ({n},{t}) [{label}]: starting the cluster");
     let mut config = ClusterConfig::new(n, t);
     for (key, value) in &args.settings {
         config = config.set(key, value);
+    }
+    if let Some(subset) = subset {
+        config = config.set("stock_subset", &format!("\"{subset}\""));
     }
     let cluster = Cluster::start(config).await?;
     let users = cluster.user("bench.test.near", args.burst.max(1)).await?;
@@ -316,6 +344,7 @@ async fn measure(n: usize, t: usize, args: &Args) -> Result<Row, String> {
         blocks_p50: blocks[blocks.len() / 2],
         blocks_max: *blocks.last().expect("at least one request"),
         shape: (n, t),
+        subset: label,
         node_side,
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
@@ -331,18 +360,21 @@ async fn measure(n: usize, t: usize, args: &Args) -> Result<Row, String> {
 async fn bench(args: Args) -> Result<(), String> {
     let mut rows = Vec::new();
     for (n, t) in &args.shapes {
-        rows.push(measure(*n, *t, &args).await?);
+        for subset in &args.subsets {
+            rows.push(measure(*n, *t, *subset, &args).await?);
+        }
     }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!(
-        "| (n,t) | latency p50 | p99 | p50 blocks | request→answer blocks p50 (max) | nodes' share (mean) | throughput sig/s | crypto ms/sig (all parties) | node CPU ms/sig | compute bound sig/s ({cores} cores) | throughput / bound | devnet+clients cores | bound beside them | throughput / that bound |"
+        "| (n,t) | stock_subset | latency p50 | p99 | p50 blocks | request→answer blocks p50 (max) | nodes' share (mean) | throughput sig/s | crypto ms/sig (all parties) | node CPU ms/sig | compute bound sig/s ({cores} cores) | throughput / bound | devnet+clients cores | bound beside them | throughput / that bound |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for row in rows {
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for row in &rows {
         println!(
-            "| ({},{}) | {} ms | {} ms | {:.1} | {} ({}) | {} ms | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} % | {:.2} | {:.2} | {:.0} % |",
+            "| ({},{}) | {} | {} ms | {} ms | {:.1} | {} ({}) | {} ms | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} % | {:.2} | {:.2} | {:.0} % |",
             row.shape.0,
             row.shape.1,
+            row.subset,
             row.p50.as_millis(),
             row.p99.as_millis(),
             row.p50.as_secs_f64() / 0.1,
@@ -359,6 +391,34 @@ async fn bench(args: Args) -> Result<(), String> {
             100.0 * row.throughput / row.bound_beside_chain,
         );
     }
+    if args.subsets.len() > 1 {
+        println!();
+        let names: Vec<&str> = args
+            .subsets
+            .iter()
+            .map(|s| s.unwrap_or("default"))
+            .collect();
+        println!(
+            "| (n,t) | {} |",
+            names
+                .iter()
+                .map(|s| format!("sustained sig/s ({s})"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        println!("| --- |{}", " ---: |".repeat(names.len()));
+        for (n, t) in &args.shapes {
+            let figures: Vec<String> = names
+                .iter()
+                .map(|name| {
+                    rows.iter()
+                        .find(|r| r.shape == (*n, *t) && r.subset == *name)
+                        .map_or("-".into(), |r| format!("{:.2}", r.throughput))
+                })
+                .collect();
+            println!("| ({n},{t}) | {} |", figures.join(" | "));
+        }
+    }
     Ok(())
 }
 
@@ -367,7 +427,7 @@ fn main() -> std::process::ExitCode {
         Ok(args) => args,
         Err(why) => {
             eprintln!(
-                "error: {why}\nusage: e2e-bench [--latency N] [--burst N] [--shapes 3x2,5x3] [--set key=value]..."
+                "error: {why}\nusage: e2e-bench [--latency N] [--burst N] [--shapes 3x2,5x3] [--set key=value]... [--subset threshold|all|both]"
             );
             return std::process::ExitCode::from(2);
         }

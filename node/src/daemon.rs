@@ -170,6 +170,14 @@ pub fn leader_order(request_id: &RequestId, participants: &Participants) -> Vec<
     order.into_iter().map(|(p, _)| p).collect()
 }
 
+/// The participant set of `ids`, if it is a valid set that includes `me` (an engine
+/// is built only for a set this node belongs to).
+fn set_with(ids: &[u32], me: ParticipantId) -> Option<Participants> {
+    Participants::new(ids.iter().copied().map(ParticipantId))
+        .ok()
+        .filter(|set| set.contains(me))
+}
+
 fn to_participants(set: &ParticipantSet) -> Option<Participants> {
     Participants::new(set.participants.values().map(|p| ParticipantId(p.id))).ok()
 }
@@ -687,14 +695,9 @@ impl Node {
         let Some(key) = key else {
             return;
         };
-        let Ok(participants) =
-            Participants::new(key.participants.iter().copied().map(ParticipantId))
-        else {
+        let Some(participants) = set_with(&key.participants, me) else {
             return;
         };
-        if !participants.contains(me) {
-            return;
-        }
         let share = match key.key_attempt {
             None => None,
             Some(attempt) => match self.config.store.key_share_at(SIGNING_DOMAIN, key.epoch) {
@@ -768,14 +771,9 @@ impl Node {
             }
             return;
         };
-        let Ok(participants) =
-            Participants::new(key.participants.iter().copied().map(ParticipantId))
-        else {
+        let Some(participants) = set_with(&key.participants, me) else {
             return;
         };
-        if !participants.contains(me) {
-            return;
-        }
         let task = key.task.clone();
         let epoch = match &task {
             KeyTask::Generate { epoch, .. } | KeyTask::Reshare { epoch, .. } => *epoch,

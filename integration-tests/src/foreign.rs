@@ -20,11 +20,6 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
 /// The anvil binary of the pinned npm package, installed on first use
 /// (`scripts/install-anvil.sh`, idempotent).
 pub fn anvil_binary() -> Result<PathBuf, String> {
@@ -72,7 +67,7 @@ impl Anvil {
         let binary = tokio::task::spawn_blocking(anvil_binary)
             .await
             .map_err(|e| e.to_string())??;
-        let port = free_port()?;
+        let port = crate::free_port();
         let child = Command::new(binary)
             .args([
                 "--host",

@@ -247,7 +247,7 @@ pub fn multichain_wasm() -> Result<Vec<u8>, String> {
     std::fs::read(&path).map_err(|e| format!("{}: {e} (run `make contract`)", path.display()))
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("a free port")
         .local_addr()

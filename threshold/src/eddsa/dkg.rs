@@ -209,14 +209,7 @@ impl Machine for Keygen {
                     });
                     return Ok(Progress::Wait);
                 }
-                for (from, theirs) in inbox.take(3) {
-                    if theirs != digest {
-                        return Err(Error::VerificationFailed(format!(
-                            "participant {} received other round-1 packages than we did",
-                            from.0
-                        )));
-                    }
-                }
+                inbox.confirm(3, &digest, "round-1 packages")?;
                 let mut round2 = BTreeMap::new();
                 for (from, body) in inbox.take(2) {
                     let share = frost::keys::SigningShare::deserialize(&body).map_err(|e| {

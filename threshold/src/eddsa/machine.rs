@@ -88,6 +88,20 @@ impl Inbox {
             .filter_map(|p| self.got.remove(&(round, p)).map(|body| (p, body)))
             .collect()
     }
+
+    /// The confirmation round: every digest received in `round` must equal ours,
+    /// else somebody equivocated (`what` names what the digests cover).
+    pub(crate) fn confirm(&mut self, round: u8, ours: &[u8], what: &str) -> Result<(), Error> {
+        for (from, theirs) in self.take(round) {
+            if theirs != ours {
+                return Err(Error::VerificationFailed(format!(
+                    "participant {} received other {what} than we did",
+                    from.0
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A message a machine wants sent (its body, without the round byte).

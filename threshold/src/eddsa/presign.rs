@@ -151,14 +151,7 @@ impl Machine for Presign {
         if !inbox.complete(2) {
             return Ok(Progress::Wait);
         }
-        for (from, theirs) in inbox.take(2) {
-            if theirs != digest {
-                return Err(Error::VerificationFailed(format!(
-                    "participant {} received other nonce commitments than we did",
-                    from.0
-                )));
-            }
-        }
+        inbox.confirm(2, digest.as_slice(), "nonce commitments")?;
         let (hiding, binding) = self.nonces.take().ok_or(Error::WrongRound)?;
         Ok(Progress::Done(EddsaPresignature {
             me: self.me,

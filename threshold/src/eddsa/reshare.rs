@@ -443,14 +443,7 @@ impl Machine for Reshare {
                     });
                     return Ok(Progress::Wait);
                 }
-                for (from, theirs) in inbox.take(3) {
-                    if theirs != digest {
-                        return Err(Error::VerificationFailed(format!(
-                            "participant {} received other resharing commitments or inputs than we did",
-                            from.0
-                        )));
-                    }
-                }
+                inbox.confirm(3, &digest, "resharing commitments or inputs")?;
                 let shares = inbox.take(2);
                 self.finish(&commitments, shares, own_share)
                     .map(Progress::Done)

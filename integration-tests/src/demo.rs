@@ -11,6 +11,10 @@
 //! 3. *MPC signing*: the nodes sign, the contract verifies and returns it;
 //! 4. *relay*: the signed transaction goes to anvil, which executes it.
 //!
+//! Then the same account asks for an Ed25519 signature in domain 1 (the scheme of
+//! Solana, Aptos, Sui and NEAR) for its Solana address under path `solana-1`; the
+//! answer is checked with two implementations other than the signer's.
+//!
 //! Flags: `--json` (one JSON object on stdout), `--keep` (leave the network and anvil
 //! running until Ctrl-C, write a near-cli credentials file for alice and print
 //! commands that work as printed). The network is [`integration_tests::Cluster`],
@@ -21,7 +25,10 @@ use chainsig::ecdsa::EcdsaKey;
 use chainsig::ethereum::{self, EthSend};
 use chainsig::{Near, Progress};
 use integration_tests::foreign::{chainsig_binary, Anvil};
-use integration_tests::{id, mpc_node_binary, Cluster, ClusterConfig, NEAR};
+use chainsig::eddsa::Ed25519Key;
+use integration_tests::{
+    id, mpc_node_binary, verify_ed25519, Cluster, ClusterConfig, ED25519_DOMAIN, NEAR,
+};
 use near_crypto::SecretKey;
 use primitives::near_key;
 use std::process::ExitCode;
@@ -31,6 +38,7 @@ const NODES: usize = 3;
 const THRESHOLD: usize = 2;
 const ALICE: &str = "alice.test.near";
 const PATH: &str = "ethereum-1";
+const SOLANA_PATH: &str = "solana-1";
 
 struct Args {
     json: bool,
@@ -70,20 +78,30 @@ struct Transfer {
     balances_after: (U256, U256),
 }
 
+/// The Ed25519 signature the demo asked for.
+struct Ed25519Signed {
+    public_key: String,
+    address: String,
+    message: Vec<u8>,
+    signature: primitives::Ed25519Signature,
+    signed_in: Duration,
+}
+
 async fn demo(args: &Args) -> Result<(), String> {
     mpc_node_binary()?;
     chainsig_binary()?;
     let mut config = ClusterConfig::new(NODES, THRESHOLD);
     config.keep_dir = args.keep;
     step!("starting the devnet (nearcore's VM, 100 ms blocks), {NODES} mpc-node processes (threshold {THRESHOLD}; logs in {}) and anvil (a local Ethereum node)", config.workdir.display());
-    step!("deploying the multichain contract; the nodes generate the key and vote it in");
+    step!("deploying the multichain contract; the nodes generate the keys of domain 0 (secp256k1) and domain 1 (Ed25519) and vote them in");
     let started = Instant::now();
     let (cluster, anvil) = tokio::join!(Cluster::start(config), Anvil::start());
     let (cluster, anvil) = (cluster?, anvil?);
     let public_key = near_key::to_near_string(&cluster.public_key());
     step!(
-        "key generated, contract Running after {:.1} s: {public_key}",
-        started.elapsed().as_secs_f64()
+        "keys generated, contract Running after {:.1} s: {public_key}, {}",
+        started.elapsed().as_secs_f64(),
+        cluster.ed25519_public_key().to_near_string()
     );
 
     let alice_key = cluster
@@ -98,7 +116,8 @@ async fn demo(args: &Args) -> Result<(), String> {
         alice_key.clone(),
     );
     let transfer = transfer(&near, &anvil).await?;
-    report(args, &public_key, &transfer);
+    let ed25519 = sign_ed25519(&near).await?;
+    report(args, &public_key, &transfer, &ed25519);
     if args.keep {
         keep(&cluster, &anvil, &alice_key, &transfer)?;
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
@@ -174,7 +193,44 @@ async fn transfer(near: &Near, anvil: &Anvil) -> Result<Transfer, String> {
     })
 }
 
-fn report(args: &Args, public_key: &str, t: &Transfer) {
+/// An Ed25519 signature in domain 1 for alice's Solana address, checked with
+/// ed25519-dalek (by the client) and with `ring`: neither is the signer's FROST code.
+async fn sign_ed25519(near: &Near) -> Result<Ed25519Signed, String> {
+    let key = Ed25519Key::fetch(near, &id(ALICE), SOLANA_PATH, ED25519_DOMAIN)
+        .await
+        .map_err(|e| e.to_string())?;
+    let address = key.key.solana_address();
+    step!("{ALICE}'s Solana address for path {SOLANA_PATH}: {address} (domain 1, Ed25519)");
+    let message = format!(
+        "Chain Signatures demo: {ALICE} signs as {address} with a key no node holds"
+    )
+    .into_bytes();
+    let payload = primitives::EddsaPayload::new(message.clone()).map_err(|e| e.to_string())?;
+    step!(
+        "sign request: sign({{payload_v2: {{Eddsa: <{} bytes>}}, path: \"{SOLANA_PATH}\", domain_id: 1}})",
+        message.len()
+    );
+    let asked = Instant::now();
+    let signature = key
+        .sign(near, payload, &Progress::quiet())
+        .await
+        .map_err(|e| e.to_string())?;
+    let signed_in = asked.elapsed();
+    verify_ed25519(&key.key, &message, &signature.0)?;
+    step!(
+        "MPC signing (FROST): answered in {:.2} s; verified with ed25519-dalek and with ring",
+        signed_in.as_secs_f64()
+    );
+    Ok(Ed25519Signed {
+        public_key: key.near_string(),
+        address,
+        message,
+        signature,
+        signed_in,
+    })
+}
+
+fn report(args: &Args, public_key: &str, t: &Transfer, e: &Ed25519Signed) {
     let eth = |wei: U256| ethereum::describe_wei(wei);
     if args.json {
         let out = serde_json::json!({
@@ -189,6 +245,14 @@ fn report(args: &Args, public_key: &str, t: &Transfer) {
             "transaction": t.sent,
             "balances_before": { "from": t.balances_before.0.to_string(), "to": t.balances_before.1.to_string() },
             "balances_after": { "from": t.balances_after.0.to_string(), "to": t.balances_after.1.to_string() },
+            "ed25519": {
+                "path": SOLANA_PATH,
+                "derived_public_key": e.public_key,
+                "solana_address": e.address,
+                "message": hex::encode(&e.message),
+                "signature": primitives::SignatureResponse::Ed25519 { signature: e.signature.clone() },
+                "signed_ms": e.signed_in.as_millis() as u64,
+            },
         });
         println!("{out}");
         return;
@@ -223,6 +287,12 @@ fn report(args: &Args, public_key: &str, t: &Transfer) {
         eth(t.balances_after.1)
     );
     println!("signed in           {:.2} s", t.signed_in.as_secs_f64());
+    println!();
+    println!("Ed25519 (domain 1)  path {SOLANA_PATH}, key {}", e.public_key);
+    println!("Solana address      {}", e.address);
+    println!("message             {}", String::from_utf8_lossy(&e.message));
+    println!("signature           {}", hex::encode(e.signature.0));
+    println!("signed in           {:.2} s", e.signed_in.as_secs_f64());
 }
 
 /// `--keep`: how to use the running network, with commands that work as printed.
@@ -272,6 +342,10 @@ fn keep(
     eprintln!(
         "  {common} sign --domain 0 --path any-path --payload {}",
         "11".repeat(32)
+    );
+    eprintln!(
+        "  {common} sign --domain 1 --path {SOLANA_PATH} --payload {}",
+        "22".repeat(40)
     );
     Ok(())
 }

@@ -23,9 +23,10 @@ use near_crypto::SecretKey;
 use near_primitives::account::{AccessKey, AccessKeyPermission};
 use near_primitives::transaction::{Action, AddKeyAction, DeployContractAction};
 use near_primitives::types::AccountId;
+use primitives::ed25519::Ed25519PublicKey;
 use primitives::{
-    derivation, near_key, DomainId, EcdsaPayload, Payload, SignRequest, SignRequestArgs,
-    SignatureResponse,
+    derivation, near_key, DomainConfig, DomainId, EcdsaPayload, EddsaPayload, Payload,
+    SignRequest, SignRequestArgs, SignatureResponse, SignatureScheme,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,6 +52,19 @@ pub fn request(payload: [u8; 32], path: &str) -> SignRequest {
         payload: Payload::Ecdsa(EcdsaPayload::new(payload).expect("a valid payload")),
         path: path.into(),
         domain_id: DomainId::LEGACY_ECDSA,
+    }
+}
+
+/// The domain of Ed25519 keys on every cluster (by the deployed convention).
+pub const ED25519_DOMAIN: DomainId = DomainId(1);
+
+/// An EdDSA sign request for `message` (32..=1232 bytes, e.g. a Solana message) and
+/// `path`, in domain 1.
+pub fn eddsa_request(message: Vec<u8>, path: &str) -> SignRequest {
+    SignRequest {
+        payload: Payload::Eddsa(EddsaPayload::new(message).expect("a valid Eddsa payload")),
+        path: path.into(),
+        domain_id: ED25519_DOMAIN,
     }
 }
 
@@ -101,6 +115,8 @@ impl ArgsShape {
 pub struct ClusterConfig {
     pub nodes: usize,
     pub threshold: usize,
+    /// The domains `init` creates, in id order (default: 0 secp256k1, 1 Ed25519).
+    pub domains: Vec<SignatureScheme>,
     pub block_time: Duration,
     /// Blocks until an unanswered yield times out (NEAR: 200).
     pub yield_timeout_blocks: u64,
@@ -121,6 +137,7 @@ impl ClusterConfig {
         ClusterConfig {
             nodes,
             threshold,
+            domains: vec![SignatureScheme::Secp256k1, SignatureScheme::Ed25519],
             block_time: Duration::from_millis(100),
             yield_timeout_blocks: 200,
             node_settings: [
@@ -184,6 +201,7 @@ pub struct Cluster {
     pub rpc_gate: rpc_gate::RpcGate,
     mpc_node: PathBuf,
     root_key: Option<AffinePoint>,
+    ed25519_root_key: Option<Ed25519PublicKey>,
 }
 
 /// The binaries the tests and the demo run. They are built together, in one cargo
@@ -290,6 +308,7 @@ impl Cluster {
             rpc_gate,
             mpc_node,
             root_key: None,
+            ed25519_root_key: None,
         };
         for i in 0..config.nodes {
             cluster.new_node(&format!("node{i}.test.near")).await?;
@@ -314,10 +333,21 @@ impl Cluster {
             contract.clone(),
             contract_key,
         );
+        let domains: Vec<DomainConfig> = (0u64..)
+            .zip(&config.domains)
+            .map(|(id, scheme)| DomainConfig {
+                id: DomainId(id),
+                scheme: *scheme,
+            })
+            .collect();
         as_contract
             .call(
                 "init",
-                serde_json::json!({ "threshold": config.threshold, "candidates": candidates }),
+                serde_json::json!({
+                    "threshold": config.threshold,
+                    "candidates": candidates,
+                    "domains": domains,
+                }),
                 100,
                 0,
             )
@@ -455,18 +485,29 @@ impl Cluster {
         Err(format!("node {i} did not stop within 15 s of SIGTERM"))
     }
 
-    /// Waits until the contract is Running, and returns its state.
+    /// Waits until the contract is Running with a key in every configured domain,
+    /// and returns its state.
     pub async fn wait_running(&mut self, limit: Duration) -> Result<ContractState, String> {
         let started = Instant::now();
         loop {
             let state = self.root.state().await;
             if let Ok(ContractState::Running(running)) = &state {
-                let domain = running
-                    .domain(DomainId::LEGACY_ECDSA)
-                    .ok_or("the contract runs without domain 0")?;
-                self.root_key =
-                    Some(near_key::parse_secp256k1(&domain.public_key).map_err(|e| e.to_string())?);
-                return Ok(ContractState::Running(running.clone()));
+                if running.domains.len() >= self.config.domains.len() {
+                    for domain in &running.domains {
+                        match domain.scheme {
+                            SignatureScheme::Secp256k1 if domain.id == DomainId::LEGACY_ECDSA => {
+                                let key = near_key::parse_secp256k1(&domain.public_key);
+                                self.root_key = Some(key.map_err(|e| e.to_string())?);
+                            }
+                            SignatureScheme::Ed25519 if domain.id == ED25519_DOMAIN => {
+                                let key = Ed25519PublicKey::parse(&domain.public_key);
+                                self.ed25519_root_key = Some(key.map_err(|e| e.to_string())?);
+                            }
+                            _ => {}
+                        }
+                    }
+                    return Ok(ContractState::Running(running.clone()));
+                }
             }
             if started.elapsed() > limit {
                 return Err(format!(
@@ -478,9 +519,16 @@ impl Cluster {
         }
     }
 
-    /// The contract's root public key (known once Running).
+    /// The contract's root public key of domain 0 (known once Running).
     pub fn public_key(&self) -> AffinePoint {
         self.root_key.expect("the cluster is Running")
+    }
+
+    /// The contract's Ed25519 root public key of domain 1 (known once Running).
+    pub fn ed25519_public_key(&self) -> Ed25519PublicKey {
+        self.ed25519_root_key
+            .clone()
+            .expect("the cluster is Running with domain 1")
     }
 
     /// Creates account `name` with `keys` full-access keys; returns one client per
@@ -550,8 +598,32 @@ impl Cluster {
     }
 
     /// Checks `signature` against the key derived for `user`'s account and the
-    /// request's path.
+    /// request's path, in the request's scheme. Ed25519 signatures are checked with
+    /// `ring` (BoringSSL's code), an implementation independent of the one that
+    /// signed (frost-ed25519 on curve25519-dalek) and of the contract's
+    /// (nearcore's ed25519-dalek).
     pub fn verify(
+        &self,
+        user: &Chain,
+        request: &SignRequest,
+        signature: &SignatureResponse,
+    ) -> Result<(), String> {
+        if let Payload::Eddsa(message) = &request.payload {
+            let derived = self
+                .ed25519_public_key()
+                .derive_for(user.account().as_str(), &request.path);
+            let SignatureResponse::Ed25519 { signature } = signature else {
+                return Err(format!(
+                    "expected an Ed25519 answer to an EdDSA request, got {signature:?}"
+                ));
+            };
+            return verify_ed25519(&derived, message.as_bytes(), &signature.0);
+        }
+        self.verify_ecdsa(user, request, signature).map(|_| ())
+    }
+
+    /// [`Cluster::verify`] for an ECDSA request; returns the derived key.
+    pub fn verify_ecdsa(
         &self,
         user: &Chain,
         request: &SignRequest,
@@ -652,23 +724,38 @@ impl Cluster {
         }
     }
 
-    /// Waits until node `i` reports at least `presignatures` usable presignatures.
+    /// Waits until node `i` reports at least `presignatures` usable presignatures
+    /// in domain 0.
     pub async fn wait_stock(
         &self,
         i: usize,
         presignatures: u64,
         limit: Duration,
     ) -> Result<(), String> {
+        self.wait_stock_in(i, DomainId::LEGACY_ECDSA, presignatures, limit)
+            .await
+    }
+
+    /// Waits until node `i` reports at least `presignatures` usable presignatures
+    /// in `domain`.
+    pub async fn wait_stock_in(
+        &self,
+        i: usize,
+        domain: DomainId,
+        presignatures: u64,
+        limit: Duration,
+    ) -> Result<(), String> {
         let started = Instant::now();
         loop {
             if let Ok(state) = self.node_state(i).await {
-                if state["stock"]["presignatures"].as_u64() >= Some(presignatures) {
+                let stock = &state["stock_by_domain"][domain.0.to_string()];
+                if stock["presignatures"].as_u64() >= Some(presignatures) {
                     return Ok(());
                 }
             }
             if started.elapsed() > limit {
                 return Err(format!(
-                    "node {i} has no {presignatures} presignatures after {limit:?}"
+                    "node {i} has no {presignatures} presignatures in domain {domain} after {limit:?}"
                 ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -701,4 +788,15 @@ impl Drop for NodeProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// Checks an Ed25519 signature with `ring`, independently of curve25519-dalek.
+pub fn verify_ed25519(
+    key: &Ed25519PublicKey,
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), String> {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key.as_bytes())
+        .verify(message, signature)
+        .map_err(|_| format!("the Ed25519 signature does not verify for {}", key.to_near_string()))
 }

@@ -114,7 +114,10 @@ async fn hostile_peers_and_responders_are_refused_and_service_continues() {
             presignature: 1 << 48, // "owned" by node 1, held by nobody
         },
     });
-    impostor.send(&forged.encode()).await.unwrap();
+    impostor
+        .send(&forged.encode(primitives::DomainId(0)))
+        .await
+        .unwrap();
     let mut raw = impostor.into_stream();
     raw.write_all(&[0x00, 0x20]).await.unwrap();
     raw.write_all(&[0x55; 32]).await.unwrap();

@@ -4,9 +4,10 @@
 //! cannot complete (every new participant must vote), and the old set keeps
 //! answering requests. The newcomer then starts, the resharing completes, and the
 //! newcomer signs (with two old nodes down, it must). A node leaves (`vote_leave`)
-//! likewise, and the rest sign without it.
+//! likewise, and the rest sign without it. Both domains (secp256k1 and Ed25519)
+//! are reshared every time, and both sign after each change.
 
-use integration_tests::{request, Cluster, ClusterConfig};
+use integration_tests::{eddsa_request, request, Cluster, ClusterConfig, ED25519_DOMAIN};
 use mpc_node::chain::{Chain, ContractState};
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ fn epoch(state: &ContractState) -> u64 {
 async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
     let mut cluster = Cluster::start(ClusterConfig::new(3, 2)).await.unwrap();
     let public_key = cluster.public_key();
+    let ed25519_key = cluster.ed25519_public_key();
     let user = cluster.user("dave.test.near", 1).await.unwrap().remove(0);
 
     // The newcomer: account and home; its process starts later.
@@ -94,16 +96,22 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
     assert_eq!(epoch(&state), 1);
     assert_eq!(participants(&state).len(), 4);
     assert_eq!(cluster.public_key(), public_key, "resharing keeps the key");
+    assert_eq!(cluster.ed25519_public_key(), ed25519_key, "and the Ed25519 key");
 
     // With nodes 0 and 1 down, only node 2 and the newcomer can sign (t = 2).
     cluster.kill_node(0);
     cluster.kill_node(1);
-    let joined = request([0x31; 32], "after-join");
-    let signature = cluster
-        .sign(&user, &joined, 300)
-        .await
-        .expect("node 2 and the newcomer sign");
-    cluster.verify(&user, &joined, &signature).unwrap();
+    let joined = [
+        request([0x31; 32], "after-join"),
+        eddsa_request(vec![0x31; 180], "after-join"),
+    ];
+    for request in &joined {
+        let signature = cluster
+            .sign(&user, request, 300)
+            .await
+            .expect("node 2 and the newcomer sign");
+        cluster.verify(&user, request, &signature).unwrap();
+    }
 
     // Node 0 leaves: the others vote it out and reshare among themselves.
     cluster.start_node(0).unwrap();
@@ -135,6 +143,7 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
         ["node1.test.near", "node2.test.near", "node3.test.near"]
     );
     assert_eq!(cluster.public_key(), public_key, "resharing keeps the key");
+    assert_eq!(cluster.ed25519_public_key(), ed25519_key, "and the Ed25519 key");
     // The leaver sees epoch 2 too (and deletes its shares) before it is killed.
     for _ in 0..100 {
         let state = cluster.node_state(0).await.unwrap();
@@ -145,12 +154,17 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.kill_node(0);
-    let left = request([0x32; 32], "after-leave");
-    let signature = cluster
-        .sign(&user, &left, 300)
-        .await
-        .expect("the three remaining nodes sign");
-    cluster.verify(&user, &left, &signature).unwrap();
+    let left = [
+        request([0x32; 32], "after-leave"),
+        eddsa_request(vec![0x32; 1232], "after-leave"),
+    ];
+    for request in &left {
+        let signature = cluster
+            .sign(&user, request, 300)
+            .await
+            .expect("the three remaining nodes sign");
+        cluster.verify(&user, request, &signature).unwrap();
+    }
 
     // Epoch 2 is final: the nodes keep only its shares; the shares of epochs 0
     // and 1 are gone from their disks, the leaver's too.
@@ -158,19 +172,21 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
         if i != 0 {
             cluster.stop_node(i).unwrap();
         }
-        let epochs = stored_share_epochs(&cluster, i);
         let expected: &[u64] = if i == 0 { &[] } else { &[2] };
-        assert_eq!(
-            epochs, expected,
-            "node {i} keeps only the final epoch's share"
-        );
+        for domain in [primitives::DomainId(0), ED25519_DOMAIN] {
+            let epochs = stored_share_epochs(&cluster, i, domain);
+            assert_eq!(
+                epochs, expected,
+                "node {i} keeps only the final epoch's share of domain {domain}"
+            );
+        }
     }
     cluster.shutdown().await;
 }
 
-/// The epochs node `i` holds a share of domain 0's key for (the node must be down:
+/// The epochs node `i` holds a share of `domain`'s key for (the node must be down:
 /// its database is single-writer).
-fn stored_share_epochs(cluster: &Cluster, i: usize) -> Vec<u64> {
+fn stored_share_epochs(cluster: &Cluster, i: usize, domain: primitives::DomainId) -> Vec<u64> {
     use mpc_node::storage::{StorageKey, Store};
     let home = &cluster.nodes[i].home;
     let key = std::fs::read_to_string(home.join("storage_key")).unwrap();
@@ -179,5 +195,5 @@ fn stored_share_epochs(cluster: &Cluster, i: usize) -> Vec<u64> {
         &StorageKey::from_hex(&key).unwrap(),
     )
     .unwrap();
-    store.key_share_epochs(primitives::DomainId(0)).unwrap()
+    store.key_share_epochs(domain).unwrap()
 }

@@ -24,22 +24,22 @@
 //! contract, so at worst a fallback costs one wasted presignature.
 
 use crate::chain::{Chain, ContractState, KeyEvent, ParticipantSet, RunningState};
-use crate::engine::{attempt_of, owner, Engine, Event, Job, KeyTask, NodeMessage};
+use crate::engine::{
+    for_domain, owner, DomainEngine, EngineSetup, Event, Job, KeyLoad, KeyTask, NodeMessage,
+    StockCount, StockTargets,
+};
 use crate::metrics::{Metrics, PeerStatus, Stock};
 use crate::p2p::noise::StaticKey;
 use crate::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
 use crate::storage::Store;
 use near_primitives::types::AccountId;
-use primitives::derivation::Tweak;
-use primitives::{
-    near_key, DomainId, Payload, PendingRequest, RequestId, SignatureResponse, SignatureScheme,
-};
+use primitives::{DomainId, PendingRequest, RequestId, SignatureResponse, SignatureScheme};
 use sha3::{Digest, Sha3_256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use threshold::{ParticipantId, Participants, SignTask};
+use threshold::{ParticipantId, Participants};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -114,31 +114,42 @@ impl NodeConfig {
     }
 }
 
-/// The one domain this node signs for so far: domain 0, secp256k1 (Ed25519 and
-/// further domains come with the scheme-per-folder node).
-const SIGNING_DOMAIN: DomainId = DomainId::LEGACY_ECDSA;
-
-/// What the signing engine was built for: the running set and the attempt its key
-/// shares come from. A change rebuilds it.
+/// What a domain's signing engine was built for: the running set and the
+/// attempt its key shares come from. A change rebuilds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct SignerKey {
+    scheme: SignatureScheme,
     epoch: u64,
     participants: Vec<u32>,
     threshold: usize,
-    /// The key-event attempt of the running set's shares of our domain (`None`:
-    /// the domain has no key yet).
-    key_attempt: Option<u64>,
+    /// The key-event attempt of the running set's shares of the domain.
+    key_attempt: u64,
 }
 
-/// What the key engine was built for: one attempt of the contract's key event.
+/// The signing engine of one domain with a key.
+struct Signer {
+    engine: Box<dyn DomainEngine>,
+    key: SignerKey,
+}
+
+/// What the key engines were built for: one attempt of the contract's key event,
+/// with the task of each domain it covers (one for keygen, every domain for a
+/// resharing).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct KeyerKey {
     participants: Vec<u32>,
     threshold: usize,
-    task: KeyTask,
+    tasks: Vec<(SignatureScheme, KeyTask)>,
 }
 
-/// A vote this node owes the contract for the key event's current attempt.
+impl KeyerKey {
+    fn resharing(&self) -> bool {
+        matches!(self.tasks.first(), Some((_, KeyTask::Reshare { .. })))
+    }
+}
+
+/// A vote this node owes the contract for the key event's current attempt (once
+/// every domain of the attempt has its share stored here).
 #[derive(Clone, Debug)]
 struct OwedVote {
     attempt: u64,
@@ -150,8 +161,9 @@ struct OwedVote {
 
 /// How long a vote the chain does not show yet waits before it is sent again.
 const VOTE_RETRY: Duration = Duration::from_secs(3);
-/// Key-event messages held while this node has not seen the key event yet.
-const MAX_KEY_EARLY: usize = 4096;
+/// Messages held while this node has no engine for them yet (it has not seen the
+/// key event, or the domain's key, that the sender has).
+const MAX_UNROUTED: usize = 4096;
 
 /// The deterministic leader order of a request: participants sorted by a hash of
 /// the request id and their id. Every node computes the same order.
@@ -367,16 +379,17 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
             node.act(Instant::now());
         }
         node.work_backlog();
-        if node
-            .signer
-            .as_mut()
-            .is_some_and(|e| e.take_awaiting_chain())
-        {
+        let awaiting_chain = node
+            .signers
+            .values_mut()
+            .fold(false, |any, s| s.engine.take_awaiting_chain() | any);
+        if awaiting_chain {
             // A leader saw a request before us: read the chain now, not at the tick.
             poll_now.notify_one();
         }
         if let Some((net, _)) = network.as_ref() {
-            for engine in node.signer.iter_mut().chain(node.keyer.iter_mut()) {
+            let signers = node.signers.values_mut().map(|s| &mut s.engine);
+            for engine in signers.chain(node.keyers.values_mut()) {
                 for (to, bytes) in engine.drain_outbox() {
                     if let Err(e) = net.send(to, Arc::new(bytes)) {
                         tracing::debug!(peer = to.0, error = %e, "could not queue a message");
@@ -424,6 +437,7 @@ async fn start_network(
 
 /// A request as the loop tracks it.
 struct Tracked {
+    domain: DomainId,
     first_seen: Instant,
     /// The chain entropy the engine signs this request with (a request made again
     /// under the same id after a gap gets new entropy, and signers must agree).
@@ -459,20 +473,25 @@ impl Answer {
 struct Node {
     config: NodeConfig,
     peers: Peers,
-    /// Signs for the running set (whatever key event is under way).
-    signer: Option<Engine>,
-    signer_key: Option<SignerKey>,
-    /// Runs the key event's current attempt, if this node takes part in it.
-    keyer: Option<Engine>,
+    /// Sign for the running set, one per domain with a key (whatever key event
+    /// is under way).
+    signers: BTreeMap<DomainId, Signer>,
+    /// Run the key event's current attempt, one per domain it covers, if this
+    /// node takes part in it.
+    keyers: BTreeMap<DomainId, Box<dyn DomainEngine>>,
     keyer_key: Option<KeyerKey>,
+    /// Domains whose share of the current attempt is stored here.
+    keys_stored: BTreeMap<DomainId, String>,
     /// The key event as last read, for votes and reports.
     key_event: Option<KeyEvent>,
     owed_vote: Option<OwedVote>,
     vote_in_flight: bool,
     /// Attempts this node already reported failed.
     aborted: BTreeSet<u64>,
-    /// Key-event messages that came before this node saw the key event.
-    key_early: VecDeque<(ParticipantId, NodeMessage)>,
+    /// Messages that came before this node had an engine for them (it saw the
+    /// key event or the domain's key later than the sender), with when they came;
+    /// tried again whenever engines are rebuilt, dropped after the protocol timeout.
+    unrouted: VecDeque<(Instant, ParticipantId, DomainId, NodeMessage)>,
     /// The running participants, if a set is running.
     running_set: Option<Participants>,
     /// Everyone this node talks to: the running set and the key event's.
@@ -482,22 +501,8 @@ struct Node {
     last_heard: HashMap<ParticipantId, Instant>,
     /// Peers live at the last check, to notice who went silent.
     was_live: BTreeSet<ParticipantId>,
-    /// Bulk peer messages (triple and presignature generation) not handled yet.
-    backlog: VecDeque<(ParticipantId, NodeMessage)>,
-    /// Key tasks this node cannot run, already logged.
-    unsupported_logged: Option<String>,
-}
-
-/// Whether a message belongs to a key task (keygen, resharing).
-fn is_key_message(message: &NodeMessage) -> bool {
-    use threshold::wire::ProtocolKind;
-    match message {
-        NodeMessage::Start(start) => attempt_of(&start.job).is_some(),
-        NodeMessage::Decline { job, .. } => attempt_of(job).is_some(),
-        NodeMessage::Protocol(bytes) => threshold::wire::Header::decode(bytes)
-            .is_ok_and(|(h, _)| matches!(h.kind, ProtocolKind::Keygen | ProtocolKind::Reshare)),
-        _ => false,
-    }
+    /// Bulk peer messages (stock generation) not handled yet.
+    backlog: VecDeque<(ParticipantId, DomainId, NodeMessage)>,
 }
 
 impl Node {
@@ -505,15 +510,15 @@ impl Node {
         Node {
             config,
             peers: Peers::default(),
-            signer: None,
-            signer_key: None,
-            keyer: None,
+            signers: BTreeMap::new(),
+            keyers: BTreeMap::new(),
             keyer_key: None,
+            keys_stored: BTreeMap::new(),
             key_event: None,
             owed_vote: None,
             vote_in_flight: false,
             aborted: BTreeSet::new(),
-            key_early: VecDeque::new(),
+            unrouted: VecDeque::new(),
             running_set: None,
             everyone: Vec::new(),
             requests: HashMap::new(),
@@ -521,7 +526,6 @@ impl Node {
             last_heard: HashMap::new(),
             was_live: BTreeSet::new(),
             backlog: VecDeque::new(),
-            unsupported_logged: None,
         }
     }
 
@@ -560,28 +564,39 @@ impl Node {
         self.running_set = running.and_then(|r| to_participants(&r.participants));
         self.key_event = key_event.cloned();
         let running_epoch = running.map(|r| r.epoch);
-        if running_epoch != self.signer_key.as_ref().map(|k| k.epoch) {
-            if let Some(epoch) = running_epoch {
-                self.forget_old_shares(epoch, key_event.is_none());
-            }
+        let signing_epoch = self.signers.values().next().map(|s| s.key.epoch);
+        if let Some(epoch) = running_epoch.filter(|e| Some(*e) != signing_epoch) {
+            self.forget_old_shares(running, epoch, key_event.is_none());
         }
         let Some(me) = self.me else {
-            self.signer = None;
-            self.keyer = None;
+            self.signers.clear();
+            self.keyers.clear();
             return;
         };
-        let signer_key = running.map(|r| SignerKey {
-            epoch: r.epoch,
-            participants: r.participants.ids(),
-            threshold: r.threshold,
-            key_attempt: r.domain(SIGNING_DOMAIN).map(|d| d.attempt),
-        });
-        if signer_key != self.signer_key {
-            self.rebuild_signer(me, signer_key);
-        }
-        let keyer_key = key_event.and_then(|event| self.key_task(event, running));
+        let signer_keys: BTreeMap<DomainId, SignerKey> = running
+            .map(|r| {
+                r.domains
+                    .iter()
+                    .map(|d| {
+                        let key = SignerKey {
+                            scheme: d.scheme,
+                            epoch: r.epoch,
+                            participants: r.participants.ids(),
+                            threshold: r.threshold,
+                            key_attempt: d.attempt,
+                        };
+                        (d.id, key)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rebuilt = self.rebuild_signers(me, signer_keys);
+        let keyer_key = key_event.and_then(|event| self.key_tasks(event, running));
         if keyer_key != self.keyer_key {
-            self.rebuild_keyer(me, keyer_key);
+            self.rebuild_keyers(me, keyer_key);
+            self.route_unrouted();
+        } else if rebuilt {
+            self.route_unrouted();
         }
         self.settle_votes(writes);
         self.track_requests(&snapshot.pending);
@@ -590,74 +605,73 @@ impl Node {
     /// Deletes the key shares the network has moved past: those of epochs before
     /// the running one (its keys are final), and, when no key event is under way,
     /// those of later epochs (left by attempts that never completed). Stolen old
-    /// disks then hold no shares of the key.
-    fn forget_old_shares(&self, running_epoch: u64, no_key_event: bool) {
+    /// disks then hold no shares of the keys.
+    fn forget_old_shares(&self, running: Option<&RunningState>, epoch: u64, no_key_event: bool) {
         let store = &self.config.store;
-        let epochs = match store.key_share_epochs(SIGNING_DOMAIN) {
-            Ok(epochs) => epochs,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot list the stored key shares");
-                return;
-            }
-        };
-        for epoch in epochs {
-            let stale = epoch < running_epoch || (no_key_event && epoch > running_epoch);
-            if !stale {
-                continue;
-            }
-            match store.delete_key_share(SIGNING_DOMAIN, epoch) {
-                Ok(_) => {
-                    tracing::info!(epoch, running_epoch, "deleted a key share of a past epoch")
+        for domain in running.iter().flat_map(|r| r.domains.iter()) {
+            let epochs = match store.key_share_epochs(domain.id) {
+                Ok(epochs) => epochs,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot list the stored key shares");
+                    return;
                 }
-                Err(e) => tracing::error!(epoch, error = %e, "cannot delete an old key share"),
+            };
+            let stale = epochs
+                .into_iter()
+                .filter(|e| *e < epoch || (no_key_event && *e > epoch));
+            for old in stale {
+                match store.delete_key_share(domain.id, old) {
+                    Ok(_) => tracing::info!(
+                        domain = domain.id.0,
+                        epoch = old,
+                        running_epoch = epoch,
+                        "deleted a key share of a past epoch"
+                    ),
+                    Err(e) => tracing::error!(epoch = old, error = %e, "cannot delete an old key share"),
+                }
             }
         }
     }
 
-    /// The key task of the contract's key event, if this node can run it.
-    fn key_task(&mut self, event: &KeyEvent, running: Option<&RunningState>) -> Option<KeyerKey> {
-        let task = match (event.domain, running) {
-            (Some(domain), _)
-                if domain.id == SIGNING_DOMAIN && domain.scheme == SignatureScheme::Secp256k1 =>
-            {
-                Some(KeyTask::Generate {
+    /// The key tasks of the contract's key event: keygen of its domain, or the
+    /// resharing of every domain of the running set.
+    fn key_tasks(&mut self, event: &KeyEvent, running: Option<&RunningState>) -> Option<KeyerKey> {
+        let tasks = match (event.domain, running) {
+            (Some(domain), _) => vec![(
+                domain.scheme,
+                KeyTask::Generate {
                     epoch: event.epoch,
                     domain: domain.id,
                     attempt: event.attempt,
-                })
-            }
-            (None, Some(previous)) if previous.domains.len() == 1 => {
-                let key = previous.domain(SIGNING_DOMAIN)?;
+                },
+            )],
+            (None, Some(previous)) => {
                 let old = to_participants(&previous.participants)?;
-                let public_key = near_key::parse_secp256k1(&key.public_key).ok()?;
-                Some(KeyTask::Reshare {
-                    epoch: event.epoch,
-                    domain: SIGNING_DOMAIN,
-                    old_participants: old,
-                    old_threshold: previous.threshold,
-                    public_key,
-                    attempt: event.attempt,
-                })
+                previous
+                    .domains
+                    .iter()
+                    .map(|key| {
+                        let task = KeyTask::Reshare {
+                            epoch: event.epoch,
+                            domain: key.id,
+                            old_participants: old.clone(),
+                            old_threshold: previous.threshold,
+                            public_key: key.public_key.clone(),
+                            attempt: event.attempt,
+                        };
+                        (key.scheme, task)
+                    })
+                    .collect()
             }
-            _ => None,
+            (None, None) => {
+                tracing::error!(epoch = event.epoch, "a resharing without a running set");
+                return None;
+            }
         };
-        if task.is_none() {
-            let what = format!("{:?} in epoch {}", event.domain, event.epoch);
-            if self.unsupported_logged.as_ref() != Some(&what) {
-                tracing::error!(
-                    domain = ?event.domain,
-                    epoch = event.epoch,
-                    "the contract's key event involves a domain this node cannot handle yet \
-                     (only domain 0, secp256k1); it will not take part, and the event needs a \
-                     threshold of vote_cancel_key_event to end"
-                );
-                self.unsupported_logged = Some(what);
-            }
-        }
         Some(KeyerKey {
             participants: event.participants.ids(),
             threshold: event.threshold,
-            task: task?,
+            tasks,
         })
     }
 
@@ -687,153 +701,167 @@ impl Node {
         });
     }
 
-    /// The signing engine for the running set, with this node's share of the
-    /// running epoch's key if it holds the one from the attempt the contract names.
-    fn rebuild_signer(&mut self, me: ParticipantId, key: Option<SignerKey>) {
-        let old = self.signer.take();
-        self.signer_key = key.clone();
-        let Some(key) = key else {
-            return;
-        };
-        let Some(participants) = set_with(&key.participants, me) else {
-            return;
-        };
-        let share = match key.key_attempt {
-            None => None,
-            Some(attempt) => match self.config.store.key_share_at(SIGNING_DOMAIN, key.epoch) {
-                Ok(Some((stored, share))) if stored == attempt => Some(share),
-                Ok(Some((stored, _))) => {
-                    tracing::error!(
-                        epoch = key.epoch,
-                        stored,
-                        attempt,
-                        "the key share stored here is from another attempt than the one the \
-                         contract completed: this node cannot sign until a resharing includes it"
-                    );
-                    None
+    /// The signing engines for the running set, one per domain with a key, each
+    /// with this node's share of the running epoch's key if it holds the one from
+    /// the attempt the contract names. Engines whose domain and set are unchanged
+    /// are kept. Returns whether any engine was built.
+    fn rebuild_signers(&mut self, me: ParticipantId, keys: BTreeMap<DomainId, SignerKey>) -> bool {
+        let mut old = std::mem::take(&mut self.signers);
+        let mut rebuilt = false;
+        for (domain, key) in keys {
+            match old.remove(&domain) {
+                Some(signer) if signer.key == key => {
+                    self.signers.insert(domain, signer);
                 }
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the key share");
-                    self.signer_key = None;
-                    return;
+                previous => {
+                    rebuilt = true;
+                    if let Some(signer) = self.build_signer(me, domain, key, previous) {
+                        self.signers.insert(domain, signer);
+                    }
                 }
-            },
-        };
-        // Stock made under another epoch's key shares can never be used again.
-        if share.is_some() {
-            match self.config.store.retire_other_epochs(key.epoch) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(retired = n, "retired stock of an earlier epoch"),
-                Err(e) => tracing::error!(error = %e, "cannot retire old stock"),
             }
         }
-        let keyless = key.key_attempt.is_some() && share.is_none();
-        let mut engine = Engine::new(
-            key.epoch,
-            me,
-            participants,
-            key.threshold,
-            share,
-            self.config.store.clone(),
-            self.config.protocol_timeout,
-        );
-        engine.set_stock_subset(self.config.stock_subset);
-        // Peers that moved on first may have sent us runs of this set already.
-        if let Some(mut old) = old {
-            engine.adopt_early(old.take_early());
+        for domain in old.keys() {
+            self.requests.retain(|_, t| t.domain != *domain);
         }
-        if let Some(keyer) = self.keyer.as_mut() {
-            engine.adopt_early(keyer.take_early());
-        }
-        // The new engine learns the pending requests from this snapshot again.
-        self.requests.clear();
-        self.signer = Some(engine);
-        tracing::info!(epoch = key.epoch, me = me.0, "signing engine ready");
-        if keyless {
-            tracing::error!(
-                epoch = key.epoch,
-                "this node holds no key share for the running epoch and cannot sign; \
-                 it takes part again once a resharing includes it"
-            );
+        rebuilt
+    }
+
+    /// Hands the messages held for want of an engine to the engines there are now.
+    fn route_unrouted(&mut self) {
+        let timeout = self.config.protocol_timeout;
+        for (since, from, domain, message) in std::mem::take(&mut self.unrouted) {
+            if since.elapsed() <= timeout {
+                self.route(since, from, domain, message);
+            }
         }
     }
 
-    /// The key engine for the key event's current attempt (a new attempt is a new
-    /// engine: runs and shares of the old one are void).
-    fn rebuild_keyer(&mut self, me: ParticipantId, key: Option<KeyerKey>) {
-        let old = self.keyer.take();
-        self.keyer_key = key.clone();
-        self.owed_vote = None;
-        let Some(key) = key else {
-            if let (Some(mut old), Some(signer)) = (old, self.signer.as_mut()) {
-                signer.adopt_early(old.take_early());
+    fn build_signer(
+        &mut self,
+        me: ParticipantId,
+        domain: DomainId,
+        key: SignerKey,
+        previous: Option<Signer>,
+    ) -> Option<Signer> {
+        let participants = set_with(&key.participants, me)?;
+        let mut engine = for_domain(
+            key.scheme,
+            EngineSetup {
+                domain,
+                epoch: key.epoch,
+                me,
+                participants,
+                threshold: key.threshold,
+                store: self.config.store.clone(),
+                timeout: self.config.protocol_timeout,
+            },
+        );
+        match engine.load_key(key.key_attempt) {
+            Ok(KeyLoad::Loaded) => {
+                // Stock made under another epoch's key shares can never be used again.
+                match engine.retire_other_epochs() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(domain = domain.0, retired = n, "retired stock of an earlier epoch"),
+                    Err(e) => tracing::error!(error = %e, "cannot retire old stock"),
+                }
             }
-            return;
-        };
-        let Some(participants) = set_with(&key.participants, me) else {
-            return;
-        };
-        let task = key.task.clone();
-        let epoch = match &task {
-            KeyTask::Generate { epoch, .. } | KeyTask::Reshare { epoch, .. } => *epoch,
-        };
-        let store = &self.config.store;
-        let finished = match store.key_share_at(task.domain(), epoch) {
-            Ok(Some((attempt, share))) if attempt == task.attempt() => Some(share),
-            Ok(_) => None,
+            Ok(KeyLoad::OtherAttempt(stored)) => tracing::error!(
+                domain = domain.0,
+                epoch = key.epoch,
+                stored,
+                attempt = key.key_attempt,
+                "the key share stored here is from another attempt than the one the \
+                 contract completed: this node cannot sign in this domain until a \
+                 resharing includes it"
+            ),
+            Ok(KeyLoad::Missing) => tracing::error!(
+                domain = domain.0,
+                epoch = key.epoch,
+                "this node holds no key share of the domain for the running epoch and \
+                 cannot sign in it; it takes part again once a resharing includes it"
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the key share");
-                self.keyer_key = None;
-                return;
+                return None;
             }
+        }
+        engine.set_stock_subset(self.config.stock_subset);
+        // Peers that moved on first may have sent us runs of this set already.
+        if let Some(mut previous) = previous {
+            engine.adopt_early(previous.engine.take_early());
+        }
+        if let Some(keyer) = self.keyers.get_mut(&domain) {
+            engine.adopt_early(keyer.take_early());
+        }
+        // The new engine learns the domain's pending requests from this snapshot again.
+        self.requests.retain(|_, t| t.domain != domain);
+        tracing::info!(domain = domain.0, scheme = ?key.scheme, epoch = key.epoch, me = me.0, "signing engine ready");
+        Some(Signer { engine, key })
+    }
+
+    /// The key engines for the key event's current attempt, one per domain (a new
+    /// attempt is new engines: runs and shares of the old one are void).
+    fn rebuild_keyers(&mut self, me: ParticipantId, key: Option<KeyerKey>) {
+        let mut old = std::mem::take(&mut self.keyers);
+        self.keyer_key = key.clone();
+        self.owed_vote = None;
+        self.keys_stored.clear();
+        let participants = key.as_ref().and_then(|k| set_with(&k.participants, me));
+        let (Some(key), Some(participants)) = (key, participants) else {
+            for (domain, mut keyer) in old {
+                if let Some(signer) = self.signers.get_mut(&domain) {
+                    signer.engine.adopt_early(keyer.take_early());
+                }
+            }
+            return;
         };
-        let mut engine = Engine::new(
-            epoch,
-            me,
-            participants,
-            key.threshold,
-            None,
-            store.clone(),
-            self.config.protocol_timeout,
-        );
-        engine.set_key_task(Some(task.clone()));
-        if let KeyTask::Reshare {
-            old_participants, ..
-        } = &task
-        {
-            // Resharing starts from the running epoch's share of the completed attempt.
-            let input = self
-                .signer
-                .as_ref()
-                .filter(|_| old_participants.contains(me));
-            let share = self
-                .signer_key
-                .as_ref()
-                .zip(input)
-                .and_then(|(k, _)| store.key_share_at(task.domain(), k.epoch).ok().flatten())
-                .filter(|(attempt, _)| {
-                    Some(*attempt) == self.signer_key.as_ref().and_then(|k| k.key_attempt)
-                })
-                .map(|(_, share)| share);
-            engine.set_reshare_input(share);
-        }
-        if let Some(share) = finished {
-            // Restarted after storing this attempt's share: vote again, run nothing.
-            engine.resume_finished_key_task(share);
-        }
-        if let Some(mut old) = old {
-            engine.adopt_early(old.take_early());
-        }
-        tracing::info!(
-            epoch,
-            attempt = task.attempt(),
-            me = me.0,
-            "key engine ready"
-        );
-        self.keyer = Some(engine);
-        for (from, message) in std::mem::take(&mut self.key_early) {
-            self.handle(from, message);
+        for (scheme, task) in &key.tasks {
+            let domain = task.domain();
+            let mut engine = for_domain(
+                *scheme,
+                EngineSetup {
+                    domain,
+                    epoch: task.epoch(),
+                    me,
+                    participants: participants.clone(),
+                    threshold: key.threshold,
+                    store: self.config.store.clone(),
+                    timeout: self.config.protocol_timeout,
+                },
+            );
+            engine.set_key_task(Some(task.clone()));
+            if let KeyTask::Reshare {
+                old_participants, ..
+            } = task
+            {
+                // Resharing starts from the running epoch's share of the completed attempt.
+                let signing = self.signers.get(&domain).map(|s| &s.key);
+                if let Some(signing) = signing.filter(|_| old_participants.contains(me)) {
+                    match engine.load_reshare_input(signing.epoch, signing.key_attempt) {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(domain = domain.0, "no share of the old key to reshare from"),
+                        Err(e) => tracing::error!(error = %e, "cannot read the key share to reshare"),
+                    }
+                }
+            }
+            match engine.resume_finished_key_task() {
+                // Restarted after storing this attempt's share: vote again, run nothing.
+                Ok(true) => tracing::info!(domain = domain.0, "this attempt's share is stored already"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "cannot read the key share"),
+            }
+            if let Some(mut previous) = old.remove(&domain) {
+                engine.adopt_early(previous.take_early());
+            }
+            tracing::info!(
+                domain = domain.0,
+                epoch = task.epoch(),
+                attempt = task.attempt(),
+                me = me.0,
+                "key engine ready"
+            );
+            self.keyers.insert(domain, engine);
         }
     }
 
@@ -874,31 +902,29 @@ impl Node {
         });
     }
 
-    /// Tells the signing engine which requests are pending and forgets answered
+    /// Tells the signing engines which requests are pending and forgets answered
     /// ones. The node derives each request's tweak itself from the predecessor and
     /// path, and checks the request id against the fields, trusting no RPC with it.
     fn track_requests(&mut self, pending: &[PendingRequest]) {
         let now = Instant::now();
         let current: BTreeSet<RequestId> = pending.iter().map(|r| r.request_id).collect();
-        let engine = self.signer.as_mut();
         let mut gone = Vec::new();
-        self.requests.retain(|id, _| {
+        self.requests.retain(|id, tracked| {
             let keep = current.contains(id);
             if !keep {
-                gone.push(*id);
+                gone.push((tracked.domain, *id));
             }
             keep
         });
-        let Some(engine) = engine else {
-            return;
-        };
-        for id in &gone {
-            engine.remove_request(id);
+        for (domain, id) in &gone {
+            if let Some(signer) = self.signers.get_mut(domain) {
+                signer.engine.remove_request(id);
+            }
         }
         for request in pending {
-            if request.domain_id != SIGNING_DOMAIN {
+            let Some(signer) = self.signers.get_mut(&request.domain_id) else {
                 continue;
-            }
+            };
             if let Some(tracked) = self.requests.get_mut(&request.request_id) {
                 if tracked.entropy == request.entropy.0 {
                     continue;
@@ -908,33 +934,23 @@ impl Node {
                 tracing::info!(request = %request.request_id, "request made again with new entropy");
                 tracked.entropy = request.entropy.0;
             }
-            let Payload::Ecdsa(payload) = &request.payload else {
-                continue;
-            };
             if !request.id_matches() {
                 tracing::warn!(request = %request.request_id, "a pending request whose id does not match its fields; ignored");
                 continue;
             }
-            let Ok(tweak) = Tweak::derive(&request.predecessor, &request.path) else {
-                tracing::warn!(request = %request.request_id, "a pending request with a tweak out of range; ignored");
+            if let Err(why) = signer.engine.add_request(request) {
+                tracing::warn!(request = %request.request_id, %why, "a pending request this node cannot sign; ignored");
                 continue;
-            };
-            engine.add_request(
-                request.request_id,
-                SignTask {
-                    payload: *payload,
-                    tweak,
-                    entropy: request.entropy.0,
-                },
-            );
+            }
             if self.requests.contains_key(&request.request_id) {
                 continue; // a refreshed request keeps its place and any answer
             }
             self.config.metrics.requests_seen.inc();
-            tracing::debug!(request = %request.request_id, "new request");
+            tracing::debug!(request = %request.request_id, domain = request.domain_id.0, "new request");
             self.requests.insert(
                 request.request_id,
                 Tracked {
+                    domain: request.domain_id,
                     first_seen: now,
                     entropy: request.entropy.0,
                     led_at: None,
@@ -958,19 +974,16 @@ impl Node {
     }
 
     fn send_heartbeats(&self, network: &Network) {
-        // Without a share of the running epoch's key (say it missed the end of a
-        // resharing) and outside any key event this node cannot take part; staying
-        // silent keeps the others from inviting it.
-        let keyless = self.keyer.is_none()
-            && self.signer.as_ref().is_some_and(|e| !e.has_key())
-            && self
-                .signer_key
-                .as_ref()
-                .is_some_and(|k| k.key_attempt.is_some());
+        // Without a share of any running key (say it missed the end of a resharing)
+        // and outside any key event this node cannot take part; staying silent
+        // keeps the others from inviting it.
+        let keyless = self.keyers.is_empty()
+            && !self.signers.is_empty()
+            && self.signers.values().all(|s| !s.engine.has_key());
         if keyless {
             return;
         }
-        let ping = Arc::new(NodeMessage::Ping.encode());
+        let ping = Arc::new(NodeMessage::Ping.encode(DomainId::LEGACY_ECDSA));
         for peer in self.everyone.iter().filter(|p| Some(**p) != self.me) {
             // A full queue means the peer is unreachable; the heartbeat is moot.
             let _ = network.send(*peer, ping.clone());
@@ -982,54 +995,58 @@ impl Node {
     fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
         self.last_heard.insert(from, Instant::now());
-        let message = match NodeMessage::decode(&incoming.message) {
-            Ok(message) => message,
+        let (domain, message) = match NodeMessage::decode(&incoming.message) {
+            Ok(decoded) => decoded,
             Err(e) => {
                 tracing::debug!(peer = from.0, error = %e, "ignored a peer message");
                 return;
             }
         };
+        if message == NodeMessage::Ping {
+            return;
+        }
         if message.is_urgent() {
-            self.handle(from, message);
+            self.handle(from, domain, message);
         } else if self.backlog.len() < MAX_BACKLOG {
-            self.backlog.push_back((from, message));
+            self.backlog.push_back((from, domain, message));
         } else {
             tracing::warn!(peer = from.0, "backlog full; dropped a generation message");
         }
     }
 
     fn work_backlog(&mut self) {
-        if let Some((from, message)) = self.backlog.pop_front() {
-            self.handle(from, message);
+        if let Some((from, domain, message)) = self.backlog.pop_front() {
+            self.handle(from, domain, message);
         }
     }
 
-    /// Routes a message: key-task traffic to the key engine (held until this node
-    /// sees the key event), everything else to the signing engine.
-    fn handle(&mut self, from: ParticipantId, message: NodeMessage) {
-        let engine = if is_key_message(&message) {
-            match self.keyer.as_mut() {
-                Some(keyer) => keyer,
-                None => {
-                    if self.key_early.len() < MAX_KEY_EARLY {
-                        self.key_early.push_back((from, message));
-                    }
-                    return;
-                }
-            }
+    /// Routes a message to its domain's engine: key-task traffic to the key engine,
+    /// everything else to the signing engine.
+    fn handle(&mut self, from: ParticipantId, domain: DomainId, message: NodeMessage) {
+        self.route(Instant::now(), from, domain, message);
+    }
+
+    /// [`Node::handle`] for a message that came at `since`: one for an engine this
+    /// node does not have yet is held (see `Node::unrouted`).
+    fn route(&mut self, since: Instant, from: ParticipantId, domain: DomainId, message: NodeMessage) {
+        let engine = if message.is_key_event() {
+            self.keyers.get_mut(&domain)
         } else {
-            match self.signer.as_mut() {
-                Some(signer) => signer,
-                None => return,
+            self.signers.get_mut(&domain).map(|s| &mut s.engine)
+        };
+        let Some(engine) = engine else {
+            if self.unrouted.len() < MAX_UNROUTED {
+                self.unrouted.push_back((since, from, domain, message));
             }
+            return;
         };
         if let Err(e) = engine.handle_message(from, message) {
-            tracing::debug!(peer = from.0, error = %e, "ignored a peer message");
+            tracing::debug!(peer = from.0, domain = domain.0, error = %e, "ignored a peer message");
         }
     }
 
     /// Everything the node does on its own initiative: notice silent peers,
-    /// expire runs, run the key task, top up stock, lead requests.
+    /// expire runs, run the key tasks, top up stock, lead requests.
     fn act(&mut self, now: Instant) {
         let everyone = Participants::new(self.everyone.iter().copied()).ok();
         let live_now: BTreeSet<ParticipantId> = everyone
@@ -1047,7 +1064,7 @@ impl Node {
             }
         }
         self.was_live = live_now;
-        if let Some(keyer) = self.keyer.as_mut() {
+        for keyer in self.keyers.values_mut() {
             keyer.expire(now);
             // Every participant proposes; the engine makes it one run.
             if let Err(e) = keyer.propose_key_task() {
@@ -1060,98 +1077,70 @@ impl Node {
         let Some(live) = self.live_of(&running, now) else {
             return;
         };
-        let Some(engine) = self.signer.as_mut() else {
-            return;
+        let targets = StockTargets {
+            triples: self.config.triple_target,
+            presignatures: self.config.presignature_target,
+            max_concurrent: self.config.max_concurrent_generations,
         };
-        if !silent.is_empty() {
-            engine.abandon_runs_with(&silent);
-        }
-        engine.expire(now);
-        if !engine.has_key() {
-            return;
-        }
-        let stock = match engine.own_stock(&live) {
-            Ok(stock) => stock,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the stock");
-                return;
+        let mut stocks = BTreeMap::new();
+        for (domain, signer) in self.signers.iter_mut() {
+            let engine = &mut signer.engine;
+            if !silent.is_empty() {
+                engine.abandon_runs_with(&silent);
             }
-        };
-        self.report_stock(stock);
-        self.stock(&live, stock);
+            engine.expire(now);
+            if !engine.has_key() {
+                continue;
+            }
+            let stock = match engine.own_stock(&live) {
+                Ok(stock) => stock,
+                Err(e) => {
+                    tracing::error!(domain = domain.0, error = %e, "cannot read the stock");
+                    continue;
+                }
+            };
+            engine.top_up_stock(&live, stock, &targets);
+            stocks.insert(*domain, stock);
+        }
+        self.report_stock(&stocks);
         self.lead(&live, now);
     }
 
-    /// Keeps this node's own stock of triples and presignatures topped up, with at
-    /// most `max_concurrent_generations` of its runs under way.
-    fn stock(&mut self, live: &Participants, (triples, presignatures): (usize, usize)) {
-        let Some(engine) = self.signer.as_mut() else {
-            return;
-        };
-        let (mut running_triples, mut running_presignatures) = engine.running_led_generations();
-        let mut available_triples = triples;
-        while running_triples + running_presignatures < self.config.max_concurrent_generations {
-            if presignatures + running_presignatures < self.config.presignature_target
-                && available_triples >= 2
-            {
-                match engine.propose_presignature(live) {
-                    Ok(Some(_)) => {
-                        running_presignatures += 1;
-                        available_triples -= 2;
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(error = %e, "cannot start a presignature"),
-                }
-            }
-            // Two triples per missing presignature, plus the triple stock itself.
-            let missing_presignatures = self
-                .config
-                .presignature_target
-                .saturating_sub(presignatures + running_presignatures);
-            let wanted = self.config.triple_target.max(2 * missing_presignatures);
-            if available_triples + running_triples >= wanted {
-                break;
-            }
-            // A pair of triples (made among one subset) counts as two runs: the cap
-            // may be passed by one.
-            match engine.propose_triples(live) {
-                Ok(ids) => running_triples += ids.len(),
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot start a triple");
-                    break;
-                }
-            }
-        }
-    }
-
     /// Publishes the stock (as this turn found it) and the runs under way.
-    fn report_stock(&self, (triples, presignatures): (usize, usize)) {
-        let running = self.signer.as_ref().map_or(0, |e| e.running());
+    fn report_stock(&self, stocks: &BTreeMap<DomainId, StockCount>) {
+        let running = self.signers.values().map(|s| s.engine.running()).sum();
+        let stock = |count: &StockCount| Stock {
+            triples: count.triples,
+            presignatures: count.presignatures,
+        };
         self.config.metrics.set_status(|status| {
-            status.stock = Stock {
-                triples,
-                presignatures,
-            };
+            status.stock = stocks
+                .get(&DomainId::LEGACY_ECDSA)
+                .map(stock)
+                .unwrap_or_default();
+            status.stock_by_domain = stocks.iter().map(|(d, c)| (d.0, stock(c))).collect();
             status.running_protocols = running;
         });
     }
 
     /// Leads the pending requests whose turn it is for this node.
     fn lead(&mut self, live: &Participants, now: Instant) {
-        let (Some(engine), Some(me), Some(all)) =
-            (self.signer.as_mut(), self.me, self.running_set.as_ref())
-        else {
+        let (Some(me), Some(all)) = (self.me, self.running_set.as_ref()) else {
             return;
         };
         let retry_after = self.config.protocol_timeout;
+        // Domains out of usable presignatures this turn.
+        let mut exhausted = BTreeSet::new();
         for (request_id, tracked) in self.requests.iter_mut() {
             let led_lately = tracked
                 .led_at
                 .is_some_and(|at| now.duration_since(at) < retry_after);
-            if led_lately || tracked.answer.is_some() {
+            if led_lately || tracked.answer.is_some() || exhausted.contains(&tracked.domain) {
                 continue;
             }
+            let Some(signer) = self.signers.get_mut(&tracked.domain) else {
+                continue;
+            };
             let order = leader_order(request_id, all);
             let Some(rank) = order
                 .iter()
@@ -1164,7 +1153,7 @@ impl Node {
             if now.duration_since(tracked.first_seen) < turn {
                 continue;
             }
-            match engine.propose_sign(*request_id, live) {
+            match signer.engine.propose_sign(*request_id, live) {
                 Ok(Some(presignature)) => {
                     self.config.metrics.sign_runs_led.inc();
                     tracing::debug!(request = %request_id, presignature, waited_ms = now.duration_since(tracked.first_seen).as_millis() as u64, "leading a request");
@@ -1174,8 +1163,8 @@ impl Node {
                     tracked.led_at = Some(now);
                 }
                 Ok(None) => {
-                    tracing::debug!(request = %request_id, "no usable presignature to lead with yet");
-                    return;
+                    tracing::debug!(request = %request_id, domain = tracked.domain.0, "no usable presignature to lead with yet");
+                    exhausted.insert(tracked.domain);
                 }
                 Err(e) => {
                     tracing::warn!(request = %request_id, error = %e, "cannot lead a request")
@@ -1185,55 +1174,57 @@ impl Node {
     }
 
     fn on_events(&mut self, writes: &mut JoinSet<WriteDone>) {
-        if let Some(keyer) = self.keyer.as_mut() {
-            let events: Vec<Event> = keyer.drain_events().collect();
-            for event in events {
-                self.on_key_event(event, writes);
-            }
+        let key_events: Vec<Event> = self
+            .keyers
+            .values_mut()
+            .flat_map(|keyer| keyer.drain_events())
+            .collect();
+        for event in key_events {
+            self.on_key_event(event, writes);
         }
         self.deliver_answers(writes);
-        let Some(engine) = self.signer.as_mut() else {
-            return;
-        };
-        let events: Vec<Event> = engine.drain_events().collect();
-        let me = engine.me();
         let metrics = &self.config.metrics;
-        for event in events {
-            match event {
-                Event::Signed {
-                    request_id,
-                    response,
-                    leader: true,
-                } => {
-                    let Some(tracked) = self.requests.get_mut(&request_id) else {
-                        continue; // answered meanwhile
-                    };
-                    if tracked.answer.is_none() {
-                        tracing::debug!(request = %request_id, since_seen_ms = tracked.first_seen.elapsed().as_millis() as u64, "signed; responding");
-                        tracked.answer = Some(Answer {
-                            response: SignatureResponse::Secp256k1(response),
-                            sends: 0,
-                            next_send: Instant::now(),
-                            in_flight: false,
-                        });
-                    }
-                }
-                Event::Signed { .. } | Event::KeyShareStored { .. } => {}
-                Event::TripleStored(_) => metrics.triples_generated.inc(),
-                Event::PresignatureStored(_) => metrics.presignatures_generated.inc(),
-                Event::Failed { job, reason } => {
-                    metrics.protocol_failures.inc();
-                    tracing::info!(?job, %reason, "a protocol run ended without output");
-                    if let Job::Sign {
+        for signer in self.signers.values_mut() {
+            let me = signer.engine.me();
+            for event in signer.engine.drain_events() {
+                match event {
+                    Event::Signed {
                         request_id,
-                        presignature,
-                    } = job
-                    {
-                        // Our own failed lead may be retried at once (with another
-                        // presignature; this one is spent).
-                        if owner(presignature) == me {
-                            if let Some(tracked) = self.requests.get_mut(&RequestId(request_id)) {
-                                tracked.led_at = None;
+                        response,
+                        leader: true,
+                    } => {
+                        let Some(tracked) = self.requests.get_mut(&request_id) else {
+                            continue; // answered meanwhile
+                        };
+                        if tracked.answer.is_none() {
+                            tracing::debug!(request = %request_id, since_seen_ms = tracked.first_seen.elapsed().as_millis() as u64, "signed; responding");
+                            tracked.answer = Some(Answer {
+                                response,
+                                sends: 0,
+                                next_send: Instant::now(),
+                                in_flight: false,
+                            });
+                        }
+                    }
+                    Event::Signed { .. } | Event::KeyShareStored { .. } => {}
+                    Event::TripleStored(_) => metrics.triples_generated.inc(),
+                    Event::PresignatureStored(_) => metrics.presignatures_generated.inc(),
+                    Event::Failed { job, reason } => {
+                        metrics.protocol_failures.inc();
+                        tracing::info!(?job, %reason, "a protocol run ended without output");
+                        if let Job::Sign {
+                            request_id,
+                            presignature,
+                        } = job
+                        {
+                            // Our own failed lead may be retried at once (with another
+                            // presignature; this one is spent).
+                            if owner(presignature) == me {
+                                if let Some(tracked) =
+                                    self.requests.get_mut(&RequestId(request_id))
+                                {
+                                    tracked.led_at = None;
+                                }
                             }
                         }
                     }
@@ -1274,32 +1265,41 @@ impl Node {
         }
     }
 
-    /// What the key engine reports: a stored share is voted for (and the vote
-    /// repeated until the chain shows it); a failed run of the current attempt is
-    /// reported, so the contract starts the next attempt now.
+    /// What the key engines report: once every domain of the attempt has its share
+    /// stored, the node votes (and repeats the vote until the chain shows it); a
+    /// failed run of the current attempt is reported, so the contract starts the
+    /// next attempt now.
     fn on_key_event(&mut self, event: Event, writes: &mut JoinSet<WriteDone>) {
-        let resharing = matches!(
-            self.keyer_key.as_ref().map(|k| &k.task),
-            Some(KeyTask::Reshare { .. })
-        );
+        let Some(key) = self.keyer_key.as_ref() else {
+            return;
+        };
+        let resharing = key.resharing();
         match event {
             Event::KeyShareStored {
+                domain,
                 epoch,
                 attempt,
                 public_key,
             } => {
-                let key_text = near_key::to_near_string(&public_key);
-                tracing::info!(epoch, attempt, public_key = %key_text, resharing, "key share stored");
+                tracing::info!(domain = domain.0, epoch, attempt, %public_key, resharing, "key share stored");
+                self.keys_stored.insert(domain, public_key);
+                if self.keys_stored.len() < key.tasks.len() {
+                    return;
+                }
+                // Keygen covers one domain: its key is the vote.
+                let public_key = (!resharing)
+                    .then(|| self.keys_stored.values().next().cloned())
+                    .flatten();
                 self.owed_vote = Some(OwedVote {
                     attempt,
-                    public_key: (!resharing).then_some(key_text),
+                    public_key,
                     sent_at: None,
                 });
                 self.settle_votes(writes);
             }
             Event::Failed { job, reason } => {
                 self.config.metrics.protocol_failures.inc();
-                let Some(attempt) = attempt_of(&job) else {
+                let Some(attempt) = job.attempt() else {
                     return;
                 };
                 let current = self.key_event.as_ref().filter(|e| e.attempt == attempt);

@@ -8,6 +8,8 @@
 
 pub mod chain;
 pub mod daemon;
+pub mod ecdsa;
+pub mod eddsa;
 pub mod engine;
 pub mod http;
 pub mod metrics;

@@ -100,8 +100,10 @@ pub struct NodeStatus {
     /// The current attempt of the key event under way, if any.
     pub key_event_attempt: Option<u64>,
     pub participants: Vec<PeerStatus>,
-    /// This node's own triples and presignatures usable now.
+    /// This node's own triples and presignatures of domain 0 usable now.
     pub stock: Stock,
+    /// The same for every domain this node signs in, by domain id.
+    pub stock_by_domain: std::collections::BTreeMap<u64, Stock>,
     /// Requests waiting on the contract.
     pub pending_requests: usize,
     /// Protocol runs under way here.

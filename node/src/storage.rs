@@ -1,6 +1,7 @@
 //! The node's durable state, in one redb database (ACID, crash-safe): its key
 //! shares (one per domain and epoch, tagged with the key-event attempt that made
-//! it) and its stock of triples and presignatures. (No chain cursor: the
+//! it) and its stock (triples, presignatures, nonce commitments: one table per
+//! [`RecordKind`], named by each scheme). (No chain cursor: the
 //! contract keeps every request pending until it is answered or times out, and the
 //! node reads that whole list, so a restart cannot skip one.)
 //!
@@ -12,8 +13,8 @@
 //! clear label ([`Holders`]: epoch and holders), bound into the associated data, so
 //! the node can choose records without opening them.
 //!
-//! Key safety: [`Store::take_triple`] and [`Store::take_presignature`] remove the
-//! record and write a tombstone in one committed transaction *before* returning it.
+//! Key safety: [`Store::take_record`] removes the record and writes a tombstone in
+//! one committed transaction *before* returning it.
 //! After a crash the record is gone, never used twice; an id once taken can never
 //! be stored again.
 //!
@@ -26,13 +27,9 @@ use rand::RngCore;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt;
 use std::path::Path;
-use threshold::{KeyShare, Presignature, Triple};
+use threshold::{EddsaKeyShare, EddsaPresignature, KeyShare, Participants, Presignature, Triple};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const TRIPLES: TableDefinition<u64, &[u8]> = TableDefinition::new("triples");
-const PRESIGNATURES: TableDefinition<u64, &[u8]> = TableDefinition::new("presignatures");
-const USED_TRIPLES: TableDefinition<u64, ()> = TableDefinition::new("used_triples");
-const USED_PRESIGNATURES: TableDefinition<u64, ()> = TableDefinition::new("used_presignatures");
 
 const KEY_CHECK: &str = "key_check";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"chain-signatures node storage v1";
@@ -224,14 +221,14 @@ impl Store {
     /// attempt `attempt`. A share is replaced only by one from a later attempt: the
     /// contract numbers attempts contract-wide and never reuses them, so an earlier
     /// attempt's share can only be from an attempt that did not complete.
-    pub fn put_key_share(
+    pub fn put_key_share<K: SealedRecord>(
         &self,
         domain: DomainId,
         epoch: u64,
         attempt: u64,
-        share: &KeyShare,
+        share: &K,
     ) -> Result<(), StoreError> {
-        if let Some((stored, _)) = self.key_share_at(domain, epoch)? {
+        if let Some((stored, _)) = self.key_share_bytes(domain, epoch)? {
             if stored >= attempt {
                 return Err(StoreError::KeyShareExists {
                     domain,
@@ -290,11 +287,23 @@ impl Store {
 
     /// The share of `domain`'s key stored for `epoch`, with the key-event attempt
     /// that made it.
-    pub fn key_share_at(
+    pub fn key_share_at<K: SealedRecord>(
         &self,
         domain: DomainId,
         epoch: u64,
-    ) -> Result<Option<(u64, KeyShare)>, StoreError> {
+    ) -> Result<Option<(u64, K)>, StoreError> {
+        let Some((attempt, bytes)) = self.key_share_bytes(domain, epoch)? else {
+            return Ok(None);
+        };
+        let share = K::from_bytes(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some((attempt, share)))
+    }
+
+    fn key_share_bytes(
+        &self,
+        domain: DomainId,
+        epoch: u64,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let slot = key_share_slot(domain, epoch);
         let Some(sealed) = self.meta(&slot)? else {
             return Ok(None);
@@ -303,48 +312,49 @@ impl Store {
         let (attempt, share) = plain
             .split_first_chunk::<8>()
             .ok_or_else(|| StoreError::Corrupt(format!("{slot}: too short")))?;
-        let share = KeyShare::from_bytes(share).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Some((u64::from_be_bytes(*attempt), share)))
+        Ok(Some((u64::from_be_bytes(*attempt), share.to_vec())))
     }
 
-    fn add(
+    /// Stores record `id` of `kind`, made in `epoch`. Fails if the id is stored or
+    /// was ever used.
+    pub fn add_record<R: StockRecord>(
         &self,
-        kind: &'static str,
-        table: TableDefinition<u64, &[u8]>,
-        used: TableDefinition<u64, ()>,
+        kind: RecordKind,
         id: u64,
-        holders: &Holders,
-        record: &[u8],
+        epoch: u64,
+        record: &R,
     ) -> Result<(), StoreError> {
-        let label = holders.encode();
+        let label = Holders::new(epoch, record.holders()).encode();
         let mut value = label.clone();
-        value.extend(self.seal(&record_slot(kind, id, &label), record));
+        value.extend(self.seal(&record_slot(kind.name, id, &label), &record.to_bytes()));
         let write = self.db.begin_write().map_err(db_error)?;
         {
-            let used = write.open_table(used).map_err(db_error)?;
-            let mut records = write.open_table(table).map_err(db_error)?;
+            let used = write.open_table(kind.used).map_err(db_error)?;
+            let mut records = write.open_table(kind.records).map_err(db_error)?;
             if used.get(id).map_err(db_error)?.is_some()
                 || records.get(id).map_err(db_error)?.is_some()
             {
-                return Err(StoreError::DuplicateId { kind, id });
+                return Err(StoreError::DuplicateId {
+                    kind: kind.name,
+                    id,
+                });
             }
             records.insert(id, value.as_slice()).map_err(db_error)?;
         }
         write.commit().map_err(db_error)
     }
 
-    /// Removes record `id` and tombstones it, durably, then returns its bytes and
-    /// who holds the other shares.
-    fn take(
+    /// Takes record `id` of `kind` to use it: it is removed and its id tombstoned,
+    /// durably, *before* this returns, so no restart can use it again. Returns the
+    /// epoch it was made in with it.
+    pub fn take_record<R: StockRecord>(
         &self,
-        kind: &'static str,
-        table: TableDefinition<u64, &[u8]>,
-        used: TableDefinition<u64, ()>,
+        kind: RecordKind,
         id: u64,
-    ) -> Result<Option<(Holders, Vec<u8>)>, StoreError> {
+    ) -> Result<Option<(u64, R)>, StoreError> {
         let write = self.db.begin_write().map_err(db_error)?;
         let value = {
-            let mut records = write.open_table(table).map_err(db_error)?;
+            let mut records = write.open_table(kind.records).map_err(db_error)?;
             let Some(value) = records
                 .remove(id)
                 .map_err(db_error)?
@@ -353,7 +363,7 @@ impl Store {
                 return Ok(None);
             };
             write
-                .open_table(used)
+                .open_table(kind.used)
                 .map_err(db_error)?
                 .insert(id, ())
                 .map_err(db_error)?;
@@ -361,20 +371,37 @@ impl Store {
         };
         write.commit().map_err(db_error)?;
         let (holders, label_len) = Holders::decode(&value)
-            .ok_or_else(|| StoreError::Corrupt(format!("{kind}/{id}: bad label")))?;
+            .ok_or_else(|| StoreError::Corrupt(format!("{}/{id}: bad label", kind.name)))?;
         let (label, sealed) = value.split_at(label_len);
-        let plain = self.open_sealed(&record_slot(kind, id, label), sealed)?;
-        Ok(Some((holders, plain)))
+        let plain = self.open_sealed(&record_slot(kind.name, id, label), sealed)?;
+        let record = R::from_bytes(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some((holders.epoch, record)))
     }
 
-    /// Every stored record of a kind: id and holders (no secrets are opened).
-    fn list(
-        &self,
-        kind: &str,
-        table: TableDefinition<u64, &[u8]>,
-    ) -> Result<Vec<Stocked>, StoreError> {
+    /// Drops record `id` of `kind` (tombstoned like [`Store::take_record`]) without
+    /// opening it. Returns whether it was there.
+    pub fn retire_record(&self, kind: RecordKind, id: u64) -> Result<bool, StoreError> {
+        let write = self.db.begin_write().map_err(db_error)?;
+        let removed = {
+            let mut records = write.open_table(kind.records).map_err(db_error)?;
+            let removed = records.remove(id).map_err(db_error)?.is_some();
+            if removed {
+                write
+                    .open_table(kind.used)
+                    .map_err(db_error)?
+                    .insert(id, ())
+                    .map_err(db_error)?;
+            }
+            removed
+        };
+        write.commit().map_err(db_error)?;
+        Ok(removed)
+    }
+
+    /// Every stored record of `kind`: id and holders (no secrets are opened).
+    pub fn records(&self, kind: RecordKind) -> Result<Vec<Stocked>, StoreError> {
         let read = self.db.begin_read().map_err(db_error)?;
-        let table = match read.open_table(table) {
+        let table = match read.open_table(kind.records) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(db_error(e)),
@@ -387,98 +414,88 @@ impl Store {
             // rest of the stock stays usable.
             match Holders::decode(value.value()) {
                 Some((holders, _)) => out.push(Stocked { id, holders }),
-                None => tracing::warn!(kind, id, "skipping a stored record with a bad label"),
+                None => tracing::warn!(kind = kind.name, id, "skipping a stored record with a bad label"),
             }
         }
         Ok(out)
     }
 
-    pub fn add_triple(&self, id: u64, epoch: u64, triple: &Triple) -> Result<(), StoreError> {
-        let holders = Holders::new(epoch, &triple.participants);
-        self.add(
-            "triple",
-            TRIPLES,
-            USED_TRIPLES,
-            id,
-            &holders,
-            &triple.to_bytes(),
-        )
+    /// The ids of the stored records of `kind`.
+    pub fn record_ids(&self, kind: RecordKind) -> Result<Vec<u64>, StoreError> {
+        Ok(self.records(kind)?.into_iter().map(|s| s.id).collect())
     }
 
-    /// Takes triple `id` for a presignature: it is gone from storage (and its id
-    /// retired) before this returns.
-    pub fn take_triple(&self, id: u64) -> Result<Option<(u64, Triple)>, StoreError> {
-        self.take("triple", TRIPLES, USED_TRIPLES, id)?
-            .map(|(holders, bytes)| {
-                Triple::from_bytes(&bytes)
-                    .map(|t| (holders.epoch, t))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .transpose()
-    }
-
-    /// The stored triples, oldest id order not guaranteed.
-    pub fn triples(&self) -> Result<Vec<Stocked>, StoreError> {
-        self.list("triple", TRIPLES)
-    }
-
-    pub fn triple_ids(&self) -> Result<Vec<u64>, StoreError> {
-        Ok(self.triples()?.into_iter().map(|s| s.id).collect())
-    }
-
-    pub fn add_presignature(
-        &self,
-        id: u64,
-        epoch: u64,
-        presignature: &Presignature,
-    ) -> Result<(), StoreError> {
-        let holders = Holders::new(epoch, &presignature.participants);
-        self.add(
-            "presignature",
-            PRESIGNATURES,
-            USED_PRESIGNATURES,
-            id,
-            &holders,
-            &presignature.to_bytes(),
-        )
-    }
-
-    /// Takes presignature `id` to sign with: it is gone from storage (and its id
-    /// retired) before this returns, so no restart can use it again. Returns the
-    /// epoch it was made in with it.
-    pub fn take_presignature(&self, id: u64) -> Result<Option<(u64, Presignature)>, StoreError> {
-        self.take("presignature", PRESIGNATURES, USED_PRESIGNATURES, id)?
-            .map(|(holders, bytes)| {
-                Presignature::from_bytes(&bytes)
-                    .map(|p| (holders.epoch, p))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .transpose()
-    }
-
-    pub fn presignatures(&self) -> Result<Vec<Stocked>, StoreError> {
-        self.list("presignature", PRESIGNATURES)
-    }
-
-    pub fn presignature_ids(&self) -> Result<Vec<u64>, StoreError> {
-        Ok(self.presignatures()?.into_iter().map(|s| s.id).collect())
-    }
-
-    /// Retires every triple and presignature not made in `epoch`: after resharing
-    /// they no longer match the key shares. Returns how many were retired.
-    pub fn retire_other_epochs(&self, epoch: u64) -> Result<usize, StoreError> {
+    /// Retires every record of `kind` not made in `epoch`: after resharing they no
+    /// longer match the key shares. Returns how many were retired.
+    pub fn retire_other_epochs(&self, kind: RecordKind, epoch: u64) -> Result<usize, StoreError> {
         let mut retired = 0;
-        for stocked in self.triples()? {
-            if stocked.holders.epoch != epoch && self.take_triple(stocked.id)?.is_some() {
-                retired += 1;
-            }
-        }
-        for stocked in self.presignatures()? {
-            if stocked.holders.epoch != epoch && self.take_presignature(stocked.id)?.is_some() {
+        for stocked in self.records(kind)? {
+            if stocked.holders.epoch != epoch && self.retire_record(kind, stocked.id)? {
                 retired += 1;
             }
         }
         Ok(retired)
+    }
+}
+
+/// A secret this node keeps sealed: a key share or a stock record.
+pub trait SealedRecord: Sized {
+    fn to_bytes(&self) -> Vec<u8>;
+    fn from_bytes(bytes: &[u8]) -> Result<Self, threshold::Error>;
+}
+
+/// A stock record (triple, presignature, nonce commitments): sealed, with the
+/// participants that hold the other shares of it.
+pub trait StockRecord: SealedRecord {
+    fn holders(&self) -> &Participants;
+}
+
+/// Implements [`SealedRecord`] (and [`StockRecord`], for records with holders) for
+/// a threshold record type with `to_bytes`/`from_bytes` and a `participants` field.
+macro_rules! sealed_records {
+    (keys: $($key:ty),*; stock: $($stock:ty),*) => {
+        $(impl SealedRecord for $key {
+            fn to_bytes(&self) -> Vec<u8> {
+                <$key>::to_bytes(self)
+            }
+            fn from_bytes(bytes: &[u8]) -> Result<Self, threshold::Error> {
+                <$key>::from_bytes(bytes)
+            }
+        })*
+        $(sealed_records!(keys: $stock; stock:);
+        impl StockRecord for $stock {
+            fn holders(&self) -> &Participants {
+                &self.participants
+            }
+        })*
+    };
+}
+
+sealed_records!(keys: KeyShare, EddsaKeyShare; stock: Triple, Presignature, EddsaPresignature);
+
+/// Where records of one kind live: their table, and the table of ids ever used.
+#[derive(Clone, Copy)]
+pub struct RecordKind {
+    /// Names the kind in errors and logs, and in the sealing slot.
+    pub name: &'static str,
+    records: TableDefinition<'static, u64, &'static [u8]>,
+    used: TableDefinition<'static, u64, ()>,
+}
+
+impl fmt::Debug for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl RecordKind {
+    /// A kind stored in table `records`, with used ids in table `used`.
+    pub const fn new(name: &'static str, records: &'static str, used: &'static str) -> Self {
+        RecordKind {
+            name,
+            records: TableDefinition::new(records),
+            used: TableDefinition::new(used),
+        }
     }
 }
 

@@ -33,6 +33,26 @@ pub enum ProtocolKind {
 }
 
 impl ProtocolKind {
+    /// Key generation or resharing: runs of a key event.
+    pub fn is_key_event(self) -> bool {
+        matches!(
+            self,
+            ProtocolKind::Keygen
+                | ProtocolKind::Reshare
+                | ProtocolKind::EddsaKeygen
+                | ProtocolKind::EddsaReshare
+        )
+    }
+
+    /// Stock made ahead of requests (triples, presignatures, nonce commitments):
+    /// bulk traffic nobody waits for.
+    pub fn is_stock(self) -> bool {
+        matches!(
+            self,
+            ProtocolKind::Triple | ProtocolKind::Presign | ProtocolKind::EddsaPresign
+        )
+    }
+
     fn from_byte(byte: u8) -> Result<Self, Error> {
         Ok(match byte {
             1 => ProtocolKind::Keygen,

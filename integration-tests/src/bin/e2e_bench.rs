@@ -11,9 +11,10 @@
 //!   `respond` being final, from the nodes' /metrics);
 //! - *throughput*: a burst of concurrent requests, larger than the stock, so the
 //!   rate includes generating triples and presignatures (sustained signatures/s);
-//! - *compute bound*: the CPU time of the cryptography of one signature (two
-//!   triples, a presignature and a signature, all parties) measured with the
-//!   `threshold` crate in this process; with `cores` cores the network cannot
+//! - *compute bound*: the CPU time of the cryptography of one signature (ECDSA:
+//!   two triples, a presignature and a signature; Ed25519: FROST nonce
+//!   commitments and a signature; all parties) measured with the `threshold`
+//!   crate in this process; with `cores` cores the network cannot
 //!   exceed cores / that time. Node CPU per signature is read from /proc, and so
 //!   is the CPU this process (the devnet and the clients) used meanwhile, which the
 //!   nodes could not have: the table also shows the bound with it taken away.
@@ -22,12 +23,16 @@
 //! 60), `--shapes 3x2,5x3`, `--set key=value` (a node setting, repeatable),
 //! `--subset threshold|all|both` (the nodes' `stock_subset`; `both` measures each
 //! shape once with each, on a fresh cluster, and ends with their sustained sig/s
-//! side by side; without the flag the nodes' default). The crypto column is the
-//! cost with the runs' size: `threshold` parties for `threshold`, n for `all`.
+//! side by side; without the flag the nodes' default), `--scheme
+//! secp256k1|ed25519|both` (default both: each shape is measured for each; an
+//! Ed25519 cluster also has domain 0, fully stocked before its requests start, so
+//! the burst measures domain 1 alone). The crypto column is the cost with the
+//! runs' size: `threshold` parties for `threshold`, n for `all`.
 
-use integration_tests::{request, Cluster, ClusterConfig};
+use integration_tests::{eddsa_request, request, Cluster, ClusterConfig, ED25519_DOMAIN};
 use primitives::derivation::Tweak;
-use primitives::EcdsaPayload;
+use primitives::ed25519::Ed25519Tweak;
+use primitives::{DomainId, EcdsaPayload, EddsaPayload, SignRequest, SignatureScheme};
 use std::time::{Duration, Instant};
 use threshold::local::{self, Schedule};
 use threshold::{generate_triple, keygen, presign, sign, InstanceId, Participants, SignTask};
@@ -40,6 +45,8 @@ struct Args {
     settings: Vec<(String, String)>,
     /// `stock_subset` values to measure each shape with (`None`: the default).
     subsets: Vec<Option<&'static str>>,
+    /// The schemes to measure each shape with.
+    schemes: Vec<SignatureScheme>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         shapes: vec![(3, 2), (5, 3)],
         settings: Vec::new(),
         subsets: vec![None],
+        schemes: vec![SignatureScheme::Secp256k1, SignatureScheme::Ed25519],
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -71,6 +79,14 @@ fn parse_args() -> Result<Args, String> {
                     other => return Err(format!("--subset {other}: threshold, all or both")),
                 }
             }
+            "--scheme" => {
+                args.schemes = match value()?.as_str() {
+                    "secp256k1" => vec![SignatureScheme::Secp256k1],
+                    "ed25519" => vec![SignatureScheme::Ed25519],
+                    "both" => vec![SignatureScheme::Secp256k1, SignatureScheme::Ed25519],
+                    other => return Err(format!("--scheme {other}: secp256k1, ed25519 or both")),
+                }
+            }
             "--shapes" => {
                 args.shapes = value()?
                     .split(',')
@@ -89,10 +105,79 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// CPU seconds of the cryptography of one signature, all parties, one thread:
-/// the median of several runs (this machine is shared and noisy). Triples and the
-/// presignature are made among `n` parties (the threshold with subsets).
-fn crypto_cost(n: usize, t: usize) -> Duration {
+/// CPU seconds of the cryptography of one signature of `scheme`, all parties, one
+/// thread: the median of several runs (this machine is shared and noisy). Stock is
+/// made among `n` parties (the threshold with subsets), signatures among `t`.
+fn crypto_cost(scheme: SignatureScheme, n: usize, t: usize) -> Duration {
+    match scheme {
+        SignatureScheme::Secp256k1 => ecdsa_cost(n, t),
+        SignatureScheme::Ed25519 => eddsa_cost(n, t),
+    }
+}
+
+/// FROST: nonce commitments among `n`, a signature among `t`.
+fn eddsa_cost(n: usize, t: usize) -> Duration {
+    use threshold::eddsa;
+    let parties = Participants::first(n as u32).unwrap();
+    let keys = local::run(
+        parties
+            .iter()
+            .map(|me| eddsa::keygen(InstanceId([1; 32]), me, parties.clone(), t).unwrap())
+            .collect(),
+        &Schedule::default(),
+    )
+    .all_done()
+    .unwrap();
+    let task = eddsa::EddsaSignTask {
+        payload: EddsaPayload::new(vec![7; 150]).unwrap(),
+        tweak: Ed25519Tweak::derive("bench.near", "solana-1"),
+    };
+    let signers = Participants::first(t as u32).unwrap();
+    let mut times: Vec<Duration> = (0..9u8)
+        .map(|round| {
+            let started = Instant::now();
+            let presignatures = local::run(
+                parties
+                    .iter()
+                    .zip(&keys)
+                    .map(|(me, key)| {
+                        eddsa::presign(InstanceId([50 + round; 32]), me, parties.clone(), key)
+                            .unwrap()
+                    })
+                    .collect(),
+                &Schedule::default(),
+            )
+            .all_done()
+            .unwrap();
+            local::run(
+                signers
+                    .iter()
+                    .zip(keys.iter().zip(presignatures))
+                    .map(|(me, (key, presignature))| {
+                        eddsa::sign(
+                            InstanceId([90 + round; 32]),
+                            me,
+                            signers.clone(),
+                            key,
+                            presignature,
+                            &task,
+                        )
+                        .unwrap()
+                    })
+                    .collect(),
+                &Schedule::default(),
+            )
+            .all_done()
+            .unwrap();
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// cait-sith: two triples and a presignature among `n`, a signature among `t`.
+fn ecdsa_cost(n: usize, t: usize) -> Duration {
     let parties = Participants::first(n as u32).unwrap();
     let keys = local::run(
         parties
@@ -225,7 +310,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// The `k`-th request of a run named `what` in `scheme`'s domain: distinct
+/// payloads, a Solana-sized message for Ed25519.
+fn nth_request(scheme: SignatureScheme, what: u8, k: usize) -> SignRequest {
+    let mut payload = [what; 32];
+    payload[..8].copy_from_slice(&(k as u64).to_be_bytes());
+    match scheme {
+        SignatureScheme::Secp256k1 => request(payload, "bench"),
+        SignatureScheme::Ed25519 => eddsa_request([&payload[..], &[what; 118]].concat(), "bench"),
+    }
+}
+
 struct Row {
+    scheme: SignatureScheme,
     /// Blocks from the one that ran `sign` to the one that delivered the answer.
     blocks_p50: u64,
     blocks_max: u64,
@@ -245,18 +342,25 @@ struct Row {
 }
 
 async fn measure(
-    n: usize,
-    t: usize,
+    scheme: SignatureScheme,
+    (n, t): (usize, usize),
     subset: Option<&'static str>,
     args: &Args,
 ) -> Result<Row, String> {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let label = subset.unwrap_or("default");
-    eprintln!("bench: ({n},{t}) [{label}]: cryptography alone");
+    eprintln!("bench: {scheme} ({n},{t}) [{label}]: cryptography alone");
     // Stock runs among the threshold unless the nodes run them among all.
-    let crypto = crypto_cost(if subset == Some("all") { n } else { t }, t);
-    eprintln!("bench: ({n},{t}) [{label}]: starting the cluster");
+    let crypto = crypto_cost(scheme, if subset == Some("all") { n } else { t }, t);
+    eprintln!("bench: {scheme} ({n},{t}) [{label}]: starting the cluster");
     let mut config = ClusterConfig::new(n, t);
+    let domain = match scheme {
+        SignatureScheme::Secp256k1 => {
+            config.domains = vec![SignatureScheme::Secp256k1];
+            DomainId::LEGACY_ECDSA
+        }
+        SignatureScheme::Ed25519 => ED25519_DOMAIN,
+    };
     for (key, value) in &args.settings {
         config = config.set(key, value);
     }
@@ -266,16 +370,23 @@ async fn measure(
     let cluster = Cluster::start(config).await?;
     let users = cluster.user("bench.test.near", args.burst.max(1)).await?;
     for i in 0..n {
-        cluster.wait_stock(i, 2, Duration::from_secs(300)).await?;
+        cluster.wait_stock_in(i, domain, 2, Duration::from_secs(300)).await?;
+    }
+    if scheme != SignatureScheme::Secp256k1 {
+        // Domain 0 stocks up too; let it finish, so the burst measures our domain.
+        let target = stock_target(args);
+        for i in 0..n {
+            cluster
+                .wait_stock_in(i, DomainId::LEGACY_ECDSA, target, Duration::from_secs(600))
+                .await?;
+        }
     }
 
-    eprintln!("bench: ({n},{t}): {} sequential requests", args.latency);
+    eprintln!("bench: {scheme} ({n},{t}): {} sequential requests", args.latency);
     let mut latencies = Vec::new();
     let mut blocks = Vec::new();
     for k in 0..args.latency {
-        let mut payload = [1u8; 32];
-        payload[..8].copy_from_slice(&(k as u64).to_be_bytes());
-        let request = request(payload, "latency");
+        let request = nth_request(scheme, 1, k);
         let started = Instant::now();
         let outcome = users[0]
             .call_outcome(
@@ -318,9 +429,7 @@ async fn measure(
     for (k, user) in users.into_iter().enumerate() {
         let cluster = cluster.clone();
         calls.spawn(async move {
-            let mut payload = [2u8; 32];
-            payload[..8].copy_from_slice(&(k as u64).to_be_bytes());
-            let request = request(payload, "burst");
+            let request = nth_request(scheme, 2, k);
             let signature = cluster.sign(&user, &request, 300).await?;
             cluster.verify(&user, &request, &signature).map(|_| ())
         });
@@ -341,6 +450,7 @@ async fn measure(
     };
     cluster.shutdown().await;
     Ok(Row {
+        scheme,
         blocks_p50: blocks[blocks.len() / 2],
         blocks_max: *blocks.last().expect("at least one request"),
         shape: (n, t),
@@ -357,21 +467,33 @@ async fn measure(
     })
 }
 
+/// The presignature stock each node keeps (the nodes' default unless `--set`).
+fn stock_target(args: &Args) -> u64 {
+    args.settings
+        .iter()
+        .find(|(key, _)| key == "presignature_target")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(mpc_node::tuning::Tuning::default().presignature_target)
+}
+
 async fn bench(args: Args) -> Result<(), String> {
     let mut rows = Vec::new();
-    for (n, t) in &args.shapes {
-        for subset in &args.subsets {
-            rows.push(measure(*n, *t, *subset, &args).await?);
+    for scheme in &args.schemes {
+        for shape in &args.shapes {
+            for subset in &args.subsets {
+                rows.push(measure(*scheme, *shape, *subset, &args).await?);
+            }
         }
     }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!(
-        "| (n,t) | stock_subset | latency p50 | p99 | p50 blocks | request→answer blocks p50 (max) | nodes' share (mean) | throughput sig/s | crypto ms/sig (all parties) | node CPU ms/sig | compute bound sig/s ({cores} cores) | throughput / bound | devnet+clients cores | bound beside them | throughput / that bound |"
+        "| scheme | (n,t) | stock_subset | latency p50 | p99 | p50 blocks | request→answer blocks p50 (max) | nodes' share (mean) | throughput sig/s | crypto ms/sig (all parties) | node CPU ms/sig | compute bound sig/s ({cores} cores) | throughput / bound | devnet+clients cores | bound beside them | throughput / that bound |"
     );
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &rows {
         println!(
-            "| ({},{}) | {} | {} ms | {} ms | {:.1} | {} ({}) | {} ms | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} % | {:.2} | {:.2} | {:.0} % |",
+            "| {} | ({},{}) | {} | {} ms | {} ms | {:.1} | {} ({}) | {} ms | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} % | {:.2} | {:.2} | {:.0} % |",
+            row.scheme,
             row.shape.0,
             row.shape.1,
             row.subset,
@@ -399,24 +521,28 @@ async fn bench(args: Args) -> Result<(), String> {
             .map(|s| s.unwrap_or("default"))
             .collect();
         println!(
-            "| (n,t) | {} |",
+            "| scheme | (n,t) | {} |",
             names
                 .iter()
                 .map(|s| format!("sustained sig/s ({s})"))
                 .collect::<Vec<_>>()
                 .join(" | ")
         );
-        println!("| --- |{}", " ---: |".repeat(names.len()));
-        for (n, t) in &args.shapes {
-            let figures: Vec<String> = names
-                .iter()
-                .map(|name| {
-                    rows.iter()
-                        .find(|r| r.shape == (*n, *t) && r.subset == *name)
-                        .map_or("-".into(), |r| format!("{:.2}", r.throughput))
-                })
-                .collect();
-            println!("| ({n},{t}) | {} |", figures.join(" | "));
+        println!("| --- | --- |{}", " ---: |".repeat(names.len()));
+        for scheme in &args.schemes {
+            for (n, t) in &args.shapes {
+                let figures: Vec<String> = names
+                    .iter()
+                    .map(|name| {
+                        rows.iter()
+                            .find(|r| {
+                                r.scheme == *scheme && r.shape == (*n, *t) && r.subset == *name
+                            })
+                            .map_or("-".into(), |r| format!("{:.2}", r.throughput))
+                    })
+                    .collect();
+                println!("| {scheme} | ({n},{t}) | {} |", figures.join(" | "));
+            }
         }
     }
     Ok(())
@@ -427,7 +553,7 @@ fn main() -> std::process::ExitCode {
         Ok(args) => args,
         Err(why) => {
             eprintln!(
-                "error: {why}\nusage: e2e-bench [--latency N] [--burst N] [--shapes 3x2,5x3] [--set key=value]... [--subset threshold|all|both]"
+                "error: {why}\nusage: e2e-bench [--latency N] [--burst N] [--shapes 3x2,5x3] [--set key=value]... [--subset threshold|all|both] [--scheme secp256k1|ed25519|both]"
             );
             return std::process::ExitCode::from(2);
         }

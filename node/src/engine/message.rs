@@ -1,0 +1,202 @@
+//! What nodes say to each other: a frame names the domain (so each domain's engine
+//! gets its own traffic), then a [`NodeMessage`] in borsh.
+
+use super::EngineError;
+use borsh::{BorshDeserialize, BorshSerialize};
+use primitives::DomainId;
+use threshold::ParticipantId;
+
+/// Version byte of the node's peer message format.
+const MESSAGE_VERSION: u8 = 3;
+
+/// A message between the engines of one domain.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum NodeMessage {
+    /// Join a protocol run.
+    Start(Start),
+    /// A message of a running protocol (threshold wire format).
+    Protocol(Vec<u8>),
+    /// A heartbeat: says the sender is up. Peers count who is live from these.
+    Ping,
+    /// To a proposer: this node will not join `job` (and why), so the proposer
+    /// ends the run now instead of at the timeout.
+    Decline { job: Job, reason: String },
+    /// To the owner: this node has stored its share of triple `id`.
+    StoredTriple(u64),
+    /// To the owner: this node has stored its share of presignature `id`.
+    StoredPresignature(u64),
+    /// From the owner: triple `id` was used without this holder; drop its share.
+    RetireTriple(u64),
+    /// From the owner: presignature `id` was used without this holder; drop it.
+    RetirePresignature(u64),
+}
+
+impl NodeMessage {
+    /// Whether the message should jump the queue: heartbeats and everything of
+    /// signing and key tasks, which someone is waiting for, go before the bulk
+    /// traffic of stock generation.
+    pub fn is_urgent(&self) -> bool {
+        match self {
+            NodeMessage::Start(start) => {
+                !matches!(start.job, Job::Triple { .. } | Job::Presign { .. })
+            }
+            NodeMessage::Protocol(message) => threshold::wire::Header::decode(message)
+                // Refused at once, whatever it was.
+                .map_or(true, |(header, _)| !header.kind.is_stock()),
+            NodeMessage::Ping
+            | NodeMessage::Decline { .. }
+            | NodeMessage::StoredTriple(_)
+            | NodeMessage::StoredPresignature(_)
+            | NodeMessage::RetireTriple(_)
+            | NodeMessage::RetirePresignature(_) => true,
+        }
+    }
+
+    /// Whether the message belongs to a key event's run (keygen, resharing).
+    pub fn is_key_event(&self) -> bool {
+        match self {
+            NodeMessage::Start(start) => start.job.attempt().is_some(),
+            NodeMessage::Decline { job, .. } => job.attempt().is_some(),
+            NodeMessage::Protocol(bytes) => threshold::wire::Header::decode(bytes)
+                .is_ok_and(|(header, _)| header.kind.is_key_event()),
+            _ => false,
+        }
+    }
+
+    /// The frame of this message for `domain`'s engines.
+    pub fn encode(&self, domain: DomainId) -> Vec<u8> {
+        let mut out = vec![MESSAGE_VERSION];
+        out.extend(domain.0.to_be_bytes());
+        BorshSerialize::serialize(self, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// Reads a frame: the domain it is for, and the message.
+    pub fn decode(bytes: &[u8]) -> Result<(DomainId, Self), EngineError> {
+        let (version, rest) = bytes
+            .split_first()
+            .ok_or_else(|| EngineError::Malformed("empty message".into()))?;
+        if *version != MESSAGE_VERSION {
+            return Err(EngineError::Malformed(format!(
+                "unknown message version {version}"
+            )));
+        }
+        let (domain, body) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| EngineError::Malformed("no domain".into()))?;
+        let message = NodeMessage::try_from_slice(body)
+            .map_err(|e| EngineError::Malformed(e.to_string()))?;
+        Ok((DomainId(u64::from_be_bytes(*domain)), message))
+    }
+}
+
+/// A proposer's invitation to a protocol run.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Start {
+    /// The epoch the run belongs to; nodes in another epoch refuse it.
+    pub epoch: u64,
+    pub participants: Vec<u32>,
+    pub job: Job,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Job {
+    /// Generate `domain`'s key in `epoch`, in the contract's key-event attempt
+    /// `attempt`: each attempt is a fresh instance.
+    Keygen {
+        epoch: u64,
+        domain: u64,
+        attempt: u64,
+    },
+    /// Reshare `domain`'s key (`public_key`, as the contract shows it) into
+    /// `epoch` in the contract's attempt `attempt`; the new participants are the
+    /// run's. `facts`: what newcomers need to know about the old key (see
+    /// [`super::Scheme::reshare_facts`]).
+    Reshare {
+        epoch: u64,
+        domain: u64,
+        old_participants: Vec<u32>,
+        old_threshold: u32,
+        public_key: String,
+        facts: Vec<u8>,
+        attempt: u64,
+    },
+    Triple {
+        id: u64,
+    },
+    /// A presignature made from the proposer's `triples` (none for schemes
+    /// without triples).
+    Presign {
+        id: u64,
+        triples: Vec<u64>,
+    },
+    Sign {
+        request_id: [u8; 32],
+        presignature: u64,
+    },
+}
+
+impl Job {
+    /// The key-event attempt of a key job (`None` for stock and signing jobs).
+    pub fn attempt(&self) -> Option<u64> {
+        match self {
+            Job::Keygen { attempt, .. } | Job::Reshare { attempt, .. } => Some(*attempt),
+            _ => None,
+        }
+    }
+}
+
+/// The most characters of a peer's text (a `Decline` reason) that reach our logs.
+const MAX_PEER_TEXT: usize = 200;
+
+/// A peer's text as it may appear in our logs: control characters (newlines, escape
+/// sequences) replaced, and cut to [`MAX_PEER_TEXT`] characters, so a peer can
+/// neither forge log lines nor flood them.
+pub fn peer_text(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(MAX_PEER_TEXT)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if text.chars().nth(MAX_PEER_TEXT).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// The proposer that owns a triple or presignature id.
+pub fn owner(id: u64) -> ParticipantId {
+    ParticipantId((id >> 48) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_text_cannot_forge_or_flood_log_lines() {
+        assert_eq!(peer_text("no stock"), "no stock");
+        assert_eq!(
+            peer_text("ok\n2026-01-01 INFO forged line\x1b[31m"),
+            "ok\u{fffd}2026-01-01 INFO forged line\u{fffd}[31m"
+        );
+        let long = "x".repeat(10_000);
+        let cut = peer_text(&long);
+        assert_eq!(cut.chars().count(), MAX_PEER_TEXT + 1);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn frames_name_their_domain_and_refuse_garbage() {
+        let message = NodeMessage::StoredTriple(7);
+        let frame = message.encode(DomainId(1));
+        assert_eq!(
+            NodeMessage::decode(&frame).unwrap(),
+            (DomainId(1), message)
+        );
+        assert!(NodeMessage::decode(&[]).is_err());
+        assert!(NodeMessage::decode(&[2, 0]).is_err());
+        assert!(NodeMessage::decode(&frame[..5]).is_err());
+        assert!(NodeMessage::decode(&[MESSAGE_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 99]).is_err());
+    }
+}

@@ -19,6 +19,7 @@
 // LiteSVM is loaded from $LITESVM_PREFIX/node_modules (default target/tools/litesvm,
 // where install-litesvm.sh puts it).
 
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -30,9 +31,13 @@ const require = createRequire(join(prefix, "package.json"));
 let litesvm, errorNames, kit;
 try {
   litesvm = require("litesvm");
-  // The names of LiteSVM's field-less transaction errors (a numeric enum).
-  errorNames = require("litesvm/dist/internal.js").TransactionErrorFieldless;
   kit = require("@solana/kit");
+  // LiteSVM reports field-less transaction errors as numbers of an enum that only
+  // its type declarations name (a TypeScript const enum, gone at run time): read
+  // the names from there rather than copy them.
+  const declarations = readFileSync(require.resolve("litesvm/dist/internal.d.ts"), "utf8");
+  const body = declarations.match(/enum TransactionErrorFieldless \{([^}]*)\}/)?.[1] ?? "";
+  errorNames = new Map([...body.matchAll(/(\w+)\s*=\s*(\d+)/g)].map(([, name, n]) => [Number(n), name]));
 } catch (error) {
   console.error(`solana-rpc: LiteSVM is not installed in ${prefix} (run scripts/install-litesvm.sh): ${error.message}`);
   process.exit(1);
@@ -124,9 +129,7 @@ function errorJson(err) {
 }
 
 function transactionErrorName(code) {
-  const names = Object.entries(errorNames ?? {});
-  const found = names.find(([, value]) => value === code);
-  return found ? found[0] : `TransactionError(${code})`;
+  return errorNames.get(code) ?? `TransactionError(${code})`;
 }
 
 const methods = {

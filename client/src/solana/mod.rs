@@ -12,7 +12,9 @@ pub use transfer::{
 };
 
 use primitives::ed25519::Ed25519PublicKey;
+pub use solana_hash::Hash;
 pub use solana_pubkey::Pubkey;
+pub use solana_signature::Signature;
 
 /// Public RPC endpoints of Solana's clusters.
 pub const MAINNET_BETA: &str = "https://api.mainnet-beta.solana.com";

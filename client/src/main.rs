@@ -653,6 +653,39 @@ mod tests {
     }
 
     #[test]
+    fn the_solana_rpc_follows_the_near_network_unless_given() {
+        let context = |network: &str| Context {
+            near: NearSettings::resolve(
+                &NearOptions {
+                    network: Some(network.into()),
+                    rpc: Some("http://127.0.0.1:3030".into()),
+                    contract: Some("signer.test.near".into()),
+                    ..Default::default()
+                },
+                &ConfigFile::default(),
+            )
+            .unwrap(),
+            file: ConfigFile::default(),
+            progress: Progress::quiet(),
+        };
+        let url = |context: &Context, flag: Option<&str>| {
+            sol_rpc(context, flag.map(String::from)).map(|rpc| rpc.url().to_string())
+        };
+        assert_eq!(url(&context("testnet"), None).unwrap(), sol::DEVNET);
+        assert_eq!(url(&context("mainnet"), None).unwrap(), sol::MAINNET_BETA);
+        let text = url(&context("localnet"), None).unwrap_err().to_string();
+        assert!(
+            text.contains("Solana RPC") && text.contains("--rpc") && text.contains("`sol_rpc`"),
+            "{text}"
+        );
+        let mut local = context("localnet");
+        local.file.sol_rpc = Some("http://127.0.0.1:9".into());
+        assert_eq!(url(&local, None).unwrap(), "http://127.0.0.1:9");
+        assert_eq!(url(&local, Some("localhost")).unwrap(), sol::LOCALHOST);
+        assert!(url(&local, Some("devnot")).is_err());
+    }
+
+    #[test]
     fn utxos_and_esplora_exclude_each_other() {
         let txid = "ab".repeat(32);
         let both = Cli::try_parse_from([

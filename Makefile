@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: test contract demo derive chainsig anvil bench bench-e2e fmt clippy
+.PHONY: test contract demo derive chainsig anvil solana-rpc bench bench-e2e fmt clippy
 
 ## Build the wasm and run every test.
 test: contract
@@ -27,8 +27,8 @@ demo: contract
 derive:
 	@$(CARGO) run --quiet --locked -p chain-signatures-primitives --example derive -- $(ARGS)
 
-## The chainsig client (addresses, Ethereum and Bitcoin transactions signed by the
-## network), e.g. make chainsig ARGS="address --chain ethereum --account you.testnet --path ethereum-1".
+## The chainsig client (addresses, Ethereum, Bitcoin and Solana transactions signed by
+## the network), e.g. make chainsig ARGS="address --chain ethereum --account you.testnet --path ethereum-1".
 chainsig:
 	@$(CARGO) run --quiet --locked -p chainsig -- $(ARGS)
 
@@ -36,6 +36,13 @@ chainsig:
 ## Ethereum tests install it themselves.
 anvil:
 	@scripts/install-anvil.sh
+
+## A Solana JSON-RPC endpoint on LiteSVM (a real Solana runtime, pinned, from the npm
+## registry into target/tools/litesvm) at http://127.0.0.1:8899, for `chainsig sol send
+## --rpc localhost`; ARGS="--port N". The Solana tests start their own.
+solana-rpc:
+	@scripts/install-litesvm.sh >/dev/null
+	@node scripts/solana-rpc.mjs $(ARGS)
 
 ## Cost of the threshold protocols per party, ours next to raw cait-sith (release build).
 bench:

@@ -2,9 +2,10 @@
 //! path, from a key the contract and a local derivation agree on.
 
 use crate::ecdsa::{self, EcdsaKey};
+use crate::eddsa::{self, Ed25519Key};
 use crate::error::Result;
 use crate::near::Near;
-use crate::{bitcoin, ethereum};
+use crate::{bitcoin, ethereum, solana};
 use near_primitives::types::AccountId;
 use serde::Serialize;
 
@@ -14,6 +15,8 @@ pub enum ForeignChain {
     Ethereum,
     /// P2WPKH on this network.
     Bitcoin(::bitcoin::Network),
+    /// The Ed25519 key of domain 1.
+    Solana,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -21,8 +24,8 @@ pub struct AddressReport {
     pub chain: String,
     pub predecessor: String,
     pub path: String,
-    /// `secp256k1:…`: the contract's `derived_public_key`, equal to the local
-    /// derivation from its `public_key`.
+    /// `secp256k1:…` or `ed25519:…`: the contract's `derived_public_key`, equal to
+    /// the local derivation from its `public_key`.
     pub derived_public_key: String,
     pub address: String,
 }
@@ -33,22 +36,29 @@ pub async fn address(
     path: &str,
     chain: ForeignChain,
 ) -> Result<AddressReport> {
-    let key = EcdsaKey::fetch(near, predecessor, path, ecdsa::DOMAIN).await?;
-    let (chain, address) = match chain {
-        ForeignChain::Ethereum => (
-            "ethereum".to_string(),
-            ethereum::checksummed(&ethereum::address(&key)),
-        ),
-        ForeignChain::Bitcoin(network) => (
-            format!("bitcoin ({network})"),
-            bitcoin::p2wpkh_address(&key, network)?.to_string(),
-        ),
+    let secp256k1 = || EcdsaKey::fetch(near, predecessor, path, ecdsa::DOMAIN);
+    let (chain, derived_public_key, address) = match chain {
+        ForeignChain::Ethereum => {
+            let key = secp256k1().await?;
+            let address = ethereum::checksummed(&ethereum::address(&key));
+            ("ethereum".to_string(), key.near_string(), address)
+        }
+        ForeignChain::Bitcoin(network) => {
+            let key = secp256k1().await?;
+            let address = bitcoin::p2wpkh_address(&key, network)?.to_string();
+            (format!("bitcoin ({network})"), key.near_string(), address)
+        }
+        ForeignChain::Solana => {
+            let key = Ed25519Key::fetch(near, predecessor, path, eddsa::DOMAIN).await?;
+            let address = solana::address(&key.key).to_string();
+            ("solana".to_string(), key.near_string(), address)
+        }
     };
     Ok(AddressReport {
         chain,
         predecessor: predecessor.to_string(),
         path: path.to_string(),
-        derived_public_key: key.near_string(),
+        derived_public_key,
         address,
     })
 }

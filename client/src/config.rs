@@ -44,6 +44,7 @@ impl KnownNetwork {
 /// eth_rpc = "https://sepolia.example"
 /// esplora = "https://esplora.example/testnet/api"
 /// bitcoin_network = "testnet"
+/// sol_rpc = "devnet"                # a cluster name or a URL
 /// ```
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +59,8 @@ pub struct ConfigFile {
     pub eth_rpc: Option<String>,
     pub esplora: Option<String>,
     pub bitcoin_network: Option<String>,
+    /// A Solana JSON-RPC URL or cluster name (default: by the NEAR network).
+    pub sol_rpc: Option<String>,
     /// Where it was read from.
     #[serde(skip)]
     pub path: Option<PathBuf>,

@@ -1,6 +1,6 @@
 //! Ed25519 domains: the derived key of an account and path, and signatures checked
 //! against it (RFC 8032, strict). The nodes do not sign Ed25519 yet; this serves
-//! `chainsig sign` against networks that do.
+//! `chainsig sign` and `chainsig sol send` against networks that do.
 
 use crate::error::{Error, Result};
 use crate::near::Near;
@@ -9,6 +9,10 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use near_primitives::types::AccountId;
 use primitives::ed25519::Ed25519PublicKey;
 use primitives::{DomainId, Ed25519Signature, EddsaPayload, Payload, SignatureResponse};
+
+/// The domain whose root key is Ed25519 by convention (DESIGN §4); Solana keys
+/// live there.
+pub const DOMAIN: DomainId = DomainId(1);
 
 /// The Ed25519 key the network signs with for `predecessor` and `path` in `domain`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,14 +80,21 @@ impl Ed25519Key {
     }
 
     pub fn verify(&self, message: &[u8], signature: &Ed25519Signature) -> Result<()> {
-        let bad = |reason: String| Error::BadSignature {
-            key: self.near_string(),
-            reason,
-        };
-        let key = VerifyingKey::from_bytes(self.key.as_bytes()).map_err(|e| bad(e.to_string()))?;
-        key.verify_strict(message, &Signature::from_bytes(&signature.0))
-            .map_err(|e| bad(e.to_string()))
+        verify(&self.key, message, signature)
     }
+}
+
+/// Checks that `signature` is `key`'s over `message`, strictly (canonical S, no
+/// small-order R or key), as Solana's runtime and the contract check it.
+pub fn verify(key: &Ed25519PublicKey, message: &[u8], signature: &Ed25519Signature) -> Result<()> {
+    let bad = |reason: String| Error::BadSignature {
+        key: key.to_near_string(),
+        reason,
+    };
+    let verifying = VerifyingKey::from_bytes(key.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    verifying
+        .verify_strict(message, &Signature::from_bytes(&signature.0))
+        .map_err(|e| bad(e.to_string()))
 }
 
 fn parse(text: &str) -> Result<Ed25519PublicKey> {

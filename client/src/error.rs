@@ -91,6 +91,23 @@ pub enum Error {
     #[error("{hash} was mined in block {block} but reverted (status 0); its fee was paid")]
     Reverted { hash: String, block: u64 },
 
+    #[error("{chain} transaction {id} was included but failed ({reason}); its fee was paid")]
+    FailedOnChain {
+        chain: &'static str,
+        id: String,
+        reason: String,
+    },
+
+    #[error(
+        "{chain} transaction {id} was accepted by the node but is not confirmed after {seconds} s; \
+         it may still land (check it later, or raise --timeout)"
+    )]
+    ConfirmationTimeout {
+        chain: &'static str,
+        id: String,
+        seconds: u64,
+    },
+
     #[error(
         "{hash} was accepted by the Ethereum node but has no receipt after {seconds} s; it may \
          still be mined (check it later, or raise --timeout)"

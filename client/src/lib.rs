@@ -4,13 +4,14 @@
 //! The four steps of a chain signature (DESIGN §1), for each chain:
 //! 1. build the foreign transaction and the hash that chain signs
 //!    ([`ethereum::transaction`]: an EIP-1559 signing hash; [`bitcoin::spend`]: one
-//!    BIP-143 sighash per input);
+//!    BIP-143 sighash per input; [`solana::transfer`]: the message bytes themselves);
 //! 2. call `sign` on the signer contract with it ([`near::Near::sign`]), as the
-//!    account whose derived key ([`ecdsa::EcdsaKey`]) owns the funds;
+//!    account whose derived key ([`ecdsa::EcdsaKey`], [`eddsa::Ed25519Key`]) owns
+//!    the funds;
 //! 3. the MPC network signs and the contract returns the signature, which is checked
 //!    here against the derived key before anything is relayed;
 //! 4. assemble the signed transaction and broadcast it (Ethereum JSON-RPC,
-//!    Esplora).
+//!    Esplora, Solana JSON-RPC).
 //!
 //! The `chainsig` binary is a command line over this library.
 
@@ -24,6 +25,7 @@ pub mod ethereum;
 pub mod near;
 pub mod progress;
 pub mod sign;
+pub mod solana;
 
 pub use error::{Error, Result};
 pub use near::Near;

@@ -1,4 +1,4 @@
-//! `chainsig`: addresses on Ethereum and Bitcoin for a NEAR account, and
+//! `chainsig`: addresses on Ethereum, Bitcoin and Solana for a NEAR account, and
 //! transactions there signed by the Chain Signatures MPC network.
 
 use alloy_primitives::{Address, Bytes, U256};
@@ -6,6 +6,7 @@ use chainsig::address::{address, ForeignChain};
 use chainsig::bitcoin::{self as btc, BtcSend, Inputs, Payment, Utxo};
 use chainsig::config::{first, ConfigFile, NearOptions, NearSettings, MAINNET};
 use chainsig::ethereum::{self as eth, EthRpc, EthSend};
+use chainsig::solana::{self as sol, SolRpc, SolSend};
 use chainsig::{sign, Error, Near, Progress, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use primitives::DomainId;
@@ -15,10 +16,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const ABOUT: &str = "Use one NEAR account's keys on Ethereum and Bitcoin.";
+const ABOUT: &str = "Use one NEAR account's keys on Ethereum, Bitcoin and Solana.";
 
 const LONG_ABOUT: &str = "\
-Use one NEAR account's keys on Ethereum and Bitcoin.
+Use one NEAR account's keys on Ethereum, Bitcoin and Solana.
 
 A NEAR account controls one key per path on the Chain Signatures signer contract
 (v1.signer on mainnet, v1.signer-prod.testnet on testnet). chainsig shows the
@@ -36,7 +37,7 @@ The NEAR key that signs is --near-key (or CHAINSIG_NEAR_KEY): a secret key
 Settings come from flags (and their environment variables), then the config file
 (--config, default ~/.config/chainsig/config.toml), whose keys are: near_network,
 near_rpc, contract, account, near_key, credentials_dir, eth_rpc, esplora,
-bitcoin_network.";
+bitcoin_network, sol_rpc.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -46,6 +47,8 @@ Examples:
   chainsig --account you.testnet btc send --path bitcoin-1 --network testnet \\
       --esplora https://esplora.example/testnet/api --to tb1q…:15000 \\
       --broadcast https://esplora.example/testnet/api
+  chainsig --account you.testnet sol send --path solana-1 --rpc devnet \
+      --to 9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM --lamports 1000000
   chainsig --account you.testnet sign --domain 0 --path my-chain-1 --payload <64 hex digits>";
 
 #[derive(Parser)]
@@ -111,9 +114,9 @@ struct NearArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The address an account controls on Ethereum or Bitcoin under a path. Reads
-    /// the contract's derived key and checks it against a local derivation from
-    /// the contract's root key. Needs no NEAR key.
+    /// The address an account controls on Ethereum, Bitcoin or Solana under a path.
+    /// Reads the contract's derived key (domain 0, or 1 for Solana) and checks it
+    /// against a local derivation from the contract's root key. Needs no NEAR key.
     Address(AddressArgs),
     /// Ethereum: send a transaction or sign a message with the derived key.
     #[command(subcommand)]
@@ -121,6 +124,9 @@ enum Command {
     /// Bitcoin: spend P2WPKH outputs of the derived address.
     #[command(subcommand)]
     Btc(BtcCommand),
+    /// Solana: transfer SOL from the derived address (Ed25519, domain 1).
+    #[command(subcommand)]
+    Sol(SolCommand),
     /// Sign any payload in any domain, for chains without a command here. Prints
     /// the contract's answer after checking it against the derived key.
     Sign(SignArgs),
@@ -139,6 +145,7 @@ struct KeyPath {
 enum ChainName {
     Ethereum,
     Bitcoin,
+    Solana,
 }
 
 #[derive(Args)]
@@ -273,6 +280,44 @@ struct BtcSendArgs {
     broadcast: Option<String>,
 }
 
+#[derive(Subcommand)]
+enum SolCommand {
+    /// Transfer lamports from the derived address, which also pays the fee: the
+    /// blockhash and balances come from the Solana RPC; the message (one System
+    /// transfer) is signed by the network in the Ed25519 domain; the signed
+    /// transaction is sent and its confirmation awaited.
+    Send(SolSendArgs),
+}
+
+#[derive(Args)]
+struct SolSendArgs {
+    #[command(flatten)]
+    key: KeyPath,
+
+    /// Recipient address (base58).
+    #[arg(long, value_name = "ADDRESS", value_parser = sol::parse_address)]
+    to: sol::Pubkey,
+
+    /// Amount in lamports (10^9 lamports = 1 SOL).
+    #[arg(long, value_name = "N")]
+    lamports: u64,
+
+    /// Solana JSON-RPC: a URL or mainnet-beta, devnet, testnet, localhost (or
+    /// `sol_rpc` in the config file). [default: mainnet-beta with NEAR mainnet,
+    /// devnet with testnet]
+    #[arg(
+        long,
+        visible_alias = "sol-rpc",
+        env = "CHAINSIG_SOL_RPC",
+        value_name = "URL|CLUSTER"
+    )]
+    rpc: Option<String>,
+
+    /// Seconds to wait for confirmation once sent.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
+}
+
 #[derive(Args)]
 struct SignArgs {
     /// The domain: 0 is secp256k1 (sign a 32-byte hash), 1 is Ed25519 by
@@ -328,8 +373,8 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
-            // A reverted transaction's report is already on stdout.
-            if json && !matches!(error, Error::Reverted { .. }) {
+            // A reverted or failed transaction's report is already on stdout.
+            if json && !matches!(error, Error::Reverted { .. } | Error::FailedOnChain { .. }) {
                 println!("{}", serde_json::json!({ "error": error.to_string() }));
             }
             ExitCode::FAILURE
@@ -370,6 +415,18 @@ async fn run(cli: Cli) -> Result<()> {
             emit(json, &run_eth_message(&context, args).await?)
         }
         Command::Btc(BtcCommand::Send(args)) => emit(json, &run_btc_send(&context, args).await?),
+        Command::Sol(SolCommand::Send(args)) => {
+            let sent = run_sol_send(&context, args).await?;
+            emit(json, &sent);
+            if let Some(err) = &sent.err {
+                // Reported in full above; the exit status tells scripts it failed.
+                return Err(Error::FailedOnChain {
+                    chain: "Solana",
+                    id: sent.signature.clone(),
+                    reason: err.to_string(),
+                });
+            }
+        }
         Command::Sign(args) => emit(json, &run_sign(&context, args).await?),
     }
     Ok(())
@@ -395,6 +452,7 @@ async fn run_address(
     let chain = match args.chain {
         ChainName::Ethereum => ForeignChain::Ethereum,
         ChainName::Bitcoin => ForeignChain::Bitcoin(context.bitcoin_network(args.network)?),
+        ChainName::Solana => ForeignChain::Solana,
     };
     address(&near, owner, &args.key.path, chain).await
 }
@@ -486,6 +544,39 @@ async fn run_btc_send(context: &Context, args: BtcSendArgs) -> Result<btc::BtcSe
     btc::send(&near, &args.key.path, &request, &context.progress).await
 }
 
+async fn run_sol_send(context: &Context, args: SolSendArgs) -> Result<sol::SolSent> {
+    let rpc = sol_rpc(context, args.rpc)?;
+    let near = context.signer()?;
+    let request = SolSend {
+        to: args.to,
+        lamports: args.lamports,
+    };
+    let limit = Duration::from_secs(args.timeout);
+    sol::send(
+        &near,
+        &rpc,
+        &args.key.path,
+        &request,
+        limit,
+        &context.progress,
+    )
+    .await
+}
+
+/// The flag's, else the config file's, else the cluster of the NEAR network.
+fn sol_rpc(context: &Context, flag: Option<String>) -> Result<SolRpc> {
+    let text = first(&flag, &context.file.sol_rpc)
+        .or_else(|| sol::default_rpc(&context.near.network).map(String::from))
+        .ok_or_else(|| Error::NoDefault {
+            what: "Solana RPC",
+            network: context.near.network.clone(),
+            flag: "rpc",
+            key: "sol_rpc",
+        })?;
+    let url = sol::rpc_url(&text).map_err(|e| Error::invalid("Solana RPC", e))?;
+    Ok(SolRpc::new(&url))
+}
+
 fn parse_btc_address(text: &str, network: ::bitcoin::Network) -> Result<::bitcoin::Address> {
     text.parse::<::bitcoin::Address<_>>()
         .and_then(|a| a.require_network(network))
@@ -532,6 +623,66 @@ mod tests {
         .unwrap();
         assert!(cli.json);
         assert_eq!(cli.near.account.as_deref(), Some("alice.testnet"));
+    }
+
+    #[test]
+    fn sol_send_takes_a_base58_recipient_and_whole_lamports() {
+        let to = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM";
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["chainsig", "sol", "send", "--path", "solana-1"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let cli = parse(&["--to", to, "--lamports", "5000", "--sol-rpc", "devnet"]).unwrap();
+        let Command::Sol(SolCommand::Send(args)) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.to.to_string(), to);
+        assert_eq!(args.lamports, 5000);
+        assert_eq!(args.rpc.as_deref(), Some("devnet"));
+        let bad = parse(&[
+            "--to",
+            "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf",
+            "--lamports",
+            "1",
+        ]);
+        assert!(bad
+            .err()
+            .is_some_and(|e| e.to_string().contains("not a Solana address")));
+        assert!(parse(&["--to", to, "--lamports", "0.5"]).is_err());
+    }
+
+    #[test]
+    fn the_solana_rpc_follows_the_near_network_unless_given() {
+        let context = |network: &str| Context {
+            near: NearSettings::resolve(
+                &NearOptions {
+                    network: Some(network.into()),
+                    rpc: Some("http://127.0.0.1:3030".into()),
+                    contract: Some("signer.test.near".into()),
+                    ..Default::default()
+                },
+                &ConfigFile::default(),
+            )
+            .unwrap(),
+            file: ConfigFile::default(),
+            progress: Progress::quiet(),
+        };
+        let url = |context: &Context, flag: Option<&str>| {
+            sol_rpc(context, flag.map(String::from)).map(|rpc| rpc.url().to_string())
+        };
+        assert_eq!(url(&context("testnet"), None).unwrap(), sol::DEVNET);
+        assert_eq!(url(&context("mainnet"), None).unwrap(), sol::MAINNET_BETA);
+        let text = url(&context("localnet"), None).unwrap_err().to_string();
+        assert!(
+            text.contains("Solana RPC") && text.contains("--rpc") && text.contains("`sol_rpc`"),
+            "{text}"
+        );
+        let mut local = context("localnet");
+        local.file.sol_rpc = Some("http://127.0.0.1:9".into());
+        assert_eq!(url(&local, None).unwrap(), "http://127.0.0.1:9");
+        assert_eq!(url(&local, Some("localhost")).unwrap(), sol::LOCALHOST);
+        assert!(url(&local, Some("devnot")).is_err());
     }
 
     #[test]

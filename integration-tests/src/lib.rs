@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 pub mod foreign;
 pub mod rpc_gate;
+pub mod solana;
 
 pub const NEAR: u128 = 10u128.pow(24);
 

@@ -3,15 +3,21 @@
 //! signature verification, fees, the System program) behind the JSON-RPC endpoint
 //! of scripts/solana-rpc.mjs.
 //!
-//! The nodes do not sign Ed25519 yet, so the signature comes from a root secret the
+//! End to end: `chainsig sol send` (the built binary, with the account's key in
+//! near-cli's credentials file) has the MPC network sign the transfer in domain 1
+//! through the devnet and the real contract, and LiteSVM executes it.
+//!
+//! The other tests drive the same path with a signature from a root secret the
 //! test knows, with the tweak added as the nodes add it to their shares
-//! ([`LocalEd25519Root`]); the derived key is checked against primitives'
-//! derivation, which the contract uses. Once the nodes sign domain 1, the same
-//! path runs with [`chainsig::solana::NetworkSigner`] (`chainsig sol send`).
+//! ([`LocalEd25519Root`]), to reach cases the network would never produce
+//! (tampered and foreign signatures); the derived key is checked against
+//! primitives' derivation, which the contract uses.
 
 use chainsig::solana::{self, MessageSigner, Pubkey, SolSend};
 use chainsig::{Error, Progress};
+use integration_tests::foreign::Chainsig;
 use integration_tests::solana::{LocalEd25519Root, LocalEd25519Signer, SolanaRpc};
+use integration_tests::{id, Cluster, ClusterConfig, NEAR};
 use primitives::ed25519::Ed25519PublicKey;
 use primitives::{Ed25519Signature, EddsaPayload};
 use std::time::Duration;
@@ -23,6 +29,70 @@ const CONFIRM: Duration = Duration::from_secs(10);
 
 fn fresh_address() -> Pubkey {
     Pubkey::new_from_array(rand::random())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chainsig_sol_send_is_signed_by_the_network_and_executes_in_litesvm() {
+    let (cluster, solana) =
+        tokio::join!(Cluster::start(ClusterConfig::new(3, 2)), SolanaRpc::start());
+    let (cluster, solana) = (cluster.unwrap(), solana.unwrap());
+    let alice_key = cluster
+        .root
+        .create_account(&id(ALICE), 10 * NEAR, vec![])
+        .await
+        .unwrap();
+    let cli = Chainsig::for_account(&cluster, ALICE, &alice_key).unwrap();
+
+    // The address chainsig shows: the contract's derived key, as derived here.
+    let shown = cli
+        .json(&["address", "--chain", "solana", "--path", PATH])
+        .await
+        .unwrap();
+    let expected = cluster
+        .ed25519_public_key()
+        .derive_for(ALICE, PATH)
+        .solana_address();
+    assert_eq!(shown["address"], expected.as_str(), "{shown}");
+    let from: Pubkey = expected.parse().unwrap();
+    solana.fund(&from, 2 * SOL).await.unwrap();
+
+    let to = fresh_address();
+    let (to_text, amount) = (to.to_string(), (SOL / 4).to_string());
+    let sent = cli
+        .json(&[
+            "sol",
+            "send",
+            "--path",
+            PATH,
+            "--rpc",
+            &solana.url,
+            "--to",
+            &to_text,
+            "--lamports",
+            &amount,
+        ])
+        .await
+        .unwrap();
+    eprintln!("sent: {sent}");
+    assert_eq!(sent["err"], serde_json::Value::Null, "{sent}");
+    assert_eq!(sent["from"], expected.as_str());
+    let fee = sent["fee"].as_u64().unwrap();
+    assert_eq!(fee, 5000);
+    assert_eq!(
+        solana.balance(&from).await.unwrap(),
+        2 * SOL - SOL / 4 - fee
+    );
+    assert_eq!(solana.balance(&to).await.unwrap(), SOL / 4);
+    // The transaction's id is the network's signature over the signed message.
+    let signature: solana::Signature = sent["signature"].as_str().unwrap().parse().unwrap();
+    let message = hex::decode(sent["message"].as_str().unwrap()).unwrap();
+    integration_tests::verify_ed25519(
+        &cluster.ed25519_public_key().derive_for(ALICE, PATH),
+        &message,
+        &<[u8; 64]>::from(signature),
+    )
+    .unwrap();
+    cluster.shutdown().await;
 }
 
 #[tokio::test]

@@ -14,11 +14,13 @@ test: contract
 contract:
 	@scripts/build-contract.sh
 
-## The main job: devnet, contract, three mpc-node processes and a local anvil; a NEAR
-## account's derived Ethereum address sends 0.1 ETH, signed by the network. ARGS=--json
-## prints one JSON object; ARGS=--keep leaves everything running.
+## The main job: devnet, contract, three mpc-node processes, a local anvil and a local
+## Solana runtime (LiteSVM); a NEAR account's derived Ethereum address sends 0.1 ETH
+## (secp256k1, domain 0) and its Solana address 0.1 SOL (Ed25519, domain 1), signed by
+## the network. ARGS=--json prints one JSON object; ARGS=--keep leaves everything running.
 demo: contract
 	@scripts/install-anvil.sh >/dev/null
+	@scripts/install-litesvm.sh >/dev/null
 	@$(CARGO) build --quiet --locked -p mpc-node -p chainsig -p integration-tests
 	@target/debug/demo $(ARGS)
 

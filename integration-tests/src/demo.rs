@@ -1,5 +1,5 @@
 //! `make demo`: a whole Chain Signatures network on this machine, moving value on a
-//! real Ethereum node.
+//! real Ethereum node and a real Solana runtime.
 //!
 //! Starts the devnet (100 ms blocks), deploys the multichain contract, starts three
 //! `mpc-node` processes (threshold 2) that generate the key, and a local anvil (a
@@ -11,9 +11,12 @@
 //! 3. *MPC signing*: the nodes sign, the contract verifies and returns it;
 //! 4. *relay*: the signed transaction goes to anvil, which executes it.
 //!
-//! Then the same account asks for an Ed25519 signature in domain 1 (the scheme of
-//! Solana, Aptos, Sui and NEAR) for its Solana address under path `solana-1`; the
-//! answer is checked with two implementations other than the signer's.
+//! Then the same four steps on Solana (LiteSVM, the Agave runtime, behind a local
+//! JSON-RPC endpoint): a System transfer of 0.1 SOL from alice's derived Solana
+//! address under path `solana-1`, whose message bytes the network signs with
+//! Ed25519 in domain 1 (FROST); the signature is checked with two implementations
+//! other than the signer's (ed25519-dalek in the client, ring here) and LiteSVM
+//! executes the transaction.
 //!
 //! Flags: `--json` (one JSON object on stdout), `--keep` (leave the network and anvil
 //! running until Ctrl-C, write a near-cli credentials file for alice and print
@@ -23,12 +26,11 @@
 use alloy_primitives::{Address, Bytes, U256};
 use chainsig::ecdsa::EcdsaKey;
 use chainsig::ethereum::{self, EthSend};
+use chainsig::solana::{self, MessageSigner, NetworkSigner, Pubkey, SolSend, SolSent};
 use chainsig::{Near, Progress};
 use integration_tests::foreign::{chainsig_binary, Anvil};
-use chainsig::eddsa::Ed25519Key;
-use integration_tests::{
-    id, mpc_node_binary, verify_ed25519, Cluster, ClusterConfig, ED25519_DOMAIN, NEAR,
-};
+use integration_tests::solana::SolanaRpc;
+use integration_tests::{id, mpc_node_binary, verify_ed25519, Cluster, ClusterConfig, NEAR};
 use near_crypto::SecretKey;
 use primitives::near_key;
 use std::process::ExitCode;
@@ -78,13 +80,11 @@ struct Transfer {
     balances_after: (U256, U256),
 }
 
-/// The Ed25519 signature the demo asked for.
-struct Ed25519Signed {
+/// The Solana transfer the demo made.
+struct SolanaTransfer {
     public_key: String,
-    address: String,
-    message: Vec<u8>,
-    signature: primitives::Ed25519Signature,
-    signed_in: Duration,
+    sent: SolSent,
+    took: Duration,
 }
 
 async fn demo(args: &Args) -> Result<(), String> {
@@ -92,11 +92,12 @@ async fn demo(args: &Args) -> Result<(), String> {
     chainsig_binary()?;
     let mut config = ClusterConfig::new(NODES, THRESHOLD);
     config.keep_dir = args.keep;
-    step!("starting the devnet (nearcore's VM, 100 ms blocks), {NODES} mpc-node processes (threshold {THRESHOLD}; logs in {}) and anvil (a local Ethereum node)", config.workdir.display());
+    step!("starting the devnet (nearcore's VM, 100 ms blocks), {NODES} mpc-node processes (threshold {THRESHOLD}; logs in {}), anvil (a local Ethereum node) and LiteSVM (a local Solana runtime)", config.workdir.display());
     step!("deploying the multichain contract; the nodes generate the keys of domain 0 (secp256k1) and domain 1 (Ed25519) and vote them in");
     let started = Instant::now();
-    let (cluster, anvil) = tokio::join!(Cluster::start(config), Anvil::start());
-    let (cluster, anvil) = (cluster?, anvil?);
+    let (cluster, anvil, solana) =
+        tokio::join!(Cluster::start(config), Anvil::start(), SolanaRpc::start());
+    let (cluster, anvil, solana) = (cluster?, anvil?, solana?);
     let public_key = near_key::to_near_string(&cluster.public_key());
     step!(
         "keys generated, contract Running after {:.1} s: {public_key}, {}",
@@ -116,16 +117,20 @@ async fn demo(args: &Args) -> Result<(), String> {
         alice_key.clone(),
     );
     let transfer = transfer(&near, &anvil).await?;
-    let ed25519 = sign_ed25519(&near).await?;
-    report(args, &public_key, &transfer, &ed25519);
+    let sol = solana_transfer(&near, &solana).await?;
+    report(args, &public_key, &transfer, &sol);
     if args.keep {
-        keep(&cluster, &anvil, &alice_key, &transfer)?;
+        keep(&cluster, &anvil, &solana, &alice_key, &transfer)?;
         tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     }
     cluster.shutdown().await;
-    (transfer.sent.status == 1)
-        .then_some(())
-        .ok_or_else(|| "the transfer reverted".to_string())
+    if transfer.sent.status != 1 {
+        return Err("the Ethereum transfer reverted".into());
+    }
+    match &sol.sent.err {
+        None => Ok(()),
+        Some(err) => Err(format!("the Solana transfer failed: {err}")),
+    }
 }
 
 /// The four steps: payload, sign request, MPC signing, relay.
@@ -193,44 +198,50 @@ async fn transfer(near: &Near, anvil: &Anvil) -> Result<Transfer, String> {
     })
 }
 
-/// An Ed25519 signature in domain 1 for alice's Solana address, checked with
-/// ed25519-dalek (by the client) and with `ring`: neither is the signer's FROST code.
-async fn sign_ed25519(near: &Near) -> Result<Ed25519Signed, String> {
-    let key = Ed25519Key::fetch(near, &id(ALICE), SOLANA_PATH, ED25519_DOMAIN)
+/// The four steps on Solana: alice's derived address (domain 1) is funded on
+/// LiteSVM and sends 0.1 SOL; the network signs the message bytes with Ed25519.
+async fn solana_transfer(near: &Near, solana: &SolanaRpc) -> Result<SolanaTransfer, String> {
+    let signer = NetworkSigner::fetch(near, SOLANA_PATH)
         .await
         .map_err(|e| e.to_string())?;
-    let address = key.key.solana_address();
-    step!("{ALICE}'s Solana address for path {SOLANA_PATH}: {address} (domain 1, Ed25519)");
-    let message = format!(
-        "Chain Signatures demo: {ALICE} signs as {address} with a key no node holds"
+    let from = solana::address(signer.key());
+    step!("{ALICE}'s Solana address for path {SOLANA_PATH}: {from} (domain 1, Ed25519; the contract's derived key, checked against a local derivation)");
+    solana.fund(&from, solana::LAMPORTS_PER_SOL).await?;
+    step!("funded it with 1 SOL (an airdrop on LiteSVM)");
+    let request = SolSend {
+        to: Pubkey::new_from_array([0x0b; 32]),
+        lamports: solana::LAMPORTS_PER_SOL / 10,
+    };
+    step!("1-4. payload: a System transfer of 0.1 SOL to {}, whose message bytes are the Eddsa payload; sign({{payload_v2: {{Eddsa: …}}, path: \"{SOLANA_PATH}\", domain_id: 1}}); the nodes sign with FROST; sendTransaction to LiteSVM", request.to);
+    let started = Instant::now();
+    let sent = solana::send_with(
+        &signer,
+        &solana.rpc,
+        &request,
+        Duration::from_secs(30),
+        &Progress::quiet(),
     )
-    .into_bytes();
-    let payload = primitives::EddsaPayload::new(message.clone()).map_err(|e| e.to_string())?;
+    .await
+    .map_err(|e| e.to_string())?;
+    let took = started.elapsed();
+    // The client checked the signature with ed25519-dalek; check it with ring too.
+    let message = hex::decode(&sent.message).map_err(|e| e.to_string())?;
+    let signature: solana::Signature = sent.signature.parse().map_err(|e| format!("{e}"))?;
+    verify_ed25519(signer.key(), &message, &<[u8; 64]>::from(signature))?;
     step!(
-        "sign request: sign({{payload_v2: {{Eddsa: <{} bytes>}}, path: \"{SOLANA_PATH}\", domain_id: 1}})",
-        message.len()
+        "Solana transaction {} {} in {:.2} s; signature verified with ed25519-dalek and ring",
+        sent.signature,
+        sent.status,
+        took.as_secs_f64()
     );
-    let asked = Instant::now();
-    let signature = key
-        .sign(near, payload, &Progress::quiet())
-        .await
-        .map_err(|e| e.to_string())?;
-    let signed_in = asked.elapsed();
-    verify_ed25519(&key.key, &message, &signature.0)?;
-    step!(
-        "MPC signing (FROST): answered in {:.2} s; verified with ed25519-dalek and with ring",
-        signed_in.as_secs_f64()
-    );
-    Ok(Ed25519Signed {
-        public_key: key.near_string(),
-        address,
-        message,
-        signature,
-        signed_in,
+    Ok(SolanaTransfer {
+        public_key: signer.key().to_near_string(),
+        sent,
+        took,
     })
 }
 
-fn report(args: &Args, public_key: &str, t: &Transfer, e: &Ed25519Signed) {
+fn report(args: &Args, public_key: &str, t: &Transfer, sol: &SolanaTransfer) {
     let eth = |wei: U256| ethereum::describe_wei(wei);
     if args.json {
         let out = serde_json::json!({
@@ -245,13 +256,11 @@ fn report(args: &Args, public_key: &str, t: &Transfer, e: &Ed25519Signed) {
             "transaction": t.sent,
             "balances_before": { "from": t.balances_before.0.to_string(), "to": t.balances_before.1.to_string() },
             "balances_after": { "from": t.balances_after.0.to_string(), "to": t.balances_after.1.to_string() },
-            "ed25519": {
+            "solana": {
                 "path": SOLANA_PATH,
-                "derived_public_key": e.public_key,
-                "solana_address": e.address,
-                "message": hex::encode(&e.message),
-                "signature": primitives::SignatureResponse::Ed25519 { signature: e.signature.clone() },
-                "signed_ms": e.signed_in.as_millis() as u64,
+                "derived_public_key": sol.public_key,
+                "transfer": sol.sent,
+                "took_ms": sol.took.as_millis() as u64,
             },
         });
         println!("{out}");
@@ -287,18 +296,42 @@ fn report(args: &Args, public_key: &str, t: &Transfer, e: &Ed25519Signed) {
         eth(t.balances_after.1)
     );
     println!("signed in           {:.2} s", t.signed_in.as_secs_f64());
+    let s = &sol.sent;
+    let sol_text = solana::describe_lamports;
     println!();
-    println!("Ed25519 (domain 1)  path {SOLANA_PATH}, key {}", e.public_key);
-    println!("Solana address      {}", e.address);
-    println!("message             {}", String::from_utf8_lossy(&e.message));
-    println!("signature           {}", hex::encode(e.signature.0));
-    println!("signed in           {:.2} s", e.signed_in.as_secs_f64());
+    println!(
+        "Ed25519 (domain 1)  path {SOLANA_PATH}, key {}",
+        sol.public_key
+    );
+    println!("Solana address      {}", s.from);
+    println!(
+        "payload             {} bytes (the transfer's message)",
+        s.message.len() / 2
+    );
+    println!(
+        "transaction         {} ({}, fee {} lamports)",
+        s.signature, s.status, s.fee
+    );
+    println!(
+        "balance of {}  {} -> {}",
+        s.from,
+        sol_text(s.from_balance_before),
+        sol_text(s.from_balance_after)
+    );
+    println!(
+        "balance of {}  {} -> {}",
+        s.to,
+        sol_text(s.to_balance_before),
+        sol_text(s.to_balance_after)
+    );
+    println!("signed and sent in  {:.2} s", sol.took.as_secs_f64());
 }
 
 /// `--keep`: how to use the running network, with commands that work as printed.
 fn keep(
     cluster: &Cluster,
     anvil: &Anvil,
+    solana: &SolanaRpc,
     alice_key: &SecretKey,
     t: &Transfer,
 ) -> Result<(), String> {
@@ -330,7 +363,10 @@ fn keep(
             node.account, node.http_addr
         );
     }
-    eprintln!("  NEAR RPC {rpc}, contract {contract}; anvil {}", anvil.url);
+    eprintln!(
+        "  NEAR RPC {rpc}, contract {contract}; anvil {}; Solana (LiteSVM) {}",
+        anvil.url, solana.url
+    );
     eprintln!("  {ALICE}'s key, as near-cli keeps it: {}", file.display());
     eprintln!("Try:");
     eprintln!("  {common} address --chain ethereum --path {PATH}");
@@ -342,6 +378,12 @@ fn keep(
     eprintln!(
         "  {common} sign --domain 0 --path any-path --payload {}",
         "11".repeat(32)
+    );
+    eprintln!("  {common} address --chain solana --path {SOLANA_PATH}");
+    eprintln!(
+        "  {common} sol send --path {SOLANA_PATH} --rpc {} --to {} --lamports 1000000",
+        solana.url,
+        Pubkey::new_from_array([0x0b; 32])
     );
     eprintln!(
         "  {common} sign --domain 1 --path {SOLANA_PATH} --payload {}",

@@ -24,7 +24,8 @@ demo: contract
 	@$(CARGO) build --quiet --locked -p mpc-node -p chainsig -p integration-tests
 	@target/debug/demo $(ARGS)
 
-## What an account controls under the public testnet/mainnet root keys, e.g.
+## What an account controls under the public testnet/mainnet root keys (--domain 0:
+## secp256k1 and its Ethereum address, --domain 1: Ed25519 and its Solana address), e.g.
 ## make derive ARGS="--network mainnet you.near ethereum-1".
 derive:
 	@$(CARGO) run --quiet --locked -p chain-signatures-primitives --example derive -- $(ARGS)

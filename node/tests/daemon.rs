@@ -14,6 +14,7 @@ use near_primitives::transaction::{Action, DeployContractAction};
 use primitives::{near_key, DomainId, EcdsaPayload, Payload, SignRequestArgs, SignatureResponse};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use threshold::KeyShare;
 use tokio_util::sync::CancellationToken;
 
 mod common;
@@ -146,7 +147,7 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
     // Every node holds its share from the attempt the contract completed.
     for (i, store) in stores.iter().enumerate() {
         let (attempt, share) = store
-            .key_share_at(DomainId(0), running.epoch)
+            .key_share_at::<KeyShare>(DomainId(0), running.epoch)
             .unwrap()
             .unwrap_or_else(|| panic!("node {i} stored no share"));
         assert_eq!(attempt, domain.attempt, "node {i}");

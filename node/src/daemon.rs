@@ -44,6 +44,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// How often the loop probes its own lag (`Metrics::loop_lag`).
+const LAG_PROBE: Duration = Duration::from_millis(100);
+
 /// Peer messages taken off the network per loop turn.
 const MAX_DRAIN: usize = 1024;
 /// Bulk messages held at most; beyond it generation runs lose messages and time out.
@@ -318,6 +321,9 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
     ));
     let mut heartbeat = tokio::time::interval(config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Skip, not Burst: after a stall, one late probe reports it, not a backlog of them.
+    let mut lag_probe = tokio::time::interval(LAG_PROBE);
+    lag_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut node = Node::new(config);
     let mut writes: JoinSet<WriteDone> = JoinSet::new();
     let mut network: Option<(Network, mpsc::Receiver<Incoming>)> = None;
@@ -358,6 +364,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
                 act = true;
             }
             Some(message) = incoming => node.on_message(message),
+            due = lag_probe.tick() => node.config.metrics.loop_lag.observe(due.elapsed()),
             // Bulk messages waiting: take one per turn (below), between the rest.
             _ = std::future::ready(()), if !node.backlog.is_empty() => {}
             Some(done) = writes.join_next(), if !writes.is_empty() => match done {

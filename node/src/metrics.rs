@@ -28,39 +28,76 @@ impl Counter {
 
 /// Upper bounds (seconds) of the latency buckets: from one fast block to the
 /// yield timeout of the contract.
-const LATENCY_BOUNDS: [f64; 14] = [
+const LATENCY_BOUNDS: &[f64] = &[
     0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// A latency histogram with fixed buckets.
-#[derive(Debug, Default)]
+/// Upper bounds (seconds) of the loop-lag buckets: from a millisecond to a stall
+/// that makes peers drop this node's runs.
+const LAG_BOUNDS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+
+/// A histogram of durations with fixed buckets (cumulative, as Prometheus has them).
+#[derive(Debug)]
 pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BOUNDS.len()],
+    bounds: &'static [f64],
+    buckets: Box<[AtomicU64]>,
     count: AtomicU64,
     sum_micros: AtomicU64,
+    max_micros: AtomicU64,
 }
 
 impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+            max_micros: AtomicU64::new(0),
+        }
+    }
+
     pub fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
-        for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.buckets) {
+        for (bound, bucket) in self.bounds.iter().zip(self.buckets.iter()) {
             if seconds <= *bound {
                 bucket.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let micros = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.max_micros.fetch_max(micros, Ordering::Relaxed);
     }
 
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The upper bound of the bucket that holds the `q` quantile (0 < q ≤ 1), or
+    /// the largest observation if that is above every bucket; `None` if empty.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let count = self.count();
+        if count == 0 {
+            return None;
+        }
+        let rank = (q * count as f64).ceil() as u64;
+        let max = Duration::from_micros(self.max_micros.load(Ordering::Relaxed));
+        let bound = self
+            .bounds
+            .iter()
+            .zip(self.buckets.iter())
+            .find(|(_, bucket)| bucket.load(Ordering::Relaxed) >= rank)
+            .map(|(bound, _)| Duration::from_secs_f64(*bound));
+        Some(bound.map_or(max, |b| b.min(max.max(Duration::from_micros(1)))))
+    }
+
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} histogram");
-        for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.buckets) {
+        for (bound, bucket) in self.bounds.iter().zip(self.buckets.iter()) {
             let _ = writeln!(
                 out,
                 "{name}_bucket{{le=\"{bound}\"}} {}",
@@ -108,6 +145,16 @@ pub struct NodeStatus {
     pub pending_requests: usize,
     /// Protocol runs under way here.
     pub running_protocols: usize,
+    /// How late the loop comes back to its probe (see `Metrics::loop_lag`).
+    pub loop_lag: LoopLag,
+}
+
+/// Loop lag in milliseconds: bucket bounds for the quantiles, exact for the max.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct LoopLag {
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
@@ -136,6 +183,9 @@ pub struct Metrics {
     pub chain_errors: Counter,
     /// From first seeing a request to its `respond` landing, for requests led here.
     pub sign_latency: Histogram,
+    /// How late the loop comes back to a periodic probe: time it spent on one
+    /// turn's work (protocol steps, disk writes) while others waited.
+    pub loop_lag: Histogram,
     status: Mutex<NodeStatus>,
     network: Mutex<Option<Arc<NetworkStats>>>,
     /// When the contract was last read successfully.
@@ -153,7 +203,8 @@ impl Metrics {
             triples_generated: Counter::default(),
             presignatures_generated: Counter::default(),
             chain_errors: Counter::default(),
-            sign_latency: Histogram::default(),
+            sign_latency: Histogram::new(LATENCY_BOUNDS),
+            loop_lag: Histogram::new(LAG_BOUNDS),
             status: Mutex::new(NodeStatus {
                 account_id: account_id.to_string(),
                 ..NodeStatus::default()
@@ -168,7 +219,14 @@ impl Metrics {
     }
 
     pub fn status(&self) -> NodeStatus {
-        self.status.lock().expect("status lock").clone()
+        let mut status = self.status.lock().expect("status lock").clone();
+        let ms = |q: f64| self.loop_lag.quantile(q).map(|d| d.as_secs_f64() * 1e3);
+        status.loop_lag = LoopLag {
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            max_ms: ms(1.0),
+        };
+        status
     }
 
     pub fn set_network(&self, stats: Arc<NetworkStats>) {
@@ -249,6 +307,11 @@ impl Metrics {
             "mpc_sign_latency_seconds",
             "From first seeing a request to its respond landing (requests led here).",
         );
+        self.loop_lag.render(
+            &mut out,
+            "mpc_loop_lag_seconds",
+            "How late the node's loop served a periodic probe (work it did in one turn).",
+        );
         let status = self.status();
         let gauges = [
             (
@@ -317,5 +380,33 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets_and_the_max_is_exact() {
+        let lag = Histogram::new(LAG_BOUNDS);
+        assert_eq!(lag.quantile(0.5), None);
+        for _ in 0..99 {
+            lag.observe(Duration::from_micros(500));
+        }
+        lag.observe(Duration::from_millis(300));
+        assert_eq!(lag.quantile(0.5), Some(Duration::from_millis(1)));
+        assert_eq!(lag.quantile(0.99), Some(Duration::from_millis(1)));
+        assert_eq!(lag.quantile(1.0), Some(Duration::from_millis(300)));
+        // Beyond every bucket: the largest observation.
+        lag.observe(Duration::from_secs(9));
+        assert_eq!(lag.quantile(1.0), Some(Duration::from_secs(9)));
+        let text = {
+            let mut out = String::new();
+            lag.render(&mut out, "lag", "help");
+            out
+        };
+        assert!(text.contains("lag_bucket{le=\"0.001\"} 99"), "{text}");
+        assert!(text.contains("lag_bucket{le=\"+Inf\"} 101"), "{text}");
     }
 }

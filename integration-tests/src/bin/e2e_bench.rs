@@ -11,6 +11,10 @@
 //!   `respond` being final, from the nodes' /metrics);
 //! - *throughput*: a burst of concurrent requests, larger than the stock, so the
 //!   rate includes generating triples and presignatures (sustained signatures/s);
+//! - *latency under regeneration*: right after the burst, with the stock empty and
+//!   regenerating at full speed, sequential requests (p99 in ms and the worst in
+//!   blocks), and the worst node's loop lag p99 (how late its loop came back to a
+//!   100 ms probe, over the whole run);
 //! - *compute bound*: the CPU time of the cryptography of one signature (ECDSA:
 //!   two triples, a presignature and a signature; Ed25519: FROST nonce
 //!   commitments and a signature; all parties) measured with the `threshold`
@@ -321,6 +325,43 @@ fn nth_request(scheme: SignatureScheme, what: u8, k: usize) -> SignRequest {
     }
 }
 
+/// Requests timed while stock regenerates after the burst.
+const REGEN_REQUESTS: usize = 10;
+
+/// `count` requests of `user`, one after the other, each timed from sending `sign`
+/// to its result and in blocks from the one that ran `sign` to the one that
+/// answered; both sorted.
+async fn sequential(
+    cluster: &Cluster,
+    user: &mpc_node::chain::Chain,
+    scheme: SignatureScheme,
+    what: u8,
+    count: usize,
+) -> Result<(Vec<Duration>, Vec<u64>), String> {
+    let mut latencies = Vec::new();
+    let mut blocks = Vec::new();
+    for k in 0..count {
+        let request = nth_request(scheme, what, k);
+        let started = Instant::now();
+        let outcome = user
+            .call_outcome(
+                "sign",
+                integration_tests::ArgsShape::Current.args(&request),
+                300,
+                1,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        latencies.push(started.elapsed());
+        let (signature, asked, answered) = answer_blocks(user, &outcome).await?;
+        cluster.verify(user, &request, &signature)?;
+        blocks.push(answered - asked);
+    }
+    latencies.sort();
+    blocks.sort();
+    Ok((latencies, blocks))
+}
+
 struct Row {
     scheme: SignatureScheme,
     /// Blocks from the one that ran `sign` to the one that delivered the answer.
@@ -332,6 +373,11 @@ struct Row {
     node_side: Duration,
     p50: Duration,
     p99: Duration,
+    /// Sequential requests right after the burst, while stock regenerates.
+    regen_p99: Duration,
+    regen_blocks_max: u64,
+    /// The largest of the nodes' loop-lag p99 (bucket bound), over the whole run.
+    loop_lag_p99_ms: f64,
     throughput: f64,
     bound: f64,
     /// The bound with the cores the chain and clients used taken away.
@@ -368,9 +414,14 @@ async fn measure(
         config = config.set("stock_subset", &format!("\"{subset}\""));
     }
     let cluster = Cluster::start(config).await?;
-    let users = cluster.user("bench.test.near", args.burst.max(1)).await?;
+    let mut users = cluster
+        .user("bench.test.near", args.burst.max(1) + 1)
+        .await?;
+    let probe = users.pop().expect("one more than the burst");
     for i in 0..n {
-        cluster.wait_stock_in(i, domain, 2, Duration::from_secs(300)).await?;
+        cluster
+            .wait_stock_in(i, domain, 2, Duration::from_secs(300))
+            .await?;
     }
     if scheme != SignatureScheme::Secp256k1 {
         // Domain 0 stocks up too; let it finish, so the burst measures our domain.
@@ -382,28 +433,11 @@ async fn measure(
         }
     }
 
-    eprintln!("bench: {scheme} ({n},{t}): {} sequential requests", args.latency);
-    let mut latencies = Vec::new();
-    let mut blocks = Vec::new();
-    for k in 0..args.latency {
-        let request = nth_request(scheme, 1, k);
-        let started = Instant::now();
-        let outcome = users[0]
-            .call_outcome(
-                "sign",
-                integration_tests::ArgsShape::Current.args(&request),
-                300,
-                1,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        latencies.push(started.elapsed());
-        let (signature, asked, answered) = answer_blocks(&users[0], &outcome).await?;
-        cluster.verify(&users[0], &request, &signature)?;
-        blocks.push(answered - asked);
-    }
-    latencies.sort();
-    blocks.sort();
+    eprintln!(
+        "bench: {scheme} ({n},{t}): {} sequential requests",
+        args.latency
+    );
+    let (latencies, blocks) = sequential(&cluster, &probe, scheme, 1, args.latency).await?;
     // The nodes' share of it: from seeing a request to their respond being final.
     let (mut sum, mut count) = (0.0, 0.0);
     for i in 0..n {
@@ -448,6 +482,20 @@ async fn measure(
     let Ok(cluster) = std::sync::Arc::try_unwrap(cluster) else {
         return Err("the cluster is still shared".into());
     };
+
+    // The burst emptied the stock: the nodes now regenerate it at full speed, and
+    // requests must still be answered within a few blocks.
+    eprintln!(
+        "bench: {scheme} ({n},{t}): {REGEN_REQUESTS} sequential requests while stock regenerates"
+    );
+    let (regen_latencies, regen_blocks) =
+        sequential(&cluster, &probe, scheme, 3, REGEN_REQUESTS).await?;
+    let mut loop_lag_p99_ms: f64 = 0.0;
+    for i in 0..n {
+        let state = cluster.node_state(i).await?;
+        let p99 = state["loop_lag"]["p99_ms"].as_f64().unwrap_or(0.0);
+        loop_lag_p99_ms = loop_lag_p99_ms.max(p99);
+    }
     cluster.shutdown().await;
     Ok(Row {
         scheme,
@@ -458,6 +506,9 @@ async fn measure(
         node_side,
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
+        regen_p99: percentile(&regen_latencies, 0.99),
+        regen_blocks_max: *regen_blocks.last().expect("at least one request"),
+        loop_lag_p99_ms,
         throughput: answered as f64 / elapsed.as_secs_f64(),
         bound: cores as f64 / crypto.as_secs_f64(),
         bound_beside_chain: (cores as f64 - chain_cores).max(0.0) / crypto.as_secs_f64(),
@@ -511,6 +562,23 @@ async fn bench(args: Args) -> Result<(), String> {
             row.chain_cores,
             row.bound_beside_chain,
             100.0 * row.throughput / row.bound_beside_chain,
+        );
+    }
+    println!();
+    println!(
+        "| scheme | (n,t) | stock_subset | latency p99 while stock regenerates ({REGEN_REQUESTS} requests) | its request→answer blocks (max) | loop lag p99, worst node |"
+    );
+    println!("| --- | --- | --- | ---: | ---: | ---: |");
+    for row in &rows {
+        println!(
+            "| {} | ({},{}) | {} | {} ms | {} | {} ms |",
+            row.scheme,
+            row.shape.0,
+            row.shape.1,
+            row.subset,
+            row.regen_p99.as_millis(),
+            row.regen_blocks_max,
+            row.loop_lag_p99_ms,
         );
     }
     if args.subsets.len() > 1 {

@@ -324,10 +324,10 @@ impl Json {
         match self {
             Json::Null => Unexpected::Unit,
             Json::Bool(b) => Unexpected::Bool(*b),
-            Json::Number(text) => match (text.parse::<u64>(), text.parse::<i64>()) {
-                (Ok(n), _) => Unexpected::Unsigned(n),
-                (_, Ok(n)) => Unexpected::Signed(n),
-                _ => Unexpected::Other("floating point"),
+            Json::Number(text) => match integer(text) {
+                Some(Integer::Unsigned(n)) => Unexpected::Unsigned(n),
+                Some(Integer::Signed(n)) => Unexpected::Signed(n),
+                None => Unexpected::Other("floating point"),
             },
             Json::String(s) => Unexpected::Str(s),
             Json::Array(_) => Unexpected::Seq,
@@ -344,21 +344,39 @@ impl Json {
         let Json::Number(text) = self else {
             return Err(self.invalid_type(expected));
         };
-        if let Ok(n) = text.parse::<u64>() {
-            Ok(Integer::Unsigned(n))
-        } else if let Ok(n) = text.parse::<i64>() {
-            Ok(Integer::Signed(n))
-        } else {
-            Err(de::Error::custom(format_args!(
+        integer(text).ok_or_else(|| {
+            de::Error::custom(format_args!(
                 "the number {text} is not accepted: only integers fitting 64 bits are"
-            )))
-        }
+            ))
+        })
     }
 }
 
 enum Integer {
     Unsigned(u64),
     Signed(i64),
+}
+
+/// The integer a number's text (already checked against the grammar) is, if it has
+/// no fraction or exponent and fits 64 bits. (Not `str::parse`, which brings a
+/// general parser per integer type.)
+fn integer(text: &str) -> Option<Integer> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, text),
+    };
+    let mut magnitude: u64 = 0;
+    for byte in digits.bytes() {
+        let digit = byte.checked_sub(b'0').filter(|d| *d <= 9)?;
+        magnitude = magnitude.checked_mul(10)?.checked_add(digit.into())?;
+    }
+    if !negative {
+        Some(Integer::Unsigned(magnitude))
+    } else if magnitude <= i64::MAX as u64 + 1 {
+        Some(Integer::Signed((magnitude as i64).wrapping_neg()))
+    } else {
+        None
+    }
 }
 
 impl<'de> de::Deserializer<'de> for Json {
@@ -1432,6 +1450,13 @@ mod tests {
         }
         assert!(parse(&[b'['; MAX_DEPTH + 1]).is_err());
         assert!(from_slice::<u64>(b"1.5").is_err());
+        assert!(from_slice::<u64>(b"1e3").is_err());
+        assert!(from_slice::<u64>(b"18446744073709551616").is_err());
         assert_eq!(from_slice::<u64>(b"18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(from_slice::<i64>(b"-9223372036854775808"), Ok(i64::MIN));
+        assert!(from_slice::<i64>(b"-9223372036854775809").is_err());
+        assert_eq!(from_slice::<i64>(b"-0"), Ok(0));
+        serde_json_says::<u8>("-3");
+        serde_json_says::<u8>("300");
     }
 }

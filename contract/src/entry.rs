@@ -1,7 +1,7 @@
 //! The exported methods: what near-sdk's `#[near]` on an `impl` would generate,
-//! written out so that arguments are read through [`crate::json`] (see there for
-//! why: it roughly halves the code that parses arguments, and every receipt pays
-//! for loading the code).
+//! written out so that arguments are read and results written through
+//! [`crate::json`] rather than `serde_json` (see there for why: far less wasm, and
+//! every receipt pays for loading the code).
 //!
 //! Each export does what the generated one did, in the same order and with the same
 //! texts: a private method refuses other callers, a method that is neither payable
@@ -10,8 +10,8 @@
 //! `NotInitialized` default), the method runs, its result is returned as JSON and a
 //! changing method writes the state back.
 //!
-//! The exports are compiled on every target so that the native build checks them,
-//! but only the wasm build exports them.
+//! The exports are compiled on every target so that the native build checks and
+//! tests them (`tests/entry.rs`), but only the wasm build exports them.
 
 use crate::config::Config;
 use crate::json::{self, Json};
@@ -73,12 +73,19 @@ fn save(contract: &MpcContract) {
     contract.state_write();
 }
 
-/// Declares an exported function, `#[no_mangle]` on wasm only.
+/// Declares the exported functions: `extern "C"` and `#[no_mangle]` on wasm, plain
+/// functions natively (for the unit tests, which catch their panics).
 macro_rules! export {
     ($(fn $name:ident() $body:block)*) => {$(
-        #[cfg_attr(target_arch = "wasm32", unsafe(no_mangle))]
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(no_mangle)]
         pub extern "C" fn $name() {
             env::setup_panic_hook();
+            $body
+        }
+
+        #[cfg(not(target_arch = "wasm32"))]
+        pub fn $name() {
             $body
         }
     )*};

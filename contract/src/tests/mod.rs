@@ -448,6 +448,7 @@ fn sign_and_answer(contract: &mut MpcContract, who: &str, args: &SignRequestArgs
 mod callback;
 mod candidates;
 mod domains;
+mod entry;
 mod keygen;
 mod resharing;
 mod respond;

@@ -3,17 +3,16 @@
 
 use crate::errors::{fail, Error, OrFail};
 use crate::events::Event;
+use crate::sorted::SortedSet;
 use crate::state::{
     check_new_domains, check_threshold, Candidate, CandidateInfo, DomainKey, KeyEvent, KeyEventId,
     Participants, ProtocolContractState, ResharingContractState, RunningContractState,
 };
 use crate::update::{ProposeUpdateArgs, UpdateProposal};
-use crate::{emit_vote, refund, MpcContract, MpcContractExt, MAX_CANDIDATES, MAX_URL_LEN};
-use near_sdk::{env, near, AccountId, NearToken, PublicKey};
+use crate::{emit_vote, refund, MpcContract, MAX_CANDIDATES, MAX_URL_LEN};
+use near_sdk::{env, AccountId, NearToken, PublicKey};
 use primitives::DomainConfig;
-use std::collections::BTreeSet;
 
-#[near]
 impl MpcContract {
     // ------------------------------------------------------------------ key events
 
@@ -329,8 +328,7 @@ impl MpcContract {
     /// A participant proposes new code, a new config, or both (borsh-encoded
     /// [`ProposeUpdateArgs`]). The deposit pays for storing the proposal; it is
     /// refunded when any update is applied. Returns the proposal id.
-    #[payable]
-    pub fn propose_update(&mut self, #[serializer(borsh)] args: ProposeUpdateArgs) -> u64 {
+    pub fn propose_update(&mut self, args: ProposeUpdateArgs) -> u64 {
         let proposer = self.require_signer();
         if args.code.is_none() && args.config.is_none() {
             fail(Error::EmptyUpdate);
@@ -348,10 +346,9 @@ impl MpcContract {
             code: args.code,
             config: args.config,
             deposit: env::attached_deposit(),
-            votes: BTreeSet::new(),
+            votes: SortedSet::new(),
         };
-        self.updates.insert(id, proposal);
-        self.updates.flush();
+        self.updates.insert_new(&id, &proposal);
         let used = env::storage_usage().saturating_sub(before);
         let required = env::storage_byte_cost().saturating_mul(used.into());
         if env::attached_deposit() < required {
@@ -380,21 +377,24 @@ impl MpcContract {
             .threshold()
             .expect("signers have a threshold");
         let signers = self.protocol_state.signers().expect("checked").clone();
-        let proposal = self
+        let mut stored = self
             .updates
-            .get_mut(&id)
+            .entry(&id)
             .unwrap_or_else(|| fail(Error::UnknownUpdate { id }));
-        proposal.votes.insert(voter.clone());
-        let votes = proposal
+        stored.value.votes.insert(voter.clone());
+        let votes = stored
+            .value
             .votes
             .iter()
             .filter(|v| signers.contains(v))
             .count();
         emit_vote(&voter, "update", &id.to_string());
         if votes < threshold {
+            self.updates.update(&id, &stored);
             return false;
         }
-        let proposal = self.updates.remove(&id).expect("read above");
+        let proposal = stored.value;
+        self.updates.remove(&id);
         for (_, other) in self.updates.drain() {
             refund(&other.proposer, other.deposit);
         }
@@ -438,7 +438,7 @@ impl MpcContract {
         let resharing = ProtocolContractState::Resharing(ResharingContractState {
             previous,
             key_event,
-            cancel_votes: BTreeSet::new(),
+            cancel_votes: SortedSet::new(),
         });
         self.transition(resharing);
     }

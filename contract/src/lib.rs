@@ -18,30 +18,34 @@
 //! (membership, domains and key events, updates), views here.
 
 pub mod config;
+pub mod entry;
 pub mod errors;
 pub mod events;
 pub mod governance;
+pub mod json;
 pub mod keys;
 pub mod pending;
 pub mod sign;
 pub mod slot;
+pub mod sorted;
 pub mod state;
+pub mod store;
 pub mod update;
 
 use config::Config;
 use errors::{fail, Error, OrFail};
 use events::Event;
 use near_sdk::json_types::U128;
-use near_sdk::store::{IterableMap, LookupMap};
 use near_sdk::{env, near, AccountId, BorshStorageKey, CurveType, NearToken, PublicKey};
 use pending::PendingEntry;
 use primitives::derivation::tweak_hash;
 use primitives::{DomainConfig, DomainId, PendingRequest, RequestId, SignatureScheme};
+use sorted::{SortedMap, SortedSet};
 use state::{
     check_threshold, CandidateInfo, DomainKey, InitializingContractState, KeyEvent, Participants,
     ProtocolContractState, RunningContractState,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use store::{IterableStore, LookupStore};
 use update::UpdateProposal;
 
 /// The layout version of the stored state; `migrate` refuses newer ones.
@@ -69,11 +73,11 @@ pub struct MpcContract {
     /// What `sign` needs of the protocol state (kept in step by `transition`).
     domains: state::SignableDomains,
     config: Config,
-    pending: IterableMap<RequestId, PendingEntry>,
+    pending: IterableStore<RequestId, PendingEntry>,
     /// How many distinct requests each account has waiting (absent: none).
-    pending_by_caller: LookupMap<AccountId, u32>,
+    pending_by_caller: LookupStore<AccountId, u32>,
     next_ticket: u64,
-    updates: IterableMap<u64, UpdateProposal>,
+    updates: IterableStore<u64, UpdateProposal>,
     next_update_id: u64,
     /// The id the next key-event attempt gets; attempts are numbered contract-wide.
     next_attempt: u64,
@@ -90,17 +94,15 @@ impl Default for MpcContract {
     }
 }
 
-#[near]
 impl MpcContract {
     // ------------------------------------------------------------------ init
 
     /// Starts key generation among `candidates` for `domains` (default: domain 0,
     /// secp256k1); `threshold` of them will be needed to sign. Only the contract
     /// account may call it (deploy and init in one batch).
-    #[init]
     pub fn init(
         threshold: usize,
-        candidates: BTreeMap<AccountId, CandidateInfo>,
+        candidates: SortedMap<AccountId, CandidateInfo>,
         config: Option<Config>,
         domains: Option<Vec<DomainConfig>>,
     ) -> Self {
@@ -127,10 +129,9 @@ impl MpcContract {
 
     /// Starts directly in `Running` with existing keys, for recovery and for moving a
     /// network to a new contract account. Only the contract account may call it.
-    #[init]
     pub fn init_running(
         epoch: u64,
-        participants: BTreeMap<AccountId, CandidateInfo>,
+        participants: SortedMap<AccountId, CandidateInfo>,
         threshold: usize,
         domains: Vec<DomainKey>,
         config: Option<Config>,
@@ -202,7 +203,8 @@ impl MpcContract {
                     .to_vec(),
             ),
         };
-        PublicKey::from_parts(curve, bytes).expect("a key of the scheme's length")
+        PublicKey::from_parts(curve, bytes)
+            .unwrap_or_else(|_| env::panic_str("a derived key has the length of its scheme"))
     }
 
     /// The newest secp256k1 domain with a key: what legacy clients pass as
@@ -252,14 +254,12 @@ impl MpcContract {
         from_index: Option<u32>,
         limit: Option<u32>,
     ) -> Vec<PendingRequest> {
-        let from = from_index.unwrap_or(0) as usize;
         let limit = limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE) as usize;
         self.pending
-            .iter()
-            .skip(from)
+            .iter_from(from_index.unwrap_or(0))
             .filter(|(_, entry)| entry.answer.is_none())
             .take(limit)
-            .map(|(id, entry)| entry.view(*id))
+            .map(|(id, entry)| entry.view(id))
             .collect()
     }
 
@@ -273,15 +273,16 @@ impl MpcContract {
 
     /// The open update proposals with their votes.
     pub fn proposed_updates(&self) -> Vec<update::UpdateView> {
-        self.updates.iter().map(|(id, p)| p.view(*id)).collect()
+        self.updates
+            .iter_from(0)
+            .map(|(id, p)| p.view(id))
+            .collect()
     }
 
     /// Runs after a code update: reads the stored state and brings it to this
     /// code's layout. Only this code's own layout can be read: state version 1
     /// (one secp256k1 key, before domains and key events) has no conversion, and a
     /// network moves from it with `init_running` on a fresh account.
-    #[private]
-    #[init(ignore_state)]
     pub fn migrate() -> Self {
         // The layout version is the state's first field (borsh: 4 bytes, little end).
         let raw = env::storage_read(b"STATE").unwrap_or_else(|| {
@@ -309,10 +310,10 @@ impl MpcContract {
             domains: state::SignableDomains::of(&protocol_state),
             protocol_state: slot::ProtocolSlot::new(protocol_state),
             config,
-            pending: IterableMap::new(StorageKey::Pending),
-            pending_by_caller: LookupMap::new(StorageKey::PendingByCaller),
+            pending: IterableStore::new(StorageKey::Pending),
+            pending_by_caller: LookupStore::new(StorageKey::PendingByCaller),
             next_ticket: 0,
-            updates: IterableMap::new(StorageKey::Updates),
+            updates: IterableStore::new(StorageKey::Updates),
             next_update_id: 0,
             next_attempt: 0,
         }
@@ -365,7 +366,7 @@ impl MpcContract {
             running,
             generating,
             key_event,
-            cancel_votes: BTreeSet::new(),
+            cancel_votes: SortedSet::new(),
         })
     }
 
@@ -391,7 +392,7 @@ impl MpcContract {
 
 /// Checks candidates given to `init`: keys match account ids, urls are bounded,
 /// p2p keys are unique.
-fn checked_candidates(candidates: BTreeMap<AccountId, CandidateInfo>) -> Participants {
+fn checked_candidates(candidates: SortedMap<AccountId, CandidateInfo>) -> Participants {
     if candidates.is_empty() {
         fail(Error::NoCandidates);
     }

@@ -5,9 +5,9 @@ use crate::events::Event;
 use crate::keys::{derive_ed25519, derive_secp256k1};
 use crate::pending::{PendingEntry, Ticket};
 use crate::state::DomainKey;
-use crate::{refund, MpcContract, MpcContractExt};
-use near_sdk::serde::{Deserialize, Serialize};
-use near_sdk::{env, near, AccountId, CryptoHash, Gas, GasWeight, NearToken};
+use crate::{refund, MpcContract};
+use near_sdk::serde::Serialize;
+use near_sdk::{env, AccountId, CryptoHash, Gas, GasWeight, NearToken};
 use primitives::derivation::tweak_hash;
 use primitives::recover::below_order;
 use primitives::response::ResponseError;
@@ -39,14 +39,20 @@ pub(crate) enum Resolution {
 }
 
 /// Arguments of the yield callback.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(crate = "near_sdk::serde")]
 struct ResolveArgs {
     request_id: RequestId,
     ticket: u64,
 }
 
-#[near]
+/// Arguments of `fail_timed_out`.
+#[derive(Serialize)]
+#[serde(crate = "near_sdk::serde")]
+struct FailArgs {
+    request_id: RequestId,
+}
+
 impl MpcContract {
     /// Asks the network to sign a payload with the key derived for the caller and
     /// `path` in a domain. Takes
@@ -54,7 +60,6 @@ impl MpcContract {
     /// the legacy `{"request": {"payload", "path", "key_version"}}`, or the seed's
     /// `{"payload", "path"}`. Returns the [`SignatureResponse`] once the network
     /// answers.
-    #[payable]
     pub fn sign(
         &mut self,
         request: Option<SignRequestArgs>,
@@ -109,7 +114,9 @@ impl MpcContract {
         }
         let request_id = RequestId::new(&hash, request.domain_id, &request.payload);
 
-        let duplicate = match self.pending.get(&request_id) {
+        let waiting = self.pending.entry(&request_id);
+        // For a new request: how many the caller has waiting already.
+        let callers = match waiting.as_ref().map(|stored| &stored.value) {
             Some(PendingEntry {
                 answer: Some(answer),
                 ..
@@ -126,24 +133,21 @@ impl MpcContract {
                 if entry.tickets.len() >= max as usize {
                     fail(Error::TooManyDuplicates { max });
                 }
-                true
+                0
             }
             None if self.pending.len() >= self.config.max_pending_requests => fail(Error::Busy {
                 pending: self.pending.len(),
             }),
             None => {
                 let max = self.config.max_pending_per_caller;
-                let mine = self
-                    .pending_by_caller
-                    .get(&predecessor)
-                    .copied()
-                    .unwrap_or(0);
+                let mine = self.pending_by_caller.get(&predecessor).unwrap_or(0);
                 if mine >= max {
                     fail(Error::CallerBusy { max });
                 }
-                false
+                mine
             }
         };
+        let duplicate = waiting.is_some();
 
         let ticket_id = self.next_ticket;
         self.next_ticket += 1;
@@ -154,14 +158,12 @@ impl MpcContract {
             deposit: required,
             round: 1,
         };
-        if duplicate {
-            self.pending
-                .get_mut(&request_id)
-                .expect("checked above")
-                .tickets
-                .push(ticket);
-        } else {
-            self.insert_pending(request_id, &predecessor, &request, ticket);
+        match waiting {
+            Some(mut stored) => {
+                stored.value.tickets.push(ticket);
+                self.pending.update(&request_id, &stored);
+            }
+            None => self.insert_pending(request_id, &predecessor, callers, &request, ticket),
         }
         refund(&predecessor, attached.saturating_sub(required));
         Event::SignatureRequested {
@@ -180,17 +182,17 @@ impl MpcContract {
     /// request's payload and derived key, or nothing changes.
     pub fn respond(&mut self, request_id: RequestId, response: SignatureResponse) {
         let responder = self.require_signer();
-        let entry = self
+        let mut stored = self
             .pending
-            .get(&request_id)
+            .entry(&request_id)
             .unwrap_or_else(|| fail(Error::UnknownRequest));
+        let entry = &mut stored.value;
         if entry.answer.is_some() {
             fail(Error::AlreadyAnswered);
         }
         let domain = self.protocol_state.domain_key(entry.domain_id).or_fail();
         verify_response(domain, entry, &response).or_fail();
 
-        let entry = self.pending.get_mut(&request_id).expect("read above");
         let data = answer_json(&response);
         // A false return means that ticket's yield has already timed out: its callback
         // is on its way and will find the answer stored below.
@@ -202,7 +204,9 @@ impl MpcContract {
             0
         } else {
             entry.answer = Some(response);
-            entry.tickets.len()
+            let waiting = entry.tickets.len();
+            self.pending.update(&request_id, &stored);
+            waiting
         };
         Event::SignatureResponded {
             request_id,
@@ -219,7 +223,6 @@ impl MpcContract {
     /// the JSON `respond` verified and serialised, and it is passed on as it is,
     /// without reading or writing any state (`respond` already removed the ticket).
     /// Only a timeout loads the contract.
-    #[private]
     pub fn resolve_signature(request_id: RequestId, ticket: u64) {
         if let Ok(json) = env::promise_result_checked(0, MAX_ANSWER_LEN) {
             env::value_return(&json);
@@ -235,7 +238,6 @@ impl MpcContract {
         env::state_write(&contract);
     }
     /// Ends a timed-out request with a clear error (its deposit is already refunded).
-    #[private]
     pub fn fail_timed_out(&self, request_id: RequestId) {
         env::panic_str(&format!(
             "signature request {request_id} timed out: the MPC network did not answer in time. \
@@ -253,11 +255,11 @@ impl MpcContract {
             // The new yield is already this call's result (see `yield_for`).
             Resolution::WaitAgain { .. } => {}
             Resolution::TimedOut { .. } => {
-                let args = near_sdk::serde_json::json!({ "request_id": request_id });
+                let args = crate::json::to_vec(&FailArgs { request_id });
                 let failing = env::promise_create(
                     env::current_account_id(),
                     "fail_timed_out",
-                    near_sdk::serde_json::to_vec(&args).expect("serialises"),
+                    args,
                     NearToken::from_yoctonear(0),
                     self.config.timeout_fail_gas,
                 );
@@ -270,6 +272,7 @@ impl MpcContract {
         &mut self,
         request_id: RequestId,
         predecessor: &AccountId,
+        callers: u32,
         request: &SignRequest,
         ticket: Ticket,
     ) {
@@ -283,22 +286,16 @@ impl MpcContract {
             tickets: vec![ticket],
             answer: None,
         };
-        self.pending.insert(request_id, entry);
-        let mine = self
-            .pending_by_caller
-            .get(predecessor)
-            .copied()
-            .unwrap_or(0);
-        self.pending_by_caller.insert(predecessor.clone(), mine + 1);
+        self.pending.insert_new(&request_id, &entry);
+        self.pending_by_caller.insert(predecessor, &(callers + 1));
     }
 
     /// Drops a request and its place in its caller's count.
     pub(crate) fn remove_pending(&mut self, request_id: &RequestId) -> Option<PendingEntry> {
         let entry = self.pending.remove(request_id)?;
-        match self.pending_by_caller.get(&entry.predecessor).copied() {
+        match self.pending_by_caller.get(&entry.predecessor) {
             Some(n) if n > 1 => {
-                self.pending_by_caller
-                    .insert(entry.predecessor.clone(), n - 1);
+                self.pending_by_caller.insert(&entry.predecessor, &(n - 1));
             }
             _ => {
                 self.pending_by_caller.remove(&entry.predecessor);
@@ -309,15 +306,14 @@ impl MpcContract {
 
     /// How many distinct requests `account` has waiting.
     pub fn pending_count_of(&self, account: &AccountId) -> u32 {
-        self.pending_by_caller.get(account).copied().unwrap_or(0)
+        self.pending_by_caller.get(account).unwrap_or(0)
     }
 
     /// Creates a yield whose callback is `resolve_signature(request_id, ticket)` and
     /// returns it as this call's result. The callback gets the configured gas plus
     /// all gas this call leaves unused. Returns the yield's data id.
     fn yield_for(&self, request_id: RequestId, ticket: u64) -> CryptoHash {
-        let args =
-            near_sdk::serde_json::to_vec(&ResolveArgs { request_id, ticket }).expect("serialises");
+        let args = crate::json::to_vec(&ResolveArgs { request_id, ticket });
         let index = env::promise_yield_create(
             "resolve_signature",
             args,
@@ -344,15 +340,18 @@ impl MpcContract {
         if let Some(json) = resumed {
             return Resolution::Answer(json);
         }
-        let Some(entry) = self.pending.get_mut(&request_id) else {
+        let Some(mut stored) = self.pending.entry(&request_id) else {
             // Unreachable while every ticket's entry outlives its yield.
             fail(Error::UnknownRequest);
         };
+        let entry = &mut stored.value;
         if let Some(answer) = &entry.answer {
             let json = answer_json(answer);
             entry.remove_ticket(ticket);
             if entry.tickets.is_empty() {
                 self.remove_pending(&request_id);
+            } else {
+                self.pending.update(&request_id, &stored);
             }
             return Resolution::Answer(json);
         }
@@ -364,13 +363,13 @@ impl MpcContract {
                 .saturating_add(REYIELD_OVERHEAD)
         {
             let data_id = self.yield_for(request_id, ticket);
-            let entry = self.pending.get_mut(&request_id).expect("read above");
             let slot = entry
                 .ticket_mut(ticket)
                 .unwrap_or_else(|| fail(Error::UnknownRequest));
             slot.data_id = data_id;
             slot.round += 1;
             let round = slot.round;
+            self.pending.update(&request_id, &stored);
             Event::SignatureWaitExtended { request_id, round }.emit();
             return Resolution::WaitAgain { round };
         }
@@ -380,6 +379,8 @@ impl MpcContract {
         let predecessor = entry.predecessor.clone();
         if entry.tickets.is_empty() {
             self.remove_pending(&request_id);
+        } else {
+            self.pending.update(&request_id, &stored);
         }
         refund(&predecessor, removed.deposit);
         Event::SignatureTimedOut {
@@ -433,5 +434,5 @@ fn verify_response(
 
 /// The answer as the caller receives it.
 pub(crate) fn answer_json(response: &SignatureResponse) -> Vec<u8> {
-    near_sdk::serde_json::to_vec(response).expect("a response serialises")
+    crate::json::to_vec(response)
 }

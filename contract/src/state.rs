@@ -19,9 +19,9 @@
 //! below `next_domain_id`; a domain's key has the domain's scheme.
 
 use crate::errors::{fail, Error};
+use crate::sorted::{SortedMap, SortedSet};
 use near_sdk::{near, AccountId, PublicKey};
 use primitives::{DomainConfig, DomainId, SignatureScheme};
-use std::collections::{BTreeMap, BTreeSet};
 
 /// What a node registers: where to reach it and the keys that authenticate and
 /// encrypt its peer-to-peer traffic.
@@ -32,6 +32,7 @@ pub struct CandidateInfo {
     /// The node's peer-to-peer address, e.g. `https://node1.example.com:3000`.
     pub url: String,
     /// The node's key for encrypting peer-to-peer messages to it.
+    #[serde(deserialize_with = "crate::json::bytes32")]
     pub cipher_pk: [u8; 32],
     /// The node's key for authenticating its peer-to-peer messages.
     pub sign_pk: PublicKey,
@@ -54,6 +55,7 @@ pub struct ParticipantInfo {
     pub id: u32,
     pub account_id: AccountId,
     pub url: String,
+    #[serde(deserialize_with = "crate::json::bytes32")]
     pub cipher_pk: [u8; 32],
     pub sign_pk: PublicKey,
 }
@@ -63,7 +65,7 @@ pub struct ParticipantInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Participants {
     pub next_id: u32,
-    pub participants: BTreeMap<AccountId, ParticipantInfo>,
+    pub participants: SortedMap<AccountId, ParticipantInfo>,
 }
 
 impl Participants {
@@ -118,7 +120,7 @@ impl Participants {
 #[near(serializers = [borsh, json])]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Votes {
-    pub votes: BTreeMap<AccountId, BTreeSet<AccountId>>,
+    pub votes: SortedMap<AccountId, SortedSet<AccountId>>,
 }
 
 impl Votes {
@@ -130,7 +132,7 @@ impl Votes {
         voter: &AccountId,
         electorate: &Participants,
     ) -> usize {
-        let voters = self.votes.entry(subject.clone()).or_default();
+        let voters = self.votes.get_or_default(subject.clone());
         voters.insert(voter.clone());
         voters.iter().filter(|v| electorate.contains(v)).count()
     }
@@ -188,7 +190,7 @@ pub struct KeyEvent {
     /// The first block in which the current attempt no longer counts.
     pub expires_at: u64,
     /// Participants that voted for the current attempt.
-    pub votes: BTreeSet<AccountId>,
+    pub votes: SortedSet<AccountId>,
     /// Keygen: the public key the current attempt's votes agree on.
     pub public_key: Option<PublicKey>,
 }
@@ -211,7 +213,7 @@ impl KeyEvent {
             attempt,
             started_at: now,
             expires_at: now.saturating_add(timeout),
-            votes: BTreeSet::new(),
+            votes: SortedSet::new(),
             public_key: None,
         }
     }
@@ -296,11 +298,11 @@ pub struct RunningContractState {
     /// The id the next added domain gets (ids are never reused).
     pub next_domain_id: DomainId,
     /// Nodes that called `join` and wait for votes.
-    pub candidates: BTreeMap<AccountId, Candidate>,
+    pub candidates: SortedMap<AccountId, Candidate>,
     pub join_votes: Votes,
     pub leave_votes: Votes,
     /// Proposed domain lists to add, by voter.
-    pub add_domains_votes: BTreeMap<AccountId, Vec<DomainConfig>>,
+    pub add_domains_votes: SortedMap<AccountId, Vec<DomainConfig>>,
 }
 
 impl RunningContractState {
@@ -317,10 +319,10 @@ impl RunningContractState {
             threshold,
             domains,
             next_domain_id,
-            candidates: BTreeMap::new(),
+            candidates: SortedMap::new(),
             join_votes: Votes::default(),
             leave_votes: Votes::default(),
-            add_domains_votes: BTreeMap::new(),
+            add_domains_votes: SortedMap::new(),
         }
     }
 
@@ -357,7 +359,7 @@ pub struct InitializingContractState {
     pub generating: Vec<DomainConfig>,
     pub key_event: KeyEvent,
     /// Signers voting to give up on the new domains.
-    pub cancel_votes: BTreeSet<AccountId>,
+    pub cancel_votes: SortedSet<AccountId>,
 }
 
 /// Every domain's key is being reshared to `key_event.participants` (with
@@ -368,7 +370,7 @@ pub struct ResharingContractState {
     pub previous: RunningContractState,
     pub key_event: KeyEvent,
     /// Signers of `previous` voting to cancel the resharing.
-    pub cancel_votes: BTreeSet<AccountId>,
+    pub cancel_votes: SortedSet<AccountId>,
 }
 
 #[near(serializers = [borsh, json])]

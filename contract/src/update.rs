@@ -1,8 +1,8 @@
 //! Code and config updates, applied when a threshold of participants votes for them.
 
 use crate::config::Config;
+use crate::sorted::SortedSet;
 use near_sdk::{near, AccountId, NearToken};
-use std::collections::BTreeSet;
 
 /// The borsh-encoded argument of `propose_update`: new wasm code, a new config, or both.
 #[near(serializers = [borsh])]
@@ -19,7 +19,7 @@ pub struct UpdateProposal {
     pub code: Option<Vec<u8>>,
     pub config: Option<Config>,
     pub deposit: NearToken,
-    pub votes: BTreeSet<AccountId>,
+    pub votes: SortedSet<AccountId>,
 }
 
 /// A proposal as the `proposed_updates` view shows it (the code by size and hash).
@@ -32,7 +32,7 @@ pub struct UpdateView {
     /// SHA-256 of the proposed code, hex, so voters can compare it with a build.
     pub code_sha256: Option<String>,
     pub config: Option<Config>,
-    pub votes: BTreeSet<AccountId>,
+    pub votes: SortedSet<AccountId>,
 }
 
 impl UpdateProposal {

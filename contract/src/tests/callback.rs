@@ -75,8 +75,6 @@ fn the_public_callback_fails_through_a_follow_up_call_on_timeout() {
         vec![PromiseResult::Failed],
     );
     // A timeout loads the contract from storage.
-    contract.pending.flush();
-    contract.pending_by_caller.flush();
     env::state_write(&contract);
     MpcContract::resolve_signature(id, 0);
     let stored: MpcContract = env::state_read().unwrap();

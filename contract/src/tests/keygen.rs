@@ -28,7 +28,7 @@ fn init_is_for_the_contract_account_with_a_sane_threshold() {
         || MpcContract::init(2, mismatched, None, None),
     );
     assert_refused(Error::NoCandidates, || {
-        MpcContract::init(2, BTreeMap::new(), None, None)
+        MpcContract::init(2, SortedMap::new(), None, None)
     });
     let mut long_url = candidates(&NODES);
     long_url.get_mut(&account(NODES[1])).unwrap().url = "u".repeat(513);

@@ -29,6 +29,7 @@ use primitives::{
     SignatureResponse, Tweak,
 };
 use sha2::{Digest, Sha512};
+use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const CONTRACT: &str = "signer.near";
@@ -95,7 +96,7 @@ fn candidate(name: &str, index: u8) -> CandidateInfo {
     }
 }
 
-fn candidates(names: &[&str]) -> BTreeMap<AccountId, CandidateInfo> {
+fn candidates(names: &[&str]) -> SortedMap<AccountId, CandidateInfo> {
     names
         .iter()
         .enumerate()
@@ -447,6 +448,7 @@ fn sign_and_answer(contract: &mut MpcContract, who: &str, args: &SignRequestArgs
 mod callback;
 mod candidates;
 mod domains;
+mod entry;
 mod keygen;
 mod resharing;
 mod respond;

@@ -25,8 +25,8 @@ use near_primitives::transaction::{Action, AddKeyAction, DeployContractAction};
 use near_primitives::types::AccountId;
 use primitives::ed25519::Ed25519PublicKey;
 use primitives::{
-    derivation, near_key, DomainConfig, DomainId, EcdsaPayload, EddsaPayload, Payload,
-    SignRequest, SignRequestArgs, SignatureResponse, SignatureScheme,
+    derivation, near_key, DomainConfig, DomainId, EcdsaPayload, EddsaPayload, Payload, SignRequest,
+    SignRequestArgs, SignatureResponse, SignatureScheme,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -489,11 +489,22 @@ impl Cluster {
     /// Waits until the contract is Running with a key in every configured domain,
     /// and returns its state.
     pub async fn wait_running(&mut self, limit: Duration) -> Result<ContractState, String> {
+        self.wait_running_with_domains(self.config.domains.len(), limit)
+            .await
+    }
+
+    /// Waits until the contract is Running with keys in at least `domains`
+    /// domains, and returns its state.
+    pub async fn wait_running_with_domains(
+        &mut self,
+        domains: usize,
+        limit: Duration,
+    ) -> Result<ContractState, String> {
         let started = Instant::now();
         loop {
             let state = self.root.state().await;
             if let Ok(ContractState::Running(running)) = &state {
-                if running.domains.len() >= self.config.domains.len() {
+                if running.domains.len() >= domains {
                     for domain in &running.domains {
                         match domain.scheme {
                             SignatureScheme::Secp256k1 if domain.id == DomainId::LEGACY_ECDSA => {
@@ -799,5 +810,10 @@ pub fn verify_ed25519(
 ) -> Result<(), String> {
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key.as_bytes())
         .verify(message, signature)
-        .map_err(|_| format!("the Ed25519 signature does not verify for {}", key.to_near_string()))
+        .map_err(|_| {
+            format!(
+                "the Ed25519 signature does not verify for {}",
+                key.to_near_string()
+            )
+        })
 }

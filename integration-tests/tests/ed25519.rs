@@ -3,12 +3,15 @@
 //! message, is answered with a signature that `ring` (an implementation
 //! independent of the signer's and of the contract's) accepts for the contract's
 //! own `derived_public_key`. With one of three nodes killed, the other two still
-//! sign in both domains.
+//! sign in both domains. A network that started with domain 0 alone adds domain 1
+//! by `vote_add_domains` while it keeps signing, and then signs in both.
 
 use integration_tests::{eddsa_request, request, verify_ed25519, Cluster, ClusterConfig};
+use mpc_node::chain::{Chain, ContractState};
 use primitives::ed25519::Ed25519PublicKey;
-use primitives::SignatureResponse;
+use primitives::{SignatureResponse, SignatureScheme};
 use serde_json::json;
+use std::time::Duration;
 
 /// The size of a Solana message with one system transfer (legacy format).
 const SOLANA_TRANSFER_MESSAGE: usize = 150;
@@ -50,7 +53,9 @@ async fn ed25519_requests_are_signed_in_domain_1_also_with_a_node_down() {
     let derived = Ed25519PublicKey::parse(&derived).unwrap();
     assert_eq!(
         derived,
-        cluster.ed25519_public_key().derive_for("sol.test.near", "solana-1")
+        cluster
+            .ed25519_public_key()
+            .derive_for("sol.test.near", "solana-1")
     );
     verify_ed25519(&derived, &message, &signature).unwrap();
     let mut tampered = message.clone();
@@ -71,6 +76,46 @@ async fn ed25519_requests_are_signed_in_domain_1_also_with_a_node_down() {
             SignatureResponse::Ed25519 { .. } => "Ed25519",
         };
         assert_eq!(scheme, request.payload.scheme().to_string());
+    }
+    cluster.shutdown().await;
+}
+
+fn node_client(cluster: &Cluster, i: usize) -> Chain {
+    let node = &cluster.nodes[i];
+    cluster.client(node.account.as_str(), node.account_key.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_network_adds_an_ed25519_domain_and_signs_in_both() {
+    let mut config = ClusterConfig::new(3, 2);
+    config.domains = vec![SignatureScheme::Secp256k1];
+    let mut cluster = Cluster::start(config).await.unwrap();
+    let user = cluster.user("late.test.near", 1).await.unwrap().remove(0);
+    let domains = json!({ "domains": [{ "id": 1, "scheme": "Ed25519" }] });
+    for voter in [0, 1] {
+        node_client(&cluster, voter)
+            .call("vote_add_domains", domains.clone(), 100, 0)
+            .await
+            .expect("vote_add_domains");
+    }
+    // Domain 0 keeps signing while domain 1's key is generated (or already is).
+    let before = request([0x51; 32], "while-adding");
+    let response = cluster.sign(&user, &before, 300).await.unwrap();
+    cluster.verify(&user, &before, &response).unwrap();
+    let state = cluster
+        .wait_running_with_domains(2, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let ContractState::Running(running) = state else {
+        panic!("not Running: {state:?}");
+    };
+    assert_eq!(running.domains.len(), 2, "{running:?}");
+    for request in [
+        eddsa_request(vec![0x52; 64], "after-adding"),
+        request([0x53; 32], "after-adding"),
+    ] {
+        let response = cluster.sign(&user, &request, 300).await.unwrap();
+        cluster.verify(&user, &request, &response).unwrap();
     }
     cluster.shutdown().await;
 }

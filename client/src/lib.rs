@@ -21,6 +21,7 @@ pub mod config;
 pub mod ecdsa;
 pub mod eddsa;
 pub mod error;
+mod json_rpc;
 pub mod ethereum;
 pub mod near;
 pub mod progress;

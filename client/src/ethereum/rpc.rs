@@ -2,23 +2,19 @@
 //! quantities and hashes are decoded by alloy's types.
 
 use crate::error::{Error, Result};
+use crate::json_rpc::{CallError, JsonRpc, RpcError};
 use alloy_primitives::{Address, Bytes, B256, U128, U256, U64};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 const CHAIN: &str = "Ethereum";
-/// One request's bound; the receipt wait has its own.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const RECEIPT_POLL: Duration = Duration::from_millis(250);
 
 /// A client of one Ethereum JSON-RPC endpoint.
 pub struct EthRpc {
-    http: reqwest::Client,
-    url: String,
-    next_id: AtomicU64,
+    rpc: JsonRpc,
 }
 
 /// What `eth_getTransactionReceipt` says about a mined transaction.
@@ -58,92 +54,31 @@ pub struct CallRequest {
     pub data: Option<Bytes>,
 }
 
-#[derive(Deserialize)]
-struct RpcError {
-    code: i64,
-    message: String,
-    #[serde(default)]
-    data: Option<Value>,
-}
-
-impl std::fmt::Display for RpcError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (code {})", self.message, self.code)?;
-        match &self.data {
-            Some(data) if !data.is_null() => write!(f, ", data {data}"),
-            _ => Ok(()),
+/// A refusal as Ethereum nodes word it (revert data, when there is some).
+fn describe(error: &RpcError) -> String {
+    match &error.data {
+        Some(data) if !data.is_null() => {
+            format!("{} (code {}), data {data}", error.message, error.code)
         }
+        _ => format!("{} (code {})", error.message, error.code),
     }
-}
-
-#[derive(Deserialize)]
-struct RpcResponse {
-    #[serde(default)]
-    result: Option<Value>,
-    #[serde(default)]
-    error: Option<RpcError>,
-}
-
-/// Why a call failed: the node's own refusal, or anything between us and it.
-enum CallError {
-    Refused(String),
-    Transport(String),
 }
 
 impl EthRpc {
     pub fn new(url: &str) -> EthRpc {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("a reqwest client with a timeout");
         EthRpc {
-            http,
-            url: url.to_string(),
-            next_id: AtomicU64::new(1),
+            rpc: JsonRpc::new(CHAIN, url, describe),
         }
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.rpc.url()
     }
 
     /// Calls `method`; a refusal by the node and a transport failure are both
     /// [`Error::ForeignRpc`].
     pub async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T> {
-        self.try_call(method, params).await.map_err(|e| {
-            let reason = match e {
-                CallError::Refused(text) | CallError::Transport(text) => text,
-            };
-            rpc_error(method, reason)
-        })
-    }
-
-    async fn try_call<T: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: Value,
-    ) -> Result<T, CallError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        let response = self
-            .http
-            .post(&self.url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| CallError::Transport(format!("{} unreachable: {e}", self.url)))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        let parsed: RpcResponse = serde_json::from_str(&text)
-            .map_err(|_| CallError::Transport(format!("HTTP {status}: {}", clip(&text))))?;
-        if let Some(error) = parsed.error {
-            return Err(CallError::Refused(error.to_string()));
-        }
-        serde_json::from_value(parsed.result.unwrap_or(Value::Null))
-            .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))
+        self.rpc.call(method, params).await
     }
 
     pub async fn chain_id(&self) -> Result<u64> {
@@ -175,7 +110,7 @@ impl EthRpc {
             .call("eth_getBlockByNumber", json!(["latest", false]))
             .await?;
         block.base_fee_per_gas.map(|fee| fee.to()).ok_or_else(|| {
-            rpc_error(
+            self.rpc.error(
                 "eth_getBlockByNumber",
                 "the latest block has no base fee: the chain does not speak EIP-1559",
             )
@@ -195,13 +130,19 @@ impl EthRpc {
     /// Sends a signed transaction; the node's refusal is [`Error::BroadcastRejected`].
     pub async fn send_raw_transaction(&self, raw: &[u8]) -> Result<B256> {
         let raw = format!("0x{}", hex::encode(raw));
-        match self.try_call("eth_sendRawTransaction", json!([raw])).await {
+        match self
+            .rpc
+            .try_call("eth_sendRawTransaction", json!([raw]))
+            .await
+        {
             Ok(hash) => Ok(hash),
             Err(CallError::Refused(reason)) => Err(Error::BroadcastRejected {
                 chain: CHAIN,
                 reason,
             }),
-            Err(CallError::Transport(reason)) => Err(rpc_error("eth_sendRawTransaction", reason)),
+            Err(CallError::Transport(reason)) => {
+                Err(self.rpc.error("eth_sendRawTransaction", reason))
+            }
         }
     }
 
@@ -234,21 +175,4 @@ impl EthRpc {
     pub async fn call_contract(&self, call: &CallRequest) -> Result<Bytes> {
         self.call("eth_call", json!([call, "latest"])).await
     }
-}
-
-fn rpc_error(method: &str, reason: impl ToString) -> Error {
-    Error::ForeignRpc {
-        chain: CHAIN,
-        method: method.to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-/// The start of an unexpected body, enough to recognise it.
-fn clip(text: &str) -> String {
-    let mut end = text.len().min(200);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
 }

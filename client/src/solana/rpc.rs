@@ -2,6 +2,7 @@
 //! Addresses, hashes and signatures are parsed by Solana's own types.
 
 use crate::error::{Error, Result};
+use crate::json_rpc::{CallError, JsonRpc, RpcError};
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -9,12 +10,9 @@ use serde_json::{json, Value};
 use solana_hash::Hash;
 use solana_pubkey::Pubkey;
 use solana_signature::Signature;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 const CHAIN: &str = "Solana";
-/// One request's bound; the confirmation wait has its own.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const STATUS_POLL: Duration = Duration::from_millis(400);
 /// The commitment the client reads and waits for: voted on by a supermajority, so
 /// it survives all but a catastrophic fork, and reached in about a second.
@@ -22,9 +20,7 @@ pub const COMMITMENT: &str = "confirmed";
 
 /// A client of one Solana JSON-RPC endpoint.
 pub struct SolRpc {
-    http: reqwest::Client,
-    url: String,
-    next_id: AtomicU64,
+    rpc: JsonRpc,
 }
 
 /// What `getSignatureStatuses` says about a transaction the node has seen.
@@ -50,39 +46,22 @@ impl SignatureStatus {
     }
 }
 
-#[derive(Deserialize)]
-struct RpcError {
-    code: i64,
-    message: String,
-    #[serde(default)]
-    data: Option<Value>,
-}
-
-impl std::fmt::Display for RpcError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (code {})", self.message, self.code)?;
-        // A failed preflight carries the program logs: the line that says why.
-        if let Some(logs) = self
-            .data
-            .as_ref()
-            .and_then(|d| d.get("logs"))
-            .and_then(Value::as_array)
-        {
-            let lines: Vec<&str> = logs.iter().filter_map(Value::as_str).collect();
-            if !lines.is_empty() {
-                write!(f, "; logs: {}", lines.join(" | "))?;
-            }
+/// A refusal as Solana nodes word it: a failed preflight carries the program
+/// logs, which say why.
+fn describe(error: &RpcError) -> String {
+    let mut text = format!("{} (code {})", error.message, error.code);
+    if let Some(logs) = error
+        .data
+        .as_ref()
+        .and_then(|d| d.get("logs"))
+        .and_then(Value::as_array)
+    {
+        let lines: Vec<&str> = logs.iter().filter_map(Value::as_str).collect();
+        if !lines.is_empty() {
+            text.push_str(&format!("; logs: {}", lines.join(" | ")));
         }
-        Ok(())
     }
-}
-
-#[derive(Deserialize)]
-struct RpcResponse {
-    #[serde(default)]
-    result: Option<Value>,
-    #[serde(default)]
-    error: Option<RpcError>,
+    text
 }
 
 /// Most answers wrap their value with the slot it was read at.
@@ -91,66 +70,21 @@ struct WithContext<T> {
     value: T,
 }
 
-/// Why a call failed: the node's own refusal, or anything between us and it.
-enum CallError {
-    Refused(String),
-    Transport(String),
-}
-
 impl SolRpc {
     pub fn new(url: &str) -> SolRpc {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("a reqwest client with a timeout");
         SolRpc {
-            http,
-            url: url.to_string(),
-            next_id: AtomicU64::new(1),
+            rpc: JsonRpc::new(CHAIN, url, describe),
         }
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.rpc.url()
     }
 
     /// Calls `method`; a refusal by the node and a transport failure are both
     /// [`Error::ForeignRpc`].
     pub async fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T> {
-        self.try_call(method, params).await.map_err(|e| {
-            let reason = match e {
-                CallError::Refused(text) | CallError::Transport(text) => text,
-            };
-            rpc_error(method, reason)
-        })
-    }
-
-    async fn try_call<T: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: Value,
-    ) -> Result<T, CallError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        let response = self
-            .http
-            .post(&self.url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| CallError::Transport(format!("{} unreachable: {e}", self.url)))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        let parsed: RpcResponse = serde_json::from_str(&text)
-            .map_err(|_| CallError::Transport(format!("HTTP {status}: {}", clip(&text))))?;
-        if let Some(error) = parsed.error {
-            return Err(CallError::Refused(error.to_string()));
-        }
-        serde_json::from_value(parsed.result.unwrap_or(Value::Null))
-            .map_err(|e| CallError::Transport(format!("unexpected answer: {e}")))
+        self.rpc.call(method, params).await
     }
 
     /// The latest blockhash, which a transaction must name to be accepted (for
@@ -164,7 +98,7 @@ impl SolRpc {
             .call("getLatestBlockhash", json!([{ "commitment": COMMITMENT }]))
             .await?;
         latest.value.blockhash.parse().map_err(|e| {
-            rpc_error(
+            self.rpc.error(
                 "getLatestBlockhash",
                 format!("`{}` is not a hash: {e}", latest.value.blockhash),
             )
@@ -198,7 +132,7 @@ impl SolRpc {
             )
             .await?;
         fee.value.ok_or_else(|| {
-            rpc_error(
+            self.rpc.error(
                 "getFeeForMessage",
                 "no fee: the node no longer knows the message's blockhash",
             )
@@ -212,7 +146,7 @@ impl SolRpc {
             "encoding": "base64",
             "preflightCommitment": COMMITMENT,
         }]);
-        let text: String = match self.try_call("sendTransaction", params).await {
+        let text: String = match self.rpc.try_call("sendTransaction", params).await {
             Ok(text) => text,
             Err(CallError::Refused(reason)) => {
                 return Err(Error::BroadcastRejected {
@@ -220,10 +154,12 @@ impl SolRpc {
                     reason,
                 })
             }
-            Err(CallError::Transport(reason)) => return Err(rpc_error("sendTransaction", reason)),
+            Err(CallError::Transport(reason)) => {
+                return Err(self.rpc.error("sendTransaction", reason))
+            }
         };
         text.parse().map_err(|e| {
-            rpc_error(
+            self.rpc.error(
                 "sendTransaction",
                 format!("`{text}` is not a signature: {e}"),
             )
@@ -272,7 +208,7 @@ impl SolRpc {
             .call("requestAirdrop", json!([to.to_string(), lamports]))
             .await?;
         text.parse().map_err(|e| {
-            rpc_error(
+            self.rpc.error(
                 "requestAirdrop",
                 format!("`{text}` is not a signature: {e}"),
             )
@@ -282,23 +218,6 @@ impl SolRpc {
 
 fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn rpc_error(method: &str, reason: impl ToString) -> Error {
-    Error::ForeignRpc {
-        chain: CHAIN,
-        method: method.to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-/// The start of an unexpected body, enough to recognise it.
-fn clip(text: &str) -> String {
-    let mut end = text.len().min(200);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
 }
 
 #[cfg(test)]
@@ -329,7 +248,7 @@ mod tests {
             "data": { "logs": ["Program 11111111111111111111111111111111 invoke [1]", "Transfer: insufficient lamports 5, need 10"] }
         }))
         .unwrap();
-        let text = error.to_string();
+        let text = describe(&error);
         assert!(
             text.contains("(code -32002)") && text.ends_with("need 10"),
             "{text}"

@@ -539,7 +539,6 @@ impl Cluster {
     /// The contract's Ed25519 root public key of domain 1 (known once Running).
     pub fn ed25519_public_key(&self) -> Ed25519PublicKey {
         self.ed25519_root_key
-            .clone()
             .expect("the cluster is Running with domain 1")
     }
 

@@ -634,7 +634,9 @@ impl Node {
                         running_epoch = epoch,
                         "deleted a key share of a past epoch"
                     ),
-                    Err(e) => tracing::error!(epoch = old, error = %e, "cannot delete an old key share"),
+                    Err(e) => {
+                        tracing::error!(epoch = old, error = %e, "cannot delete an old key share")
+                    }
                 }
             }
         }
@@ -769,7 +771,11 @@ impl Node {
                 // Stock made under another epoch's key shares can never be used again.
                 match engine.retire_other_epochs() {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(domain = domain.0, retired = n, "retired stock of an earlier epoch"),
+                    Ok(n) => tracing::info!(
+                        domain = domain.0,
+                        retired = n,
+                        "retired stock of an earlier epoch"
+                    ),
                     Err(e) => tracing::error!(error = %e, "cannot retire old stock"),
                 }
             }
@@ -847,14 +853,21 @@ impl Node {
                 if let Some(signing) = signing.filter(|_| old_participants.contains(me)) {
                     match engine.load_reshare_input(signing.epoch, signing.key_attempt) {
                         Ok(true) => {}
-                        Ok(false) => tracing::warn!(domain = domain.0, "no share of the old key to reshare from"),
-                        Err(e) => tracing::error!(error = %e, "cannot read the key share to reshare"),
+                        Ok(false) => tracing::warn!(
+                            domain = domain.0,
+                            "no share of the old key to reshare from"
+                        ),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read the key share to reshare")
+                        }
                     }
                 }
             }
             match engine.resume_finished_key_task() {
                 // Restarted after storing this attempt's share: vote again, run nothing.
-                Ok(true) => tracing::info!(domain = domain.0, "this attempt's share is stored already"),
+                Ok(true) => {
+                    tracing::info!(domain = domain.0, "this attempt's share is stored already")
+                }
                 Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "cannot read the key share"),
             }
@@ -1035,7 +1048,13 @@ impl Node {
 
     /// [`Node::handle`] for a message that came at `since`: one for an engine this
     /// node does not have yet is held (see `Node::unrouted`).
-    fn route(&mut self, since: Instant, from: ParticipantId, domain: DomainId, message: NodeMessage) {
+    fn route(
+        &mut self,
+        since: Instant,
+        from: ParticipantId,
+        domain: DomainId,
+        message: NodeMessage,
+    ) {
         let engine = if message.is_key_event() {
             self.keyers.get_mut(&domain)
         } else {
@@ -1227,8 +1246,7 @@ impl Node {
                             // Our own failed lead may be retried at once (with another
                             // presignature; this one is spent).
                             if owner(presignature) == me {
-                                if let Some(tracked) =
-                                    self.requests.get_mut(&RequestId(request_id))
+                                if let Some(tracked) = self.requests.get_mut(&RequestId(request_id))
                                 {
                                     tracked.led_at = None;
                                 }

@@ -178,7 +178,10 @@ pub enum Event {
     },
     /// A run that ended without output here (a peer misbehaved, timed out, or the
     /// inputs were missing).
-    Failed { job: Job, reason: String },
+    Failed {
+        job: Job,
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -321,8 +324,11 @@ pub trait DomainEngine: Send {
     fn top_up_stock(&mut self, live: &Participants, stock: StockCount, targets: &StockTargets);
 
     /// Handles a message from a peer. Errors are about that message only.
-    fn handle_message(&mut self, from: ParticipantId, message: NodeMessage)
-        -> Result<(), EngineError>;
+    fn handle_message(
+        &mut self,
+        from: ParticipantId,
+        message: NodeMessage,
+    ) -> Result<(), EngineError>;
     /// Ends runs and buffers older than the timeout.
     fn expire(&mut self, now: Instant);
     /// Ends every run that involves one of `gone` (peers that stopped answering).
@@ -387,6 +393,12 @@ impl<S: Scheme> Output<S> {
             Output::Sign(i) => poked(i.poke()?, Done::Sign),
         })
     }
+}
+
+/// Triples for one presignature: their ids and their common live holders.
+struct PickedTriples {
+    ids: Vec<u64>,
+    holders: Vec<u32>,
 }
 
 struct Running<S: Scheme> {
@@ -552,10 +564,7 @@ impl<S: Scheme> Engine<S> {
         let reachable = self.reachable(live)?;
         let (holders, count) = match self.stock_subset {
             StockSubset::All => (reachable, 1),
-            StockSubset::Threshold => (
-                self.stock_subset(&reachable)?,
-                S::TRIPLES_PER_PRESIGNATURE,
-            ),
+            StockSubset::Threshold => (self.stock_subset(&reachable)?, S::TRIPLES_PER_PRESIGNATURE),
         };
         let mut ids = Vec::with_capacity(count);
         for _ in 0..count {
@@ -694,7 +703,7 @@ impl<S: Scheme> Engine<S> {
         &self,
         live: &Participants,
         count: usize,
-    ) -> Result<Option<(Vec<u64>, Vec<u32>)>, EngineError> {
+    ) -> Result<Option<PickedTriples>, EngineError> {
         let mine = self.own_confirmed(self.store.records(S::TRIPLES)?, live);
         for (i, (first, holders)) in mine.iter().enumerate() {
             let mut picked = vec![*first];
@@ -703,15 +712,21 @@ impl<S: Scheme> Engine<S> {
                 if picked.len() == count {
                     break;
                 }
-                let overlap: Vec<u32> =
-                    common.iter().copied().filter(|p| others.contains(p)).collect();
+                let overlap: Vec<u32> = common
+                    .iter()
+                    .copied()
+                    .filter(|p| others.contains(p))
+                    .collect();
                 if overlap.len() >= self.threshold {
                     picked.push(*id);
                     common = overlap;
                 }
             }
             if picked.len() == count {
-                return Ok(Some((picked, common)));
+                return Ok(Some(PickedTriples {
+                    ids: picked,
+                    holders: common,
+                }));
             }
         }
         Ok(None)
@@ -731,17 +746,21 @@ impl<S: Scheme> Engine<S> {
             let reachable = self.reachable(live)?;
             (Vec::new(), self.stock_subset(&reachable)?)
         } else {
-            let Some((triples, common)) = self.pick_triples(live, S::TRIPLES_PER_PRESIGNATURE)?
-            else {
+            let Some(picked) = self.pick_triples(live, S::TRIPLES_PER_PRESIGNATURE)? else {
                 return Ok(None);
             };
             (
-                triples,
-                Participants::new(common.into_iter().map(ParticipantId))?,
+                picked.ids,
+                Participants::new(picked.holders.into_iter().map(ParticipantId))?,
             )
         };
         for id in &triples {
-            self.retire_elsewhere(S::TRIPLES, *id, &participants, NodeMessage::RetireTriple(*id))?;
+            self.retire_elsewhere(
+                S::TRIPLES,
+                *id,
+                &participants,
+                NodeMessage::RetireTriple(*id),
+            )?;
             self.acks.remove(id);
         }
         let id = self.fresh_id();
@@ -1131,7 +1150,10 @@ impl<S: Scheme> Engine<S> {
                 },
             },
             (Job::Triple { id }, Done::Triple(triple)) => {
-                match self.store.add_record(S::TRIPLES, *id, self.epoch, triple.as_ref()) {
+                match self
+                    .store
+                    .add_record(S::TRIPLES, *id, self.epoch, triple.as_ref())
+                {
                     Ok(()) => {
                         let id = *id;
                         self.confirm_stored(id, NodeMessage::StoredTriple(id));
@@ -1144,10 +1166,12 @@ impl<S: Scheme> Engine<S> {
                 }
             }
             (Job::Presign { id, .. }, Done::Presign(presignature)) => {
-                match self
-                    .store
-                    .add_record(S::PRESIGNATURES, *id, self.epoch, presignature.as_ref())
-                {
+                match self.store.add_record(
+                    S::PRESIGNATURES,
+                    *id,
+                    self.epoch,
+                    presignature.as_ref(),
+                ) {
                     Ok(()) => {
                         let id = *id;
                         self.confirm_stored(id, NodeMessage::StoredPresignature(id));
@@ -1202,7 +1226,10 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn load_key(&mut self, attempt: u64) -> Result<KeyLoad, StoreError> {
         Ok(
-            match self.store.key_share_at::<S::KeyShare>(self.domain, self.epoch)? {
+            match self
+                .store
+                .key_share_at::<S::KeyShare>(self.domain, self.epoch)?
+            {
                 Some((stored, share)) if stored == attempt => {
                     self.key = Some(share);
                     KeyLoad::Loaded
@@ -1215,7 +1242,9 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn retire_other_epochs(&self) -> Result<usize, StoreError> {
         Ok(self.store.retire_other_epochs(S::TRIPLES, self.epoch)?
-            + self.store.retire_other_epochs(S::PRESIGNATURES, self.epoch)?)
+            + self
+                .store
+                .retire_other_epochs(S::PRESIGNATURES, self.epoch)?)
     }
 
     fn set_stock_subset(&mut self, subset: StockSubset) {

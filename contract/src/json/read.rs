@@ -459,7 +459,9 @@ mod tests {
     use primitives::{EcdsaPayload, Payload, SignRequestArgs, SignatureResponse};
     use std::collections::BTreeMap;
 
-    /// What serde_json makes of the same text, without its " at line 1 column N".
+    /// What serde_json makes of the same text, without the " at line L column C" it
+    /// adds to a type error (ours carry no position; syntax errors are compared
+    /// whole, below).
     fn serde_json_says<T: DeserializeOwned + fmt::Debug + PartialEq>(text: &str) {
         serde_json_says_to(text, |t| from_slice::<T>(t));
     }
@@ -557,6 +559,87 @@ mod tests {
         }
         assert!(from_slice::<Ours>(br#"{"key":"00"}"#).is_err());
         assert!(from_slice::<Ours>(format!(r#"{{"key":{:?}}}"#, [256u16; 32]).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_are_serde_json_s_with_its_position() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let mut differ = Vec::new();
+        for text in [
+            "",
+            " ",
+            "not json",
+            "\n\n  x",
+            "{\n  \"a\": 1,\n  \"b\" 2\n}",
+            "[1,\n 2\n x]",
+            "[1",
+            "[1,",
+            "[1,]",
+            "[1 2]",
+            "{",
+            "{\"a\"",
+            "{\"a\":",
+            "{\"a\":1",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{\"a\":1 \"b\":2}",
+            "{a:1}",
+            "{1:1}",
+            "\"abc",
+            "\"a\\",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\u12",
+            "\"\\ud800\"",
+            "\"\\ud800\\u0041\"",
+            "\"\\udc00\"",
+            "\"\u{1}\"",
+            "\"a\nb\"",
+            "nul",
+            "nux",
+            "tru",
+            "falsy",
+            "01",
+            "1.",
+            "1.e3",
+            "1e",
+            "1e+",
+            "-",
+            "-a",
+            ".5",
+            "+1",
+            "[1] 2",
+            "1 x",
+            "{}\n\n}",
+            "[\"\\ud83d\\ude00\", \"\\u00e9\", [], {}, -0.5e-3, true, false, null]",
+            "[[1,2],{\"a\":[]},\n\"x\"\n,]",
+            &deep(MAX_DEPTH + 1),
+            &deep(MAX_DEPTH + 5),
+        ]
+        .into_iter()
+        .map(str::as_bytes)
+        .chain([&b"\"\xff\""[..], b"[\"a\",\n\"\xc3\"]"])
+        {
+            let ours = parse(text).map(|_| ()).map_err(|e| e.to_string());
+            let theirs = near_sdk::serde_json::from_slice::<near_sdk::serde_json::Value>(text)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let text = String::from_utf8_lossy(text);
+            if ours != theirs {
+                differ.push(format!("{text:?}: ours {ours:?}, serde_json {theirs:?}"));
+            }
+        }
+        assert!(differ.is_empty(), "{}", differ.join("\n"));
+        // The deepest nesting accepted is serde_json's.
+        for depth in [MAX_DEPTH, MAX_DEPTH + 1] {
+            let text = deep(depth);
+            assert_eq!(
+                parse(text.as_bytes()).is_ok(),
+                near_sdk::serde_json::from_str::<near_sdk::serde_json::Value>(&text).is_ok(),
+                "{depth}"
+            );
+        }
+        assert!(parse(deep(MAX_DEPTH).as_bytes()).is_ok());
     }
 
     #[test]

@@ -36,7 +36,20 @@ fn arguments_are_read_with_serde_texts() {
     calling(ALICE, 0, "not json");
     refused(
         entry::public_key,
-        "Failed to deserialize input from JSON. Error: `expected value at byte 0`",
+        "Failed to deserialize input from JSON. Error: `expected ident at line 1 column 2`",
+    );
+    calling(ALICE, 0, "{\"domain_id\": 0,\n  \"x\": [1,]}");
+    refused(
+        entry::public_key,
+        "Failed to deserialize input from JSON. Error: `trailing comma at line 2 column 11`",
+    );
+    let hex = "11".repeat(32);
+    let null_path =
+        format!(r#"{{"request": {{"payload_v2": {{"Ecdsa": "{hex}"}}, "path": null}}}}"#);
+    calling(ALICE, 1, &null_path);
+    refused(
+        entry::sign,
+        "Failed to deserialize input from JSON. Error: `invalid type: null, expected a string`",
     );
     calling(ALICE, 0, r#"{"predecessor": "alice.near"}"#);
     refused(

@@ -69,6 +69,24 @@ fn arguments_are_read_with_serde_texts() {
 }
 
 #[test]
+fn arguments_above_64_kib_are_refused_before_parsing() {
+    // Whitespace is valid JSON: only the size refuses it.
+    let at_most = format!("{{\"domain_id\": 0}}{}", " ".repeat(entry::MAX_ARGS - 16));
+    assert_eq!(at_most.len(), entry::MAX_ARGS);
+    calling(ALICE, 0, &at_most);
+    let got = abort_text(entry::public_key);
+    assert!(
+        !got.contains("at most") && !got.contains("deserialize"),
+        "{got}"
+    );
+    calling(ALICE, 0, &format!("{at_most} "));
+    refused(
+        entry::public_key,
+        "the arguments are 65537 bytes; at most 65536 are accepted",
+    );
+}
+
+#[test]
 fn init_stores_the_contract_and_refuses_a_second_time() {
     let args = json!({"threshold": 2, "candidates": candidates(&NODES)}).to_string();
     calling(CONTRACT, 0, &args);

@@ -30,10 +30,21 @@ fn args<T: DeserializeOwned>() -> T {
     T::deserialize(input()).unwrap_or_else(|e| bad_args(e))
 }
 
+/// The most JSON argument bytes a method reads: far above the largest real ones (a
+/// 1232-byte Eddsa payload in hex, `init`'s candidates for tens of nodes), and a
+/// bound on what the parser's tree can cost.
+pub(crate) const MAX_ARGS: usize = 64 * 1024;
+
 /// The method's JSON arguments, parsed.
 fn input() -> Json {
     let input = env::input()
         .unwrap_or_else(|| env::panic_str("Expected input since method has arguments."));
+    if input.len() > MAX_ARGS {
+        env::panic_str(&format!(
+            "the arguments are {} bytes; at most {MAX_ARGS} are accepted",
+            input.len()
+        ));
+    }
     json::parse(&input).unwrap_or_else(|e| bad_args(e))
 }
 

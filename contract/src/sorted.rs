@@ -152,6 +152,42 @@ where
     }
 }
 
+/// `BTreeMap::from_iter`'s semantics for a list in any order: stably sorted (by
+/// `sort`), then of each run of equal items (`same`) only the last kept. O(n log n),
+/// where inserting one at a time into the vector would be O(n²).
+fn sort_keep_last<T>(
+    mut items: Vec<T>,
+    sort: impl FnOnce(&mut [T]),
+    same: impl Fn(&T, &T) -> bool,
+) -> Vec<T> {
+    sort(&mut items);
+    // `dedup_by` keeps the first of a run: move each later one into its place.
+    items.dedup_by(|later, kept| {
+        let same = same(later, kept);
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    items
+}
+
+impl<K: Ord, V> SortedMap<K, V> {
+    /// The map of `entries` in any order; of equal keys the last wins.
+    fn from_unsorted(entries: Vec<(K, V)>) -> Self {
+        SortedMap {
+            entries: sort_keep_last(
+                entries,
+                |e| e.sort_by(|a, b| a.0.cmp(&b.0)),
+                |a, b| a.0 == b.0,
+            ),
+        }
+    }
+}
+
+/// One insert at a time: O(n log n) for entries in key order, as the contract
+/// collects them (each goes last); input in any order is read with
+/// `from_unsorted`. A later equal key replaces the value, as in `BTreeMap`.
 impl<K: Ord, V> FromIterator<(K, V)> for SortedMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut map = SortedMap::new();
@@ -237,6 +273,16 @@ impl<T> SortedSet<T> {
     }
 }
 
+impl<T: Ord> SortedSet<T> {
+    /// The set of `items` in any order.
+    fn from_unsorted(items: Vec<T>) -> Self {
+        SortedSet {
+            items: sort_keep_last(items, <[T]>::sort, T::eq),
+        }
+    }
+}
+
+/// One insert at a time, as for [`SortedMap`].
 impl<T: Ord> FromIterator<T> for SortedSet<T> {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
         let mut set = SortedSet::new();
@@ -320,11 +366,13 @@ impl<'de, K: Deserialize<'de> + Ord, V: Deserialize<'de>> Deserialize<'de> for S
                 f.write_str("a map")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-                let mut map = SortedMap::new();
-                while let Some((k, v)) = access.next_entry()? {
-                    map.insert(k, v);
+                // Collected, then sorted once (a later repeated key wins, as in
+                // `BTreeMap`).
+                let mut entries = Vec::new();
+                while let Some(entry) = access.next_entry()? {
+                    entries.push(entry);
                 }
-                Ok(map)
+                Ok(SortedMap::from_unsorted(entries))
             }
         }
         deserializer.deserialize_map(MapVisitor(PhantomData))
@@ -350,11 +398,11 @@ impl<'de, T: Deserialize<'de> + Ord> Deserialize<'de> for SortedSet<T> {
                 f.write_str("a sequence")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-                let mut set = SortedSet::new();
+                let mut items = Vec::new();
                 while let Some(item) = access.next_element()? {
-                    set.insert(item);
+                    items.push(item);
                 }
-                Ok(set)
+                Ok(SortedSet::from_unsorted(items))
             }
         }
         deserializer.deserialize_seq(SetVisitor(PhantomData))
@@ -413,6 +461,29 @@ mod tests {
         assert!(SortedSet::<u8>::try_from_slice(&unordered).is_err());
         let repeated = borsh::to_vec(&vec![(1u8, 0u8), (1, 1)]).unwrap();
         assert!(SortedMap::<u8, u8>::try_from_slice(&repeated).is_err());
+    }
+
+    #[test]
+    fn unsorted_input_is_read_as_the_b_tree_collections_read_it() {
+        // Keys out of order and repeated, far apart: the last value of a key wins.
+        let keys: Vec<u32> = (0..500).map(|i| (i * 7919) % 211).collect();
+        let pairs: Vec<(u32, usize)> = keys.iter().copied().zip(0..).collect();
+        let ours: SortedMap<u32, usize> = pairs.iter().copied().collect();
+        let theirs: BTreeMap<u32, usize> = pairs.iter().copied().collect();
+        assert_eq!(ours.len(), 211);
+        assert!(ours.iter().eq(theirs.iter()));
+        let members: Vec<String> = pairs.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        let json = format!("{{{}}}", members.join(","));
+        let ours: SortedMap<String, usize> = crate::json::from_slice(json.as_bytes()).unwrap();
+        let theirs: BTreeMap<String, usize> = serde_json::from_str(&json).unwrap();
+        assert_eq!(ours.len(), 211);
+        assert!(ours.iter().eq(theirs.iter()));
+
+        let set: SortedSet<u32> =
+            crate::json::from_slice(serde_json::to_string(&keys).unwrap().as_bytes()).unwrap();
+        let btree: BTreeSet<u32> = keys.iter().copied().collect();
+        assert!(set.iter().eq(btree.iter()));
+        assert_eq!(keys.iter().copied().collect::<SortedSet<u32>>(), set);
     }
 
     #[test]

@@ -94,6 +94,10 @@ impl<K: BorshSerialize + BorshDeserialize, V: BorshSerialize + BorshDeserialize>
 
     /// The value of `key` to change and [`IterableStore::update`]: keeps the
     /// entry's place, so the update needs no second read.
+    ///
+    /// The place goes stale if another key is removed before the update (the last
+    /// key may move into a removed key's place): update before removing any other
+    /// key, or read the entry again after.
     pub fn entry(&self, key: &K) -> Option<Stored<V>> {
         self.read_entry(key).map(|(bytes, index)| Stored {
             value: decode(&bytes),
@@ -139,7 +143,10 @@ impl<K: BorshSerialize + BorshDeserialize, V: BorshSerialize + BorshDeserialize>
             .unwrap_or_else(|| env::panic_str(INCONSISTENT));
         let index = u32::from_le_bytes(bytes[split..].try_into().unwrap_or_else(|_| env::abort()));
         bytes.truncate(split);
-        let last = self.len - 1;
+        let last = self
+            .len
+            .checked_sub(1)
+            .unwrap_or_else(|| env::panic_str(INCONSISTENT));
         if index != last {
             let moved = env::storage_read(&self.index_key(last))
                 .unwrap_or_else(|| env::panic_str(INCONSISTENT));

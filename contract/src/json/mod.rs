@@ -17,8 +17,14 @@
 //! value; escapes and surrogate pairs checked), nests at most [`MAX_DEPTH`] deep, and
 //! keeps numbers as text: integers are read where a type asks for one, and a number
 //! with a fraction or an exponent, which no argument of this contract takes, is
-//! refused where it is read rather than parsed as a float. Unlike `serde_json`, a
-//! struct must be an object (not also an array of its fields).
+//! refused where it is read rather than parsed as a float (`-0` too, which
+//! `serde_json` reads as a float). Unlike `serde_json`, a struct must be an object
+//! (not also an array of its fields).
+//!
+//! Errors: a syntax error is `serde_json`'s text and position ("expected value at
+//! line 1 column 1"; the column counts bytes from 1, as there). A type error, found
+//! in the tree after parsing, has `serde_json`'s text but no position: no
+//! " at line L column C". Arguments are at most 64 KiB (checked in `entry.rs`).
 
 mod parse;
 mod read;

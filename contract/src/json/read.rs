@@ -42,7 +42,8 @@ impl de::Error for Error {
     }
 }
 
-/// What serde's `Display` of `Unexpected` writes (a float just as "floating point").
+/// What `serde_json` writes for an `Unexpected`: serde's `Display` of it, but
+/// "null" for the unit value (as `serde_json`) and a float just as "floating point".
 fn describe(unexpected: Unexpected) -> String {
     match unexpected {
         Unexpected::Bool(b) => format!("boolean `{b}`"),
@@ -57,7 +58,7 @@ fn describe(unexpected: Unexpected) -> String {
             String::from_utf8(quoted.0).unwrap_or_default()
         }
         Unexpected::Bytes(_) => "byte array".into(),
-        Unexpected::Unit => "unit value".into(),
+        Unexpected::Unit => "null".into(),
         Unexpected::Option => "Option value".into(),
         Unexpected::NewtypeStruct => "newtype struct".into(),
         Unexpected::Seq => "sequence".into(),
@@ -116,8 +117,9 @@ enum Integer {
 }
 
 /// The integer a number's text (already checked against the grammar) is, if it has
-/// no fraction or exponent and fits 64 bits. (Not `str::parse`, which brings a
-/// general parser per integer type.)
+/// no fraction or exponent and fits 64 bits. `-0` is not one: `serde_json` reads it
+/// as the float -0.0, which an integer type refuses. (Not `str::parse`, which brings
+/// a general parser per integer type.)
 fn integer(text: &str) -> Option<Integer> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(digits) => (true, digits),
@@ -130,7 +132,7 @@ fn integer(text: &str) -> Option<Integer> {
     }
     if !negative {
         Some(Integer::Unsigned(magnitude))
-    } else if magnitude <= i64::MAX as u64 + 1 {
+    } else if magnitude != 0 && magnitude <= i64::MAX as u64 + 1 {
         Some(Integer::Signed((magnitude as i64).wrapping_neg()))
     } else {
         None
@@ -457,7 +459,9 @@ mod tests {
     use primitives::{EcdsaPayload, Payload, SignRequestArgs, SignatureResponse};
     use std::collections::BTreeMap;
 
-    /// What serde_json makes of the same text, without its " at line 1 column N".
+    /// What serde_json makes of the same text, without the " at line L column C" it
+    /// adds to a type error (ours carry no position; syntax errors are compared
+    /// whole, below).
     fn serde_json_says<T: DeserializeOwned + fmt::Debug + PartialEq>(text: &str) {
         serde_json_says_to(text, |t| from_slice::<T>(t));
     }
@@ -488,6 +492,11 @@ mod tests {
         serde_json_says::<SignRequestArgs>(r#"{"path":"p","path":"q"}"#);
         serde_json_says::<SignRequestArgs>(r#"{"payload_v2":{"Ecdsa":"00"}}"#);
         serde_json_says::<SignRequestArgs>(r#"{"path":7}"#);
+        serde_json_says::<SignRequestArgs>(&format!(
+            r#"{{"payload_v2":{{"Ecdsa":"{hex}"}},"path":null}}"#
+        ));
+        serde_json_says::<Vec<u8>>("null");
+        serde_json_says::<Option<String>>("[null]");
         serde_json_says::<Option<EcdsaPayload>>("null");
         serde_json_says::<Vec<u8>>("[1, 2, 256]");
         serde_json_says::<u32>("-1");
@@ -553,6 +562,87 @@ mod tests {
     }
 
     #[test]
+    fn syntax_errors_are_serde_json_s_with_its_position() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let mut differ = Vec::new();
+        for text in [
+            "",
+            " ",
+            "not json",
+            "\n\n  x",
+            "{\n  \"a\": 1,\n  \"b\" 2\n}",
+            "[1,\n 2\n x]",
+            "[1",
+            "[1,",
+            "[1,]",
+            "[1 2]",
+            "{",
+            "{\"a\"",
+            "{\"a\":",
+            "{\"a\":1",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{\"a\":1 \"b\":2}",
+            "{a:1}",
+            "{1:1}",
+            "\"abc",
+            "\"a\\",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\u12",
+            "\"\\ud800\"",
+            "\"\\ud800\\u0041\"",
+            "\"\\udc00\"",
+            "\"\u{1}\"",
+            "\"a\nb\"",
+            "nul",
+            "nux",
+            "tru",
+            "falsy",
+            "01",
+            "1.",
+            "1.e3",
+            "1e",
+            "1e+",
+            "-",
+            "-a",
+            ".5",
+            "+1",
+            "[1] 2",
+            "1 x",
+            "{}\n\n}",
+            "[\"\\ud83d\\ude00\", \"\\u00e9\", [], {}, -0.5e-3, true, false, null]",
+            "[[1,2],{\"a\":[]},\n\"x\"\n,]",
+            &deep(MAX_DEPTH + 1),
+            &deep(MAX_DEPTH + 5),
+        ]
+        .into_iter()
+        .map(str::as_bytes)
+        .chain([&b"\"\xff\""[..], b"[\"a\",\n\"\xc3\"]"])
+        {
+            let ours = parse(text).map(|_| ()).map_err(|e| e.to_string());
+            let theirs = near_sdk::serde_json::from_slice::<near_sdk::serde_json::Value>(text)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let text = String::from_utf8_lossy(text);
+            if ours != theirs {
+                differ.push(format!("{text:?}: ours {ours:?}, serde_json {theirs:?}"));
+            }
+        }
+        assert!(differ.is_empty(), "{}", differ.join("\n"));
+        // The deepest nesting accepted is serde_json's.
+        for depth in [MAX_DEPTH, MAX_DEPTH + 1] {
+            let text = deep(depth);
+            assert_eq!(
+                parse(text.as_bytes()).is_ok(),
+                near_sdk::serde_json::from_str::<near_sdk::serde_json::Value>(&text).is_ok(),
+                "{depth}"
+            );
+        }
+        assert!(parse(deep(MAX_DEPTH).as_bytes()).is_ok());
+    }
+
+    #[test]
     fn strings_and_numbers_follow_the_grammar() {
         assert_eq!(
             parse(br#" "a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00" "#),
@@ -591,7 +681,15 @@ mod tests {
         assert_eq!(from_slice::<u64>(b"18446744073709551615"), Ok(u64::MAX));
         assert_eq!(from_slice::<i64>(b"-9223372036854775808"), Ok(i64::MIN));
         assert!(from_slice::<i64>(b"-9223372036854775809").is_err());
-        assert_eq!(from_slice::<i64>(b"-0"), Ok(0));
+        // serde_json reads `-0` as a float, refused by an integer type (its text
+        // then names the float, which ours does not format; see `describe`).
+        assert_eq!(from_slice::<i64>(b"0"), Ok(0));
+        assert!(near_sdk::serde_json::from_str::<i64>("-0").is_err());
+        assert_eq!(
+            from_slice::<i64>(b"-0").map_err(|e| e.to_string()),
+            Err("the number -0 is not accepted: only integers fitting 64 bits are".into())
+        );
+        assert!(from_slice::<u32>(b"-0").is_err());
         serde_json_says::<u8>("-3");
         serde_json_says::<u8>("300");
     }

@@ -36,7 +36,20 @@ fn arguments_are_read_with_serde_texts() {
     calling(ALICE, 0, "not json");
     refused(
         entry::public_key,
-        "Failed to deserialize input from JSON. Error: `expected value at byte 0`",
+        "Failed to deserialize input from JSON. Error: `expected ident at line 1 column 2`",
+    );
+    calling(ALICE, 0, "{\"domain_id\": 0,\n  \"x\": [1,]}");
+    refused(
+        entry::public_key,
+        "Failed to deserialize input from JSON. Error: `trailing comma at line 2 column 11`",
+    );
+    let hex = "11".repeat(32);
+    let null_path =
+        format!(r#"{{"request": {{"payload_v2": {{"Ecdsa": "{hex}"}}, "path": null}}}}"#);
+    calling(ALICE, 1, &null_path);
+    refused(
+        entry::sign,
+        "Failed to deserialize input from JSON. Error: `invalid type: null, expected a string`",
     );
     calling(ALICE, 0, r#"{"predecessor": "alice.near"}"#);
     refused(
@@ -52,6 +65,24 @@ fn arguments_are_read_with_serde_texts() {
     refused(
         entry::sign,
         "Failed to deserialize input from JSON. Error: `payload must be 32 bytes, got 2`",
+    );
+}
+
+#[test]
+fn arguments_above_64_kib_are_refused_before_parsing() {
+    // Whitespace is valid JSON: only the size refuses it.
+    let at_most = format!("{{\"domain_id\": 0}}{}", " ".repeat(entry::MAX_ARGS - 16));
+    assert_eq!(at_most.len(), entry::MAX_ARGS);
+    calling(ALICE, 0, &at_most);
+    let got = abort_text(entry::public_key);
+    assert!(
+        !got.contains("at most") && !got.contains("deserialize"),
+        "{got}"
+    );
+    calling(ALICE, 0, &format!("{at_most} "));
+    refused(
+        entry::public_key,
+        "the arguments are 65537 bytes; at most 65536 are accepted",
     );
 }
 

@@ -414,7 +414,11 @@ impl Store {
             // rest of the stock stays usable.
             match Holders::decode(value.value()) {
                 Some((holders, _)) => out.push(Stocked { id, holders }),
-                None => tracing::warn!(kind = kind.name, id, "skipping a stored record with a bad label"),
+                None => tracing::warn!(
+                    kind = kind.name,
+                    id,
+                    "skipping a stored record with a bad label"
+                ),
             }
         }
         Ok(out)

@@ -5,9 +5,11 @@
 use crate::engine::{EngineError, ReshareSpec, Scheme};
 use crate::storage::RecordKind;
 use primitives::derivation::Tweak;
-use primitives::{near_key, EcdsaSignature, Payload, PendingRequest, SignatureResponse, SignatureScheme};
+use primitives::{
+    near_key, EcdsaSignature, Payload, PendingRequest, SignatureResponse, SignatureScheme,
+};
 use threshold::{
-    InstanceId, Instance, KeyShare, ParticipantId, Participants, Presignature, ReshareArgs,
+    Instance, InstanceId, KeyShare, ParticipantId, Participants, Presignature, ReshareArgs,
     SignTask, Triple,
 };
 

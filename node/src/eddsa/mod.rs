@@ -22,7 +22,9 @@ impl SealedRecord for NoTriple {
         match *self {}
     }
     fn from_bytes(_: &[u8]) -> Result<Self, threshold::Error> {
-        Err(threshold::Error::BadParameters("EdDSA has no triples".into()))
+        Err(threshold::Error::BadParameters(
+            "EdDSA has no triples".into(),
+        ))
     }
 }
 
@@ -112,7 +114,9 @@ impl Scheme for Eddsa {
         _participants: Participants,
         _threshold: usize,
     ) -> Result<Instance<NoTriple>, threshold::Error> {
-        Err(threshold::Error::BadParameters("EdDSA has no triples".into()))
+        Err(threshold::Error::BadParameters(
+            "EdDSA has no triples".into(),
+        ))
     }
 
     fn presign(

@@ -84,8 +84,8 @@ impl NodeMessage {
         let (domain, body) = rest
             .split_first_chunk::<8>()
             .ok_or_else(|| EngineError::Malformed("no domain".into()))?;
-        let message = NodeMessage::try_from_slice(body)
-            .map_err(|e| EngineError::Malformed(e.to_string()))?;
+        let message =
+            NodeMessage::try_from_slice(body).map_err(|e| EngineError::Malformed(e.to_string()))?;
         Ok((DomainId(u64::from_be_bytes(*domain)), message))
     }
 }
@@ -190,10 +190,7 @@ mod tests {
     fn frames_name_their_domain_and_refuse_garbage() {
         let message = NodeMessage::StoredTriple(7);
         let frame = message.encode(DomainId(1));
-        assert_eq!(
-            NodeMessage::decode(&frame).unwrap(),
-            (DomainId(1), message)
-        );
+        assert_eq!(NodeMessage::decode(&frame).unwrap(), (DomainId(1), message));
         assert!(NodeMessage::decode(&[]).is_err());
         assert!(NodeMessage::decode(&[2, 0]).is_err());
         assert!(NodeMessage::decode(&frame[..5]).is_err());

@@ -23,13 +23,14 @@ mod scheme;
 pub use message::{owner, peer_text, Job, NodeMessage, Start};
 pub use scheme::{ReshareSpec, Scheme};
 
+use crate::blame::{FailureKind, PeerReport};
 use crate::ecdsa::Ecdsa;
 use crate::eddsa::Eddsa;
 use crate::storage::{RecordKind, Stocked, Store, StoreError};
 use primitives::{DomainId, PendingRequest, RequestId, SignatureResponse, SignatureScheme};
 use rand::RngCore;
 use sha3::{Digest, Sha3_256};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -178,7 +179,10 @@ pub enum Event {
     },
     /// A run that ended without output here (a peer misbehaved, timed out, or the
     /// inputs were missing).
-    Failed { job: Job, reason: String },
+    Failed {
+        job: Job,
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -252,6 +256,9 @@ pub enum KeyLoad {
     OtherAttempt(u64),
 }
 
+/// Triples picked for a presignature, and their common live holders.
+type PickedTriples = (Vec<u64>, Vec<u32>);
+
 /// Messages for a run that has not started here yet, and since when.
 pub type EarlyMessages = (Instant, Vec<(ParticipantId, Vec<u8>)>);
 
@@ -321,8 +328,11 @@ pub trait DomainEngine: Send {
     fn top_up_stock(&mut self, live: &Participants, stock: StockCount, targets: &StockTargets);
 
     /// Handles a message from a peer. Errors are about that message only.
-    fn handle_message(&mut self, from: ParticipantId, message: NodeMessage)
-        -> Result<(), EngineError>;
+    fn handle_message(
+        &mut self,
+        from: ParticipantId,
+        message: NodeMessage,
+    ) -> Result<(), EngineError>;
     /// Ends runs and buffers older than the timeout.
     fn expire(&mut self, now: Instant);
     /// Ends every run that involves one of `gone` (peers that stopped answering).
@@ -330,6 +340,9 @@ pub trait DomainEngine: Send {
     /// Frames to send: (recipient, bytes).
     fn drain_outbox(&mut self) -> Vec<(ParticipantId, Vec<u8>)>;
     fn drain_events(&mut self) -> Vec<Event>;
+    /// What runs and messages showed about peers since the last call, for
+    /// [`crate::blame::Blame`].
+    fn drain_peer_reports(&mut self) -> Vec<PeerReport>;
     /// Whether an invitation to sign arrived for a request this node has not seen
     /// on the chain yet (since the last call).
     fn take_awaiting_chain(&mut self) -> bool;
@@ -395,6 +408,10 @@ struct Running<S: Scheme> {
     started: Instant,
     leader: bool,
     output: Output<S>,
+    /// Protocol messages taken from each peer, and handed out for each: at a
+    /// timeout they tell whom the run was waiting on (see [`Engine::straggler`]).
+    received: BTreeMap<ParticipantId, u32>,
+    sent: BTreeMap<ParticipantId, u32>,
 }
 
 /// One node's protocol engine for one domain in one epoch (participants,
@@ -424,6 +441,8 @@ pub struct Engine<S: Scheme> {
     deferred: HashMap<(RequestId, ParticipantId), (Instant, Start)>,
     outbox: VecDeque<(ParticipantId, Vec<u8>)>,
     events: VecDeque<Event>,
+    /// Failures and successes attributable to peers, for the daemon's blame.
+    reports: Vec<PeerReport>,
     /// An invitation waits for a request this node has not seen yet.
     awaiting_chain: bool,
     /// Who has confirmed storing each of this node's own triples and
@@ -457,6 +476,7 @@ impl<S: Scheme> Engine<S> {
             deferred: HashMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
+            reports: Vec::new(),
             awaiting_chain: false,
             acks: HashMap::new(),
             stock_subset: StockSubset::default(),
@@ -552,10 +572,7 @@ impl<S: Scheme> Engine<S> {
         let reachable = self.reachable(live)?;
         let (holders, count) = match self.stock_subset {
             StockSubset::All => (reachable, 1),
-            StockSubset::Threshold => (
-                self.stock_subset(&reachable)?,
-                S::TRIPLES_PER_PRESIGNATURE,
-            ),
+            StockSubset::Threshold => (self.stock_subset(&reachable)?, S::TRIPLES_PER_PRESIGNATURE),
         };
         let mut ids = Vec::with_capacity(count);
         for _ in 0..count {
@@ -694,7 +711,7 @@ impl<S: Scheme> Engine<S> {
         &self,
         live: &Participants,
         count: usize,
-    ) -> Result<Option<(Vec<u64>, Vec<u32>)>, EngineError> {
+    ) -> Result<Option<PickedTriples>, EngineError> {
         let mine = self.own_confirmed(self.store.records(S::TRIPLES)?, live);
         for (i, (first, holders)) in mine.iter().enumerate() {
             let mut picked = vec![*first];
@@ -703,8 +720,11 @@ impl<S: Scheme> Engine<S> {
                 if picked.len() == count {
                     break;
                 }
-                let overlap: Vec<u32> =
-                    common.iter().copied().filter(|p| others.contains(p)).collect();
+                let overlap: Vec<u32> = common
+                    .iter()
+                    .copied()
+                    .filter(|p| others.contains(p))
+                    .collect();
                 if overlap.len() >= self.threshold {
                     picked.push(*id);
                     common = overlap;
@@ -741,7 +761,12 @@ impl<S: Scheme> Engine<S> {
             )
         };
         for id in &triples {
-            self.retire_elsewhere(S::TRIPLES, *id, &participants, NodeMessage::RetireTriple(*id))?;
+            self.retire_elsewhere(
+                S::TRIPLES,
+                *id,
+                &participants,
+                NodeMessage::RetireTriple(*id),
+            )?;
             self.acks.remove(id);
         }
         let id = self.fresh_id();
@@ -778,6 +803,8 @@ impl<S: Scheme> Engine<S> {
                 started: Instant::now(),
                 leader,
                 output,
+                received: BTreeMap::new(),
+                sent: BTreeMap::new(),
             },
         );
         if let Some((_, early)) = self.early.remove(&instance) {
@@ -1009,8 +1036,55 @@ impl<S: Scheme> Engine<S> {
         let Some(running) = self.running.get_mut(&instance) else {
             return;
         };
-        if let Err(e) = running.output.receive(from, message) {
-            tracing::debug!(peer = from.0, error = %e, "refused a protocol message");
+        match running.output.receive(from, message) {
+            Ok(()) => *running.received.entry(from).or_default() += 1,
+            // Late messages of a run that just ended are normal.
+            Err(threshold::Error::WrongRound) => {}
+            Err(e) => {
+                tracing::debug!(peer = from.0, error = %e, "refused a protocol message");
+                // Our header with another protocol kind, or a run it is not in:
+                // nothing an honest peer sends.
+                if matches!(
+                    e,
+                    threshold::Error::WrongInstance | threshold::Error::WrongParticipant(_)
+                ) {
+                    self.blame(from, FailureKind::Malformed, e.to_string());
+                }
+            }
+        }
+    }
+
+    fn blame(&mut self, peer: ParticipantId, kind: FailureKind, detail: String) {
+        if peer != self.me {
+            self.reports
+                .push(PeerReport::Failure { peer, kind, detail });
+        }
+    }
+
+    /// The one participant a stalled run was waiting on, if exactly one is behind.
+    ///
+    /// The runs blamed this way (triples, presignatures, signatures) are rounds in
+    /// which every participant sends to every other: a peer is behind if it sent
+    /// us fewer messages than another peer did, or than we sent it. Blame goes to
+    /// a single straggler only: an honest peer stuck waiting on a silent one is
+    /// behind too in some schedules (the silent one withheld from it alone), and
+    /// then we cannot tell them apart, so nobody is blamed.
+    fn straggler(&self, running: &Running<S>) -> Option<ParticipantId> {
+        let got = |p: &ParticipantId| running.received.get(p).copied().unwrap_or(0);
+        let others: Vec<ParticipantId> = running
+            .participants
+            .iter()
+            .filter(|p| *p != self.me)
+            .collect();
+        let most = others.iter().map(got).max().unwrap_or(0);
+        let behind: Vec<ParticipantId> = others
+            .iter()
+            .filter(|p| got(p) < most.max(running.sent.get(p).copied().unwrap_or(0)))
+            .copied()
+            .collect();
+        match behind[..] {
+            [one] => Some(one),
+            _ => None,
         }
     }
 
@@ -1027,20 +1101,35 @@ impl<S: Scheme> Engine<S> {
                         Recipient::AllOthers => {
                             let others = running.participants.iter().filter(|p| *p != self.me);
                             for peer in others {
+                                *running.sent.entry(peer).or_default() += 1;
                                 self.outbox.push_back((peer, bytes.clone()));
                             }
                         }
-                        Recipient::One(peer) => self.outbox.push_back((peer, bytes)),
+                        Recipient::One(peer) => {
+                            *running.sent.entry(peer).or_default() += 1;
+                            self.outbox.push_back((peer, bytes));
+                        }
                     }
                 }
                 Ok(Poked::Wait) => return,
                 Ok(Poked::Done(done)) => {
                     let running = self.running.remove(&instance).expect("present above");
+                    for peer in running.participants.iter().filter(|p| *p != self.me) {
+                        self.reports.push(PeerReport::Success { peer });
+                    }
                     self.finish(running, done);
                     return;
                 }
                 Err(e) => {
                     let running = self.running.remove(&instance).expect("present above");
+                    // Only a check that names its culprit is blame; other aborts
+                    // (cait-sith's checks say what failed, not whose data it was)
+                    // could be any participant's doing.
+                    if let threshold::Error::Misbehaved { culprit, .. } = &e {
+                        if running.participants.contains(*culprit) {
+                            self.blame(*culprit, FailureKind::Misbehaved, e.to_string());
+                        }
+                    }
                     self.failed(running.job, e.to_string());
                     return;
                 }
@@ -1131,7 +1220,10 @@ impl<S: Scheme> Engine<S> {
                 },
             },
             (Job::Triple { id }, Done::Triple(triple)) => {
-                match self.store.add_record(S::TRIPLES, *id, self.epoch, triple.as_ref()) {
+                match self
+                    .store
+                    .add_record(S::TRIPLES, *id, self.epoch, triple.as_ref())
+                {
                     Ok(()) => {
                         let id = *id;
                         self.confirm_stored(id, NodeMessage::StoredTriple(id));
@@ -1144,10 +1236,12 @@ impl<S: Scheme> Engine<S> {
                 }
             }
             (Job::Presign { id, .. }, Done::Presign(presignature)) => {
-                match self
-                    .store
-                    .add_record(S::PRESIGNATURES, *id, self.epoch, presignature.as_ref())
-                {
+                match self.store.add_record(
+                    S::PRESIGNATURES,
+                    *id,
+                    self.epoch,
+                    presignature.as_ref(),
+                ) {
                     Ok(()) => {
                         let id = *id;
                         self.confirm_stored(id, NodeMessage::StoredPresignature(id));
@@ -1202,7 +1296,10 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn load_key(&mut self, attempt: u64) -> Result<KeyLoad, StoreError> {
         Ok(
-            match self.store.key_share_at::<S::KeyShare>(self.domain, self.epoch)? {
+            match self
+                .store
+                .key_share_at::<S::KeyShare>(self.domain, self.epoch)?
+            {
                 Some((stored, share)) if stored == attempt => {
                     self.key = Some(share);
                     KeyLoad::Loaded
@@ -1215,7 +1312,9 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn retire_other_epochs(&self) -> Result<usize, StoreError> {
         Ok(self.store.retire_other_epochs(S::TRIPLES, self.epoch)?
-            + self.store.retire_other_epochs(S::PRESIGNATURES, self.epoch)?)
+            + self
+                .store
+                .retire_other_epochs(S::PRESIGNATURES, self.epoch)?)
     }
 
     fn set_stock_subset(&mut self, subset: StockSubset) {
@@ -1434,6 +1533,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 if ours {
                     self.running.remove(&instance);
                     let reason = peer_text(&reason);
+                    self.blame(from, FailureKind::Decline, reason.clone());
                     self.failed(job, format!("participant {} declined: {reason}", from.0));
                 }
                 Ok(())
@@ -1460,7 +1560,13 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 Ok(())
             }
             NodeMessage::Protocol(message) => {
-                let (header, _) = threshold::wire::Header::decode(&message)?;
+                let header = match threshold::wire::Header::decode(&message) {
+                    Ok((header, _)) => header,
+                    Err(e) => {
+                        self.blame(from, FailureKind::Malformed, e.to_string());
+                        return Err(e.into());
+                    }
+                };
                 if self.running.contains_key(&header.instance) {
                     self.deliver(header.instance, from, &message);
                     self.advance(header.instance);
@@ -1482,7 +1588,26 @@ impl<S: Scheme> DomainEngine for Engine<S> {
             .collect();
         for id in stale {
             let running = self.running.remove(&id).expect("listed above");
-            self.failed(running.job, "timed out".into());
+            // Key-task runs are settled by the contract's attempts (and resharing
+            // is not symmetric: newcomers deal nothing), so only stock and signing
+            // runs are judged.
+            let straggler = self
+                .straggler(&running)
+                .filter(|_| running.job.attempt().is_none());
+            match straggler {
+                Some(peer) => {
+                    self.blame(
+                        peer,
+                        FailureKind::Timeout,
+                        "a run timed out waiting on it".into(),
+                    );
+                    self.failed(
+                        running.job,
+                        format!("timed out waiting on participant {}", peer.0),
+                    );
+                }
+                None => self.failed(running.job, "timed out".into()),
+            }
         }
         self.early
             .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
@@ -1518,6 +1643,10 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn drain_events(&mut self) -> Vec<Event> {
         self.events.drain(..).collect()
+    }
+
+    fn drain_peer_reports(&mut self) -> Vec<PeerReport> {
+        std::mem::take(&mut self.reports)
     }
 
     fn take_awaiting_chain(&mut self) -> bool {

@@ -50,7 +50,9 @@ async fn ed25519_requests_are_signed_in_domain_1_also_with_a_node_down() {
     let derived = Ed25519PublicKey::parse(&derived).unwrap();
     assert_eq!(
         derived,
-        cluster.ed25519_public_key().derive_for("sol.test.near", "solana-1")
+        cluster
+            .ed25519_public_key()
+            .derive_for("sol.test.near", "solana-1")
     );
     verify_ed25519(&derived, &message, &signature).unwrap();
     let mut tampered = message.clone();

@@ -90,7 +90,10 @@ async fn near_workspaces_user_gets_a_signature_for_its_derived_key() {
         near_crypto::SecretKey::from_random(near_crypto::KeyType::ED25519),
     );
     let request = integration_tests::request(payload, "ethereum-1");
-    assert_eq!(cluster.verify_ecdsa(&user, &request, &response).unwrap(), derived);
+    assert_eq!(
+        cluster.verify_ecdsa(&user, &request, &response).unwrap(),
+        derived
+    );
 
     // The nodes report it: one of them led it, all are healthy and Running.
     for i in 0..3 {

@@ -43,7 +43,10 @@ async fn a_hundred_concurrent_requests_are_each_answered_once() {
                 let message = [payload.as_slice(), &[0x5a; 180]].concat();
                 (eddsa_request(message, &path), ArgsShape::Current)
             } else {
-                (request(payload, &path), ArgsShape::ALL[k % ArgsShape::ALL.len()])
+                (
+                    request(payload, &path),
+                    ArgsShape::ALL[k % ArgsShape::ALL.len()],
+                )
             };
             let answer = cluster.sign_in_shape(&user, &request, shape, 300).await;
             (user, request, answer)

@@ -96,7 +96,11 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
     assert_eq!(epoch(&state), 1);
     assert_eq!(participants(&state).len(), 4);
     assert_eq!(cluster.public_key(), public_key, "resharing keeps the key");
-    assert_eq!(cluster.ed25519_public_key(), ed25519_key, "and the Ed25519 key");
+    assert_eq!(
+        cluster.ed25519_public_key(),
+        ed25519_key,
+        "and the Ed25519 key"
+    );
 
     // With nodes 0 and 1 down, only node 2 and the newcomer can sign (t = 2).
     cluster.kill_node(0);
@@ -143,7 +147,11 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
         ["node1.test.near", "node2.test.near", "node3.test.near"]
     );
     assert_eq!(cluster.public_key(), public_key, "resharing keeps the key");
-    assert_eq!(cluster.ed25519_public_key(), ed25519_key, "and the Ed25519 key");
+    assert_eq!(
+        cluster.ed25519_public_key(),
+        ed25519_key,
+        "and the Ed25519 key"
+    );
     // The leaver sees epoch 2 too (and deletes its shares) before it is killed.
     for _ in 0..100 {
         let state = cluster.node_state(0).await.unwrap();

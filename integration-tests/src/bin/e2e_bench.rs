@@ -370,7 +370,9 @@ async fn measure(
     let cluster = Cluster::start(config).await?;
     let users = cluster.user("bench.test.near", args.burst.max(1)).await?;
     for i in 0..n {
-        cluster.wait_stock_in(i, domain, 2, Duration::from_secs(300)).await?;
+        cluster
+            .wait_stock_in(i, domain, 2, Duration::from_secs(300))
+            .await?;
     }
     if scheme != SignatureScheme::Secp256k1 {
         // Domain 0 stocks up too; let it finish, so the burst measures our domain.
@@ -382,7 +384,10 @@ async fn measure(
         }
     }
 
-    eprintln!("bench: {scheme} ({n},{t}): {} sequential requests", args.latency);
+    eprintln!(
+        "bench: {scheme} ({n},{t}): {} sequential requests",
+        args.latency
+    );
     let mut latencies = Vec::new();
     let mut blocks = Vec::new();
     for k in 0..args.latency {

@@ -123,6 +123,9 @@ pub struct ClusterConfig {
     pub yield_timeout_blocks: u64,
     /// Settings written into every node's config.toml (key = TOML value).
     pub node_settings: Vec<(String, String)>,
+    /// Nodes that misbehave on purpose: (node index, `MPC_MISBEHAVE` value). They
+    /// run [`misbehaving_node_binary`], built with mpc-node's `misbehave` feature.
+    pub misbehave: Vec<(usize, String)>,
     /// Where node homes and logs go; removed on shutdown unless `keep_dir`.
     pub workdir: PathBuf,
     pub keep_dir: bool,
@@ -150,6 +153,7 @@ impl ClusterConfig {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+            misbehave: Vec::new(),
             workdir: std::env::temp_dir()
                 .join(format!("chain-signatures-{}-{n}", std::process::id())),
             keep_dir: false,
@@ -201,6 +205,8 @@ pub struct Cluster {
     /// to transactions.
     pub rpc_gate: rpc_gate::RpcGate,
     mpc_node: PathBuf,
+    /// `mpc-node` with the test-only misbehaviours, if any node uses one.
+    misbehaving_node: Option<PathBuf>,
     root_key: Option<AffinePoint>,
     ed25519_root_key: Option<Ed25519PublicKey>,
 }
@@ -260,6 +266,61 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf, String> {
     Ok(binary)
 }
 
+/// `mpc-node` built with its test-only `misbehave` feature, as
+/// `target/<profile>/mpc-node-misbehave`. Under cargo it is built first (the
+/// feature changes no dependency, so only mpc-node is compiled again), then the
+/// plain binary is put back in place for every other test (cargo only relinks it),
+/// so no default build ever contains the misbehaviour.
+pub fn misbehaving_node_binary() -> Result<PathBuf, String> {
+    let plain = mpc_node_binary()?;
+    let dir = plain.parent().ok_or("no target directory")?.to_path_buf();
+    let target = dir.join("mpc-node-misbehave");
+    if let Ok(cargo) = std::env::var("CARGO") {
+        static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+        BUILT
+            .get_or_init(|| {
+                let release = dir.ends_with("release");
+                let build = |features: bool| {
+                    let mut build = Command::new(&cargo);
+                    // All of BINARIES, as `workspace_binary` builds them: the same
+                    // packages give the dependencies the same features (nothing
+                    // but mpc-node is compiled again).
+                    build.args(["build", "--quiet", "--locked"]);
+                    for package in BINARIES {
+                        build.args(["-p", package]);
+                    }
+                    if features {
+                        build.args(["--features", "mpc-node/misbehave"]);
+                    }
+                    if release {
+                        build.arg("--release");
+                    }
+                    let status = build
+                        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+                        .status()
+                        .map_err(|e| format!("cargo build {BINARIES:?}: {e}"))?;
+                    status
+                        .success()
+                        .then_some(())
+                        .ok_or_else(|| format!("cargo build {BINARIES:?} failed"))
+                };
+                build(true)?;
+                std::fs::copy(&plain, &target)
+                    .map_err(|e| format!("copying to {}: {e}", target.display()))?;
+                build(false)
+            })
+            .clone()?;
+    }
+    if !target.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build -p mpc-node --features misbehave` \
+             and copy target/debug/mpc-node there",
+            target.display()
+        ));
+    }
+    Ok(target)
+}
+
 /// The contract wasm, built by scripts/build-contract.sh (`make contract`).
 pub fn multichain_wasm() -> Result<Vec<u8>, String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/near/multichain.wasm");
@@ -280,6 +341,11 @@ impl Cluster {
     /// generation.
     pub async fn start(config: ClusterConfig) -> Result<Cluster, String> {
         let mpc_node = mpc_node_binary()?;
+        let misbehaving_node = if config.misbehave.is_empty() {
+            None
+        } else {
+            Some(misbehaving_node_binary()?)
+        };
         let wasm = multichain_wasm()?;
         std::fs::create_dir_all(&config.workdir).map_err(|e| e.to_string())?;
         let mut devnet_config = DevnetConfig::new(
@@ -308,6 +374,7 @@ impl Cluster {
             nodes: Vec::new(),
             rpc_gate,
             mpc_node,
+            misbehaving_node,
             root_key: None,
             ed25519_root_key: None,
         };
@@ -432,7 +499,16 @@ impl Cluster {
             .append(true)
             .open(&node.log)
             .map_err(|e| e.to_string())?;
-        let child = Command::new(&self.mpc_node)
+        let misbehave = self.config.misbehave.iter().find(|(j, _)| *j == i);
+        let mut command = match (misbehave, &self.misbehaving_node) {
+            (Some((_, behaviour)), Some(binary)) => {
+                let mut command = Command::new(binary);
+                command.env("MPC_MISBEHAVE", behaviour);
+                command
+            }
+            _ => Command::new(&self.mpc_node),
+        };
+        let child = command
             .args(["--home", &node.home.to_string_lossy(), "start"])
             .env(
                 "RUST_LOG",

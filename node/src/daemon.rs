@@ -23,6 +23,7 @@
 //! replaces a leader that is up but failing. A second answer is refused by the
 //! contract, so at worst a fallback costs one wasted presignature.
 
+use crate::blame::{Blame, FailureKind, PeerReport};
 use crate::chain::{Chain, ContractState, KeyEvent, ParticipantSet, RunningState};
 use crate::engine::{
     for_domain, owner, DomainEngine, EngineSetup, Event, Job, KeyLoad, KeyTask, NodeMessage,
@@ -325,6 +326,18 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
     let mut lag_probe = tokio::time::interval(LAG_PROBE);
     lag_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut node = Node::new(config);
+    #[cfg(feature = "misbehave")]
+    {
+        node.misbehave = crate::misbehave::Misbehave::from_env()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        if let Some(m) = &node.misbehave {
+            tracing::warn!(behaviour = ?m.behaviour(), "MISBEHAVING ON PURPOSE (test build)");
+        }
+    }
+    #[cfg(not(feature = "misbehave"))]
+    if std::env::var_os("MPC_MISBEHAVE").is_some() {
+        tracing::warn!("MPC_MISBEHAVE is ignored: this build has no misbehave feature");
+    }
     let mut writes: JoinSet<WriteDone> = JoinSet::new();
     let mut network: Option<(Network, mpsc::Receiver<Incoming>)> = None;
     let mut act = false;
@@ -396,11 +409,19 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
         }
         if let Some((net, _)) = network.as_ref() {
             let signers = node.signers.values_mut().map(|s| &mut s.engine);
-            for engine in signers.chain(node.keyers.values_mut()) {
-                for (to, bytes) in engine.drain_outbox() {
-                    if let Err(e) = net.send(to, Arc::new(bytes)) {
-                        tracing::debug!(peer = to.0, error = %e, "could not queue a message");
-                    }
+            let frames: Vec<(ParticipantId, Vec<u8>)> = signers
+                .chain(node.keyers.values_mut())
+                .flat_map(|engine| engine.drain_outbox())
+                .collect();
+            // The one place frames leave the node.
+            #[cfg(feature = "misbehave")]
+            let frames = match node.misbehave.as_mut() {
+                Some(m) => m.outgoing(frames),
+                None => frames,
+            };
+            for (to, bytes) in frames {
+                if let Err(e) = net.send(to, Arc::new(bytes)) {
+                    tracing::debug!(peer = to.0, error = %e, "could not queue a message");
                 }
             }
         }
@@ -501,6 +522,10 @@ struct Node {
     unrouted: VecDeque<(Instant, ParticipantId, DomainId, NodeMessage)>,
     /// The running participants, if a set is running.
     running_set: Option<Participants>,
+    /// The running set's threshold.
+    running_threshold: usize,
+    /// Peers whose runs keep failing, left out of new runs for a while.
+    blame: Blame,
     /// Everyone this node talks to: the running set and the key event's.
     everyone: Vec<ParticipantId>,
     requests: HashMap<RequestId, Tracked>,
@@ -510,6 +535,9 @@ struct Node {
     was_live: BTreeSet<ParticipantId>,
     /// Bulk peer messages (stock generation) not handled yet.
     backlog: VecDeque<(ParticipantId, DomainId, NodeMessage)>,
+    /// A test build's misbehaviour, if `MPC_MISBEHAVE` names one.
+    #[cfg(feature = "misbehave")]
+    misbehave: Option<crate::misbehave::Misbehave>,
 }
 
 impl Node {
@@ -527,12 +555,16 @@ impl Node {
             aborted: BTreeSet::new(),
             unrouted: VecDeque::new(),
             running_set: None,
+            running_threshold: 0,
+            blame: Blame::default(),
             everyone: Vec::new(),
             requests: HashMap::new(),
             me: None,
             last_heard: HashMap::new(),
             was_live: BTreeSet::new(),
             backlog: VecDeque::new(),
+            #[cfg(feature = "misbehave")]
+            misbehave: None,
         }
     }
 
@@ -569,6 +601,7 @@ impl Node {
         self.everyone = everyone;
         self.update_status(snapshot, &sets);
         self.running_set = running.and_then(|r| to_participants(&r.participants));
+        self.running_threshold = running.map_or(0, |r| r.threshold);
         self.key_event = key_event.cloned();
         let running_epoch = running.map(|r| r.epoch);
         let signing_epoch = self.signers.values().next().map(|s| s.key.epoch);
@@ -1019,12 +1052,21 @@ impl Node {
             Ok(decoded) => decoded,
             Err(e) => {
                 tracing::debug!(peer = from.0, error = %e, "ignored a peer message");
+                // The transport authenticated the sender: these bytes are its own.
+                self.peer_failed(from, FailureKind::Malformed, &e.to_string(), Instant::now());
                 return;
             }
         };
         if message == NodeMessage::Ping {
             return;
         }
+        #[cfg(feature = "misbehave")]
+        let Some(message) = (match self.misbehave.as_mut() {
+            Some(m) => m.incoming(from, domain, message),
+            None => Some(message),
+        }) else {
+            return;
+        };
         if message.is_urgent() {
             self.handle(from, domain, message);
         } else if self.backlog.len() < MAX_BACKLOG {
@@ -1103,6 +1145,9 @@ impl Node {
         let Some(live) = self.live_of(&running, now) else {
             return;
         };
+        // Runs already under way with an excluded peer go on (or time out); new
+        // stock, signatures and leads leave it out.
+        let eligible = self.eligible(&live, now);
         let targets = StockTargets {
             triples: self.config.triple_target,
             presignatures: self.config.presignature_target,
@@ -1118,18 +1163,74 @@ impl Node {
             if !engine.has_key() {
                 continue;
             }
-            let stock = match engine.own_stock(&live) {
+            let stock = match engine.own_stock(&eligible) {
                 Ok(stock) => stock,
                 Err(e) => {
                     tracing::error!(domain = domain.0, error = %e, "cannot read the stock");
                     continue;
                 }
             };
-            engine.top_up_stock(&live, stock, &targets);
+            engine.top_up_stock(&eligible, stock, &targets);
             stocks.insert(*domain, stock);
         }
         self.report_stock(&stocks);
-        self.lead(&live, now);
+        self.report_blame(now);
+        self.lead(&eligible, now);
+    }
+
+    /// `live` without the peers blame excludes now, unless that leaves fewer than
+    /// the threshold: then a suspect peer is better than no service at all.
+    fn eligible(&self, live: &Participants, now: Instant) -> Participants {
+        let kept = live.iter().filter(|p| !self.blame.is_excluded(*p, now));
+        match Participants::new(kept) {
+            Ok(kept) if kept.len() >= self.running_threshold => kept,
+            _ => live.clone(),
+        }
+    }
+
+    /// Feeds what the engines learned about peers into the blame record.
+    fn take_peer_reports(&mut self) {
+        let now = Instant::now();
+        let engines = self
+            .signers
+            .values_mut()
+            .map(|s| &mut s.engine)
+            .chain(self.keyers.values_mut());
+        let reports: Vec<PeerReport> = engines.flat_map(|e| e.drain_peer_reports()).collect();
+        for report in reports {
+            match report {
+                PeerReport::Failure { peer, kind, detail } => {
+                    self.peer_failed(peer, kind, &detail, now)
+                }
+                PeerReport::Success { peer } => self.blame.success(peer, now),
+            }
+        }
+    }
+
+    fn peer_failed(&mut self, peer: ParticipantId, kind: FailureKind, detail: &str, now: Instant) {
+        tracing::debug!(peer = peer.0, %kind, detail, "a run failed because of a peer");
+        if let Some(exclusion) = self.blame.failure(peer, kind, now) {
+            tracing::warn!(
+                peer = peer.0,
+                %kind,
+                detail,
+                exclusion_secs = exclusion.as_secs(),
+                "a peer keeps failing our runs: left out of new runs for a while"
+            );
+        }
+    }
+
+    /// Publishes the blame record, with the peers' accounts.
+    fn report_blame(&self, now: Instant) {
+        let mut blamed = self.blame.report(now);
+        self.config.metrics.set_status(|status| {
+            for entry in blamed.iter_mut() {
+                if let Some(peer) = status.participants.iter().find(|p| p.id == entry.id) {
+                    entry.account_id = peer.account_id.clone();
+                }
+            }
+            status.blamed = blamed;
+        });
     }
 
     /// Publishes the stock (as this turn found it) and the runs under way.
@@ -1200,6 +1301,7 @@ impl Node {
     }
 
     fn on_events(&mut self, writes: &mut JoinSet<WriteDone>) {
+        self.take_peer_reports();
         let key_events: Vec<Event> = self
             .keyers
             .values_mut()

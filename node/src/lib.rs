@@ -6,6 +6,7 @@
 //! [`metrics`] and [`http`]. `ARCHITECTURE.md` at the repository root has the map.
 #![forbid(unsafe_code)]
 
+pub mod blame;
 pub mod chain;
 pub mod daemon;
 pub mod ecdsa;
@@ -13,6 +14,8 @@ pub mod eddsa;
 pub mod engine;
 pub mod http;
 pub mod metrics;
+#[cfg(feature = "misbehave")]
+pub mod misbehave;
 pub mod p2p;
 pub mod storage;
 pub mod tuning;

@@ -5,6 +5,7 @@
 //! Hand-rolled on atomics: the handful of series below do not justify a metrics
 //! framework, and the text format is stable and simple.
 
+use crate::blame::{FailureKind, PeerBlame};
 use crate::p2p::NetworkStats;
 use serde::Serialize;
 use std::fmt::Write;
@@ -147,6 +148,8 @@ pub struct NodeStatus {
     pub running_protocols: usize,
     /// How late the loop comes back to its probe (see `Metrics::loop_lag`).
     pub loop_lag: LoopLag,
+    /// Peers with failures on record here, excluded or not (see [`crate::blame`]).
+    pub blamed: Vec<PeerBlame>,
 }
 
 /// Loop lag in milliseconds: bucket bounds for the quantiles, exact for the max.
@@ -343,6 +346,30 @@ impl Metrics {
         for (name, help, value) in gauges {
             series(&mut out, "gauge", name, help, value as u64);
         }
+        series(
+            &mut out,
+            "gauge",
+            "mpc_excluded_peers",
+            "Peers left out of new runs now because their runs kept failing.",
+            status.blamed.iter().filter(|b| b.excluded).count() as u64,
+        );
+        let name = "mpc_peer_failures_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Failed runs and bad messages attributed to a peer, by kind."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for blamed in &status.blamed {
+            for kind in FailureKind::ALL {
+                let count = blamed.failures.get(&kind).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "{name}{{peer=\"{}\",id=\"{}\",kind=\"{kind}\"}} {count}",
+                    label(&blamed.account_id),
+                    blamed.id
+                );
+            }
+        }
         if let Some(stats) = self.network.lock().expect("network lock").clone() {
             let p2p = [
                 ("accepted", &stats.accepted, "Connections accepted."),
@@ -381,6 +408,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A Prometheus label value: quotes, backslashes and newlines escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! attempt's, and a node that stored its share for an attempt takes no further
 //! part in it). The tests of triples are ECDSA's alone.
 
+use mpc_node::blame::{FailureKind, PeerReport};
 use mpc_node::ecdsa::Ecdsa;
 use mpc_node::eddsa::Eddsa;
 use mpc_node::engine::{
@@ -675,6 +676,7 @@ for_each_scheme!(
     resharing_with_a_join_a_leave_and_a_threshold_change_keeps_the_key,
     a_presignature_is_never_used_twice_across_a_restart,
     a_peer_declining_ends_the_run_and_garbage_does_no_harm,
+    a_timed_out_run_blames_the_silent_participant_alone,
     a_new_attempt_voids_the_old_attempts_runs_and_its_share_replaces_the_older_one,
     a_node_that_stored_its_share_refuses_the_attempt_again_and_runs_the_next,
 );
@@ -1308,13 +1310,26 @@ async fn a_peer_declining_ends_the_run_and_garbage_does_no_harm<S: Suite>() {
         );
     }
     handle(&mut nodes[holder].engine, ParticipantId(0), &good).unwrap();
-    // A protocol message that is no protocol message.
+    // A protocol message that is no protocol message: refused, and blamed on its
+    // sender (the frames above never reach an engine; the daemon blames those).
+    nodes[holder].engine.drain_peer_reports();
     assert!(handle(
         &mut nodes[holder].engine,
         ParticipantId(0),
         &NodeMessage::Protocol(vec![0xde, 0xad, 0xbe, 0xef]).encode(d)
     )
     .is_err());
+    assert!(
+        matches!(
+            &nodes[holder].engine.drain_peer_reports()[..],
+            [PeerReport::Failure {
+                peer: ParticipantId(0),
+                kind: FailureKind::Malformed,
+                ..
+            }]
+        ),
+        "garbage is blamed on its sender"
+    );
     // Only the owner retires a record: the outsider cannot make the holder drop
     // node 0's presignature.
     assert!(is_refused(handle(
@@ -1454,7 +1469,71 @@ async fn a_peer_declining_ends_the_run_and_garbage_does_no_harm<S: Suite>() {
     );
     assert_eq!(nodes[0].engine.running(), 0);
     assert_eq!(count(&nodes, |e| matches!(e, Event::Signed { .. })), 0);
+    // The decline is blamed on the holder, and on nobody else; the signature
+    // before it counted as a success with its co-signer.
+    let reports = nodes[0].engine.drain_peer_reports();
+    let failures: Vec<(ParticipantId, FailureKind, &str)> = reports
+        .iter()
+        .filter_map(|r| match r {
+            PeerReport::Failure { peer, kind, detail } => Some((*peer, *kind, detail.as_str())),
+            PeerReport::Success { .. } => None,
+        })
+        .collect();
+    assert!(
+        matches!(&failures[..], [(p, FailureKind::Decline, why)] if p.0 as usize == holder && why.contains("not available")),
+        "{reports:?}"
+    );
+    assert!(reports
+        .iter()
+        .any(|r| matches!(r, PeerReport::Success { .. })));
 
+    shut_down(&mut nodes).await;
+}
+
+/// A stock run among three stalls because one of them is silent (down from the
+/// start: it never saw the invitation). At the timeout both others blame the
+/// silent one, and only it: the honest third participant sent all it could.
+async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, _root) = start::<S>(3, 2, dir.path()).await;
+    let all = Participants::first(3).unwrap();
+    for node in nodes.iter_mut() {
+        node.engine.drain_peer_reports();
+    }
+    nodes[2].network.take().unwrap().shutdown().await;
+    nodes[0].engine.set_stock_subset(StockSubset::All);
+    propose_stock(&mut nodes[0].engine, &all);
+    // Let the two exchange everything they can before the silent one is needed.
+    let quiet = Instant::now() + Duration::from_secs(2);
+    pump_with(&mut nodes, "the run stalls", true, |_| {
+        Instant::now() >= quiet
+    })
+    .await;
+    assert_eq!(nodes[0].engine.running(), 1);
+    assert_eq!(nodes[1].engine.running(), 1);
+    let after_timeout = Instant::now() + Duration::from_secs(21);
+    for node in nodes[..2].iter_mut() {
+        node.engine.expire(after_timeout);
+        let reports = node.engine.drain_peer_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [PeerReport::Failure {
+                    peer: ParticipantId(2),
+                    kind: FailureKind::Timeout,
+                    ..
+                }]
+            ),
+            "node {}: {reports:?}",
+            node.me
+        );
+        let failed = node.engine.drain_events();
+        assert!(
+            matches!(&failed[..], [Event::Failed { reason, .. }] if reason.contains("waiting on participant 2")),
+            "node {}: {failed:?}",
+            node.me
+        );
+    }
     shut_down(&mut nodes).await;
 }
 

@@ -23,13 +23,14 @@ mod scheme;
 pub use message::{owner, peer_text, Job, NodeMessage, Start};
 pub use scheme::{ReshareSpec, Scheme};
 
+use crate::blame::{FailureKind, PeerReport};
 use crate::ecdsa::Ecdsa;
 use crate::eddsa::Eddsa;
 use crate::storage::{RecordKind, Stocked, Store, StoreError};
 use primitives::{DomainId, PendingRequest, RequestId, SignatureResponse, SignatureScheme};
 use rand::RngCore;
 use sha3::{Digest, Sha3_256};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -336,6 +337,9 @@ pub trait DomainEngine: Send {
     /// Frames to send: (recipient, bytes).
     fn drain_outbox(&mut self) -> Vec<(ParticipantId, Vec<u8>)>;
     fn drain_events(&mut self) -> Vec<Event>;
+    /// What runs and messages showed about peers since the last call, for
+    /// [`crate::blame::Blame`].
+    fn drain_peer_reports(&mut self) -> Vec<PeerReport>;
     /// Whether an invitation to sign arrived for a request this node has not seen
     /// on the chain yet (since the last call).
     fn take_awaiting_chain(&mut self) -> bool;
@@ -407,6 +411,10 @@ struct Running<S: Scheme> {
     started: Instant,
     leader: bool,
     output: Output<S>,
+    /// Protocol messages taken from each peer, and handed out for each: at a
+    /// timeout they tell whom the run was waiting on (see [`Engine::straggler`]).
+    received: BTreeMap<ParticipantId, u32>,
+    sent: BTreeMap<ParticipantId, u32>,
 }
 
 /// One node's protocol engine for one domain in one epoch (participants,
@@ -436,6 +444,8 @@ pub struct Engine<S: Scheme> {
     deferred: HashMap<(RequestId, ParticipantId), (Instant, Start)>,
     outbox: VecDeque<(ParticipantId, Vec<u8>)>,
     events: VecDeque<Event>,
+    /// Failures and successes attributable to peers, for the daemon's blame.
+    reports: Vec<PeerReport>,
     /// An invitation waits for a request this node has not seen yet.
     awaiting_chain: bool,
     /// Who has confirmed storing each of this node's own triples and
@@ -469,6 +479,7 @@ impl<S: Scheme> Engine<S> {
             deferred: HashMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
+            reports: Vec::new(),
             awaiting_chain: false,
             acks: HashMap::new(),
             stock_subset: StockSubset::default(),
@@ -797,6 +808,8 @@ impl<S: Scheme> Engine<S> {
                 started: Instant::now(),
                 leader,
                 output,
+                received: BTreeMap::new(),
+                sent: BTreeMap::new(),
             },
         );
         if let Some((_, early)) = self.early.remove(&instance) {
@@ -1028,8 +1041,55 @@ impl<S: Scheme> Engine<S> {
         let Some(running) = self.running.get_mut(&instance) else {
             return;
         };
-        if let Err(e) = running.output.receive(from, message) {
-            tracing::debug!(peer = from.0, error = %e, "refused a protocol message");
+        match running.output.receive(from, message) {
+            Ok(()) => *running.received.entry(from).or_default() += 1,
+            // Late messages of a run that just ended are normal.
+            Err(threshold::Error::WrongRound) => {}
+            Err(e) => {
+                tracing::debug!(peer = from.0, error = %e, "refused a protocol message");
+                // Our header with another protocol kind, or a run it is not in:
+                // nothing an honest peer sends.
+                if matches!(
+                    e,
+                    threshold::Error::WrongInstance | threshold::Error::WrongParticipant(_)
+                ) {
+                    self.blame(from, FailureKind::Malformed, e.to_string());
+                }
+            }
+        }
+    }
+
+    fn blame(&mut self, peer: ParticipantId, kind: FailureKind, detail: String) {
+        if peer != self.me {
+            self.reports
+                .push(PeerReport::Failure { peer, kind, detail });
+        }
+    }
+
+    /// The one participant a stalled run was waiting on, if exactly one is behind.
+    ///
+    /// The runs blamed this way (triples, presignatures, signatures) are rounds in
+    /// which every participant sends to every other: a peer is behind if it sent
+    /// us fewer messages than another peer did, or than we sent it. Blame goes to
+    /// a single straggler only: an honest peer stuck waiting on a silent one is
+    /// behind too in some schedules (the silent one withheld from it alone), and
+    /// then we cannot tell them apart, so nobody is blamed.
+    fn straggler(&self, running: &Running<S>) -> Option<ParticipantId> {
+        let got = |p: &ParticipantId| running.received.get(p).copied().unwrap_or(0);
+        let others: Vec<ParticipantId> = running
+            .participants
+            .iter()
+            .filter(|p| *p != self.me)
+            .collect();
+        let most = others.iter().map(got).max().unwrap_or(0);
+        let behind: Vec<ParticipantId> = others
+            .iter()
+            .filter(|p| got(p) < most.max(running.sent.get(p).copied().unwrap_or(0)))
+            .copied()
+            .collect();
+        match behind[..] {
+            [one] => Some(one),
+            _ => None,
         }
     }
 
@@ -1046,20 +1106,35 @@ impl<S: Scheme> Engine<S> {
                         Recipient::AllOthers => {
                             let others = running.participants.iter().filter(|p| *p != self.me);
                             for peer in others {
+                                *running.sent.entry(peer).or_default() += 1;
                                 self.outbox.push_back((peer, bytes.clone()));
                             }
                         }
-                        Recipient::One(peer) => self.outbox.push_back((peer, bytes)),
+                        Recipient::One(peer) => {
+                            *running.sent.entry(peer).or_default() += 1;
+                            self.outbox.push_back((peer, bytes));
+                        }
                     }
                 }
                 Ok(Poked::Wait) => return,
                 Ok(Poked::Done(done)) => {
                     let running = self.running.remove(&instance).expect("present above");
+                    for peer in running.participants.iter().filter(|p| *p != self.me) {
+                        self.reports.push(PeerReport::Success { peer });
+                    }
                     self.finish(running, done);
                     return;
                 }
                 Err(e) => {
                     let running = self.running.remove(&instance).expect("present above");
+                    // Only a check that names its culprit is blame; other aborts
+                    // (cait-sith's checks say what failed, not whose data it was)
+                    // could be any participant's doing.
+                    if let threshold::Error::Misbehaved { culprit, .. } = &e {
+                        if running.participants.contains(*culprit) {
+                            self.blame(*culprit, FailureKind::Misbehaved, e.to_string());
+                        }
+                    }
                     self.failed(running.job, e.to_string());
                     return;
                 }
@@ -1463,6 +1538,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 if ours {
                     self.running.remove(&instance);
                     let reason = peer_text(&reason);
+                    self.blame(from, FailureKind::Decline, reason.clone());
                     self.failed(job, format!("participant {} declined: {reason}", from.0));
                 }
                 Ok(())
@@ -1489,7 +1565,13 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 Ok(())
             }
             NodeMessage::Protocol(message) => {
-                let (header, _) = threshold::wire::Header::decode(&message)?;
+                let header = match threshold::wire::Header::decode(&message) {
+                    Ok((header, _)) => header,
+                    Err(e) => {
+                        self.blame(from, FailureKind::Malformed, e.to_string());
+                        return Err(e.into());
+                    }
+                };
                 if self.running.contains_key(&header.instance) {
                     self.deliver(header.instance, from, &message);
                     self.advance(header.instance);
@@ -1511,7 +1593,26 @@ impl<S: Scheme> DomainEngine for Engine<S> {
             .collect();
         for id in stale {
             let running = self.running.remove(&id).expect("listed above");
-            self.failed(running.job, "timed out".into());
+            // Key-task runs are settled by the contract's attempts (and resharing
+            // is not symmetric: newcomers deal nothing), so only stock and signing
+            // runs are judged.
+            let straggler = self
+                .straggler(&running)
+                .filter(|_| running.job.attempt().is_none());
+            match straggler {
+                Some(peer) => {
+                    self.blame(
+                        peer,
+                        FailureKind::Timeout,
+                        "a run timed out waiting on it".into(),
+                    );
+                    self.failed(
+                        running.job,
+                        format!("timed out waiting on participant {}", peer.0),
+                    );
+                }
+                None => self.failed(running.job, "timed out".into()),
+            }
         }
         self.early
             .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
@@ -1547,6 +1648,10 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn drain_events(&mut self) -> Vec<Event> {
         self.events.drain(..).collect()
+    }
+
+    fn drain_peer_reports(&mut self) -> Vec<PeerReport> {
+        std::mem::take(&mut self.reports)
     }
 
     fn take_awaiting_chain(&mut self) -> bool {

@@ -25,8 +25,8 @@
 
 use crate::chain::{Chain, ContractState, KeyEvent, ParticipantSet, RunningState};
 use crate::engine::{
-    for_domain, owner, DomainEngine, EngineSetup, Event, Job, KeyLoad, KeyTask, NodeMessage,
-    StockCount, StockTargets,
+    for_domain, owner, Clock, DomainEngine, EngineSetup, Event, Job, KeyLoad, KeyTask,
+    NodeMessage, StockCount, StockTargets,
 };
 use crate::metrics::{Metrics, PeerStatus, Stock};
 use crate::p2p::noise::StaticKey;
@@ -503,7 +503,7 @@ struct Node {
     running_set: Option<Participants>,
     /// Everyone this node talks to: the running set and the key event's.
     everyone: Vec<ParticipantId>,
-    requests: HashMap<RequestId, Tracked>,
+    requests: BTreeMap<RequestId, Tracked>,
     me: Option<ParticipantId>,
     last_heard: HashMap<ParticipantId, Instant>,
     /// Peers live at the last check, to notice who went silent.
@@ -528,7 +528,7 @@ impl Node {
             unrouted: VecDeque::new(),
             running_set: None,
             everyone: Vec::new(),
-            requests: HashMap::new(),
+            requests: BTreeMap::new(),
             me: None,
             last_heard: HashMap::new(),
             was_live: BTreeSet::new(),
@@ -762,6 +762,8 @@ impl Node {
                 threshold: key.threshold,
                 store: self.config.store.clone(),
                 timeout: self.config.protocol_timeout,
+                clock: Clock::system(),
+                seed: EngineSetup::os_seed(),
             },
         );
         match engine.load_key(key.key_attempt) {
@@ -835,6 +837,8 @@ impl Node {
                     threshold: key.threshold,
                     store: self.config.store.clone(),
                     timeout: self.config.protocol_timeout,
+                    clock: Clock::system(),
+                    seed: EngineSetup::os_seed(),
                 },
             );
             engine.set_key_task(Some(task.clone()));

@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: test contract demo derive chainsig anvil solana-rpc bench bench-e2e fmt clippy
+.PHONY: test contract demo derive chainsig anvil solana-rpc bench bench-e2e sim fmt clippy
 
 ## Build the wasm and run every test.
 test: contract
@@ -56,6 +56,12 @@ bench:
 bench-e2e: contract
 	@$(CARGO) build --quiet --release --locked -p mpc-node -p integration-tests
 	@target/release/e2e-bench $(ARGS)
+
+## The node's deterministic simulation, long mode: SIM_SEEDS seeds (500) per
+## scenario and scheme, release build. Replay one: SIM_SEED=<seed> make sim.
+SIM_SEEDS ?= 500
+sim:
+	SIM_SEEDS=$(SIM_SEEDS) $(CARGO) test --locked --release -p mpc-node --test simulation -- --nocapture
 
 fmt:
 	$(CARGO) fmt --all

@@ -26,8 +26,8 @@
 use crate::blame::{Blame, FailureKind, PeerReport};
 use crate::chain::{Chain, ContractState, KeyEvent, ParticipantSet, RunningState};
 use crate::engine::{
-    for_domain, owner, DomainEngine, EngineSetup, Event, Job, KeyLoad, KeyTask, NodeMessage,
-    StockCount, StockTargets,
+    for_domain, owner, Clock, DomainEngine, EngineSetup, Event, Job, KeyLoad, KeyTask,
+    NodeMessage, StockCount, StockTargets,
 };
 use crate::metrics::{Metrics, PeerStatus, Stock};
 use crate::p2p::noise::StaticKey;
@@ -528,7 +528,7 @@ struct Node {
     blame: Blame,
     /// Everyone this node talks to: the running set and the key event's.
     everyone: Vec<ParticipantId>,
-    requests: HashMap<RequestId, Tracked>,
+    requests: BTreeMap<RequestId, Tracked>,
     me: Option<ParticipantId>,
     last_heard: HashMap<ParticipantId, Instant>,
     /// Peers live at the last check, to notice who went silent.
@@ -558,7 +558,7 @@ impl Node {
             running_threshold: 0,
             blame: Blame::default(),
             everyone: Vec::new(),
-            requests: HashMap::new(),
+            requests: BTreeMap::new(),
             me: None,
             last_heard: HashMap::new(),
             was_live: BTreeSet::new(),
@@ -797,6 +797,8 @@ impl Node {
                 threshold: key.threshold,
                 store: self.config.store.clone(),
                 timeout: self.config.protocol_timeout,
+                clock: Clock::system(),
+                seed: EngineSetup::os_seed(),
             },
         );
         match engine.load_key(key.key_attempt) {
@@ -874,6 +876,8 @@ impl Node {
                     threshold: key.threshold,
                     store: self.config.store.clone(),
                     timeout: self.config.protocol_timeout,
+                    clock: Clock::system(),
+                    seed: EngineSetup::os_seed(),
                 },
             );
             engine.set_key_task(Some(task.clone()));

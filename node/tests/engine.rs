@@ -16,8 +16,8 @@ use mpc_node::blame::{FailureKind, PeerReport};
 use mpc_node::ecdsa::Ecdsa;
 use mpc_node::eddsa::Eddsa;
 use mpc_node::engine::{
-    DomainEngine, Engine, EngineError, EngineSetup, Event, Job, KeyLoad, KeyTask, NodeMessage,
-    Scheme, Start, StockSubset,
+    Clock, DomainEngine, Engine, EngineError, EngineSetup, Event, Job, KeyLoad, KeyTask,
+    NodeMessage, Scheme, Start, StockSubset,
 };
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
@@ -167,6 +167,8 @@ fn engine<S: Suite>(
             threshold,
             store: store.clone(),
             timeout: Duration::from_secs(20),
+            clock: Clock::system(),
+            seed: EngineSetup::os_seed(),
         },
         key,
     )

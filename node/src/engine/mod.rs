@@ -6,6 +6,13 @@
 //! ([`DomainEngine::drain_outbox`]) and events ([`DomainEngine::drain_events`]) for
 //! the daemon.
 //!
+//! Deterministic given its inputs: the time comes from an injected [`Clock`] and
+//! the ids of the records it proposes from an RNG seeded by [`EngineSetup::seed`],
+//! and its tables are ordered maps, so a simulation that feeds it the same
+//! messages, times and seed sees it do the same things (`node/tests/simulation.rs`).
+//! The threshold protocols still draw their own randomness from the OS: that
+//! changes the bytes of their messages, never which messages they send.
+//!
 //! Coordination: the participant that wants a protocol run (the *proposer*) sends a
 //! [`Start`] to the others, who check it and join. Ids of triples and presignatures
 //! carry their proposer in the top 16 bits, and only the proposer may consume them
@@ -28,7 +35,8 @@ use crate::ecdsa::Ecdsa;
 use crate::eddsa::Eddsa;
 use crate::storage::{RecordKind, Stocked, Store, StoreError};
 use primitives::{DomainId, PendingRequest, RequestId, SignatureResponse, SignatureScheme};
-use rand::RngCore;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 use sha3::{Digest, Sha3_256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -256,6 +264,9 @@ pub enum KeyLoad {
     OtherAttempt(u64),
 }
 
+/// Triple ids picked for a presignature, and their common live holders.
+type PickedTriples = (Vec<u64>, Vec<u32>);
+
 /// Messages for a run that has not started here yet, and since when.
 pub type EarlyMessages = (Instant, Vec<(ParticipantId, Vec<u8>)>);
 
@@ -269,6 +280,58 @@ pub struct EngineSetup {
     pub threshold: usize,
     pub store: Arc<Store>,
     pub timeout: Duration,
+    /// The time: [`Clock::system`] in the daemon, a simulated clock in tests.
+    pub clock: Clock,
+    /// Seeds the engine's own randomness (the ids of the records it proposes):
+    /// [`EngineSetup::os_seed`] in the daemon, a seed of the schedule in the
+    /// simulation. The protocols' randomness is not drawn from it: the threshold
+    /// crate takes that from the OS, which changes message bytes but never what
+    /// the engine does next, so a simulated schedule still repeats exactly.
+    pub seed: [u8; 32],
+}
+
+impl EngineSetup {
+    /// A seed from the OS, for an engine outside the simulation.
+    pub fn os_seed() -> [u8; 32] {
+        let mut seed = [0; 32];
+        rand::rngs::OsRng.fill_bytes(&mut seed);
+        seed
+    }
+}
+
+/// Where an engine reads the time. The engine never looks at the system clock
+/// itself, so a simulation can drive it (timeouts, confirmation waits, buffer
+/// expiry) with a clock of its own and replay a run from its seed.
+#[derive(Clone, Default)]
+pub struct Clock(Option<Arc<dyn Fn() -> Instant + Send + Sync>>);
+
+impl Clock {
+    /// The system's monotonic clock.
+    pub fn system() -> Self {
+        Clock(None)
+    }
+
+    /// A clock that reads `now` (e.g. a simulated time).
+    pub fn from_fn(now: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
+        Clock(Some(Arc::new(now)))
+    }
+
+    pub fn now(&self) -> Instant {
+        match &self.0 {
+            Some(now) => now(),
+            None => Instant::now(),
+        }
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Clock(injected)"
+        } else {
+            "Clock(system)"
+        })
+    }
 }
 
 /// An engine for a domain of `scheme`, without a key share yet. The one place
@@ -346,9 +409,9 @@ pub trait DomainEngine: Send {
     /// Runs under way.
     fn running(&self) -> usize;
     /// Messages for runs this engine never started, to hand to its successor.
-    fn take_early(&mut self) -> HashMap<InstanceId, EarlyMessages>;
+    fn take_early(&mut self) -> BTreeMap<InstanceId, EarlyMessages>;
     /// Takes over a predecessor's early messages.
-    fn adopt_early(&mut self, early: HashMap<InstanceId, EarlyMessages>);
+    fn adopt_early(&mut self, early: BTreeMap<InstanceId, EarlyMessages>);
 }
 
 enum Output<S: Scheme> {
@@ -437,11 +500,11 @@ pub struct Engine<S: Scheme> {
     reshare_facts: Option<Vec<u8>>,
     store: Arc<Store>,
     timeout: Duration,
-    requests: HashMap<RequestId, S::SignTask>,
-    running: HashMap<InstanceId, Running<S>>,
-    early: HashMap<InstanceId, EarlyMessages>,
+    requests: BTreeMap<RequestId, S::SignTask>,
+    running: BTreeMap<InstanceId, Running<S>>,
+    early: BTreeMap<InstanceId, EarlyMessages>,
     /// Invitations to sign requests this node has not seen on the chain yet.
-    deferred: HashMap<(RequestId, ParticipantId), (Instant, Start)>,
+    deferred: BTreeMap<(RequestId, ParticipantId), (Instant, Start)>,
     outbox: VecDeque<(ParticipantId, Vec<u8>)>,
     events: VecDeque<Event>,
     /// Failures and successes attributable to peers, for the daemon's blame.
@@ -451,11 +514,15 @@ pub struct Engine<S: Scheme> {
     /// Who has confirmed storing each of this node's own triples and
     /// presignatures made since it started (records older than that, found in
     /// storage, are taken to be held by all their holders).
-    acks: HashMap<u64, (Instant, BTreeSet<u32>)>,
+    acks: BTreeMap<u64, (Instant, BTreeSet<u32>)>,
     /// Who takes part in the stock runs this node proposes.
     stock_subset: StockSubset,
     /// Stock proposals this node made: turns the rotation of [`Engine::stock_subset`].
     stock_proposals: u64,
+    /// Where the engine reads the time (see [`Clock`]).
+    clock: Clock,
+    /// Draws record ids: seeded from outside, so a simulated run repeats exactly.
+    rng: StdRng,
 }
 
 impl<S: Scheme> Engine<S> {
@@ -473,17 +540,19 @@ impl<S: Scheme> Engine<S> {
             reshare_facts: None,
             store: setup.store,
             timeout: setup.timeout,
-            requests: HashMap::new(),
-            running: HashMap::new(),
-            early: HashMap::new(),
-            deferred: HashMap::new(),
+            requests: BTreeMap::new(),
+            running: BTreeMap::new(),
+            early: BTreeMap::new(),
+            deferred: BTreeMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             reports: Vec::new(),
             awaiting_chain: false,
-            acks: HashMap::new(),
+            acks: BTreeMap::new(),
             stock_subset: StockSubset::default(),
             stock_proposals: 0,
+            clock: setup.clock,
+            rng: StdRng::from_seed(setup.seed),
         }
     }
 
@@ -504,8 +573,8 @@ impl<S: Scheme> Engine<S> {
     }
 
     /// A new id owned by this node: its participant id, then 48 random bits.
-    fn fresh_id(&self) -> u64 {
-        (u64::from(self.me.0) << 48) | (rand::rngs::OsRng.next_u64() & ((1 << 48) - 1))
+    fn fresh_id(&mut self) -> u64 {
+        (u64::from(self.me.0) << 48) | (self.rng.next_u64() & ((1 << 48) - 1))
     }
 
     fn send(&mut self, to: ParticipantId, message: &NodeMessage) {
@@ -674,7 +743,7 @@ impl<S: Scheme> Engine<S> {
         live: &Participants,
         pending: bool,
     ) -> Vec<(u64, Vec<u32>)> {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.own_usable(stock, live)
             .into_iter()
             .filter_map(|(id, holders)| match self.acks.get(&id) {
@@ -706,6 +775,23 @@ impl<S: Scheme> Engine<S> {
                 .own_confirmed(self.store.records(S::PRESIGNATURES)?, live)
                 .len(),
         })
+    }
+
+    /// The jobs of the runs under way here, for invariant checks (the simulation:
+    /// no key run without its key task).
+    pub fn running_jobs(&self) -> Vec<&Job> {
+        self.running.values().map(|r| &r.job).collect()
+    }
+
+    /// The key task this engine follows, if any.
+    pub fn key_task(&self) -> Option<&KeyTask> {
+        self.key_task.as_ref()
+    }
+
+    /// The record ids this node holds confirmations of storing for, for invariant
+    /// checks (the simulation: only its own ids).
+    pub fn acknowledged_ids(&self) -> Vec<u64> {
+        self.acks.keys().copied().collect()
     }
 
     /// `count` of this node's own confirmed triples whose live holders overlap in
@@ -800,12 +886,13 @@ impl<S: Scheme> Engine<S> {
                 self.outbox.push_back((peer, start.clone()));
             }
         }
+        let started = self.clock.now();
         self.running.insert(
             instance,
             Running {
                 job,
                 participants,
-                started: Instant::now(),
+                started,
                 leader,
                 output,
                 received: BTreeMap::new(),
@@ -969,7 +1056,7 @@ impl<S: Scheme> Engine<S> {
                         ));
                     }
                     self.deferred
-                        .insert((request_id, from), (Instant::now(), start.clone()));
+                        .insert((request_id, from), (self.clock.now(), start.clone()));
                     self.awaiting_chain = true;
                     return Ok(());
                 }
@@ -1031,7 +1118,7 @@ impl<S: Scheme> Engine<S> {
         let (_, queue) = self
             .early
             .entry(instance)
-            .or_insert_with(|| (Instant::now(), Vec::new()));
+            .or_insert_with(|| (self.clock.now(), Vec::new()));
         if queue.len() < MAX_EARLY_PER_INSTANCE {
             queue.push((from, message));
         }
@@ -1182,7 +1269,7 @@ impl<S: Scheme> Engine<S> {
         if owner(id) == self.me {
             self.acks
                 .entry(id)
-                .or_insert_with(|| (Instant::now(), BTreeSet::new()))
+                .or_insert_with(|| (self.clock.now(), BTreeSet::new()))
                 .1
                 .insert(self.me.0);
         } else {
@@ -1558,7 +1645,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 if owner(id) == self.me {
                     self.acks
                         .entry(id)
-                        .or_insert_with(|| (Instant::now(), BTreeSet::new()))
+                        .or_insert_with(|| (self.clock.now(), BTreeSet::new()))
                         .1
                         .insert(from.0);
                 }
@@ -1662,11 +1749,11 @@ impl<S: Scheme> DomainEngine for Engine<S> {
         self.running.len()
     }
 
-    fn take_early(&mut self) -> HashMap<InstanceId, EarlyMessages> {
+    fn take_early(&mut self) -> BTreeMap<InstanceId, EarlyMessages> {
         std::mem::take(&mut self.early)
     }
 
-    fn adopt_early(&mut self, early: HashMap<InstanceId, EarlyMessages>) {
+    fn adopt_early(&mut self, early: BTreeMap<InstanceId, EarlyMessages>) {
         for (instance, (since, messages)) in early {
             if self.early.len() < MAX_EARLY_INSTANCES {
                 self.early.insert(instance, (since, messages));

@@ -26,8 +26,8 @@
 use crate::blame::{Blame, FailureKind, PeerReport};
 use crate::chain::{Chain, ContractState, KeyEvent, ParticipantSet, RunningState};
 use crate::engine::{
-    for_domain, owner, Clock, DomainEngine, EngineSetup, Event, Job, KeyLoad, KeyTask,
-    NodeMessage, StockCount, StockTargets,
+    for_domain, owner, Clock, DomainEngine, EngineSetup, Event, Job, KeyLoad, KeyTask, NodeMessage,
+    StockCount, StockTargets,
 };
 use crate::metrics::{Metrics, PeerStatus, Stock};
 use crate::p2p::noise::StaticKey;

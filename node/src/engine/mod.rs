@@ -264,9 +264,6 @@ pub enum KeyLoad {
     OtherAttempt(u64),
 }
 
-/// Triple ids picked for a presignature, and their common live holders.
-type PickedTriples = (Vec<u64>, Vec<u32>);
-
 /// Messages for a run that has not started here yet, and since when.
 pub type EarlyMessages = (Instant, Vec<(ParticipantId, Vec<u8>)>);
 

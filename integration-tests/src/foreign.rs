@@ -9,40 +9,19 @@ use alloy_primitives::{Address, Bytes, B256, U256};
 use chainsig::ethereum::{EthRpc, Receipt};
 use near_crypto::SecretKey;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The anvil binary of the pinned npm package, installed on first use
 /// (`scripts/install-anvil.sh`, idempotent).
 pub fn anvil_binary() -> Result<PathBuf, String> {
     static INSTALLED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     INSTALLED
-        .get_or_init(|| {
-            let script = workspace_root().join("scripts/install-anvil.sh");
-            let output = Command::new(&script)
-                .stderr(Stdio::inherit())
-                .output()
-                .map_err(|e| format!("{}: {e}", script.display()))?;
-            if !output.status.success() {
-                return Err(format!("{} failed", script.display()));
-            }
-            let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-            path.exists().then_some(path.clone()).ok_or_else(|| {
-                format!(
-                    "{} printed {}, which does not exist",
-                    script.display(),
-                    path.display()
-                )
-            })
-        })
+        .get_or_init(|| crate::install_tool("install-anvil.sh"))
         .clone()
 }
 

@@ -236,24 +236,7 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf, String> {
     if let Ok(cargo) = std::env::var("CARGO") {
         static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
         BUILT
-            .get_or_init(|| {
-                let mut build = Command::new(cargo);
-                build.args(["build", "--quiet", "--locked"]);
-                for package in BINARIES {
-                    build.args(["-p", package]);
-                }
-                if dir.ends_with("release") {
-                    build.arg("--release");
-                }
-                let status = build
-                    .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-                    .status()
-                    .map_err(|e| format!("cargo build {BINARIES:?}: {e}"))?;
-                status
-                    .success()
-                    .then_some(())
-                    .ok_or_else(|| format!("cargo build {BINARIES:?} failed"))
-            })
+            .get_or_init(|| build_binaries(&cargo, dir.ends_with("release"), None))
             .clone()?;
     }
     let binary = dir.join(name);
@@ -279,35 +262,14 @@ pub fn misbehaving_node_binary() -> Result<PathBuf, String> {
         static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
         BUILT
             .get_or_init(|| {
+                // All of BINARIES, as `workspace_binary` builds them: the same
+                // packages give the dependencies the same features (nothing but
+                // mpc-node is compiled again).
                 let release = dir.ends_with("release");
-                let build = |features: bool| {
-                    let mut build = Command::new(&cargo);
-                    // All of BINARIES, as `workspace_binary` builds them: the same
-                    // packages give the dependencies the same features (nothing
-                    // but mpc-node is compiled again).
-                    build.args(["build", "--quiet", "--locked"]);
-                    for package in BINARIES {
-                        build.args(["-p", package]);
-                    }
-                    if features {
-                        build.args(["--features", "mpc-node/misbehave"]);
-                    }
-                    if release {
-                        build.arg("--release");
-                    }
-                    let status = build
-                        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-                        .status()
-                        .map_err(|e| format!("cargo build {BINARIES:?}: {e}"))?;
-                    status
-                        .success()
-                        .then_some(())
-                        .ok_or_else(|| format!("cargo build {BINARIES:?} failed"))
-                };
-                build(true)?;
+                build_binaries(&cargo, release, Some("mpc-node/misbehave"))?;
                 std::fs::copy(&plain, &target)
                     .map_err(|e| format!("copying to {}: {e}", target.display()))?;
-                build(false)
+                build_binaries(&cargo, release, None)
             })
             .clone()?;
     }
@@ -319,6 +281,55 @@ pub fn misbehaving_node_binary() -> Result<PathBuf, String> {
         ));
     }
     Ok(target)
+}
+
+/// Builds all of [`BINARIES`] in one cargo invocation (with `features`, if given).
+fn build_binaries(cargo: &str, release: bool, features: Option<&str>) -> Result<(), String> {
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "--locked"]);
+    for package in BINARIES {
+        build.args(["-p", package]);
+    }
+    if let Some(features) = features {
+        build.args(["--features", features]);
+    }
+    if release {
+        build.arg("--release");
+    }
+    let status = build
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cargo build {BINARIES:?}: {e}"))?;
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("cargo build {BINARIES:?} failed"))
+}
+
+/// The repository's root folder.
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs an idempotent install script of `scripts/` (pinned tools from the npm
+/// registry into `target/tools`) and returns the path it prints.
+pub(crate) fn install_tool(script: &str) -> Result<PathBuf, String> {
+    let script = workspace_root().join("scripts").join(script);
+    let output = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!("{} failed", script.display()));
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    path.exists().then_some(path.clone()).ok_or_else(|| {
+        format!(
+            "{} printed {}, which does not exist",
+            script.display(),
+            path.display()
+        )
+    })
 }
 
 /// The contract wasm, built by scripts/build-contract.sh (`make contract`).

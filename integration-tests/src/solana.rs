@@ -26,32 +26,16 @@ use primitives::{Ed25519Signature, EddsaPayload};
 use rand::RngCore;
 use sha3::Digest;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The folder whose node_modules holds the pinned LiteSVM, installed on first use
 /// (`scripts/install-litesvm.sh`, idempotent).
 pub fn litesvm_prefix() -> Result<PathBuf, String> {
     static INSTALLED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     INSTALLED
-        .get_or_init(|| {
-            let script = workspace_root().join("scripts/install-litesvm.sh");
-            let output = Command::new(&script)
-                .stderr(Stdio::inherit())
-                .output()
-                .map_err(|e| format!("{}: {e}", script.display()))?;
-            if !output.status.success() {
-                return Err(format!("{} failed", script.display()));
-            }
-            Ok(PathBuf::from(
-                String::from_utf8_lossy(&output.stdout).trim(),
-            ))
-        })
+        .get_or_init(|| crate::install_tool("install-litesvm.sh"))
         .clone()
 }
 
@@ -73,7 +57,7 @@ impl SolanaRpc {
         let prefix = tokio::task::spawn_blocking(litesvm_prefix)
             .await
             .map_err(|e| e.to_string())??;
-        let script = workspace_root().join("scripts/solana-rpc.mjs");
+        let script = crate::workspace_root().join("scripts/solana-rpc.mjs");
         let mut child = Command::new("node")
             .arg(&script)
             .args(["--port", "0"])

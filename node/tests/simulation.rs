@@ -142,7 +142,7 @@ fn resharing() -> Scenario {
 /// while requests are led and answered.
 fn signatures() -> Scenario {
     Scenario {
-        name: "signatures",
+        name: "signature_burst",
         nodes: 3,
         keygen_in_sim: false,
         participants: vec![0, 1, 2],
@@ -158,7 +158,7 @@ fn signatures() -> Scenario {
 /// Keygen then resharing, with nodes crashing while key runs are under way.
 fn crashes_mid_key_events() -> Scenario {
     Scenario {
-        name: "crashes_mid_key_events",
+        name: "crashes_mid_keygen_and_mid_resharing",
         nodes: 4,
         keygen_in_sim: true,
         participants: vec![0, 1, 2],

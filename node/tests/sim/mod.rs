@@ -332,12 +332,13 @@ impl<S: Suite> World<S> {
         panic!(
             "simulation {} ({}) failed at step {}: {what}\nnodes: {nodes:#?}\n\
              frames in flight: {}\nlast steps: {tail:#?}\n\
-             replay: SIM_SEED={} cargo test -p mpc-node --test simulation {}",
+             replay: SIM_SEED={} cargo test -p mpc-node --test simulation {}::{}",
             self.scenario.name,
             S::NAME,
             self.step,
             self.pending.len(),
             self.seed,
+            S::NAME,
             self.scenario.name,
         );
     }

@@ -12,9 +12,10 @@
 //! attempt's, and a node that stored its share for an attempt takes no further
 //! part in it). The tests of triples are ECDSA's alone.
 
+mod suite;
+
 use mpc_node::blame::{FailureKind, PeerReport};
 use mpc_node::ecdsa::Ecdsa;
-use mpc_node::eddsa::Eddsa;
 use mpc_node::engine::{
     Clock, DomainEngine, Engine, EngineError, EngineSetup, Event, Job, KeyLoad, KeyTask,
     NodeMessage, Scheme, Start, StockSubset,
@@ -22,101 +23,15 @@ use mpc_node::engine::{
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
 use mpc_node::storage::{StorageKey, Store};
-use primitives::derivation::derive_public_key_for;
-use primitives::ed25519::Ed25519PublicKey;
 use primitives::request::Entropy;
-use primitives::{
-    near_key, DomainId, EcdsaPayload, EddsaPayload, Payload, PendingRequest, RequestId,
-    SignRequest, SignatureResponse,
-};
+use primitives::{PendingRequest, RequestId, SignRequest, SignatureResponse};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use suite::Suite;
 use threshold::local::{self, Schedule};
 use threshold::{InstanceId, ParticipantId, Participants};
 use tokio::sync::mpsc;
-
-/// What the tests need of a scheme beyond [`Scheme`]: the domain they serve, a
-/// payload to sign, and how a user checks a signature.
-trait Suite: Scheme {
-    /// The domain the tests' engines serve (distinct per scheme, so a frame naming
-    /// the wrong domain would show).
-    const DOMAIN: DomainId;
-
-    /// A valid payload of this scheme, different for each `seed` (1..=254).
-    fn payload(seed: u8) -> Payload;
-
-    /// Checks `response` over `payload` for the key derived from the root key
-    /// `public_key` (the contract's text) for `predecessor` and `path`.
-    fn verify(
-        public_key: &str,
-        predecessor: &str,
-        path: &str,
-        payload: &Payload,
-        response: &SignatureResponse,
-    );
-}
-
-impl Suite for Ecdsa {
-    const DOMAIN: DomainId = DomainId(0);
-
-    fn payload(seed: u8) -> Payload {
-        Payload::Ecdsa(EcdsaPayload::new([seed; 32]).unwrap())
-    }
-
-    fn verify(
-        public_key: &str,
-        predecessor: &str,
-        path: &str,
-        payload: &Payload,
-        response: &SignatureResponse,
-    ) {
-        let root = near_key::parse_secp256k1(public_key).unwrap();
-        let derived = derive_public_key_for(&root, predecessor, path).unwrap();
-        let Payload::Ecdsa(payload) = payload else {
-            panic!("a secp256k1 request has an ECDSA payload")
-        };
-        response
-            .as_ecdsa()
-            .expect("a secp256k1 domain answers with an ECDSA signature")
-            .verify(payload, &derived)
-            .expect("the signature verifies for the derived key");
-    }
-}
-
-impl Suite for Eddsa {
-    const DOMAIN: DomainId = DomainId(1);
-
-    fn payload(seed: u8) -> Payload {
-        // A Solana transaction's size, not a hash: EdDSA signs the message itself.
-        Payload::Eddsa(EddsaPayload::new(vec![seed; 200]).unwrap())
-    }
-
-    fn verify(
-        public_key: &str,
-        predecessor: &str,
-        path: &str,
-        payload: &Payload,
-        response: &SignatureResponse,
-    ) {
-        let derived = Ed25519PublicKey::parse(public_key)
-            .unwrap()
-            .derive_for(predecessor, path);
-        let SignatureResponse::Ed25519 { signature } = response else {
-            panic!("an Ed25519 domain answers with an Ed25519 signature, got {response:?}")
-        };
-        let Payload::Eddsa(message) = payload else {
-            panic!("an Ed25519 request has an EdDSA payload")
-        };
-        ed25519_dalek::VerifyingKey::from_bytes(derived.as_bytes())
-            .unwrap()
-            .verify_strict(
-                message.as_bytes(),
-                &ed25519_dalek::Signature::from_bytes(&signature.0),
-            )
-            .expect("ed25519-dalek verifies the signature for the derived key");
-    }
-}
 
 struct Node<S: Scheme> {
     me: u32,
@@ -540,7 +455,8 @@ async fn triples_presignature_and_signature_over_the_network() {
             "ethereum-1",
             &request.payload,
             response,
-        );
+        )
+        .unwrap();
     }
 
     // The presignature is gone at the signers: no second signature from it, ever.
@@ -794,7 +710,8 @@ async fn keygen_then_a_burst_of_signatures<S: Suite>() {
                     &request.path,
                     &request.payload,
                     response,
-                );
+                )
+                .unwrap();
             }
         }
         assert_eq!(signers, 3, "request {i}: the threshold signs");
@@ -981,7 +898,8 @@ async fn a_threshold_subset_makes_stock_and_signs<S: Suite>() {
             "ethereum-7",
             &request.payload,
             response,
-        );
+        )
+        .unwrap();
     }
 
     // The outsider down: new runs leave it out.
@@ -1166,7 +1084,8 @@ async fn resharing_with_a_join_a_leave_and_a_threshold_change_keeps_the_key<S: S
             "bitcoin-1",
             &request.payload,
             response,
-        );
+        )
+        .unwrap();
     }
 
     shut_down(&mut nodes).await;
@@ -1266,7 +1185,7 @@ async fn a_presignature_is_never_used_twice_across_a_restart<S: Suite>() {
     .await;
     for node in &nodes {
         for (_, _, response) in signed(node) {
-            S::verify(&root, "dave.near", "solana-1", &request.payload, response);
+            S::verify(&root, "dave.near", "solana-1", &request.payload, response).unwrap();
         }
     }
 
@@ -1414,7 +1333,7 @@ async fn a_peer_declining_ends_the_run_and_garbage_does_no_harm<S: Suite>() {
     .await;
     for node in &nodes {
         for (_, _, response) in signed(node) {
-            S::verify(&root, "frank.near", "solana-2", &request.payload, response);
+            S::verify(&root, "frank.near", "solana-2", &request.payload, response).unwrap();
         }
     }
 

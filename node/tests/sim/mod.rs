@@ -19,13 +19,13 @@
 
 #![allow(dead_code)]
 
+use crate::suite::Suite;
 use mpc_node::engine::{
-    owner, Clock, DomainEngine, Engine, EngineSetup, Event, Job, KeyTask, NodeMessage, Scheme,
-    StockTargets,
+    owner, Clock, DomainEngine, Engine, EngineSetup, Event, Job, KeyTask, NodeMessage, StockTargets,
 };
 use mpc_node::storage::{StorageKey, Store};
 use primitives::request::Entropy;
-use primitives::{DomainId, Payload, PendingRequest, RequestId, SignRequest, SignatureResponse};
+use primitives::{DomainId, PendingRequest, RequestId, SignRequest, SignatureResponse};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,29 +34,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use threshold::local::{self, Schedule};
 use threshold::{InstanceId, ParticipantId, Participants};
-
-/// What the simulation needs of a scheme beyond [`Scheme`]: the domain, payloads,
-/// and how a user checks a signature and reads its nonce.
-pub trait Suite: Scheme {
-    const DOMAIN: DomainId;
-    const NAME: &'static str;
-
-    /// A valid payload of this scheme, different for each `seed`.
-    fn payload(seed: u8) -> Payload;
-
-    /// Checks `response` over `payload` for the key derived from the root key
-    /// `public_key` (the contract's text) for `predecessor` and `path`.
-    fn verify(
-        public_key: &str,
-        predecessor: &str,
-        path: &str,
-        payload: &Payload,
-        response: &SignatureResponse,
-    ) -> Result<(), String>;
-
-    /// The signature's nonce commitment R (never the same twice, or the key leaks).
-    fn nonce(response: &SignatureResponse) -> Vec<u8>;
-}
 
 /// What may go wrong, per step of the faulty phase.
 #[derive(Clone, Copy, Debug, Default)]

@@ -508,6 +508,8 @@ struct Node {
     /// node takes part in it.
     keyers: BTreeMap<DomainId, Box<dyn DomainEngine>>,
     keyer_key: Option<KeyerKey>,
+    /// The running epoch whose past shares were last deleted (once per epoch).
+    shares_pruned_for: Option<u64>,
     /// Domains whose share of the current attempt is stored here.
     keys_stored: BTreeMap<DomainId, String>,
     /// The key event as last read, for votes and reports.
@@ -548,6 +550,7 @@ impl Node {
             signers: BTreeMap::new(),
             keyers: BTreeMap::new(),
             keyer_key: None,
+            shares_pruned_for: None,
             keys_stored: BTreeMap::new(),
             key_event: None,
             owed_vote: None,
@@ -604,8 +607,8 @@ impl Node {
         self.running_threshold = running.map_or(0, |r| r.threshold);
         self.key_event = key_event.cloned();
         let running_epoch = running.map(|r| r.epoch);
-        let signing_epoch = self.signers.values().next().map(|s| s.key.epoch);
-        if let Some(epoch) = running_epoch.filter(|e| Some(*e) != signing_epoch) {
+        if let Some(epoch) = running_epoch.filter(|e| Some(*e) != self.shares_pruned_for) {
+            self.shares_pruned_for = Some(epoch);
             self.forget_old_shares(running, epoch, key_event.is_none());
         }
         let Some(me) = self.me else {

@@ -15,12 +15,8 @@ use near_primitives::types::{AccountId, Balance, BlockReference, Finality, Gas};
 use near_primitives::views::{
     FinalExecutionOutcomeView, FinalExecutionStatus, QueryRequest, TxExecutionStatus,
 };
-use primitives::{
-    DomainConfig, DomainId, PendingRequest, RequestId, SignatureResponse, SignatureScheme,
-};
+use primitives::{PendingRequest, RequestId, SignatureResponse};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use tokio::sync::Mutex;
 
@@ -76,123 +72,9 @@ impl fmt::Display for ChainError {
 
 impl std::error::Error for ChainError {}
 
-/// A participant as the contract lists it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct Participant {
-    pub id: u32,
-    pub account_id: AccountId,
-    pub url: String,
-    pub cipher_pk: [u8; 32],
-    pub sign_pk: String,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct ParticipantSet {
-    pub participants: BTreeMap<AccountId, Participant>,
-}
-
-impl ParticipantSet {
-    pub fn ids(&self) -> Vec<u32> {
-        self.participants.values().map(|p| p.id).collect()
-    }
-}
-
-/// A domain with its root key, as the contract lists it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct DomainKey {
-    pub id: DomainId,
-    pub scheme: SignatureScheme,
-    /// `secp256k1:…` or `ed25519:…`.
-    pub public_key: String,
-    /// The key-event attempt whose shares the current participants hold.
-    pub attempt: u64,
-}
-
-/// The set that signs now: participants, threshold and their keys.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct RunningState {
-    pub epoch: u64,
-    pub participants: ParticipantSet,
-    pub threshold: usize,
-    pub domains: Vec<DomainKey>,
-}
-
-impl RunningState {
-    pub fn domain(&self, id: DomainId) -> Option<&DomainKey> {
-        self.domains.iter().find(|d| d.id == id)
-    }
-}
-
-/// A key event's current attempt, as the contract shows it at the block read.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct KeyEvent {
-    pub epoch: u64,
-    /// The domain whose key is generated; `None` for resharing (all domains).
-    pub domain: Option<DomainConfig>,
-    pub participants: ParticipantSet,
-    pub threshold: usize,
-    pub attempt: u64,
-    pub expires_at: u64,
-    /// Who voted for the current attempt.
-    pub votes: BTreeSet<AccountId>,
-}
-
-impl KeyEvent {
-    /// The id votes for this attempt name.
-    pub fn id(&self) -> serde_json::Value {
-        serde_json::json!({
-            "epoch": self.epoch,
-            "domain_id": self.domain.map(|d| d.id),
-            "attempt": self.attempt,
-        })
-    }
-}
-
-/// The contract's protocol state, as far as a node needs it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub enum ContractState {
-    NotInitialized,
-    /// Keys are generated for new domains while `running` signs with the others.
-    Initializing {
-        running: RunningState,
-        key_event: KeyEvent,
-    },
-    Running(RunningState),
-    /// Every key is reshared to the key event's participants while `previous` signs.
-    Resharing {
-        previous: RunningState,
-        key_event: KeyEvent,
-    },
-}
-
-impl ContractState {
-    pub fn name(&self) -> &'static str {
-        match self {
-            ContractState::NotInitialized => "NotInitialized",
-            ContractState::Initializing { .. } => "Initializing",
-            ContractState::Running(_) => "Running",
-            ContractState::Resharing { .. } => "Resharing",
-        }
-    }
-
-    /// The set that signs now, whatever key event is under way.
-    pub fn running(&self) -> Option<&RunningState> {
-        match self {
-            ContractState::NotInitialized => None,
-            ContractState::Initializing { running, .. } => Some(running),
-            ContractState::Running(running) => Some(running),
-            ContractState::Resharing { previous, .. } => Some(previous),
-        }
-    }
-
-    pub fn key_event(&self) -> Option<&KeyEvent> {
-        match self {
-            ContractState::Initializing { key_event, .. }
-            | ContractState::Resharing { key_event, .. } => Some(key_event),
-            _ => None,
-        }
-    }
-}
+pub use primitives::views::{
+    ContractState, DomainKey, KeyEvent, KeyEventId, Participant, ParticipantSet, RunningState,
+};
 
 /// One access key of the node's account and its next nonce, once known.
 /// Transactions signed with one key are serialised (nonces must increase).

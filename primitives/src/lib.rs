@@ -15,6 +15,7 @@
 //!   shows nodes ([`RequestId`], [`PendingRequest`]).
 //! - [`response`]: the signature the network returns, tagged by scheme
 //!   ([`SignatureResponse`]): ECDSA low-s normalisation, recovery id, verification.
+//! - `views` (feature `views`, native): the contract's `state` view as nodes read it.
 //!
 //! ```
 //! use primitives::{derivation, near_key};
@@ -39,6 +40,8 @@ pub mod near_key;
 pub mod recover;
 pub mod request;
 pub mod response;
+#[cfg(feature = "views")]
+pub mod views;
 
 pub use derivation::Tweak;
 pub use domain::{DomainConfig, DomainId, SignatureScheme};

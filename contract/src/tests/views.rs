@@ -92,3 +92,52 @@ fn latest_key_version_is_the_newest_secp256k1_domain() {
     assert_eq!(contract.latest_key_version(), DomainId(2));
     assert_eq!(contract.public_key(Some(DomainId(2))), other_public_key());
 }
+
+/// The `state` view, as the contract writes it, read into the types nodes use
+/// (`primitives::views`) and written again: the same text, so neither side has a
+/// field the other lacks or names differently.
+fn assert_view_round_trips(state: &ProtocolContractState) {
+    let written = crate::json::to_vec(state);
+    let contract_json: serde_json::Value = serde_json::from_slice(&written).unwrap();
+    let read: primitives::views::ContractState = serde_json::from_slice(&written)
+        .unwrap_or_else(|e| panic!("nodes cannot read the {} view: {e}", state.name()));
+    assert_eq!(read.name(), state.name());
+    assert_eq!(
+        serde_json::to_value(&read).unwrap(),
+        contract_json,
+        "the {} view and primitives::views differ",
+        state.name()
+    );
+}
+
+#[test]
+fn state_view_matches_primitives() {
+    assert_view_round_trips(&ProtocolContractState::NotInitialized);
+
+    // Initializing, with one vote (and so a key) on the current attempt.
+    let mut contract = initializing(2);
+    vote_keygen(&mut contract, &NODES[..1], &root_public_key());
+    let state = contract.state();
+    assert!(state.key_event().unwrap().public_key.is_some());
+    assert_view_round_trips(&state);
+
+    // Running, with a candidate and every kind of governance vote pending.
+    let mut contract = running();
+    as_caller(NEWCOMER, 0);
+    let info = candidate(NEWCOMER, 3);
+    contract.join(info.url, info.cipher_pk, info.sign_pk);
+    as_caller(NODES[0], 0);
+    assert!(!contract.vote_join(account(NEWCOMER)));
+    assert!(!contract.vote_leave(account(NODES[2])));
+    assert!(!contract.vote_add_domains(vec![ed25519_domain(1)]));
+    let state = contract.state();
+    let running = state.running().unwrap();
+    assert!(!running.candidates.is_empty() && !running.add_domains_votes.is_empty());
+    assert_view_round_trips(&state);
+
+    // Resharing, with a cancel vote.
+    start_join_resharing(&mut contract);
+    as_caller(NODES[0], 0);
+    assert!(!contract.vote_cancel_key_event());
+    assert_view_round_trips(&contract.state());
+}

@@ -23,27 +23,30 @@
 //! replaces a leader that is up but failing. A second answer is refused by the
 //! contract, so at worst a fallback costs one wasted presignature.
 
+mod config;
+mod leader;
+mod watcher;
+
+pub use config::NodeConfig;
+pub use leader::leader_order;
+
 use crate::blame::{Blame, FailureKind, PeerReport};
-use crate::chain::{Chain, ContractState, KeyEvent, ParticipantSet, RunningState};
+use crate::chain::{KeyEvent, ParticipantSet, RunningState};
 use crate::engine::{
     for_domain, owner, Clock, DomainEngine, EngineSetup, Event, Job, KeyLoad, KeyTask, NodeMessage,
     StockCount, StockTargets,
 };
 use crate::metrics::{Metrics, PeerStatus, Stock};
-use crate::p2p::noise::StaticKey;
 use crate::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
-use crate::storage::Store;
-use near_primitives::types::AccountId;
 use primitives::{DomainId, PendingRequest, RequestId, SignatureResponse, SignatureScheme};
-use sha3::{Digest, Sha3_256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use threshold::{ParticipantId, Participants};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use watcher::{Snapshot, Watcher};
 
 /// How often the loop probes its own lag (`Metrics::loop_lag`).
 const LAG_PROBE: Duration = Duration::from_millis(100);
@@ -52,71 +55,6 @@ const LAG_PROBE: Duration = Duration::from_millis(100);
 const MAX_DRAIN: usize = 1024;
 /// Bulk messages held at most; beyond it generation runs lose messages and time out.
 const MAX_BACKLOG: usize = 1 << 16;
-
-/// What a node needs to run. [`NodeConfig::new`] fills in the defaults of
-/// [`crate::tuning::Tuning`].
-pub struct NodeConfig {
-    pub account: AccountId,
-    pub chain: Arc<Chain>,
-    pub store: Arc<Store>,
-    pub p2p_key: StaticKey,
-    pub listen: SocketAddr,
-    /// Names the network in p2p handshakes (the contract account).
-    pub network_name: String,
-    /// How often the contract is read.
-    pub poll_interval: Duration,
-    /// Triples and presignatures this node keeps in stock (of its own).
-    pub triple_target: usize,
-    pub presignature_target: usize,
-    /// Generation runs (triples, presignatures) this node leads at once.
-    pub max_concurrent_generations: usize,
-    /// How long a protocol run may take before it is abandoned.
-    pub protocol_timeout: Duration,
-    /// How often heartbeats go to every peer.
-    pub heartbeat: Duration,
-    /// A peer not heard from for this long is treated as down.
-    pub live_window: Duration,
-    /// How long the k-th live node in a request's leader order waits (times k)
-    /// before it leads the request too.
-    pub leader_grace: Duration,
-    /// Who takes part in the triple and presignature runs this node proposes.
-    pub stock_subset: crate::engine::StockSubset,
-    pub metrics: Arc<Metrics>,
-}
-
-impl NodeConfig {
-    pub fn new(
-        account: AccountId,
-        chain: Arc<Chain>,
-        store: Arc<Store>,
-        p2p_key: StaticKey,
-        listen: SocketAddr,
-        network_name: &str,
-    ) -> Self {
-        let metrics = Metrics::new(account.as_str());
-        let mut config = NodeConfig {
-            account,
-            chain,
-            store,
-            p2p_key,
-            listen,
-            network_name: network_name.to_string(),
-            poll_interval: Duration::ZERO,
-            triple_target: 0,
-            presignature_target: 0,
-            max_concurrent_generations: 0,
-            protocol_timeout: Duration::ZERO,
-            heartbeat: Duration::ZERO,
-            live_window: Duration::ZERO,
-            leader_grace: Duration::ZERO,
-            stock_subset: crate::engine::StockSubset::default(),
-            metrics,
-        };
-        // The defaults live in one place: `Tuning::default`.
-        crate::tuning::Tuning::default().apply(&mut config);
-        config
-    }
-}
 
 /// What a domain's signing engine was built for: the running set and the
 /// attempt its key shares come from. A change rebuilds it.
@@ -169,23 +107,6 @@ const VOTE_RETRY: Duration = Duration::from_secs(3);
 /// key event, or the domain's key, that the sender has).
 const MAX_UNROUTED: usize = 4096;
 
-/// The deterministic leader order of a request: participants sorted by a hash of
-/// the request id and their id. Every node computes the same order.
-pub fn leader_order(request_id: &RequestId, participants: &Participants) -> Vec<ParticipantId> {
-    let mut order: Vec<(ParticipantId, [u8; 32])> = participants
-        .iter()
-        .map(|p| {
-            let mut hasher = Sha3_256::new();
-            hasher.update(b"chain-signatures leader v1:");
-            hasher.update(request_id.0);
-            hasher.update(p.0.to_be_bytes());
-            (p, hasher.finalize().into())
-        })
-        .collect();
-    order.sort_by_key(|(_, rank)| *rank);
-    order.into_iter().map(|(p, _)| p).collect()
-}
-
 /// The participant set of `ids`, if it is a valid set that includes `me` (an engine
 /// is built only for a set this node belongs to).
 fn set_with(ids: &[u32], me: ParticipantId) -> Option<Participants> {
@@ -211,64 +132,6 @@ fn peers_of(sets: &[&ParticipantSet]) -> BTreeMap<ParticipantId, PeerInfo> {
             )
         })
         .collect()
-}
-
-/// One read of the contract.
-#[derive(Debug)]
-struct Snapshot {
-    state: ContractState,
-    /// Pending requests (read whenever a set is running).
-    pending: Vec<PendingRequest>,
-}
-
-/// Reads the contract every `interval` and publishes what it saw.
-async fn watch_chain(
-    chain: Arc<Chain>,
-    interval: Duration,
-    publish: watch::Sender<Option<Arc<Snapshot>>>,
-    poll_now: Arc<tokio::sync::Notify>,
-    metrics: Arc<Metrics>,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-            _ = poll_now.notified() => {}
-        }
-        let read = async {
-            let state = chain.state().await?;
-            let pending = match state.running() {
-                Some(_) => chain.pending_requests().await?,
-                None => Vec::new(),
-            };
-            Ok::<_, crate::chain::ChainError>(Snapshot { state, pending })
-        };
-        let read = tokio::select! {
-            _ = cancel.cancelled() => return,
-            read = read => read,
-        };
-        match read {
-            Ok(snapshot) => {
-                if failing {
-                    tracing::info!("reading the contract works again");
-                }
-                failing = false;
-                metrics.chain_read();
-                publish.send_replace(Some(Arc::new(snapshot)));
-            }
-            Err(e) => {
-                metrics.chain_errors.inc();
-                if !failing {
-                    tracing::warn!(error = %e, "reading the contract failed; retrying every poll");
-                }
-                failing = true;
-            }
-        }
-    }
 }
 
 /// What a finished chain write reports back to the loop.
@@ -310,16 +173,12 @@ impl RespondFailure {
 
 /// Runs the node until `cancel` fires.
 pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Result<()> {
-    let (publish, mut snapshots) = watch::channel(None);
-    let poll_now = Arc::new(tokio::sync::Notify::new());
-    let watcher = tokio::spawn(watch_chain(
+    let mut watcher = Watcher::spawn(
         config.chain.clone(),
         config.poll_interval,
-        publish,
-        poll_now.clone(),
         config.metrics.clone(),
         cancel.child_token(),
-    ));
+    );
     let mut heartbeat = tokio::time::interval(config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Skip, not Burst: after a stall, one late probe reports it, not a backlog of them.
@@ -350,11 +209,11 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
         };
         tokio::select! {
             _ = cancel.cancelled() => break Ok(()),
-            changed = snapshots.changed() => {
+            changed = watcher.snapshots.changed() => {
                 if changed.is_err() {
                     break Ok(()); // the watcher stopped: we are shutting down
                 }
-                let snapshot = snapshots.borrow_and_update().clone();
+                let snapshot = watcher.snapshots.borrow_and_update().clone();
                 if let Some(snapshot) = snapshot {
                     node.on_snapshot(&snapshot, &mut writes);
                 }
@@ -405,7 +264,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
             .fold(false, |any, s| s.engine.take_awaiting_chain() | any);
         if awaiting_chain {
             // A leader saw a request before us: read the chain now, not at the tick.
-            poll_now.notify_one();
+            watcher.poll_now.notify_one();
         }
         if let Some((net, _)) = network.as_ref() {
             let signers = node.signers.values_mut().map(|s| &mut s.engine);
@@ -447,7 +306,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
     if let Some((net, _)) = network {
         net.shutdown().await;
     }
-    let _ = watcher.await;
+    watcher.stopped().await;
     result
 }
 
@@ -1255,56 +1114,6 @@ impl Node {
             status.stock_by_domain = stocks.iter().map(|(d, c)| (d.0, stock(c))).collect();
             status.running_protocols = running;
         });
-    }
-
-    /// Leads the pending requests whose turn it is for this node.
-    fn lead(&mut self, live: &Participants, now: Instant) {
-        let (Some(me), Some(all)) = (self.me, self.running_set.as_ref()) else {
-            return;
-        };
-        let retry_after = self.config.protocol_timeout;
-        // Domains out of usable presignatures this turn.
-        let mut exhausted = BTreeSet::new();
-        for (request_id, tracked) in self.requests.iter_mut() {
-            let led_lately = tracked
-                .led_at
-                .is_some_and(|at| now.duration_since(at) < retry_after);
-            if led_lately || tracked.answer.is_some() || exhausted.contains(&tracked.domain) {
-                continue;
-            }
-            let Some(signer) = self.signers.get_mut(&tracked.domain) else {
-                continue;
-            };
-            let order = leader_order(request_id, all);
-            let Some(rank) = order
-                .iter()
-                .filter(|p| live.contains(**p))
-                .position(|p| *p == me)
-            else {
-                continue;
-            };
-            let turn = self.config.leader_grace * rank as u32;
-            if now.duration_since(tracked.first_seen) < turn {
-                continue;
-            }
-            match signer.engine.propose_sign(*request_id, live) {
-                Ok(Some(presignature)) => {
-                    self.config.metrics.sign_runs_led.inc();
-                    tracing::debug!(request = %request_id, presignature, waited_ms = now.duration_since(tracked.first_seen).as_millis() as u64, "leading a request");
-                    if rank > 0 {
-                        tracing::info!(request = %request_id, rank, "leading a request in place of a silent leader");
-                    }
-                    tracked.led_at = Some(now);
-                }
-                Ok(None) => {
-                    tracing::debug!(request = %request_id, domain = tracked.domain.0, "no usable presignature to lead with yet");
-                    exhausted.insert(tracked.domain);
-                }
-                Err(e) => {
-                    tracing::warn!(request = %request_id, error = %e, "cannot lead a request")
-                }
-            }
-        }
     }
 
     fn on_events(&mut self, writes: &mut JoinSet<WriteDone>) {

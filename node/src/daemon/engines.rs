@@ -2,12 +2,13 @@
 //! domain of the running set with a key, a key engine per domain of the key event's
 //! current attempt), and building and dropping them as that changes.
 
-use super::epoch::to_participants;
+use super::epoch::{ids_of, to_participants};
 use super::Node;
 use crate::chain::{KeyEvent, RunningState};
 use crate::engine::{for_domain, Clock, DomainEngine, EngineSetup, KeyLoad, KeyTask};
 use primitives::{DomainId, SignatureScheme};
 use std::collections::BTreeMap;
+use std::time::Instant;
 use threshold::{ParticipantId, Participants};
 
 /// What a domain's signing engine was built for: the running set and the
@@ -16,7 +17,7 @@ use threshold::{ParticipantId, Participants};
 pub(super) struct SignerKey {
     pub(super) scheme: SignatureScheme,
     pub(super) epoch: u64,
-    pub(super) participants: Vec<u32>,
+    pub(super) participants: Vec<ParticipantId>,
     pub(super) threshold: usize,
     /// The key-event attempt of the running set's shares of the domain.
     pub(super) key_attempt: u64,
@@ -33,7 +34,7 @@ pub(super) struct Signer {
 /// resharing).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct KeyerKey {
-    pub(super) participants: Vec<u32>,
+    pub(super) participants: Vec<ParticipantId>,
     pub(super) threshold: usize,
     pub(super) tasks: Vec<(SignatureScheme, KeyTask)>,
 }
@@ -46,8 +47,8 @@ impl KeyerKey {
 
 /// The participant set of `ids`, if it is a valid set that includes `me` (an engine
 /// is built only for a set this node belongs to).
-pub(super) fn set_with(ids: &[u32], me: ParticipantId) -> Option<Participants> {
-    Participants::new(ids.iter().copied().map(ParticipantId))
+pub(super) fn set_with(ids: &[ParticipantId], me: ParticipantId) -> Option<Participants> {
+    Participants::new(ids.iter().copied())
         .ok()
         .filter(|set| set.contains(me))
 }
@@ -93,7 +94,7 @@ impl Node {
             }
         };
         Some(KeyerKey {
-            participants: event.participants.ids(),
+            participants: ids_of(&event.participants),
             threshold: event.threshold,
             tasks,
         })
@@ -269,6 +270,17 @@ impl Node {
                 "key engine ready"
             );
             self.keyers.insert(domain, engine);
+        }
+    }
+
+    /// Moves the key engines on: expires their runs and proposes the key task
+    /// (every participant proposes; the engine makes it one run).
+    pub(super) fn run_key_tasks(&mut self, now: Instant) {
+        for keyer in self.keyers.values_mut() {
+            keyer.expire(now);
+            if let Err(e) = keyer.propose_key_task() {
+                tracing::debug!(error = %e, "cannot take part in the key task");
+            }
         }
     }
 }

@@ -4,7 +4,6 @@
 
 use super::engines::SignerKey;
 use super::watcher::Snapshot;
-use super::writes::WriteDone;
 use super::Node;
 use crate::chain::{ParticipantSet, RunningState};
 use crate::metrics::PeerStatus;
@@ -13,13 +12,21 @@ use primitives::DomainId;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use threshold::{ParticipantId, Participants};
-use tokio::task::JoinSet;
 
-pub(super) fn to_participants(set: &ParticipantSet) -> Option<Participants> {
-    Participants::new(set.participants.values().map(|p| ParticipantId(p.id))).ok()
+/// The ids of a set's participants, in the contract's order.
+pub(super) fn ids_of(set: &ParticipantSet) -> Vec<ParticipantId> {
+    set.participants
+        .values()
+        .map(|p| ParticipantId(p.id))
+        .collect()
 }
 
-pub(super) fn peers_of(sets: &[&ParticipantSet]) -> BTreeMap<ParticipantId, PeerInfo> {
+/// A set as the engines take it (`None` if the contract's set is not a valid one).
+pub(super) fn to_participants(set: &ParticipantSet) -> Option<Participants> {
+    Participants::new(ids_of(set)).ok()
+}
+
+fn peers_of(sets: &[&ParticipantSet]) -> BTreeMap<ParticipantId, PeerInfo> {
     sets.iter()
         .flat_map(|set| set.participants.values())
         .map(|p| {
@@ -35,7 +42,7 @@ pub(super) fn peers_of(sets: &[&ParticipantSet]) -> BTreeMap<ParticipantId, Peer
 }
 
 impl Node {
-    pub(super) fn on_snapshot(&mut self, snapshot: &Snapshot, writes: &mut JoinSet<WriteDone>) {
+    pub(super) fn on_snapshot(&mut self, snapshot: &Snapshot) {
         let state = &snapshot.state;
         let running = state.running();
         let key_event = state.key_event();
@@ -79,7 +86,7 @@ impl Node {
                         let key = SignerKey {
                             scheme: d.scheme,
                             epoch: r.epoch,
-                            participants: r.participants.ids(),
+                            participants: ids_of(&r.participants),
                             threshold: r.threshold,
                             key_attempt: d.attempt,
                         };
@@ -96,7 +103,7 @@ impl Node {
         } else if rebuilt {
             self.route_unrouted();
         }
-        self.settle_votes(writes);
+        self.settle_votes();
         self.track_requests(&snapshot.pending);
     }
 

@@ -1,5 +1,9 @@
-//! Who leads a request: every node ranks the participants the same way, and the
-//! first live one leads at once, the k-th live one after `k ×` the leader grace.
+//! Who leads a request. Every node ranks the participants for each request by
+//! [`leader_order`]. The first *live* one leads at once; the k-th live one also
+//! leads once the request has waited `k ×`
+//! [`NodeConfig::leader_grace`](super::NodeConfig::leader_grace), which replaces a
+//! leader that is up but failing. A second answer is refused by the contract, so
+//! at worst a fallback costs one wasted presignature.
 
 use super::Node;
 use primitives::RequestId;

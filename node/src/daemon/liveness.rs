@@ -1,16 +1,48 @@
-//! Liveness and blame: heartbeats to every peer, who is live (heard from within
-//! the live window), and who is left out of new runs because its runs keep failing.
+//! Liveness and blame: heartbeats to every peer, who is live, and who is left out
+//! of new runs because its runs keep failing.
+//!
+//! Every node sends a heartbeat to every peer; a peer heard from within
+//! [`NodeConfig::live_window`](super::NodeConfig::live_window) is live. New
+//! triples are made in pairs among a rotating subset of exactly the threshold of
+//! live participants (or all of them, see
+//! [`NodeConfig::stock_subset`](super::NodeConfig::stock_subset)), a presignature
+//! among the live holders of two triples, a signature among the threshold of live
+//! holders of a presignature (with subsets: all of them), and runs with a peer
+//! that goes silent are abandoned at once instead of at the protocol timeout.
 
 use super::Node;
 use crate::blame::{FailureKind, PeerReport};
 use crate::engine::NodeMessage;
 use crate::p2p::Network;
 use primitives::DomainId;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 use threshold::{ParticipantId, Participants};
 
 impl Node {
+    /// Compares who is live now with the last check: logs who went silent and who
+    /// came back, and returns the peers that went silent (their runs are abandoned).
+    pub(super) fn notice_silent(&mut self, now: Instant) -> Vec<ParticipantId> {
+        let everyone = Participants::new(self.everyone.iter().copied()).ok();
+        let live_now: BTreeSet<ParticipantId> = everyone
+            .iter()
+            .flat_map(|set| set.iter())
+            .filter(|p| self.is_live(*p, now))
+            .collect();
+        let silent: Vec<ParticipantId> = self.was_live.difference(&live_now).copied().collect();
+        for peer in &silent {
+            tracing::warn!(peer = peer.0, "peer went silent; abandoning its runs");
+        }
+        for peer in live_now.difference(&self.was_live) {
+            if Some(*peer) != self.me {
+                tracing::info!(peer = peer.0, "peer is live");
+            }
+        }
+        self.was_live = live_now;
+        silent
+    }
+
     pub(super) fn is_live(&self, peer: ParticipantId, now: Instant) -> bool {
         Some(peer) == self.me
             || self

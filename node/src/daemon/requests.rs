@@ -3,6 +3,7 @@
 
 use super::writes::Answer;
 use super::Node;
+use crate::engine::{owner, Event, Job};
 use primitives::{DomainId, PendingRequest, RequestId};
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -76,6 +77,59 @@ impl Node {
                     answer: None,
                 },
             );
+        }
+    }
+
+    /// What the signing engines report: a signature this node led becomes the
+    /// request's answer (delivered by `deliver_answers`), stock made is counted,
+    /// and a failed lead of ours may be retried at once.
+    pub(super) fn on_signer_events(&mut self) {
+        let metrics = &self.config.metrics;
+        for signer in self.signers.values_mut() {
+            let me = signer.engine.me();
+            for event in signer.engine.drain_events() {
+                match event {
+                    Event::Signed {
+                        request_id,
+                        response,
+                        leader: true,
+                    } => {
+                        let Some(tracked) = self.requests.get_mut(&request_id) else {
+                            continue; // answered meanwhile
+                        };
+                        if tracked.answer.is_none() {
+                            tracing::debug!(request = %request_id, since_seen_ms = tracked.first_seen.elapsed().as_millis() as u64, "signed; responding");
+                            tracked.answer = Some(Answer {
+                                response,
+                                sends: 0,
+                                next_send: Instant::now(),
+                                in_flight: false,
+                            });
+                        }
+                    }
+                    Event::Signed { .. } | Event::KeyShareStored { .. } => {}
+                    Event::TripleStored(_) => metrics.triples_generated.inc(),
+                    Event::PresignatureStored(_) => metrics.presignatures_generated.inc(),
+                    Event::Failed { job, reason } => {
+                        metrics.protocol_failures.inc();
+                        tracing::info!(?job, %reason, "a protocol run ended without output");
+                        if let Job::Sign {
+                            request_id,
+                            presignature,
+                        } = job
+                        {
+                            // Our own failed lead may be retried at once (with another
+                            // presignature; this one is spent).
+                            if owner(presignature) == me {
+                                if let Some(tracked) = self.requests.get_mut(&RequestId(request_id))
+                                {
+                                    tracked.led_at = None;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -2,19 +2,25 @@
 //! once every domain of the attempt has its share stored here (sent again until
 //! the chain shows it), and a report of an attempt that failed here.
 
-use super::writes::WriteDone;
 use super::Node;
 use crate::engine::Event;
 use std::time::{Duration, Instant};
-use tokio::task::JoinSet;
+
+/// What this node votes for an attempt that completed here.
+#[derive(Clone, Debug)]
+pub(super) enum Vote {
+    /// Keygen: the domain's new public key (`vote_pk`).
+    PublicKey(String),
+    /// Resharing: the shares of every domain are in place (`vote_reshared`).
+    Reshared,
+}
 
 /// A vote this node owes the contract for the key event's current attempt (once
 /// every domain of the attempt has its share stored here).
 #[derive(Clone, Debug)]
 pub(super) struct OwedVote {
     pub(super) attempt: u64,
-    /// `Some` for keygen (`vote_pk`), `None` for resharing (`vote_reshared`).
-    pub(super) public_key: Option<String>,
+    pub(super) vote: Vote,
     /// When it was last sent; it is sent again while the chain does not show it.
     pub(super) sent_at: Option<Instant>,
 }
@@ -25,7 +31,7 @@ pub(super) const VOTE_RETRY: Duration = Duration::from_secs(3);
 impl Node {
     /// Sends the vote this node owes for the key event's current attempt, unless the
     /// chain already shows it or one is on its way.
-    pub(super) fn settle_votes(&mut self, writes: &mut JoinSet<WriteDone>) {
+    pub(super) fn settle_votes(&mut self) {
         let (Some(owed), Some(event)) = (self.owed_vote.as_mut(), self.key_event.as_ref()) else {
             return;
         };
@@ -40,31 +46,19 @@ impl Node {
         }
         owed.sent_at = Some(Instant::now());
         self.vote_in_flight = true;
-        let chain = self.config.chain.clone();
-        let event = event.clone();
-        let public_key = owed.public_key.clone();
         tracing::info!(
             attempt = event.attempt,
-            keygen = public_key.is_some(),
+            keygen = matches!(owed.vote, Vote::PublicKey(_)),
             "voting for the key event's attempt"
         );
-        writes.spawn(async move {
-            let result = match &public_key {
-                Some(key) => chain.vote_pk(&event, key).await,
-                None => chain.vote_reshared(&event).await,
-            };
-            if let Err(e) = &result {
-                tracing::warn!(attempt = event.attempt, error = %e, "voting failed; retrying while the attempt lasts");
-            }
-            WriteDone::Voted { ok: result.is_ok() }
-        });
+        self.writes.vote(event.clone(), owed.vote.clone());
     }
 
     /// What the key engines report: once every domain of the attempt has its share
     /// stored, the node votes (and repeats the vote until the chain shows it); a
     /// failed run of the current attempt is reported, so the contract starts the
     /// next attempt now.
-    pub(super) fn on_key_event(&mut self, event: Event, writes: &mut JoinSet<WriteDone>) {
+    pub(super) fn on_key_event(&mut self, event: Event) {
         let Some(key) = self.keyer_key.as_ref() else {
             return;
         };
@@ -85,12 +79,16 @@ impl Node {
                 let public_key = (!resharing)
                     .then(|| self.keys_stored.values().next().cloned())
                     .flatten();
+                let vote = match public_key {
+                    Some(key) => Vote::PublicKey(key),
+                    None => Vote::Reshared,
+                };
                 self.owed_vote = Some(OwedVote {
                     attempt,
-                    public_key,
+                    vote,
                     sent_at: None,
                 });
-                self.settle_votes(writes);
+                self.settle_votes();
             }
             Event::Failed { job, reason } => {
                 self.config.metrics.protocol_failures.inc();
@@ -106,13 +104,7 @@ impl Node {
                     return;
                 }
                 tracing::warn!(attempt, %reason, "the key event's attempt failed here; reporting it");
-                let chain = self.config.chain.clone();
-                writes.spawn(async move {
-                    if let Err(e) = chain.vote_abort_key_event(&event).await {
-                        tracing::warn!(attempt, error = %e, "reporting the failed attempt failed");
-                    }
-                    WriteDone::Reported
-                });
+                self.writes.report_failed_attempt(event);
             }
             _ => {}
         }

@@ -1,18 +1,95 @@
 //! Chain writes: `respond` with the same signature until it lands or the request is
 //! gone, and what each finished write reports back to the loop.
 
+use super::votes::Vote;
 use super::Node;
+use crate::chain::{Chain, KeyEvent};
 use primitives::{RequestId, SignatureResponse};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
+
+/// The chain writes under way, each its own task. The loop owns them: it hears
+/// how each ended (a panic included), and at shutdown lets them finish or stops them.
+pub(super) struct Writes {
+    chain: Arc<Chain>,
+    tasks: JoinSet<WriteDone>,
+}
+
+impl Writes {
+    pub(super) fn new(chain: Arc<Chain>) -> Self {
+        Writes {
+            chain,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// The next write to finish (`None` if none is under way).
+    pub(super) async fn next_done(&mut self) -> Option<Result<WriteDone, JoinError>> {
+        self.tasks.join_next().await
+    }
+
+    /// Stops the writes still under way.
+    pub(super) async fn abandon(&mut self) {
+        self.tasks.shutdown().await;
+    }
+
+    /// Sends `respond` with a signature this node computed as leader.
+    fn respond(&mut self, request_id: RequestId, first_seen: Instant, response: SignatureResponse) {
+        let chain = self.chain.clone();
+        self.tasks.spawn(async move {
+            let result = chain.respond(&request_id, &response).await.map_err(|e| {
+                tracing::warn!(request = %request_id, error = %e, "respond failed");
+                RespondFailure::of(&e)
+            });
+            WriteDone::Responded {
+                request_id,
+                first_seen,
+                result,
+            }
+        });
+    }
+
+    /// Sends this node's vote for the key event's attempt.
+    pub(super) fn vote(&mut self, event: KeyEvent, vote: Vote) {
+        let chain = self.chain.clone();
+        self.tasks.spawn(async move {
+            let result = match &vote {
+                Vote::PublicKey(key) => chain.vote_pk(&event, key).await,
+                Vote::Reshared => chain.vote_reshared(&event).await,
+            };
+            if let Err(e) = &result {
+                tracing::warn!(attempt = event.attempt, error = %e, "voting failed; retrying while the attempt lasts");
+            }
+            WriteDone::Voted { ok: result.is_ok() }
+        });
+    }
+
+    /// Reports that the key event's attempt failed here, so the next one starts now.
+    pub(super) fn report_failed_attempt(&mut self, event: KeyEvent) {
+        let chain = self.chain.clone();
+        let attempt = event.attempt;
+        self.tasks.spawn(async move {
+            if let Err(e) = chain.vote_abort_key_event(&event).await {
+                tracing::warn!(attempt, error = %e, "reporting the failed attempt failed");
+            }
+            WriteDone::Reported
+        });
+    }
+}
 
 /// What a finished chain write reports back to the loop.
 pub(super) enum WriteDone {
-    /// `respond` landed (`Ok`) or failed, and whether the failure means the request
-    /// is gone (answered by another leader, or timed out).
+    /// A vote landed (`ok`) or failed (it is sent again while the attempt lasts).
     Voted { ok: bool },
     /// A failed attempt was reported (or reporting it failed; the timeout ends it).
     Reported,
+    /// `respond` landed (`Ok`) or failed, and whether the failure means the request
+    /// is gone (answered by another leader, or timed out).
     Responded {
         request_id: RequestId,
         first_seen: Instant,
@@ -68,7 +145,7 @@ impl Answer {
 
 impl Node {
     /// Sends `respond` for every computed signature whose turn it is.
-    pub(super) fn deliver_answers(&mut self, writes: &mut JoinSet<WriteDone>) {
+    pub(super) fn deliver_answers(&mut self) {
         let now = Instant::now();
         for (request_id, tracked) in self.requests.iter_mut() {
             let Some(answer) = tracked.answer.as_mut() else {
@@ -82,20 +159,8 @@ impl Node {
             if answer.sends > 1 {
                 tracing::info!(request = %request_id, send = answer.sends, "sending respond again");
             }
-            let chain = self.config.chain.clone();
-            let response = answer.response.clone();
-            let (request_id, first_seen) = (*request_id, tracked.first_seen);
-            writes.spawn(async move {
-                let result = chain.respond(&request_id, &response).await.map_err(|e| {
-                    tracing::warn!(request = %request_id, error = %e, "respond failed");
-                    RespondFailure::of(&e)
-                });
-                WriteDone::Responded {
-                    request_id,
-                    first_seen,
-                    result,
-                }
-            });
+            self.writes
+                .respond(*request_id, tracked.first_seen, answer.response.clone());
         }
     }
 

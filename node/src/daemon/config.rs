@@ -4,13 +4,14 @@ use crate::chain::Chain;
 use crate::metrics::Metrics;
 use crate::p2p::noise::StaticKey;
 use crate::storage::Store;
+use crate::tuning::Tuning;
 use near_primitives::types::AccountId;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What a node needs to run. [`NodeConfig::new`] fills in the defaults of
-/// [`crate::tuning::Tuning`].
+/// What a node needs to run. [`NodeConfig::new`] fills in the settings from a
+/// [`Tuning`] (config.toml's, or its defaults).
 pub struct NodeConfig {
     pub account: AccountId,
     pub chain: Arc<Chain>,
@@ -41,6 +42,8 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// A node's config with the settings of `tuning` (whose defaults,
+    /// [`Tuning::default`], are the one place defaults are written).
     pub fn new(
         account: AccountId,
         chain: Arc<Chain>,
@@ -48,28 +51,27 @@ impl NodeConfig {
         p2p_key: StaticKey,
         listen: SocketAddr,
         network_name: &str,
+        tuning: &Tuning,
     ) -> Self {
+        let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         let metrics = Metrics::new(account.as_str());
-        let mut config = NodeConfig {
+        NodeConfig {
             account,
             chain,
             store,
             p2p_key,
             listen,
             network_name: network_name.to_string(),
-            poll_interval: Duration::ZERO,
-            triple_target: 0,
-            presignature_target: 0,
-            max_concurrent_generations: 0,
-            protocol_timeout: Duration::ZERO,
-            heartbeat: Duration::ZERO,
-            live_window: Duration::ZERO,
-            leader_grace: Duration::ZERO,
-            stock_subset: crate::engine::StockSubset::default(),
+            poll_interval: Duration::from_millis(tuning.poll_interval_ms),
+            triple_target: count(tuning.triple_target),
+            presignature_target: count(tuning.presignature_target),
+            max_concurrent_generations: count(tuning.max_concurrent_generations),
+            protocol_timeout: Duration::from_secs(tuning.protocol_timeout_secs),
+            heartbeat: Duration::from_millis(tuning.heartbeat_ms),
+            live_window: Duration::from_millis(tuning.live_window_ms),
+            leader_grace: Duration::from_millis(tuning.leader_grace_ms),
+            stock_subset: tuning.stock_subset,
             metrics,
-        };
-        // The defaults live in one place: `Tuning::default`.
-        crate::tuning::Tuning::default().apply(&mut config);
-        config
+        }
     }
 }

@@ -47,7 +47,7 @@ impl KeyerKey {
 
 /// The participant set of `ids`, if it is a valid set that includes `me` (an engine
 /// is built only for a set this node belongs to).
-pub(super) fn set_with(ids: &[ParticipantId], me: ParticipantId) -> Option<Participants> {
+fn set_with(ids: &[ParticipantId], me: ParticipantId) -> Option<Participants> {
     Participants::new(ids.iter().copied())
         .ok()
         .filter(|set| set.contains(me))
@@ -130,7 +130,7 @@ impl Node {
         rebuilt
     }
 
-    pub(super) fn build_signer(
+    fn build_signer(
         &mut self,
         me: ParticipantId,
         domain: DomainId,

@@ -111,12 +111,7 @@ impl Node {
     /// the running one (its keys are final), and, when no key event is under way,
     /// those of later epochs (left by attempts that never completed). Stolen old
     /// disks then hold no shares of the keys.
-    pub(super) fn forget_old_shares(
-        &self,
-        running: Option<&RunningState>,
-        epoch: u64,
-        no_key_event: bool,
-    ) {
+    fn forget_old_shares(&self, running: Option<&RunningState>, epoch: u64, no_key_event: bool) {
         let store = &self.config.store;
         for domain in running.iter().flat_map(|r| r.domains.iter()) {
             let epochs = match store.key_share_epochs(domain.id) {
@@ -145,7 +140,7 @@ impl Node {
         }
     }
 
-    pub(super) fn update_status(&self, snapshot: &Snapshot, sets: &[&ParticipantSet]) {
+    fn update_status(&self, snapshot: &Snapshot, sets: &[&ParticipantSet]) {
         let running = snapshot.state.running();
         let participants: BTreeMap<u32, PeerStatus> = sets
             .iter()

@@ -20,10 +20,10 @@ const MAX_BACKLOG: usize = 1 << 16;
 const MAX_UNROUTED: usize = 4096;
 
 /// A decoded message from a peer, for one domain's engines.
-pub(super) struct PeerMessage {
-    pub(super) from: ParticipantId,
-    pub(super) domain: DomainId,
-    pub(super) message: NodeMessage,
+struct PeerMessage {
+    from: ParticipantId,
+    domain: DomainId,
+    message: NodeMessage,
 }
 
 /// A message no engine could take yet, with when it came.

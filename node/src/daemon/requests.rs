@@ -14,7 +14,7 @@ pub(super) struct Tracked {
     pub(super) first_seen: Instant,
     /// The chain entropy the engine signs this request with (a request made again
     /// under the same id after a gap gets new entropy, and signers must agree).
-    pub(super) entropy: [u8; 32],
+    entropy: [u8; 32],
     /// When this node last started leading it.
     pub(super) led_at: Option<Instant>,
     /// The signature this node computed for it, until `respond` lands.

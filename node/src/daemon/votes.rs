@@ -26,7 +26,7 @@ pub(super) struct OwedVote {
 }
 
 /// How long a vote the chain does not show yet waits before it is sent again.
-pub(super) const VOTE_RETRY: Duration = Duration::from_secs(3);
+const VOTE_RETRY: Duration = Duration::from_secs(3);
 
 impl Node {
     /// Sends the vote this node owes for the key event's current attempt, unless the

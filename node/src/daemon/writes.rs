@@ -132,12 +132,12 @@ pub(super) struct Answer {
 
 /// The first pause before sending a failed `respond` again; it doubles up to
 /// [`RESPOND_BACKOFF_MAX`].
-pub(super) const RESPOND_BACKOFF: Duration = Duration::from_millis(500);
+const RESPOND_BACKOFF: Duration = Duration::from_millis(500);
 
-pub(super) const RESPOND_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const RESPOND_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl Answer {
-    pub(super) fn backoff(&self) -> Duration {
+    fn backoff(&self) -> Duration {
         let doublings = self.sends.saturating_sub(1).min(16);
         (RESPOND_BACKOFF * 2u32.pow(doublings)).min(RESPOND_BACKOFF_MAX)
     }

@@ -68,19 +68,35 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the node until `cancel` fires.
 pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Result<()> {
+    let node = Node::new(config);
+    // Checked before any task starts, so a bad value leaves nothing running.
+    #[cfg(feature = "misbehave")]
+    let node = Node {
+        misbehave: crate::misbehave::Misbehave::from_env()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        ..node
+    };
+    #[cfg(feature = "misbehave")]
+    if let Some(m) = &node.misbehave {
+        tracing::warn!(behaviour = ?m.behaviour(), "MISBEHAVING ON PURPOSE (test build)");
+    }
+    #[cfg(not(feature = "misbehave"))]
+    if std::env::var_os("MPC_MISBEHAVE").is_some() {
+        tracing::warn!("MPC_MISBEHAVE is ignored: this build has no misbehave feature");
+    }
     let watcher = Watcher::spawn(
-        config.chain.clone(),
-        config.poll_interval,
-        config.metrics.clone(),
+        node.config.chain.clone(),
+        node.config.poll_interval,
+        node.config.metrics.clone(),
         cancel.child_token(),
     );
-    let mut heartbeat = tokio::time::interval(config.heartbeat);
+    let mut heartbeat = tokio::time::interval(node.config.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // Skip, not Burst: after a stall, one late probe reports it, not a backlog of them.
     let mut lag_probe = tokio::time::interval(LAG_PROBE);
     lag_probe.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut daemon = Daemon {
-        node: Node::new(config),
+        node,
         cancel,
         watcher,
         heartbeat,
@@ -88,18 +104,6 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
         network: None,
         act: false,
     };
-    #[cfg(feature = "misbehave")]
-    {
-        daemon.node.misbehave = crate::misbehave::Misbehave::from_env()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        if let Some(m) = &daemon.node.misbehave {
-            tracing::warn!(behaviour = ?m.behaviour(), "MISBEHAVING ON PURPOSE (test build)");
-        }
-    }
-    #[cfg(not(feature = "misbehave"))]
-    if std::env::var_os("MPC_MISBEHAVE").is_some() {
-        tracing::warn!("MPC_MISBEHAVE is ignored: this build has no misbehave feature");
-    }
     let result = daemon.main_loop().await;
     daemon.shutdown().await;
     result

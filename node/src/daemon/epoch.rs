@@ -42,6 +42,10 @@ fn peers_of(sets: &[&ParticipantSet]) -> BTreeMap<ParticipantId, PeerInfo> {
 }
 
 impl Node {
+    /// A new read of the contract: who is who, the running set and the key event,
+    /// shares pruned once per running epoch, engines rebuilt where what they were
+    /// built for changed (held messages then tried again), votes settled, requests
+    /// tracked.
     pub(super) fn on_snapshot(&mut self, snapshot: &Snapshot) {
         let state = &snapshot.state;
         let running = state.running();
@@ -57,10 +61,7 @@ impl Node {
             .flat_map(|s| s.participants.values())
             .find(|p| p.account_id == self.config.account)
             .map(|p| ParticipantId(p.id));
-        let mut everyone: Vec<ParticipantId> = sets
-            .iter()
-            .flat_map(|s| s.participants.values().map(|p| ParticipantId(p.id)))
-            .collect();
+        let mut everyone: Vec<ParticipantId> = sets.iter().flat_map(|s| ids_of(s)).collect();
         everyone.sort();
         everyone.dedup();
         self.everyone = everyone;

@@ -290,15 +290,15 @@ async fn start(
         .next()
         .ok_or_else(|| format!("p2p_addr {} resolves to nothing", config.p2p_addr))?;
     let chain = connect_chain(&rpc_url, &config, account_key, read_respond_keys(home)?).await;
-    let mut node = NodeConfig::new(
+    let node = NodeConfig::new(
         config.account.clone(),
         Arc::new(chain),
         Arc::new(store),
         read_p2p_key(home)?,
         listen,
         config.contract.as_str(),
+        &config.tuning,
     );
-    config.tuning.apply(&mut node);
     let http = if http_addr.is_empty() {
         None
     } else {

@@ -2,11 +2,9 @@
 //! (shown by `mpc-node start --help`) and the rules they must satisfy (checked at
 //! start, so a bad value is a clear error rather than a panic or flapping peers).
 
-use crate::daemon::NodeConfig;
 use crate::engine::StockSubset;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::time::Duration;
 
 /// The settings of config.toml that have defaults.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,20 +194,6 @@ impl Tuning {
             "at least 1 ms (0 makes every node lead every request at once)".into(),
         )?;
         Ok(())
-    }
-
-    /// Sets the node's settings from these.
-    pub fn apply(&self, node: &mut NodeConfig) {
-        let count = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        node.poll_interval = Duration::from_millis(self.poll_interval_ms);
-        node.triple_target = count(self.triple_target);
-        node.presignature_target = count(self.presignature_target);
-        node.max_concurrent_generations = count(self.max_concurrent_generations);
-        node.protocol_timeout = Duration::from_secs(self.protocol_timeout_secs);
-        node.heartbeat = Duration::from_millis(self.heartbeat_ms);
-        node.live_window = Duration::from_millis(self.live_window_ms);
-        node.leader_grace = Duration::from_millis(self.leader_grace_ms);
-        node.stock_subset = self.stock_subset;
     }
 }
 

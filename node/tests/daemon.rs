@@ -9,6 +9,7 @@ use mpc_node::chain::{Chain, ContractState};
 use mpc_node::daemon::{run, NodeConfig};
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::storage::{StorageKey, Store};
+use mpc_node::tuning::Tuning;
 use near_crypto::{KeyType, SecretKey};
 use near_primitives::transaction::{Action, DeployContractAction};
 use primitives::{near_key, DomainId, EcdsaPayload, Payload, SignRequestArgs, SignatureResponse};
@@ -116,6 +117,7 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
             p2p_key,
             listen,
             contract.as_str(),
+            &Tuning::default(),
         );
         config.poll_interval = Duration::from_millis(100);
         config.triple_target = 2;

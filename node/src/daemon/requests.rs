@@ -1,0 +1,135 @@
+//! The pending requests as this node tracks them: handed to the signing engines,
+//! refreshed when the chain's copy changes, forgotten once answered.
+
+use super::writes::Answer;
+use super::Node;
+use crate::engine::{owner, Event, Job};
+use primitives::{DomainId, PendingRequest, RequestId};
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+/// A request as the loop tracks it.
+pub(super) struct Tracked {
+    pub(super) domain: DomainId,
+    pub(super) first_seen: Instant,
+    /// The chain entropy the engine signs this request with (a request made again
+    /// under the same id after a gap gets new entropy, and signers must agree).
+    entropy: [u8; 32],
+    /// When this node last started leading it.
+    pub(super) led_at: Option<Instant>,
+    /// The signature this node computed for it, until `respond` lands.
+    pub(super) answer: Option<Answer>,
+}
+
+impl Node {
+    /// Tells the signing engines which requests are pending and forgets answered
+    /// ones. The node derives each request's tweak itself from the predecessor and
+    /// path, and checks the request id against the fields, trusting no RPC with it.
+    pub(super) fn track_requests(&mut self, pending: &[PendingRequest]) {
+        let now = Instant::now();
+        let current: BTreeSet<RequestId> = pending.iter().map(|r| r.request_id).collect();
+        let mut gone = Vec::new();
+        self.requests.retain(|id, tracked| {
+            let keep = current.contains(id);
+            if !keep {
+                gone.push((tracked.domain, *id));
+            }
+            keep
+        });
+        for (domain, id) in &gone {
+            if let Some(signer) = self.signers.get_mut(domain) {
+                signer.engine.remove_request(id);
+            }
+        }
+        for request in pending {
+            let Some(signer) = self.signers.get_mut(&request.domain_id) else {
+                continue;
+            };
+            if let Some(tracked) = self.requests.get_mut(&request.request_id) {
+                if tracked.entropy == request.entropy.0 {
+                    continue;
+                }
+                // Made again under the same id while this node looked away: sign it
+                // as the chain now shows it, as the other signers will.
+                tracing::info!(request = %request.request_id, "request made again with new entropy");
+                tracked.entropy = request.entropy.0;
+            }
+            if !request.id_matches() {
+                tracing::warn!(request = %request.request_id, "a pending request whose id does not match its fields; ignored");
+                continue;
+            }
+            if let Err(why) = signer.engine.add_request(request) {
+                tracing::warn!(request = %request.request_id, %why, "a pending request this node cannot sign; ignored");
+                continue;
+            }
+            if self.requests.contains_key(&request.request_id) {
+                continue; // a refreshed request keeps its place and any answer
+            }
+            self.config.metrics.requests_seen.inc();
+            tracing::debug!(request = %request.request_id, domain = request.domain_id.0, "new request");
+            self.requests.insert(
+                request.request_id,
+                Tracked {
+                    domain: request.domain_id,
+                    first_seen: now,
+                    entropy: request.entropy.0,
+                    led_at: None,
+                    answer: None,
+                },
+            );
+        }
+    }
+
+    /// What the signing engines report: a signature this node led becomes the
+    /// request's answer (delivered by `deliver_answers`), stock made is counted,
+    /// and a failed lead of ours may be retried at once.
+    pub(super) fn on_signer_events(&mut self) {
+        let metrics = &self.config.metrics;
+        for signer in self.signers.values_mut() {
+            let me = signer.engine.me();
+            for event in signer.engine.drain_events() {
+                match event {
+                    Event::Signed {
+                        request_id,
+                        response,
+                        leader: true,
+                    } => {
+                        let Some(tracked) = self.requests.get_mut(&request_id) else {
+                            continue; // answered meanwhile
+                        };
+                        if tracked.answer.is_none() {
+                            tracing::debug!(request = %request_id, since_seen_ms = tracked.first_seen.elapsed().as_millis() as u64, "signed; responding");
+                            tracked.answer = Some(Answer {
+                                response,
+                                sends: 0,
+                                next_send: Instant::now(),
+                                in_flight: false,
+                            });
+                        }
+                    }
+                    Event::Signed { .. } | Event::KeyShareStored { .. } => {}
+                    Event::TripleStored(_) => metrics.triples_generated.inc(),
+                    Event::PresignatureStored(_) => metrics.presignatures_generated.inc(),
+                    Event::Failed { job, reason } => {
+                        metrics.protocol_failures.inc();
+                        tracing::info!(?job, %reason, "a protocol run ended without output");
+                        if let Job::Sign {
+                            request_id,
+                            presignature,
+                        } = job
+                        {
+                            // Our own failed lead may be retried at once (with another
+                            // presignature; this one is spent).
+                            if owner(presignature) == me {
+                                if let Some(tracked) = self.requests.get_mut(&RequestId(request_id))
+                                {
+                                    tracked.led_at = None;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

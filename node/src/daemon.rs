@@ -27,7 +27,7 @@ use crate::blame::{Blame, FailureKind, PeerReport};
 use crate::chain::{Chain, ContractState, KeyEvent, ParticipantSet, RunningState};
 use crate::engine::{
     for_domain, owner, Clock, DomainEngine, EngineSetup, Event, Job, KeyLoad, KeyTask, NodeMessage,
-    StockCount, StockTargets,
+    StepDone, StepRunner, StockCount, StockTargets, WorkerPool,
 };
 use crate::metrics::{Metrics, PeerStatus, Stock};
 use crate::p2p::noise::StaticKey;
@@ -325,7 +325,8 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
     // Skip, not Burst: after a stall, one late probe reports it, not a backlog of them.
     let mut lag_probe = tokio::time::interval(LAG_PROBE);
     lag_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut node = Node::new(config);
+    let (steps, mut steps_done) = start_steps(&config.metrics)?;
+    let mut node = Node::new(config, steps.clone());
     #[cfg(feature = "misbehave")]
     {
         node.misbehave = crate::misbehave::Misbehave::from_env()
@@ -377,6 +378,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
                 act = true;
             }
             Some(message) = incoming => node.on_message(message),
+            Some(done) = steps_done.recv() => node.on_step_done(done, &steps),
             due = lag_probe.tick() => node.config.metrics.loop_lag.observe(due.elapsed()),
             // Bulk messages waiting: take one per turn (below), between the rest.
             _ = std::future::ready(()), if !node.backlog.is_empty() => {}
@@ -451,6 +453,25 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
     result
 }
 
+/// The worker threads that run protocol steps (one per core), and where their
+/// completions come back to the loop ([`Node::on_step_done`]).
+fn start_steps(
+    metrics: &Arc<Metrics>,
+) -> std::io::Result<(Arc<WorkerPool>, mpsc::UnboundedReceiver<StepDone>)> {
+    // Unbounded but small: at most one step per running instance is ever away.
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let threads = WorkerPool::threads_for_this_machine();
+    let pool = WorkerPool::start(threads, move |done: StepDone| {
+        if let Err(unsent) = done_tx.send(done) {
+            // The loop is gone (shutting down): nobody will confirm what it stored.
+            unsent.0.discard();
+        }
+    })?;
+    tracing::info!(threads, "protocol step workers started");
+    metrics.steps_queued.set(0);
+    Ok((Arc::new(pool), done_rx))
+}
+
 async fn start_network(
     config: NetworkConfig,
     peers: Peers,
@@ -500,6 +521,8 @@ impl Answer {
 
 struct Node {
     config: NodeConfig,
+    /// Where the engines' protocol steps run (the worker pool).
+    steps: Arc<dyn StepRunner>,
     peers: Peers,
     /// Sign for the running set, one per domain with a key (whatever key event
     /// is under way).
@@ -543,9 +566,10 @@ struct Node {
 }
 
 impl Node {
-    fn new(config: NodeConfig) -> Self {
+    fn new(config: NodeConfig, steps: Arc<dyn StepRunner>) -> Self {
         Node {
             config,
+            steps,
             peers: Peers::default(),
             signers: BTreeMap::new(),
             keyers: BTreeMap::new(),
@@ -802,6 +826,7 @@ impl Node {
                 timeout: self.config.protocol_timeout,
                 clock: Clock::system(),
                 seed: EngineSetup::os_seed(),
+                steps: self.steps.clone(),
             },
         );
         match engine.load_key(key.key_attempt) {
@@ -881,6 +906,7 @@ impl Node {
                     timeout: self.config.protocol_timeout,
                     clock: Clock::system(),
                     seed: EngineSetup::os_seed(),
+                    steps: self.steps.clone(),
                 },
             );
             engine.set_key_task(Some(task.clone()));
@@ -1117,6 +1143,25 @@ impl Node {
         };
         if let Err(e) = engine.handle_message(from, message) {
             tracing::debug!(peer = from.0, domain = domain.0, error = %e, "ignored a peer message");
+        }
+    }
+
+    /// A protocol step back from its worker: to the engine that sent it (signing
+    /// or key engine of its domain; if that engine was replaced meanwhile, the
+    /// step is void). Its frames and events leave with the turn's outbox drain.
+    fn on_step_done(&mut self, done: StepDone, pool: &WorkerPool) {
+        let metrics = &self.config.metrics;
+        metrics.step_time(done.tag.kind).observe(done.elapsed);
+        metrics.steps_queued.set(pool.queued() as u64);
+        let domain = done.tag.domain;
+        let signer = self.signers.get_mut(&domain).map(|s| &mut s.engine);
+        let engine = signer
+            .into_iter()
+            .chain(self.keyers.get_mut(&domain))
+            .find(|e| e.serial() == done.tag.engine);
+        match engine {
+            Some(engine) => engine.step_done(done),
+            None => done.discard(),
         }
     }
 

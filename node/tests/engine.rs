@@ -18,7 +18,7 @@ use mpc_node::blame::{FailureKind, PeerReport};
 use mpc_node::ecdsa::Ecdsa;
 use mpc_node::engine::{
     Clock, DomainEngine, Engine, EngineError, EngineSetup, Event, Job, KeyLoad, KeyTask,
-    NodeMessage, Scheme, Start, StockSubset,
+    ManualSteps, NodeMessage, Scheme, Start, StockSubset,
 };
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
@@ -42,6 +42,9 @@ struct Node<S: Scheme> {
     /// Messages this node's engine refused (only where a test tolerates them).
     refused: Vec<(u32, String)>,
     store: Arc<Store>,
+    /// The engine's protocol steps, run by [`settle`] (as the daemon's workers
+    /// would) in the order they were handed over.
+    steps: Arc<ManualSteps>,
 }
 
 /// A request as every node would see it on the chain.
@@ -71,6 +74,7 @@ fn engine<S: Suite>(
     participants: &Participants,
     threshold: usize,
     store: &Arc<Store>,
+    steps: &Arc<ManualSteps>,
     key: Option<S::KeyShare>,
 ) -> Engine<S> {
     Engine::new(
@@ -84,6 +88,7 @@ fn engine<S: Suite>(
             timeout: Duration::from_secs(20),
             clock: Clock::system(),
             seed: EngineSetup::os_seed(),
+            steps: steps.clone(),
         },
         key,
     )
@@ -116,9 +121,11 @@ async fn keyless<S: Suite>(n: u32, dir: &std::path::Path) -> Vec<Node<S>> {
         let store = Arc::new(
             Store::open(&dir.join(format!("node{i}.redb")), &StorageKey::generate()).unwrap(),
         );
+        let steps = ManualSteps::new();
         nodes.push(Node {
             me: i,
-            engine: engine::<S>(i, 0, &everyone, 2, &store, None),
+            engine: engine::<S>(i, 0, &everyone, 2, &store, &steps, None),
+            steps,
             network: Some(network),
             incoming,
             events: Vec::new(),
@@ -151,7 +158,15 @@ async fn start<S: Suite>(
     let mut nodes = keyless::<S>(n, dir).await;
     for (node, share) in nodes.iter_mut().zip(shares) {
         node.store.put_key_share(S::DOMAIN, 0, 0, &share).unwrap();
-        node.engine = engine::<S>(node.me, 0, &parties, threshold, &node.store, Some(share));
+        node.engine = engine::<S>(
+            node.me,
+            0,
+            &parties,
+            threshold,
+            &node.store,
+            &node.steps,
+            Some(share),
+        );
     }
     (nodes, public_key)
 }
@@ -201,9 +216,13 @@ async fn pump_with<S: Suite>(
         }
         let mut idle = true;
         for node in nodes.iter_mut() {
-            let Some(network) = &node.network else {
+            if node.network.is_none() {
                 continue;
-            };
+            }
+            if settle(node) > 0 {
+                idle = false;
+            }
+            let network = node.network.as_ref().expect("checked above");
             for (to, bytes) in node.engine.drain_outbox() {
                 let _ = network.send(to, Arc::new(bytes));
                 idle = false;
@@ -221,6 +240,23 @@ async fn pump_with<S: Suite>(
         }
         if idle {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Runs every protocol step `node`'s engine handed over (and any they lead to)
+/// and gives the results back, as the daemon's workers and loop do. Returns how
+/// many ran.
+fn settle<S: Scheme>(node: &mut Node<S>) -> usize {
+    let mut ran = 0;
+    loop {
+        let steps = node.steps.take();
+        if steps.is_empty() {
+            return ran;
+        }
+        for step in steps {
+            ran += 1;
+            node.engine.step_done(step.run());
         }
     }
 }
@@ -362,6 +398,7 @@ fn key_engine<S: Suite>(node: &Node<S>, task: KeyTask) -> Engine<S> {
         &Participants::first(3).unwrap(),
         2,
         &node.store,
+        &node.steps,
         None,
     );
     engine.set_key_task(Some(task));
@@ -612,7 +649,7 @@ async fn keygen_then_a_burst_of_signatures<S: Suite>() {
         attempt: 0,
     };
     for node in nodes.iter_mut() {
-        node.engine = engine::<S>(node.me, 0, &all, 3, &node.store, None);
+        node.engine = engine::<S>(node.me, 0, &all, 3, &node.store, &node.steps, None);
         node.engine.set_key_task(Some(task.clone()));
         assert!(!node.engine.has_key());
     }
@@ -980,7 +1017,7 @@ async fn resharing_with_a_join_a_leave_and_a_threshold_change_keeps_the_key<S: S
         attempt: 1,
     };
     for node in nodes.iter_mut().skip(1) {
-        node.engine = engine::<S>(node.me, 1, &new, 3, &node.store, None);
+        node.engine = engine::<S>(node.me, 1, &new, 3, &node.store, &node.steps, None);
         node.engine.set_key_task(Some(task.clone()));
         let held = node.engine.load_reshare_input(0, 0).unwrap();
         assert_eq!(held, node.me < 3, "node {}", node.me);
@@ -1048,7 +1085,7 @@ async fn resharing_with_a_join_a_leave_and_a_threshold_change_keeps_the_key<S: S
             .key_share_at::<S::KeyShare>(S::DOMAIN, 1)
             .unwrap()
             .map(|(_, share)| share);
-        node.engine = engine::<S>(node.me, 1, &new, 3, &node.store, key);
+        node.engine = engine::<S>(node.me, 1, &new, 3, &node.store, &node.steps, key);
     }
     let presignature = stock_presignature(&mut nodes, 4, &signers).await;
     for node in &nodes {
@@ -1134,7 +1171,7 @@ async fn a_presignature_is_never_used_twice_across_a_restart<S: Suite>() {
 
     // Restart: fresh engines load their key shares from storage.
     for node in nodes.iter_mut() {
-        node.engine = engine::<S>(node.me, 0, &all, 2, &node.store, None);
+        node.engine = engine::<S>(node.me, 0, &all, 2, &node.store, &node.steps, None);
         assert!(!node.engine.has_key());
         assert_eq!(node.engine.load_key(0).unwrap(), KeyLoad::Loaded);
         assert!(node.engine.has_key());

@@ -1160,7 +1160,9 @@ impl Node {
             .chain(self.keyers.get_mut(&domain))
             .find(|e| e.serial() == done.tag.engine);
         match engine {
-            Some(engine) => engine.step_done(done),
+            Some(engine) => {
+                engine.step_done(done);
+            }
             None => done.discard(),
         }
     }

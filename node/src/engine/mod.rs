@@ -429,8 +429,9 @@ pub trait DomainEngine: Send {
     /// Takes back a step this engine handed to its runner: sends what the step
     /// sent, finishes or fails its run, and starts the next step if messages came
     /// meanwhile. A completion for a run that ended while its step was away (it
-    /// was abandoned, expired or voided) is discarded.
-    fn step_done(&mut self, done: StepDone);
+    /// was abandoned, expired or voided) is discarded. Returns whether the step
+    /// was taken up (false: discarded).
+    fn step_done(&mut self, done: StepDone) -> bool;
     /// Steps of this engine handed to its runner and not yet taken back.
     fn steps_away(&self) -> usize;
 }
@@ -1940,7 +1941,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
         self.serial
     }
 
-    fn step_done(&mut self, done: StepDone) {
+    fn step_done(&mut self, done: StepDone) -> bool {
         let tag = done.tag;
         let waiting = tag.engine == self.serial
             && self
@@ -1951,14 +1952,14 @@ impl<S: Scheme> DomainEngine for Engine<S> {
             // The run ended while its step was away (abandoned, expired, declined,
             // voided by a new key task): its output is void.
             done.discard();
-            return;
+            return false;
         }
         let output = match done.output {
             Ok(output) => output,
             Err(why) => {
                 let running = self.running.remove(&tag.instance).expect("checked above");
                 self.failed(running.job, why);
-                return;
+                return true;
             }
         };
         match output.result.downcast::<StepResult<S>>() {
@@ -1972,6 +1973,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 );
             }
         }
+        true
     }
 
     fn steps_away(&self) -> usize {

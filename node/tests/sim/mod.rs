@@ -90,6 +90,13 @@ pub struct Report {
     pub signatures: usize,
     pub stock_stored: usize,
     pub forged_acks: usize,
+    /// Protocol steps run, and those taken back before an earlier-run step of
+    /// the same node (completions out of order).
+    pub steps_run: usize,
+    pub steps_reordered: usize,
+    /// Steps that came back after their run had ended (or their engine was
+    /// replaced) and were discarded.
+    pub steps_void: usize,
     /// A digest of the schedule and its outcome: equal for equal seeds.
     pub trace_digest: u64,
 }
@@ -988,6 +995,7 @@ impl<S: Suite> World<S> {
             step.tag.kind.name()
         ));
         let done = step.run();
+        self.report.steps_run += 1;
         self.nodes[i].ran.push(done);
     }
 
@@ -998,6 +1006,9 @@ impl<S: Suite> World<S> {
         let pick = self.rng.gen_range(0..total);
         let (i, k) = self.pick_step(pick, |n| n.ran.len());
         let done = self.nodes[i].ran.remove(k);
+        if k > 0 {
+            self.report.steps_reordered += 1;
+        }
         let me = self.nodes[i].id;
         self.note(format!(
             "node {me} takes back a {} step",
@@ -1009,8 +1020,15 @@ impl<S: Suite> World<S> {
             .flatten()
             .find(|e| e.serial() == done.tag.engine);
         match engine {
-            Some(engine) => engine.step_done(done),
-            None => done.discard(),
+            Some(engine) => {
+                if !engine.step_done(done) {
+                    self.report.steps_void += 1;
+                }
+            }
+            None => {
+                self.report.steps_void += 1;
+                done.discard();
+            }
         }
         self.collect(i);
     }
@@ -1307,7 +1325,8 @@ pub fn run_seeds<S: Suite>(scenario: &Scenario, base: u64, default: u64) -> Vec<
     let sum = |f: fn(&Report) -> usize| reports.iter().map(f).sum::<usize>();
     eprintln!(
         "sim {} {}: {} seeds in {:.1?}: {} steps, {} delivered, {} dropped, {} duplicated, \
-         {} crashes ({} mid-key), {} attempts, {} stock records, {} signatures",
+         {} crashes ({} mid-key), {} attempts, {} stock records, {} signatures, \
+         {} protocol steps ({} returned out of order, {} void)",
         scenario.name,
         S::NAME,
         seeds.len(),
@@ -1321,6 +1340,9 @@ pub fn run_seeds<S: Suite>(scenario: &Scenario, base: u64, default: u64) -> Vec<
         reports.iter().map(|r| r.attempts).sum::<u64>(),
         sum(|r| r.stock_stored),
         sum(|r| r.signatures),
+        sum(|r| r.steps_run),
+        sum(|r| r.steps_reordered),
+        sum(|r| r.steps_void),
     );
     reports
 }

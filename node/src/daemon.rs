@@ -7,7 +7,11 @@
 //!   interval and publishes them on a `watch` channel, so RPC latency never stalls
 //!   the protocol loop;
 //! - the *loop* below owns the engine and the network, and does everything else;
-//! - *chain writes* (votes, responds) run in a [`JoinSet`] and report back to it.
+//! - *chain writes* (votes, responds) run in a [`JoinSet`] and report back to it;
+//! - *protocol steps* (the threshold cryptography, and the store write of a
+//!   finished triple or presignature) run on a [`WorkerPool`] of one thread per
+//!   core, signing first, and come back to the loop over a channel
+//!   ([`Node::on_step_done`]), so a long step never delays heartbeats or routing.
 //!
 //! Liveness: every node sends a heartbeat to every peer; a peer heard from within
 //! [`NodeConfig::live_window`] is live. New triples are made in pairs among a
@@ -325,7 +329,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
     // Skip, not Burst: after a stall, one late probe reports it, not a backlog of them.
     let mut lag_probe = tokio::time::interval(LAG_PROBE);
     lag_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let (steps, mut steps_done) = start_steps(&config.metrics)?;
+    let (steps, mut steps_done) = start_steps()?;
     let mut node = Node::new(config, steps.clone());
     #[cfg(feature = "misbehave")]
     {
@@ -455,9 +459,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
 
 /// The worker threads that run protocol steps (one per core), and where their
 /// completions come back to the loop ([`Node::on_step_done`]).
-fn start_steps(
-    metrics: &Arc<Metrics>,
-) -> std::io::Result<(Arc<WorkerPool>, mpsc::UnboundedReceiver<StepDone>)> {
+fn start_steps() -> std::io::Result<(Arc<WorkerPool>, mpsc::UnboundedReceiver<StepDone>)> {
     // Unbounded but small: at most one step per running instance is ever away.
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let threads = WorkerPool::threads_for_this_machine();
@@ -468,7 +470,6 @@ fn start_steps(
         }
     })?;
     tracing::info!(threads, "protocol step workers started");
-    metrics.steps_queued.set(0);
     Ok((Arc::new(pool), done_rx))
 }
 

@@ -13,6 +13,14 @@
 //! The threshold protocols still draw their own randomness from the OS: that
 //! changes the bytes of their messages, never which messages they send.
 //!
+//! Protocol steps (feeding an instance its messages and poking it: the
+//! cryptography) do not run on the caller's turn: each is handed to the
+//! [`StepRunner`] of [`EngineSetup::steps`] and comes back through
+//! [`DomainEngine::step_done`] (see [`steps`]). A running instance's state is
+//! either here or away on a worker, at most one step of it at a time; messages
+//! that come meanwhile wait on the instance for its next step, and a step that
+//! comes back for a run that ended meanwhile is discarded.
+//!
 //! Coordination: the participant that wants a protocol run (the *proposer*) sends a
 //! [`Start`] to the others, who check it and join. Ids of triples and presignatures
 //! carry their proposer in the top 16 bits, and only the proposer may consume them

@@ -513,4 +513,28 @@ mod tests {
         assert!(text.contains("lag_bucket{le=\"0.001\"} 99"), "{text}");
         assert!(text.contains("lag_bucket{le=\"+Inf\"} 101"), "{text}");
     }
+
+    #[test]
+    fn step_times_are_reported_per_kind_with_the_queue_depth() {
+        let metrics = Metrics::new("node.near");
+        metrics
+            .step_time(StepKind::Sign)
+            .observe(Duration::from_micros(800));
+        metrics
+            .step_time(StepKind::Triple)
+            .observe(Duration::from_millis(150));
+        metrics.steps_queued.set(3);
+        let text = metrics.render();
+        for line in [
+            "mpc_step_seconds_bucket{kind=\"sign\",le=\"0.001\"} 1",
+            "mpc_step_seconds_count{kind=\"sign\"} 1",
+            "mpc_step_seconds_bucket{kind=\"triple\",le=\"0.1\"} 0",
+            "mpc_step_seconds_bucket{kind=\"triple\",le=\"0.2\"} 1",
+            "mpc_step_seconds_count{kind=\"key\"} 0",
+            "mpc_steps_queued 3",
+        ] {
+            assert!(text.contains(line), "missing {line}: {text}");
+        }
+        assert_eq!(text.matches("# TYPE mpc_step_seconds histogram").count(), 1);
+    }
 }

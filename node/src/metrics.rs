@@ -6,6 +6,7 @@
 //! framework, and the text format is stable and simple.
 
 use crate::blame::{FailureKind, PeerBlame};
+use crate::engine::StepKind;
 use crate::p2p::NetworkStats;
 use serde::Serialize;
 use std::fmt::Write;
@@ -37,6 +38,26 @@ const LATENCY_BOUNDS: &[f64] = &[
 /// that makes peers drop this node's runs.
 const LAG_BOUNDS: &[f64] = &[
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    pub fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds (seconds) of the protocol step buckets: from a signature share
+/// to a long triple round on a busy machine.
+const STEP_BOUNDS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
 ];
 
 /// A histogram of durations with fixed buckets (cumulative, as Prometheus has them).
@@ -98,18 +119,30 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} histogram");
+        self.render_series(out, name, "");
+    }
+
+    /// The series of this histogram, each with `labels` (`key="value",` pairs)
+    /// before `le`.
+    fn render_series(&self, out: &mut String, name: &str, labels: &str) {
         for (bound, bucket) in self.bounds.iter().zip(self.buckets.iter()) {
             let _ = writeln!(
                 out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
+                "{name}_bucket{{{labels}le=\"{bound}\"}} {}",
                 bucket.load(Ordering::Relaxed)
             );
         }
         let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
+        let selector = labels.trim_end_matches(',');
+        let selector = if selector.is_empty() {
+            String::new()
+        } else {
+            format!("{{{selector}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{selector} {sum}");
+        let _ = writeln!(out, "{name}_count{selector} {count}");
     }
 }
 
@@ -187,8 +220,13 @@ pub struct Metrics {
     /// From first seeing a request to its `respond` landing, for requests led here.
     pub sign_latency: Histogram,
     /// How late the loop comes back to a periodic probe: time it spent on one
-    /// turn's work (protocol steps, disk writes) while others waited.
+    /// turn's work (routing, reading stock, taking records) while others waited.
     pub loop_lag: Histogram,
+    /// How long protocol steps take on the worker threads, per [`StepKind`]
+    /// (in [`StepKind::ALL`] order; see [`Metrics::step_time`]).
+    step_times: [Histogram; 4],
+    /// Protocol steps waiting for a worker thread.
+    pub steps_queued: Gauge,
     status: Mutex<NodeStatus>,
     network: Mutex<Option<Arc<NetworkStats>>>,
     /// When the contract was last read successfully.
@@ -208,6 +246,8 @@ impl Metrics {
             chain_errors: Counter::default(),
             sign_latency: Histogram::new(LATENCY_BOUNDS),
             loop_lag: Histogram::new(LAG_BOUNDS),
+            step_times: StepKind::ALL.map(|_| Histogram::new(STEP_BOUNDS)),
+            steps_queued: Gauge::default(),
             status: Mutex::new(NodeStatus {
                 account_id: account_id.to_string(),
                 ..NodeStatus::default()
@@ -215,6 +255,15 @@ impl Metrics {
             network: Mutex::new(None),
             last_chain_read: Mutex::new(None),
         })
+    }
+
+    /// The step-time histogram of `kind`.
+    pub fn step_time(&self, kind: StepKind) -> &Histogram {
+        let index = StepKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("ALL lists every kind");
+        &self.step_times[index]
     }
 
     pub fn set_status(&self, update: impl FnOnce(&mut NodeStatus)) {
@@ -314,6 +363,26 @@ impl Metrics {
             &mut out,
             "mpc_loop_lag_seconds",
             "How late the node's loop served a periodic probe (work it did in one turn).",
+        );
+        let name = "mpc_step_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time of one protocol step on a worker thread, by kind of run."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for kind in StepKind::ALL {
+            self.step_time(kind).render_series(
+                &mut out,
+                name,
+                &format!("kind=\"{}\",", kind.name()),
+            );
+        }
+        series(
+            &mut out,
+            "gauge",
+            "mpc_steps_queued",
+            "Protocol steps waiting for a worker thread.",
+            self.steps_queued.get(),
         );
         let status = self.status();
         let gauges = [
@@ -443,5 +512,29 @@ mod tests {
         };
         assert!(text.contains("lag_bucket{le=\"0.001\"} 99"), "{text}");
         assert!(text.contains("lag_bucket{le=\"+Inf\"} 101"), "{text}");
+    }
+
+    #[test]
+    fn step_times_are_reported_per_kind_with_the_queue_depth() {
+        let metrics = Metrics::new("node.near");
+        metrics
+            .step_time(StepKind::Sign)
+            .observe(Duration::from_micros(800));
+        metrics
+            .step_time(StepKind::Triple)
+            .observe(Duration::from_millis(150));
+        metrics.steps_queued.set(3);
+        let text = metrics.render();
+        for line in [
+            "mpc_step_seconds_bucket{kind=\"sign\",le=\"0.001\"} 1",
+            "mpc_step_seconds_count{kind=\"sign\"} 1",
+            "mpc_step_seconds_bucket{kind=\"triple\",le=\"0.1\"} 0",
+            "mpc_step_seconds_bucket{kind=\"triple\",le=\"0.2\"} 1",
+            "mpc_step_seconds_count{kind=\"key\"} 0",
+            "mpc_steps_queued 3",
+        ] {
+            assert!(text.contains(line), "missing {line}: {text}");
+        }
+        assert_eq!(text.matches("# TYPE mpc_step_seconds histogram").count(), 1);
     }
 }

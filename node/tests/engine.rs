@@ -18,7 +18,7 @@ use mpc_node::blame::{FailureKind, PeerReport};
 use mpc_node::ecdsa::Ecdsa;
 use mpc_node::engine::{
     Clock, DomainEngine, Engine, EngineError, EngineSetup, Event, Job, KeyLoad, KeyTask,
-    NodeMessage, Scheme, Start, StockSubset,
+    ManualSteps, NodeMessage, Scheme, Start, StockSubset,
 };
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
@@ -42,6 +42,9 @@ struct Node<S: Scheme> {
     /// Messages this node's engine refused (only where a test tolerates them).
     refused: Vec<(u32, String)>,
     store: Arc<Store>,
+    /// The engine's protocol steps, run by [`settle`] (as the daemon's workers
+    /// would) in the order they were handed over.
+    steps: Arc<ManualSteps>,
 }
 
 /// A request as every node would see it on the chain.
@@ -71,6 +74,7 @@ fn engine<S: Suite>(
     participants: &Participants,
     threshold: usize,
     store: &Arc<Store>,
+    steps: &Arc<ManualSteps>,
     key: Option<S::KeyShare>,
 ) -> Engine<S> {
     Engine::new(
@@ -84,6 +88,7 @@ fn engine<S: Suite>(
             timeout: Duration::from_secs(20),
             clock: Clock::system(),
             seed: EngineSetup::os_seed(),
+            steps: steps.clone(),
         },
         key,
     )
@@ -116,9 +121,11 @@ async fn keyless<S: Suite>(n: u32, dir: &std::path::Path) -> Vec<Node<S>> {
         let store = Arc::new(
             Store::open(&dir.join(format!("node{i}.redb")), &StorageKey::generate()).unwrap(),
         );
+        let steps = ManualSteps::new();
         nodes.push(Node {
             me: i,
-            engine: engine::<S>(i, 0, &everyone, 2, &store, None),
+            engine: engine::<S>(i, 0, &everyone, 2, &store, &steps, None),
+            steps,
             network: Some(network),
             incoming,
             events: Vec::new(),
@@ -151,7 +158,15 @@ async fn start<S: Suite>(
     let mut nodes = keyless::<S>(n, dir).await;
     for (node, share) in nodes.iter_mut().zip(shares) {
         node.store.put_key_share(S::DOMAIN, 0, 0, &share).unwrap();
-        node.engine = engine::<S>(node.me, 0, &parties, threshold, &node.store, Some(share));
+        node.engine = engine::<S>(
+            node.me,
+            0,
+            &parties,
+            threshold,
+            &node.store,
+            &node.steps,
+            Some(share),
+        );
     }
     (nodes, public_key)
 }
@@ -201,9 +216,13 @@ async fn pump_with<S: Suite>(
         }
         let mut idle = true;
         for node in nodes.iter_mut() {
-            let Some(network) = &node.network else {
+            if node.network.is_none() {
                 continue;
-            };
+            }
+            if settle(node) > 0 {
+                idle = false;
+            }
+            let network = node.network.as_ref().expect("checked above");
             for (to, bytes) in node.engine.drain_outbox() {
                 let _ = network.send(to, Arc::new(bytes));
                 idle = false;
@@ -221,6 +240,23 @@ async fn pump_with<S: Suite>(
         }
         if idle {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Runs every protocol step `node`'s engine handed over (and any they lead to)
+/// and gives the results back, as the daemon's workers and loop do. Returns how
+/// many ran.
+fn settle<S: Scheme>(node: &mut Node<S>) -> usize {
+    let mut ran = 0;
+    loop {
+        let steps = node.steps.take();
+        if steps.is_empty() {
+            return ran;
+        }
+        for step in steps {
+            ran += 1;
+            node.engine.step_done(step.run());
         }
     }
 }
@@ -362,6 +398,7 @@ fn key_engine<S: Suite>(node: &Node<S>, task: KeyTask) -> Engine<S> {
         &Participants::first(3).unwrap(),
         2,
         &node.store,
+        &node.steps,
         None,
     );
     engine.set_key_task(Some(task));
@@ -597,6 +634,9 @@ for_each_scheme!(
     a_timed_out_run_blames_the_silent_participant_alone,
     a_new_attempt_voids_the_old_attempts_runs_and_its_share_replaces_the_older_one,
     a_node_that_stored_its_share_refuses_the_attempt_again_and_runs_the_next,
+    messages_that_come_while_a_step_is_away_wait_for_the_next_step,
+    a_stock_run_that_ends_while_its_last_step_is_away_leaves_no_record,
+    a_key_run_voided_while_its_step_is_away_stores_nothing,
 );
 
 /// Four nodes generate the key with the engines (threshold 3), every node stocks a
@@ -612,7 +652,7 @@ async fn keygen_then_a_burst_of_signatures<S: Suite>() {
         attempt: 0,
     };
     for node in nodes.iter_mut() {
-        node.engine = engine::<S>(node.me, 0, &all, 3, &node.store, None);
+        node.engine = engine::<S>(node.me, 0, &all, 3, &node.store, &node.steps, None);
         node.engine.set_key_task(Some(task.clone()));
         assert!(!node.engine.has_key());
     }
@@ -980,7 +1020,7 @@ async fn resharing_with_a_join_a_leave_and_a_threshold_change_keeps_the_key<S: S
         attempt: 1,
     };
     for node in nodes.iter_mut().skip(1) {
-        node.engine = engine::<S>(node.me, 1, &new, 3, &node.store, None);
+        node.engine = engine::<S>(node.me, 1, &new, 3, &node.store, &node.steps, None);
         node.engine.set_key_task(Some(task.clone()));
         let held = node.engine.load_reshare_input(0, 0).unwrap();
         assert_eq!(held, node.me < 3, "node {}", node.me);
@@ -1048,7 +1088,7 @@ async fn resharing_with_a_join_a_leave_and_a_threshold_change_keeps_the_key<S: S
             .key_share_at::<S::KeyShare>(S::DOMAIN, 1)
             .unwrap()
             .map(|(_, share)| share);
-        node.engine = engine::<S>(node.me, 1, &new, 3, &node.store, key);
+        node.engine = engine::<S>(node.me, 1, &new, 3, &node.store, &node.steps, key);
     }
     let presignature = stock_presignature(&mut nodes, 4, &signers).await;
     for node in &nodes {
@@ -1134,7 +1174,7 @@ async fn a_presignature_is_never_used_twice_across_a_restart<S: Suite>() {
 
     // Restart: fresh engines load their key shares from storage.
     for node in nodes.iter_mut() {
-        node.engine = engine::<S>(node.me, 0, &all, 2, &node.store, None);
+        node.engine = engine::<S>(node.me, 0, &all, 2, &node.store, &node.steps, None);
         assert!(!node.engine.has_key());
         assert_eq!(node.engine.load_key(0).unwrap(), KeyLoad::Loaded);
         assert!(node.engine.has_key());
@@ -1647,5 +1687,182 @@ async fn a_node_that_stored_its_share_refuses_the_attempt_again_and_runs_the_nex
         .iter()
         .all(|n| share_of(n, 0) == Some((8, key8.clone()))));
 
+    shut_down(&mut nodes).await;
+}
+
+// ------------------------------------------------- protocol steps off the loop
+
+/// Where the stock runs [`propose_stock`] starts store their record.
+fn stock_kind<S: Suite>() -> mpc_node::storage::RecordKind {
+    if S::TRIPLES_PER_PRESIGNATURE > 0 {
+        S::TRIPLES
+    } else {
+        S::PRESIGNATURES
+    }
+}
+
+/// Hands `nodes[from]`'s outgoing frames straight to their recipients' engines
+/// (no network). Returns how many moved.
+fn route<S: Suite>(nodes: &mut [Node<S>], from: usize) -> usize {
+    let frames = nodes[from].engine.drain_outbox();
+    let moved = frames.len();
+    for (to, bytes) in frames {
+        let sender = ParticipantId(nodes[from].me);
+        handle(&mut nodes[to.0 as usize].engine, sender, &bytes).unwrap();
+    }
+    moved
+}
+
+/// Runs every node's steps and moves every frame until nothing moves.
+fn exchange<S: Suite>(nodes: &mut [Node<S>]) {
+    loop {
+        let mut moved = 0;
+        for i in 0..nodes.len() {
+            moved += settle(&mut nodes[i]);
+            moved += route(nodes, i);
+            let events = nodes[i].engine.drain_events();
+            nodes[i].events.extend(events);
+        }
+        if moved == 0 {
+            return;
+        }
+    }
+}
+
+/// A step is handed to the runner rather than run on the caller's turn; while it
+/// is away, the instance's messages wait on it (never a second step of the same
+/// instance at once) and go into the next step as soon as it comes back.
+async fn messages_that_come_while_a_step_is_away_wait_for_the_next_step<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, _root) = start::<S>(2, 2, dir.path()).await;
+    let all = Participants::first(2).unwrap();
+    nodes[0].engine.set_stock_subset(StockSubset::All);
+    let ids = propose_stock(&mut nodes[0].engine, &all);
+    assert_eq!(ids.len(), 1, "one run among all");
+    assert_eq!(nodes[0].engine.steps_away(), 1);
+    assert_eq!(nodes[0].steps.len(), 1, "handed over, not run");
+    assert_eq!(route(&mut nodes, 0), 1, "the invitation");
+    assert_eq!(nodes[1].engine.running(), 1, "node 1 joined");
+    assert_eq!(settle(&mut nodes[1]), 1);
+    assert!(route(&mut nodes, 1) > 0, "node 1's first messages");
+    assert_eq!(
+        nodes[0].steps.len(),
+        1,
+        "the messages wait for the step away: one step per instance"
+    );
+    let first = nodes[0].steps.take().pop().unwrap();
+    assert!(nodes[0].engine.step_done(first.run()), "taken up");
+    assert_eq!(
+        nodes[0].steps.len(),
+        1,
+        "the messages that waited start the next step at once"
+    );
+    assert_eq!(nodes[0].engine.steps_away(), 1);
+    exchange(&mut nodes);
+    for node in &nodes {
+        assert_eq!(node.engine.running(), 0, "node {}", node.me);
+        assert!(
+            node.store
+                .record_ids(stock_kind::<S>())
+                .unwrap()
+                .contains(&ids[0]),
+            "node {} stored the record",
+            node.me
+        );
+        assert_eq!(
+            count(std::slice::from_ref(node), |e| matches!(
+                e,
+                Event::TripleStored(_) | Event::PresignatureStored(_)
+            )),
+            1,
+            "node {}",
+            node.me
+        );
+    }
+    shut_down(&mut nodes).await;
+}
+
+/// The last step of a stock run stores its record on the worker. If the run ends
+/// here meanwhile (a participant went silent, or it timed out), the result that
+/// comes back is void: the record is retired (never used, never stored again),
+/// nothing is confirmed, and the run is reported failed once.
+async fn a_stock_run_that_ends_while_its_last_step_is_away_leaves_no_record<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, _root) = start::<S>(2, 2, dir.path()).await;
+    let all = Participants::first(2).unwrap();
+    nodes[0].engine.set_stock_subset(StockSubset::All);
+    let kind = stock_kind::<S>();
+    for ending in ["abandoned", "expired"] {
+        let id = propose_stock(&mut nodes[0].engine, &all)[0];
+        let mut ended = false;
+        for _ in 0..100 {
+            // Everything moves but node 0's steps, which run one at a time here.
+            settle(&mut nodes[1]);
+            route(&mut nodes, 1);
+            route(&mut nodes, 0);
+            let mut steps = nodes[0].steps.take();
+            assert!(steps.len() <= 1, "one step per instance");
+            let Some(step) = steps.pop() else { continue };
+            let done = step.run();
+            if nodes[0].store.record_ids(kind).unwrap().contains(&id) {
+                // The last step stored the record; the run ends before it is back.
+                match ending {
+                    "abandoned" => nodes[0].engine.abandon_runs_with(&[ParticipantId(1)]),
+                    _ => nodes[0]
+                        .engine
+                        .expire(Instant::now() + Duration::from_secs(60)),
+                }
+                assert_eq!(nodes[0].engine.running(), 0);
+                assert!(!nodes[0].engine.step_done(done), "{ending}: void");
+                ended = true;
+                break;
+            }
+            nodes[0].engine.step_done(done);
+        }
+        assert!(ended, "{ending}: the run reached its last step");
+        assert!(
+            !nodes[0].store.record_ids(kind).unwrap().contains(&id),
+            "{ending}: the record of the ended run is retired"
+        );
+        assert!(
+            !nodes[0].store.retire_record(kind, id).unwrap(),
+            "{ending}: nothing left to retire"
+        );
+        assert_eq!(nodes[0].engine.steps_away(), 0);
+        assert!(nodes[0].steps.is_empty());
+        let events = nodes[0].engine.drain_events();
+        assert!(
+            matches!(&events[..], [Event::Failed { .. }]),
+            "{ending}: reported failed once, never stored: {events:?}"
+        );
+        // Node 1's copy is of no use to anyone: the owner never proposes it.
+        exchange(&mut nodes);
+        assert_eq!(nodes[0].engine.running(), 0);
+    }
+    shut_down(&mut nodes).await;
+}
+
+/// A key run whose task the contract replaced while its step was away: the step
+/// comes back to nothing, and nothing of it is sent or stored.
+async fn a_key_run_voided_while_its_step_is_away_stores_nothing<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = keyless::<S>(3, dir.path()).await;
+    for node in nodes.iter_mut() {
+        node.engine = key_engine(node, generate::<S>(0));
+    }
+    assert!(nodes[0].engine.propose_key_task().unwrap());
+    assert_eq!(nodes[0].engine.steps_away(), 1);
+    let invitations = nodes[0].engine.drain_outbox();
+    assert_eq!(invitations.len(), 2, "the Start to each peer");
+    nodes[0].engine.set_key_task(Some(generate::<S>(1)));
+    assert_eq!(nodes[0].engine.running(), 0, "attempt 0's run is void");
+    let step = nodes[0].steps.take().pop().unwrap();
+    assert_eq!(step.tag.kind, mpc_node::engine::StepKind::Key);
+    assert!(!nodes[0].engine.step_done(step.run()), "void");
+    assert!(nodes[0].engine.drain_outbox().is_empty(), "nothing sent");
+    assert!(nodes[0].engine.drain_events().is_empty());
+    assert_eq!(nodes[0].engine.steps_away(), 0);
+    assert!(nodes[0].steps.is_empty(), "no next step");
+    assert_eq!(share_of(&nodes[0], 0), None);
     shut_down(&mut nodes).await;
 }

@@ -150,6 +150,7 @@ impl Node {
                 timeout: self.config.protocol_timeout,
                 clock: Clock::system(),
                 seed: EngineSetup::os_seed(),
+                steps: self.steps.clone(),
             },
         );
         match engine.load_key(key.key_attempt) {
@@ -229,6 +230,7 @@ impl Node {
                     timeout: self.config.protocol_timeout,
                     clock: Clock::system(),
                     seed: EngineSetup::os_seed(),
+                    steps: self.steps.clone(),
                 },
             );
             engine.set_key_task(Some(task.clone()));

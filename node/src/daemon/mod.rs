@@ -9,7 +9,9 @@
 //!   latency never stalls the protocol loop;
 //! - the *loop* below owns the engines and the network, and does everything else;
 //! - *chain writes* ([`writes`]: votes, reports, responds) run in a `JoinSet` and
-//!   report back to it.
+//!   report back to it;
+//! - *protocol steps* (the cryptography) run on a pool of worker threads
+//!   ([`steps`]), one per core, signing first; each comes back as an [`Event`].
 //!
 //! The loop is [`Daemon::next_event`], which only waits for the next [`Event`],
 //! and [`Daemon::handle_event`], which only hands it to the part of [`Node`] that
@@ -18,8 +20,8 @@
 //!
 //! Where the rest lives: [`epoch`] (what a snapshot changes), [`engines`] (signing
 //! and key engines per domain), [`votes`], [`requests`], [`leader`], [`stock`],
-//! [`liveness`] (heartbeats, live peers, blame) and [`inbox`] (peer messages in,
-//! engines' outboxes out).
+//! [`liveness`] (heartbeats, live peers, blame), [`inbox`] (peer messages in,
+//! engines' outboxes out) and [`steps`] (the protocol-step workers).
 
 mod config;
 mod engines;
@@ -28,6 +30,7 @@ mod inbox;
 mod leader;
 mod liveness;
 mod requests;
+mod steps;
 mod stock;
 mod votes;
 mod watcher;
@@ -38,7 +41,7 @@ pub use leader::leader_order;
 
 use crate::blame::Blame;
 use crate::chain::KeyEvent;
-use crate::engine::{DomainEngine, Event as EngineEvent};
+use crate::engine::{DomainEngine, Event as EngineEvent, StepDone, StepRunner, WorkerPool};
 use crate::p2p::{Incoming, Network, NetworkConfig, Peers};
 use engines::{KeyerKey, Signer};
 use inbox::Inbox;
@@ -68,7 +71,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the node until `cancel` fires.
 pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Result<()> {
-    let node = Node::new(config);
+    let (pool, steps_done) = steps::start()?;
+    let node = Node::new(config, pool.clone());
     // Checked before any task starts, so a bad value leaves nothing running.
     #[cfg(feature = "misbehave")]
     let node = Node {
@@ -101,6 +105,8 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
         watcher,
         heartbeat,
         lag_probe,
+        pool,
+        steps_done,
         network: None,
         act: false,
     };
@@ -129,6 +135,8 @@ enum Event {
     Backlog,
     /// A chain write ended (or its task panicked).
     WriteDone(Result<WriteDone, JoinError>),
+    /// A protocol step came back from the worker pool.
+    StepDone(StepDone),
 }
 
 /// The p2p network and the frames it delivers.
@@ -144,6 +152,9 @@ struct Daemon {
     watcher: Watcher,
     heartbeat: Interval,
     lag_probe: Interval,
+    /// The worker threads that run protocol steps, and where their results come back.
+    pool: Arc<WorkerPool>,
+    steps_done: mpsc::UnboundedReceiver<StepDone>,
     /// Started once this node finds itself in a participant set.
     network: Option<Link>,
     /// Whether this turn ends with [`Node::act`] (after a snapshot or heartbeat).
@@ -182,6 +193,7 @@ impl Daemon {
             due = self.lag_probe.tick() => Event::LagProbe(due),
             _ = std::future::ready(()), if has_backlog => Event::Backlog,
             Some(done) = self.node.writes.next_done(), if writing => Event::WriteDone(done),
+            Some(done) = self.steps_done.recv() => Event::StepDone(done),
         }
     }
 
@@ -209,6 +221,7 @@ impl Daemon {
             Event::WriteDone(Err(e)) => {
                 tracing::error!(error = %e, "a chain write task panicked")
             }
+            Event::StepDone(done) => self.node.on_step_done(done, &self.pool),
         }
         Ok(ControlFlow::Continue(()))
     }
@@ -292,6 +305,8 @@ impl Daemon {
 /// its part.
 struct Node {
     config: NodeConfig,
+    /// Where the engines' protocol steps run (the worker pool).
+    steps: Arc<dyn StepRunner>,
     peers: Peers,
     me: Option<ParticipantId>,
     /// Everyone this node talks to: the running set and the key event's.
@@ -340,10 +355,11 @@ struct Node {
 }
 
 impl Node {
-    fn new(config: NodeConfig) -> Self {
+    fn new(config: NodeConfig, steps: Arc<dyn StepRunner>) -> Self {
         Node {
             writes: Writes::new(config.chain.clone()),
             config,
+            steps,
             peers: Peers::default(),
             me: None,
             everyone: Vec::new(),

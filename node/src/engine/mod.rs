@@ -13,6 +13,14 @@
 //! The threshold protocols still draw their own randomness from the OS: that
 //! changes the bytes of their messages, never which messages they send.
 //!
+//! Protocol steps (feeding an instance its messages and poking it: the
+//! cryptography) do not run on the caller's turn: each is handed to the
+//! [`StepRunner`] of [`EngineSetup::steps`] and comes back through
+//! [`DomainEngine::step_done`] (see [`steps`]). A running instance's state is
+//! either here or away on a worker, at most one step of it at a time; messages
+//! that come meanwhile wait on the instance for its next step, and a step that
+//! comes back for a run that ended meanwhile is discarded.
+//!
 //! Coordination: the participant that wants a protocol run (the *proposer*) sends a
 //! [`Start`] to the others, who check it and join. Ids of triples and presignatures
 //! carry their proposer in the top 16 bits, and only the proposer may consume them
@@ -26,9 +34,11 @@
 
 mod message;
 mod scheme;
+pub mod steps;
 
 pub use message::{owner, peer_text, Job, NodeMessage, Start};
 pub use scheme::{ReshareSpec, Scheme};
+pub use steps::{ManualSteps, StepDone, StepKind, StepRunner, StepTag, StepWork, WorkerPool};
 
 use crate::blame::{FailureKind, PeerReport};
 use crate::ecdsa::Ecdsa;
@@ -40,8 +50,10 @@ use rand::{RngCore, SeedableRng};
 use sha3::{Digest, Sha3_256};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use steps::{StepOutput, StoredRecord};
 use threshold::{Instance, InstanceId, ParticipantId, Participants, Recipient, Step};
 
 /// Messages buffered per instance that has not started here yet.
@@ -50,6 +62,12 @@ const MAX_EARLY_PER_INSTANCE: usize = 256;
 const MAX_EARLY_INSTANCES: usize = 1024;
 /// Invitations to sign kept until the request shows up on our side.
 const MAX_DEFERRED: usize = 1024;
+/// Messages queued for a running instance while its step is on a worker.
+const MAX_INBOX_PER_INSTANCE: usize = 1024;
+
+/// Engines made in this process so far: each engine's serial tells its step
+/// completions from those of an engine it replaced.
+static ENGINES_MADE: AtomicU64 = AtomicU64::new(0);
 
 /// Who takes part in the triple and presignature runs a node proposes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -285,6 +303,9 @@ pub struct EngineSetup {
     /// crate takes that from the OS, which changes message bytes but never what
     /// the engine does next, so a simulated schedule still repeats exactly.
     pub seed: [u8; 32],
+    /// Where protocol steps run: a [`WorkerPool`] in the daemon, [`ManualSteps`]
+    /// in tests and the simulation (see [`steps`]).
+    pub steps: Arc<dyn StepRunner>,
 }
 
 impl EngineSetup {
@@ -409,6 +430,18 @@ pub trait DomainEngine: Send {
     fn take_early(&mut self) -> BTreeMap<InstanceId, EarlyMessages>;
     /// Takes over a predecessor's early messages.
     fn adopt_early(&mut self, early: BTreeMap<InstanceId, EarlyMessages>);
+
+    /// Tells this engine from any other made in this process (step completions
+    /// carry it: [`StepTag::engine`]).
+    fn serial(&self) -> u64;
+    /// Takes back a step this engine handed to its runner: sends what the step
+    /// sent, finishes or fails its run, and starts the next step if messages came
+    /// meanwhile. A completion for a run that ended while its step was away (it
+    /// was abandoned, expired or voided) is discarded. Returns whether the step
+    /// was taken up (false: discarded).
+    fn step_done(&mut self, done: StepDone) -> bool;
+    /// Steps of this engine handed to its runner and not yet taken back.
+    fn steps_away(&self) -> usize;
 }
 
 enum Output<S: Scheme> {
@@ -422,6 +455,8 @@ enum Done<S: Scheme> {
     Key(Box<S::KeyShare>),
     Triple(Box<S::Triple>),
     Presign(Box<S::Presignature>),
+    /// A triple or presignature, stored by the step that made it (on its worker).
+    Stored(Result<(), StoreError>),
     Sign(S::Signature),
 }
 
@@ -457,6 +492,95 @@ impl<S: Scheme> Output<S> {
             Output::Sign(i) => poked(i.poke()?, Done::Sign),
         })
     }
+
+    fn kind(&self) -> StepKind {
+        match self {
+            Output::Key(_) => StepKind::Key,
+            Output::Triple(_) => StepKind::Triple,
+            Output::Presign(_) => StepKind::Presign,
+            Output::Sign(_) => StepKind::Sign,
+        }
+    }
+}
+
+/// Where a stock run's last step stores its record.
+struct RecordTarget {
+    store: Arc<Store>,
+    id: u64,
+    epoch: u64,
+}
+
+/// What a step did, for [`DomainEngine::step_done`].
+struct StepResult<S: Scheme> {
+    /// How the instance took each message fed to it, in order.
+    receipts: Vec<(ParticipantId, Result<(), threshold::Error>)>,
+    sent: Vec<threshold::Outgoing>,
+    end: StepEnd<S>,
+}
+
+enum StepEnd<S: Scheme> {
+    /// The instance waits for more messages: its state comes back.
+    Wait(Output<S>),
+    Done(Done<S>),
+    Failed(threshold::Error),
+}
+
+/// One step of an instance, as a worker runs it: the messages that came, then
+/// pokes until it waits; a finished triple or presignature is stored here too, so
+/// the durable write is off the loop as well.
+fn run_step<S: Scheme>(
+    mut output: Output<S>,
+    inbox: Vec<(ParticipantId, Vec<u8>)>,
+    record: Option<RecordTarget>,
+) -> StepOutput {
+    let receipts = inbox
+        .into_iter()
+        .map(|(from, message)| (from, output.receive(from, &message)))
+        .collect();
+    let mut sent = Vec::new();
+    let mut stored = None;
+    let end = loop {
+        match output.poke() {
+            Ok(Poked::Send(out)) => sent.push(out),
+            Ok(Poked::Wait) => break StepEnd::Wait(output),
+            Ok(Poked::Done(done)) => {
+                let kind_and_write = match (&done, &record) {
+                    (Done::Triple(t), Some(r)) => Some((
+                        S::TRIPLES,
+                        r.store.add_record(S::TRIPLES, r.id, r.epoch, t.as_ref()),
+                    )),
+                    (Done::Presign(p), Some(r)) => Some((
+                        S::PRESIGNATURES,
+                        r.store
+                            .add_record(S::PRESIGNATURES, r.id, r.epoch, p.as_ref()),
+                    )),
+                    _ => None,
+                };
+                break match (kind_and_write, record) {
+                    (Some((kind, written)), Some(r)) => {
+                        if written.is_ok() {
+                            stored = Some(StoredRecord {
+                                store: r.store,
+                                kind,
+                                id: r.id,
+                            });
+                        }
+                        StepEnd::Done(Done::Stored(written))
+                    }
+                    _ => StepEnd::Done(done),
+                };
+            }
+            Err(e) => break StepEnd::Failed(e),
+        }
+    };
+    StepOutput {
+        result: Box::new(StepResult::<S> {
+            receipts,
+            sent,
+            end,
+        }),
+        stored,
+    }
 }
 
 /// Triples for one presignature: their ids and their common live holders.
@@ -470,7 +594,15 @@ struct Running<S: Scheme> {
     participants: Participants,
     started: Instant,
     leader: bool,
-    output: Output<S>,
+    /// The protocol state, or `None` while a step of it is on a worker (at most
+    /// one step per instance is ever away, so no instance runs twice at once).
+    output: Option<Output<S>>,
+    /// The ticket of the step away, if one is.
+    away: Option<u64>,
+    /// Messages that came since the last step began, for the next one.
+    inbox: Vec<(ParticipantId, Vec<u8>)>,
+    /// The instance has not been poked yet (it may speak first).
+    fresh: bool,
     /// Protocol messages taken from each peer, and handed out for each: at a
     /// timeout they tell whom the run was waiting on (see [`Engine::straggler`]).
     received: BTreeMap<ParticipantId, u32>,
@@ -520,6 +652,12 @@ pub struct Engine<S: Scheme> {
     clock: Clock,
     /// Draws record ids: seeded from outside, so a simulated run repeats exactly.
     rng: StdRng,
+    /// Where protocol steps run.
+    steps: Arc<dyn StepRunner>,
+    /// See [`DomainEngine::serial`].
+    serial: u64,
+    /// The last ticket given to a step.
+    tickets: u64,
 }
 
 impl<S: Scheme> Engine<S> {
@@ -550,6 +688,9 @@ impl<S: Scheme> Engine<S> {
             stock_proposals: 0,
             clock: setup.clock,
             rng: StdRng::from_seed(setup.seed),
+            steps: setup.steps,
+            serial: ENGINES_MADE.fetch_add(1, Ordering::Relaxed),
+            tickets: 0,
         }
     }
 
@@ -891,14 +1032,17 @@ impl<S: Scheme> Engine<S> {
                 participants,
                 started,
                 leader,
-                output,
+                output: Some(output),
+                away: None,
+                inbox: Vec::new(),
+                fresh: true,
                 received: BTreeMap::new(),
                 sent: BTreeMap::new(),
             },
         );
         if let Some((_, early)) = self.early.remove(&instance) {
             for (from, message) in early {
-                self.deliver(instance, from, &message);
+                self.deliver(instance, from, message);
             }
         }
         self.advance(instance);
@@ -1121,12 +1265,29 @@ impl<S: Scheme> Engine<S> {
         }
     }
 
-    fn deliver(&mut self, instance: InstanceId, from: ParticipantId, message: &[u8]) {
+    /// Queues a message for the instance's next step (see [`Engine::advance`]).
+    fn deliver(&mut self, instance: InstanceId, from: ParticipantId, message: Vec<u8>) {
         let Some(running) = self.running.get_mut(&instance) else {
             return;
         };
-        match running.output.receive(from, message) {
-            Ok(()) => *running.received.entry(from).or_default() += 1,
+        if running.inbox.len() < MAX_INBOX_PER_INSTANCE {
+            running.inbox.push((from, message));
+        }
+    }
+
+    /// How the instance took a message a step fed it.
+    fn receipt(
+        &mut self,
+        instance: InstanceId,
+        from: ParticipantId,
+        taken: Result<(), threshold::Error>,
+    ) {
+        match taken {
+            Ok(()) => {
+                if let Some(running) = self.running.get_mut(&instance) {
+                    *running.received.entry(from).or_default() += 1;
+                }
+            }
             // Late messages of a run that just ended are normal.
             Err(threshold::Error::WrongRound) => {}
             Err(e) => {
@@ -1159,7 +1320,11 @@ impl<S: Scheme> Engine<S> {
     /// behind too in some schedules (the silent one withheld from it alone), and
     /// then we cannot tell them apart, so nobody is blamed.
     fn straggler(&self, running: &Running<S>) -> Option<ParticipantId> {
-        let got = |p: &ParticipantId| running.received.get(p).copied().unwrap_or(0);
+        // Messages still queued for a step count as received: they came.
+        let got = |p: &ParticipantId| {
+            let queued = running.inbox.iter().filter(|(from, _)| from == p).count();
+            running.received.get(p).copied().unwrap_or(0) + queued as u32
+        };
         let others: Vec<ParticipantId> = running
             .participants
             .iter()
@@ -1177,51 +1342,92 @@ impl<S: Scheme> Engine<S> {
         }
     }
 
-    /// Pokes an instance until it waits, routing what it sends and what it outputs.
+    /// Hands the instance's next step to the step runner, unless one is away
+    /// already or there is nothing to do (no new messages, and it has spoken).
     fn advance(&mut self, instance: InstanceId) {
-        loop {
-            let Some(running) = self.running.get_mut(&instance) else {
-                return;
-            };
-            match running.output.poke() {
-                Ok(Poked::Send(out)) => {
-                    let bytes = NodeMessage::Protocol(out.message).encode(self.domain);
-                    match out.to {
-                        Recipient::AllOthers => {
-                            let others = running.participants.iter().filter(|p| *p != self.me);
-                            for peer in others {
-                                *running.sent.entry(peer).or_default() += 1;
-                                self.outbox.push_back((peer, bytes.clone()));
-                            }
-                        }
-                        Recipient::One(peer) => {
-                            *running.sent.entry(peer).or_default() += 1;
-                            self.outbox.push_back((peer, bytes));
-                        }
+        let Some(running) = self.running.get_mut(&instance) else {
+            return;
+        };
+        if running.away.is_some() || (!running.fresh && running.inbox.is_empty()) {
+            return;
+        }
+        let Some(output) = running.output.take() else {
+            return;
+        };
+        running.fresh = false;
+        let inbox = std::mem::take(&mut running.inbox);
+        self.tickets += 1;
+        running.away = Some(self.tickets);
+        let record = match &running.job {
+            Job::Triple { id } | Job::Presign { id, .. } => Some(RecordTarget {
+                store: self.store.clone(),
+                id: *id,
+                epoch: self.epoch,
+            }),
+            _ => None,
+        };
+        let tag = StepTag {
+            engine: self.serial,
+            domain: self.domain,
+            instance,
+            ticket: self.tickets,
+            kind: output.kind(),
+        };
+        self.steps.submit(StepWork::new(tag, move || {
+            run_step::<S>(output, inbox, record)
+        }));
+    }
+
+    /// Applies a step that came back for a run still waiting for it: what it
+    /// sent, then the run's end or its next step.
+    fn apply_step(&mut self, instance: InstanceId, result: StepResult<S>) {
+        for (from, taken) in result.receipts {
+            self.receipt(instance, from, taken);
+        }
+        let Some(running) = self.running.get_mut(&instance) else {
+            return;
+        };
+        running.away = None;
+        for out in result.sent {
+            let bytes = NodeMessage::Protocol(out.message).encode(self.domain);
+            match out.to {
+                Recipient::AllOthers => {
+                    let others = running.participants.iter().filter(|p| *p != self.me);
+                    for peer in others {
+                        *running.sent.entry(peer).or_default() += 1;
+                        self.outbox.push_back((peer, bytes.clone()));
                     }
                 }
-                Ok(Poked::Wait) => return,
-                Ok(Poked::Done(done)) => {
-                    let running = self.running.remove(&instance).expect("present above");
-                    for peer in running.participants.iter().filter(|p| *p != self.me) {
-                        self.reports.push(PeerReport::Success { peer });
-                    }
-                    self.finish(running, done);
-                    return;
+                Recipient::One(peer) => {
+                    *running.sent.entry(peer).or_default() += 1;
+                    self.outbox.push_back((peer, bytes));
                 }
-                Err(e) => {
-                    let running = self.running.remove(&instance).expect("present above");
-                    // Only a check that names its culprit is blame; other aborts
-                    // (cait-sith's checks say what failed, not whose data it was)
-                    // could be any participant's doing.
-                    if let threshold::Error::Misbehaved { culprit, .. } = &e {
-                        if running.participants.contains(*culprit) {
-                            self.blame(*culprit, FailureKind::Misbehaved, e.to_string());
-                        }
-                    }
-                    self.failed(running.job, e.to_string());
-                    return;
+            }
+        }
+        match result.end {
+            StepEnd::Wait(output) => {
+                running.output = Some(output);
+                // Messages that came while the step was away.
+                self.advance(instance);
+            }
+            StepEnd::Done(done) => {
+                let running = self.running.remove(&instance).expect("present above");
+                for peer in running.participants.iter().filter(|p| *p != self.me) {
+                    self.reports.push(PeerReport::Success { peer });
                 }
+                self.finish(running, done);
+            }
+            StepEnd::Failed(e) => {
+                let running = self.running.remove(&instance).expect("present above");
+                // Only a check that names its culprit is blame; other aborts
+                // (cait-sith's checks say what failed, not whose data it was)
+                // could be any participant's doing.
+                if let threshold::Error::Misbehaved { culprit, .. } = &e {
+                    if running.participants.contains(*culprit) {
+                        self.blame(*culprit, FailureKind::Misbehaved, e.to_string());
+                    }
+                }
+                self.failed(running.job, e.to_string());
             }
         }
     }
@@ -1308,40 +1514,21 @@ impl<S: Scheme> Engine<S> {
                     reason: e.to_string(),
                 },
             },
-            (Job::Triple { id }, Done::Triple(triple)) => {
-                match self
-                    .store
-                    .add_record(S::TRIPLES, *id, self.epoch, triple.as_ref())
-                {
-                    Ok(()) => {
-                        let id = *id;
-                        self.confirm_stored(id, NodeMessage::StoredTriple(id));
-                        Event::TripleStored(id)
-                    }
-                    Err(e) => Event::Failed {
-                        job,
-                        reason: e.to_string(),
-                    },
-                }
+            // Stored by the run's last step, on its worker.
+            (Job::Triple { id }, Done::Stored(Ok(()))) => {
+                let id = *id;
+                self.confirm_stored(id, NodeMessage::StoredTriple(id));
+                Event::TripleStored(id)
             }
-            (Job::Presign { id, .. }, Done::Presign(presignature)) => {
-                match self.store.add_record(
-                    S::PRESIGNATURES,
-                    *id,
-                    self.epoch,
-                    presignature.as_ref(),
-                ) {
-                    Ok(()) => {
-                        let id = *id;
-                        self.confirm_stored(id, NodeMessage::StoredPresignature(id));
-                        Event::PresignatureStored(id)
-                    }
-                    Err(e) => Event::Failed {
-                        job,
-                        reason: e.to_string(),
-                    },
-                }
+            (Job::Presign { id, .. }, Done::Stored(Ok(()))) => {
+                let id = *id;
+                self.confirm_stored(id, NodeMessage::StoredPresignature(id));
+                Event::PresignatureStored(id)
             }
+            (_, Done::Stored(Err(e))) => Event::Failed {
+                job,
+                reason: e.to_string(),
+            },
             (Job::Sign { request_id, .. }, Done::Sign(signature)) => Event::Signed {
                 request_id: RequestId(*request_id),
                 response: S::response(signature),
@@ -1657,7 +1844,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                     }
                 };
                 if self.running.contains_key(&header.instance) {
-                    self.deliver(header.instance, from, &message);
+                    self.deliver(header.instance, from, message);
                     self.advance(header.instance);
                 } else {
                     self.buffer_early(header.instance, from, message);
@@ -1756,5 +1943,48 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 self.early.insert(instance, (since, messages));
             }
         }
+    }
+
+    fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    fn step_done(&mut self, done: StepDone) -> bool {
+        let tag = done.tag;
+        let waiting = tag.engine == self.serial
+            && self
+                .running
+                .get(&tag.instance)
+                .is_some_and(|r| r.away == Some(tag.ticket));
+        if !waiting {
+            // The run ended while its step was away (abandoned, expired, declined,
+            // voided by a new key task): its output is void.
+            done.discard();
+            return false;
+        }
+        let output = match done.output {
+            Ok(output) => output,
+            Err(why) => {
+                let running = self.running.remove(&tag.instance).expect("checked above");
+                self.failed(running.job, why);
+                return true;
+            }
+        };
+        match output.result.downcast::<StepResult<S>>() {
+            Ok(result) => self.apply_step(tag.instance, *result),
+            Err(_) => {
+                // Only this engine makes steps with its serial: a bug, not input.
+                let running = self.running.remove(&tag.instance).expect("checked above");
+                self.failed(
+                    running.job,
+                    "a step came back with another scheme's result".into(),
+                );
+            }
+        }
+        true
+    }
+
+    fn steps_away(&self) -> usize {
+        self.running.values().filter(|r| r.away.is_some()).count()
     }
 }

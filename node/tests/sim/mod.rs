@@ -21,7 +21,8 @@
 
 use crate::suite::Suite;
 use mpc_node::engine::{
-    owner, Clock, DomainEngine, Engine, EngineSetup, Event, Job, KeyTask, NodeMessage, StockTargets,
+    owner, Clock, DomainEngine, Engine, EngineSetup, Event, Job, KeyTask, ManualSteps, NodeMessage,
+    StepDone, StepWork, StockTargets,
 };
 use mpc_node::storage::{StorageKey, Store};
 use primitives::request::Entropy;
@@ -89,6 +90,13 @@ pub struct Report {
     pub signatures: usize,
     pub stock_stored: usize,
     pub forged_acks: usize,
+    /// Protocol steps run, and those taken back before an earlier-run step of
+    /// the same node (completions out of order).
+    pub steps_run: usize,
+    pub steps_reordered: usize,
+    /// Steps that came back after their run had ended (or their engine was
+    /// replaced) and were discarded.
+    pub steps_void: usize,
     /// A digest of the schedule and its outcome: equal for equal seeds.
     pub trace_digest: u64,
 }
@@ -123,6 +131,13 @@ struct SimNode<S: Suite> {
     was_live: BTreeSet<u32>,
     /// When this node last led each request.
     led: BTreeMap<RequestId, u64>,
+    /// Where its engines hand their protocol steps (the daemon's workers).
+    steps: Arc<ManualSteps>,
+    /// Steps handed over and not run yet, and steps run (their record, if any,
+    /// stored) whose results the engine has not taken back yet: the schedule runs
+    /// and returns them in any order, as workers on several cores would.
+    queued: Vec<StepWork>,
+    ran: Vec<StepDone>,
 }
 
 struct RunningSet {
@@ -233,6 +248,9 @@ impl<S: Suite> World<S> {
                     keyer: None,
                     was_live: BTreeSet::new(),
                     led: BTreeMap::new(),
+                    steps: ManualSteps::new(),
+                    queued: Vec::new(),
+                    ran: Vec::new(),
                 }
             })
             .collect();
@@ -348,6 +366,7 @@ impl<S: Suite> World<S> {
                     base + Duration::from_nanos(time.load(Ordering::SeqCst))
                 }),
                 seed,
+                steps: self.nodes[i].steps.clone(),
             },
             None,
         )
@@ -501,6 +520,7 @@ impl<S: Suite> World<S> {
             frames.extend(engine.drain_outbox());
             events.extend(engine.drain_events());
         }
+        node.queued.extend(node.steps.take());
         let now = self.now();
         let mut started: BTreeSet<Vec<u8>> = BTreeSet::new();
         for (to, bytes) in frames {
@@ -808,9 +828,11 @@ impl<S: Suite> World<S> {
         // runs finish well within the timeout unless frames are lost or late; a
         // jump past the timeout is a rare stall, or what happens when the network
         // is idle (only timeouts can move things on then).
-        let idle = deliverable == 0;
-        let choices: [(u32, u8); 8] = [
-            (if idle { 0 } else { 600 }, 0),
+        let queued_steps: usize = self.nodes.iter().map(|n| n.queued.len()).sum();
+        let ran_steps: usize = self.nodes.iter().map(|n| n.ran.len()).sum();
+        let idle = deliverable == 0 && queued_steps == 0 && ran_steps == 0;
+        let choices: [(u32, u8); 10] = [
+            (if deliverable == 0 { 0 } else { 600 }, 0),
             (120, 1),
             (50, 2),
             (if idle { 100 } else { u32::from(!self.calm) }, 3),
@@ -832,6 +854,8 @@ impl<S: Suite> World<S> {
                 },
                 7,
             ),
+            (if queued_steps == 0 { 0 } else { 300 }, 8),
+            (if ran_steps == 0 { 0 } else { 300 }, 9),
         ];
         let total: u32 = choices.iter().map(|c| c.0).sum();
         let mut pick = self.rng.gen_range(0..total);
@@ -883,6 +907,8 @@ impl<S: Suite> World<S> {
                 self.restart(i);
             }
             7 => self.forge_ack(),
+            8 => self.run_step(queued_steps),
+            9 => self.return_step(ran_steps),
             _ => unreachable!(),
         }
         self.settle_event();
@@ -941,6 +967,68 @@ impl<S: Suite> World<S> {
         let Some(engine) = engine else { return };
         if let Err(e) = engine.handle_message(ParticipantId(envelope.from), message) {
             self.note(format!("  refused: {e}"));
+        }
+        self.collect(i);
+    }
+
+    /// The `k`-th queued step of the world (over nodes in order) and its node.
+    fn pick_step(&mut self, k: usize, of: fn(&SimNode<S>) -> usize) -> (usize, usize) {
+        let mut k = k;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if k < of(node) {
+                return (i, k);
+            }
+            k -= of(node);
+        }
+        unreachable!("k is below the total")
+    }
+
+    /// A worker runs one of the queued steps (any node's, any of them): its
+    /// cryptography, and the store write of a finished triple or presignature.
+    fn run_step(&mut self, total: usize) {
+        let pick = self.rng.gen_range(0..total);
+        let (i, k) = self.pick_step(pick, |n| n.queued.len());
+        let step = self.nodes[i].queued.remove(k);
+        self.note(format!(
+            "node {} runs a {} step",
+            self.nodes[i].id,
+            step.tag.kind.name()
+        ));
+        let done = step.run();
+        self.report.steps_run += 1;
+        self.nodes[i].ran.push(done);
+    }
+
+    /// The loop takes back one step that ran (any of them: completions come back
+    /// in any order), as the daemon routes it: to the engine that sent it, or
+    /// discarded if that engine is gone.
+    fn return_step(&mut self, total: usize) {
+        let pick = self.rng.gen_range(0..total);
+        let (i, k) = self.pick_step(pick, |n| n.ran.len());
+        let done = self.nodes[i].ran.remove(k);
+        if k > 0 {
+            self.report.steps_reordered += 1;
+        }
+        let me = self.nodes[i].id;
+        self.note(format!(
+            "node {me} takes back a {} step",
+            done.tag.kind.name()
+        ));
+        let node = &mut self.nodes[i];
+        let engine = [&mut node.keyer, &mut node.signer]
+            .into_iter()
+            .flatten()
+            .find(|e| e.serial() == done.tag.engine);
+        match engine {
+            Some(engine) => {
+                if !engine.step_done(done) {
+                    self.report.steps_void += 1;
+                }
+            }
+            None => {
+                self.report.steps_void += 1;
+                done.discard();
+            }
         }
         self.collect(i);
     }
@@ -1031,6 +1119,10 @@ impl<S: Suite> World<S> {
         node.signer = None;
         node.led.clear();
         node.was_live.clear();
+        // Steps on workers die with the process; what one stored stays stored.
+        drop(node.steps.take());
+        node.queued.clear();
+        node.ran.clear();
         let store = node.store.take().unwrap();
         assert_eq!(
             Arc::strong_count(&store),
@@ -1233,7 +1325,8 @@ pub fn run_seeds<S: Suite>(scenario: &Scenario, base: u64, default: u64) -> Vec<
     let sum = |f: fn(&Report) -> usize| reports.iter().map(f).sum::<usize>();
     eprintln!(
         "sim {} {}: {} seeds in {:.1?}: {} steps, {} delivered, {} dropped, {} duplicated, \
-         {} crashes ({} mid-key), {} attempts, {} stock records, {} signatures",
+         {} crashes ({} mid-key), {} attempts, {} stock records, {} signatures, \
+         {} protocol steps ({} returned out of order, {} void)",
         scenario.name,
         S::NAME,
         seeds.len(),
@@ -1247,6 +1340,9 @@ pub fn run_seeds<S: Suite>(scenario: &Scenario, base: u64, default: u64) -> Vec<
         reports.iter().map(|r| r.attempts).sum::<u64>(),
         sum(|r| r.stock_stored),
         sum(|r| r.signatures),
+        sum(|r| r.steps_run),
+        sum(|r| r.steps_reordered),
+        sum(|r| r.steps_void),
     );
     reports
 }

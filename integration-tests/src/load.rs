@@ -66,7 +66,7 @@ pub struct Outcome {
     pub index: usize,
     pub request: SignRequest,
     pub tgas: u64,
-    /// The caller's account and key index.
+    /// The caller's account.
     pub account: AccountId,
     pub sent_at: Instant,
     pub took: Duration,

@@ -208,7 +208,7 @@ pub struct Cluster {
     pub contract: AccountId,
     pub nodes: Vec<NodeProcess>,
     /// The nodes reach the devnet's RPC through this gate, which a test can close
-    /// to transactions.
+    /// to transactions or make unreachable.
     pub rpc_gate: rpc_gate::RpcGate,
     /// The p2p proxies, if `p2p_proxies`.
     p2p_proxies: Option<netproxy::P2pProxies>,

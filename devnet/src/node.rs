@@ -162,9 +162,12 @@ pub struct Devnet {
     root_account: AccountId,
     root_secret_key: SecretKey,
     state_file: Option<PathBuf>,
+    block_time: Duration,
     stop: watch::Sender<bool>,
     producer: Option<JoinHandle<io::Result<()>>>,
     server: Option<JoinHandle<io::Result<()>>>,
+    /// The chain, serialised, while [`Devnet::pause`]d.
+    paused: Option<Vec<u8>>,
 }
 
 impl Devnet {
@@ -174,52 +177,94 @@ impl Devnet {
         let chain = match &config.state_file {
             Some(path) if path.exists() => {
                 let bytes = std::fs::read(path)?;
-                let mut chain: Chain = borsh::from_slice(&bytes).map_err(|e| {
+                restore(&bytes, runtime_config).map_err(|e| {
                     io::Error::other(format!(
                         "cannot read the saved chain {}: {e}. Delete it (or run `devnet init` in a new --home) to start a fresh chain",
                         path.display()
                     ))
-                })?;
-                chain.attach_runtime(runtime_config);
-                chain
+                })?
             }
             _ => Chain::new(&config.genesis, runtime_config),
         };
-        let listener = TcpListener::bind(config.rpc_addr).await.map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e}", config.rpc_addr),
-            )
-        })?;
-        let rpc_addr = listener.local_addr()?;
-        let (stop, shutdown) = watch::channel(false);
-        let head = chain.head().height;
-        let shared = Arc::new(Shared {
-            chain: Mutex::new(chain),
-            heads: watch::channel(head).0,
-            producing: tokio::sync::Mutex::new(()),
-            shutdown: shutdown.clone(),
-            started: Instant::now(),
-            rpc_addr,
-            validator_account: config.genesis.root_account.clone(),
-            validator_key: config.root_secret_key.public_key(),
-        });
-        let producer = tokio::spawn(produce_blocks(
-            shared.clone(),
+        let validator_key = config.root_secret_key.public_key();
+        let running = Running::launch(
+            chain,
+            config.rpc_addr,
             config.block_time,
-            shutdown.clone(),
-        ));
-        let server = tokio::spawn(serve(listener, shared.clone(), shutdown));
+            config.genesis.root_account.clone(),
+            validator_key,
+        )
+        .await?;
         Ok(Devnet {
-            shared,
-            rpc_url: format!("http://{rpc_addr}"),
+            rpc_url: format!("http://{}", running.shared.rpc_addr),
+            shared: running.shared,
             root_account: config.genesis.root_account,
             root_secret_key: config.root_secret_key,
             state_file: config.state_file,
-            stop,
-            producer: Some(producer),
-            server: Some(server),
+            block_time: config.block_time,
+            stop: running.stop,
+            producer: Some(running.producer),
+            server: Some(running.server),
+            paused: None,
         })
+    }
+
+    /// Stops block production and the RPC server, as [`Devnet::shutdown`] does, and
+    /// keeps the chain serialised as a state file holds it: until [`Devnet::resume`],
+    /// clients find nothing listening. For tests of a devnet restart.
+    pub async fn pause(&mut self) -> io::Result<()> {
+        if self.paused.is_some() {
+            return Ok(());
+        }
+        let stopped = self.stop_tasks().await;
+        let bytes = self
+            .shared
+            .with_chain(|chain| borsh::to_vec(&*chain))
+            .map_err(io::Error::other)?;
+        self.paused = Some(bytes);
+        stopped
+    }
+
+    /// Starts a paused devnet again on the same address, from the chain [`Devnet::pause`]
+    /// serialised (so nothing survives that a restart from the state file would lose).
+    pub async fn resume(&mut self) -> io::Result<()> {
+        let Some(bytes) = self.paused.take() else {
+            return Ok(());
+        };
+        let chain = restore(&bytes, latest_runtime_config()).map_err(io::Error::other)?;
+        let running = Running::launch(
+            chain,
+            self.shared.rpc_addr,
+            self.block_time,
+            self.shared.validator_account.clone(),
+            self.shared.validator_key.clone(),
+        )
+        .await?;
+        self.shared = running.shared;
+        self.stop = running.stop;
+        self.producer = Some(running.producer);
+        self.server = Some(running.server);
+        Ok(())
+    }
+
+    /// Signals shutdown and waits for the producer and the server; reports a task
+    /// that failed.
+    async fn stop_tasks(&mut self) -> io::Result<()> {
+        self.stop.send_replace(true);
+        let mut result = Ok(());
+        for task in [self.producer.take(), self.server.take()]
+            .into_iter()
+            .flatten()
+        {
+            let outcome = task
+                .await
+                .map_err(|e| io::Error::other(format!("a devnet task panicked: {e}")))
+                .and_then(|r| r);
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
     }
 
     /// `http://host:port` of the JSON-RPC server.
@@ -243,30 +288,71 @@ impl Devnet {
     /// Stops block production and the server (waiting for requests in flight), then
     /// saves the chain if a state file is configured. Reports a task that failed.
     pub async fn shutdown(mut self) -> io::Result<()> {
-        self.stop.send_replace(true);
-        let mut result = Ok(());
-        for task in [self.producer.take(), self.server.take()]
-            .into_iter()
-            .flatten()
-        {
-            let outcome = task
-                .await
-                .map_err(|e| io::Error::other(format!("a devnet task panicked: {e}")))
-                .and_then(|r| r);
-            if result.is_ok() {
-                result = outcome;
-            }
-        }
+        let result = self.stop_tasks().await;
         if let Some(path) = &self.state_file {
-            let bytes = self
-                .shared
-                .with_chain(|chain| borsh::to_vec(&*chain))
-                .map_err(io::Error::other)?;
+            let bytes = match self.paused.take() {
+                Some(bytes) => bytes,
+                None => self
+                    .shared
+                    .with_chain(|chain| borsh::to_vec(&*chain))
+                    .map_err(io::Error::other)?,
+            };
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, path)?;
         }
         result
+    }
+}
+
+/// A chain read back from its serialised form, with the runtime attached.
+fn restore(bytes: &[u8], runtime_config: Arc<RuntimeConfig>) -> Result<Chain, String> {
+    let mut chain: Chain = borsh::from_slice(bytes).map_err(|e| e.to_string())?;
+    chain.attach_runtime(runtime_config);
+    Ok(chain)
+}
+
+/// The tasks of a serving devnet, as [`Running::launch`] starts them.
+struct Running {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    producer: JoinHandle<io::Result<()>>,
+    server: JoinHandle<io::Result<()>>,
+}
+
+impl Running {
+    /// Listens on `rpc_addr` and starts producing blocks of `chain`.
+    async fn launch(
+        chain: Chain,
+        rpc_addr: SocketAddr,
+        block_time: Duration,
+        validator_account: AccountId,
+        validator_key: PublicKey,
+    ) -> io::Result<Running> {
+        let listener = TcpListener::bind(rpc_addr)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {rpc_addr}: {e}")))?;
+        let rpc_addr = listener.local_addr()?;
+        let (stop, shutdown) = watch::channel(false);
+        let head = chain.head().height;
+        let shared = Arc::new(Shared {
+            chain: Mutex::new(chain),
+            heads: watch::channel(head).0,
+            producing: tokio::sync::Mutex::new(()),
+            shutdown: shutdown.clone(),
+            started: Instant::now(),
+            rpc_addr,
+            validator_account,
+            validator_key,
+        });
+        let producer = tokio::spawn(produce_blocks(shared.clone(), block_time, shutdown.clone()));
+        let server = tokio::spawn(serve(listener, shared.clone(), shutdown));
+        Ok(Running {
+            shared,
+            stop,
+            producer,
+            server,
+        })
     }
 }
 

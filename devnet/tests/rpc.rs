@@ -490,3 +490,43 @@ async fn protocol_config_is_nearcores_latest() {
     );
     net.devnet.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_paused_devnet_refuses_connections_and_resumes_with_its_chain() {
+    let mut net = start().await;
+    let url = net.devnet.rpc_url().to_string();
+    let bob = net.create_account("bob.test.near", 3 * NEAR).await;
+    let paused_at = net.devnet.height();
+    net.devnet.pause().await.unwrap();
+    let refused = net.client.call(methods::status::RpcStatusRequest).await;
+    assert!(
+        refused.is_err(),
+        "nothing listens while paused: {refused:?}"
+    );
+    // No blocks while paused.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(net.devnet.height(), paused_at);
+
+    net.devnet.resume().await.unwrap();
+    assert_eq!(net.devnet.rpc_url(), url, "the same address");
+    assert!(net.devnet.height() >= paused_at);
+    assert_eq!(
+        net.account(&id("bob.test.near"))
+            .await
+            .amount
+            .as_yoctonear(),
+        3 * NEAR,
+        "bob's account survived the restart"
+    );
+    // Blocks come again, and bob's key (and its nonce) still works.
+    net.send_ok(
+        &bob,
+        &id("test.near"),
+        vec![Action::Transfer(TransferAction {
+            deposit: Balance::from_yoctonear(NEAR),
+        })],
+    )
+    .await;
+    assert!(net.devnet.height() > paused_at);
+    net.devnet.shutdown().await.unwrap();
+}

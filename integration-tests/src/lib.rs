@@ -34,6 +34,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod foreign;
+pub mod load;
+pub mod netproxy;
 pub mod rpc_gate;
 pub mod solana;
 
@@ -126,6 +128,9 @@ pub struct ClusterConfig {
     /// Nodes that misbehave on purpose: (node index, `MPC_MISBEHAVE` value). They
     /// run [`misbehaving_node_binary`], built with mpc-node's `misbehave` feature.
     pub misbehave: Vec<(usize, String)>,
+    /// Put a loopback proxy in front of each node's p2p listener (its registered
+    /// address), so a test can partition a node ([`Cluster::partition_node`]).
+    pub p2p_proxies: bool,
     /// Where node homes and logs go; removed on shutdown unless `keep_dir`.
     pub workdir: PathBuf,
     pub keep_dir: bool,
@@ -154,6 +159,7 @@ impl ClusterConfig {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
             misbehave: Vec::new(),
+            p2p_proxies: false,
             workdir: std::env::temp_dir()
                 .join(format!("chain-signatures-{}-{n}", std::process::id())),
             keep_dir: false,
@@ -202,8 +208,10 @@ pub struct Cluster {
     pub contract: AccountId,
     pub nodes: Vec<NodeProcess>,
     /// The nodes reach the devnet's RPC through this gate, which a test can close
-    /// to transactions.
+    /// to transactions or make unreachable.
     pub rpc_gate: rpc_gate::RpcGate,
+    /// The p2p proxies, if `p2p_proxies`.
+    p2p_proxies: Option<netproxy::P2pProxies>,
     mpc_node: PathBuf,
     /// `mpc-node` with the test-only misbehaviours, if any node uses one.
     misbehaving_node: Option<PathBuf>,
@@ -384,6 +392,7 @@ impl Cluster {
             contract: contract.clone(),
             nodes: Vec::new(),
             rpc_gate,
+            p2p_proxies: config.p2p_proxies.then(Default::default),
             mpc_node,
             misbehaving_node,
             root_key: None,
@@ -451,11 +460,12 @@ impl Cluster {
         let index = self.nodes.len();
         let home = self.config.workdir.join(format!("node{index}"));
         let http_addr = format!("127.0.0.1:{}", free_port());
+        let p2p_addr = format!("127.0.0.1:{}", free_port());
         let output = Command::new(&self.mpc_node)
             .args(["--home", &home.to_string_lossy(), "init"])
             .args(["--account", account.as_str(), "--contract", CONTRACT])
             .args(["--rpc-url", self.rpc_gate.url()])
-            .args(["--p2p-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(["--p2p-addr", &p2p_addr])
             .args(["--http-addr", &http_addr])
             .env("MPC_NODE_ACCOUNT_KEY", account_key.to_string())
             .output()
@@ -466,8 +476,12 @@ impl Cluster {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
-        let candidate: serde_json::Value = serde_json::from_slice(&output.stdout)
+        let mut candidate: serde_json::Value = serde_json::from_slice(&output.stdout)
             .map_err(|e| format!("mpc-node init output: {e}"))?;
+        if let Some(proxies) = &mut self.p2p_proxies {
+            // Peers dial the proxy; the node listens behind it.
+            candidate["url"] = proxies.front(index, &p2p_addr).await?.into();
+        }
         self.tune(&home)?;
         let log = self.config.workdir.join(format!("node{index}.log"));
         self.nodes.push(NodeProcess {
@@ -632,6 +646,16 @@ impl Cluster {
     /// Creates account `name` with `keys` full-access keys; returns one client per
     /// key, so a test can have that many transactions in flight from one account.
     pub async fn user(&self, name: &str, keys: usize) -> Result<Vec<Chain>, String> {
+        Ok(self
+            .user_keys(name, keys)
+            .await?
+            .into_iter()
+            .map(|key| self.client(name, key))
+            .collect())
+    }
+
+    /// Creates account `name` with `keys` full-access keys; returns the keys.
+    pub async fn user_keys(&self, name: &str, keys: usize) -> Result<Vec<SecretKey>, String> {
         let extra: Vec<SecretKey> = (1..keys)
             .map(|_| SecretKey::from_random(near_crypto::KeyType::ED25519))
             .collect();
@@ -652,10 +676,7 @@ impl Cluster {
             .create_account(&id(name), 100 * NEAR, actions)
             .await
             .map_err(|e| format!("creating {name}: {e}"))?;
-        Ok(std::iter::once(first)
-            .chain(extra)
-            .map(|key| self.client(name, key))
-            .collect())
+        Ok(std::iter::once(first).chain(extra).collect())
     }
 
     /// A client of the contract signing as `account` with `key`.

@@ -3,11 +3,17 @@
 //! signing them, but their `respond` transactions fail until the gate opens again.
 //! It handles plain HTTP/1.1 requests with a `Content-Length` (what the JSON-RPC
 //! clients send), several per connection.
+//!
+//! It can also make the RPC unreachable as a network outage would: connections
+//! open at that moment are cut, and new ones are accepted but never answered (as
+//! when packets are dropped) until the gate is reachable again, when they are
+//! closed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// JSON-RPC methods that submit transactions.
 const TRANSACTION_METHODS: [&str; 3] = ["send_tx", "broadcast_tx_commit", "broadcast_tx_async"];
@@ -18,6 +24,8 @@ pub struct RpcGate {
     url: String,
     closed: Arc<AtomicBool>,
     refused: Arc<AtomicU64>,
+    unreachable: watch::Sender<bool>,
+    dropped: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,12 +40,32 @@ impl RpcGate {
         let url = format!("http://{}", listener.local_addr()?);
         let closed = Arc::new(AtomicBool::new(false));
         let refused = Arc::new(AtomicU64::new(0));
-        let (c, r) = (closed.clone(), refused.clone());
+        let (unreachable, _) = watch::channel(false);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (c, r, u, d) = (
+            closed.clone(),
+            refused.clone(),
+            unreachable.clone(),
+            dropped.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (upstream, closed, refused) = (upstream.clone(), c.clone(), r.clone());
+                let (mut outage, dropped) = (u.subscribe(), d.clone());
                 tokio::spawn(async move {
-                    let _ = serve(client, &upstream, &closed, &refused).await;
+                    if *outage.borrow_and_update() {
+                        // Accepted, never answered: the client waits as it would
+                        // for dropped packets, until the outage ends.
+                        dropped.fetch_add(1, Ordering::SeqCst);
+                        let _ = outage.wait_for(|down| !*down).await;
+                        return;
+                    }
+                    tokio::select! {
+                        _ = serve(client, &upstream, &closed, &refused) => {}
+                        _ = outage.wait_for(|down| *down) => {
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
                 });
             }
         });
@@ -45,6 +73,8 @@ impl RpcGate {
             url,
             closed,
             refused,
+            unreachable,
+            dropped,
             task,
         })
     }
@@ -56,6 +86,17 @@ impl RpcGate {
     /// Refuse (`true`) or pass (`false`) transactions from now on.
     pub fn refuse_transactions(&self, refuse: bool) {
         self.closed.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Makes the RPC unreachable (`true`: open connections are cut, new ones hang
+    /// unanswered) or reachable again (`false`: the hanging ones are closed).
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.unreachable.send_replace(unreachable);
+    }
+
+    /// Connections cut or left unanswered by outages so far.
+    pub fn dropped_connections(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
     }
 
     /// How many transactions were refused so far.

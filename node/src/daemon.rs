@@ -30,6 +30,7 @@ use crate::engine::{
     StockCount, StockTargets,
 };
 use crate::metrics::{Metrics, PeerStatus, Stock};
+use crate::p2p::budget::Charge;
 use crate::p2p::noise::StaticKey;
 use crate::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
 use crate::storage::Store;
@@ -50,8 +51,6 @@ const LAG_PROBE: Duration = Duration::from_millis(100);
 
 /// Peer messages taken off the network per loop turn.
 const MAX_DRAIN: usize = 1024;
-/// Bulk messages held at most; beyond it generation runs lose messages and time out.
-const MAX_BACKLOG: usize = 1 << 16;
 
 /// What a node needs to run. [`NodeConfig::new`] fills in the defaults of
 /// [`crate::tuning::Tuning`].
@@ -81,6 +80,9 @@ pub struct NodeConfig {
     pub leader_grace: Duration,
     /// Who takes part in the triple and presignature runs this node proposes.
     pub stock_subset: crate::engine::StockSubset,
+    /// Bytes of one peer's messages held at a time, inbound and (separately)
+    /// outbound bulk (`p2p::budget`).
+    pub peer_budget: usize,
     pub metrics: Arc<Metrics>,
 }
 
@@ -110,6 +112,7 @@ impl NodeConfig {
             live_window: Duration::ZERO,
             leader_grace: Duration::ZERO,
             stock_subset: crate::engine::StockSubset::default(),
+            peer_budget: 0,
             metrics,
         };
         // The defaults live in one place: `Tuning::default`.
@@ -165,9 +168,6 @@ struct OwedVote {
 
 /// How long a vote the chain does not show yet waits before it is sent again.
 const VOTE_RETRY: Duration = Duration::from_secs(3);
-/// Messages held while this node has no engine for them yet (it has not seen the
-/// key event, or the domain's key, that the sender has).
-const MAX_UNROUTED: usize = 4096;
 
 /// The deterministic leader order of a request: participants sorted by a hash of
 /// the request id and their id. Every node computes the same order.
@@ -339,7 +339,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
         tracing::warn!("MPC_MISBEHAVE is ignored: this build has no misbehave feature");
     }
     let mut writes: JoinSet<WriteDone> = JoinSet::new();
-    let mut network: Option<(Network, mpsc::Receiver<Incoming>)> = None;
+    let mut network: Option<(Network, mpsc::UnboundedReceiver<Incoming>)> = None;
     let mut act = false;
     let result = loop {
         let incoming = async {
@@ -366,6 +366,8 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
                             Ok(started) => network = Some(started),
                             Err(e) => break Err(e),
                         }
+                        #[cfg(feature = "misbehave")]
+                        node.start_flood(me, &cancel);
                     }
                 }
                 act = true;
@@ -398,6 +400,9 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
         if std::mem::take(&mut act) {
             node.act(Instant::now());
         }
+        if let Some((net, _)) = network.as_ref() {
+            node.enforce_budgets(net);
+        }
         node.work_backlog();
         let awaiting_chain = node
             .signers
@@ -420,7 +425,15 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
                 None => frames,
             };
             for (to, bytes) in frames {
-                if let Err(e) = net.send(to, Arc::new(bytes)) {
+                // Stock traffic goes in the peer's bulk queue, behind everything
+                // someone waits for (heartbeats, signing, key tasks, confirmations).
+                let urgent = NodeMessage::decode(&bytes).map_or(true, |(_, m)| m.is_urgent());
+                let queued = if urgent {
+                    net.send(to, Arc::new(bytes))
+                } else {
+                    net.send_bulk(to, Arc::new(bytes))
+                };
+                if let Err(e) = queued {
                     tracing::debug!(peer = to.0, error = %e, "could not queue a message");
                 }
             }
@@ -455,7 +468,7 @@ async fn start_network(
     config: NetworkConfig,
     peers: Peers,
     metrics: &Metrics,
-) -> std::io::Result<(Network, mpsc::Receiver<Incoming>)> {
+) -> std::io::Result<(Network, mpsc::UnboundedReceiver<Incoming>)> {
     let me = config.me;
     let started = Network::start(config, peers).await?;
     metrics.set_network(started.0.stats().clone());
@@ -521,7 +534,8 @@ struct Node {
     /// Messages that came before this node had an engine for them (it saw the
     /// key event or the domain's key later than the sender), with when they came;
     /// tried again whenever engines are rebuilt, dropped after the protocol timeout.
-    unrouted: VecDeque<(Instant, ParticipantId, DomainId, NodeMessage)>,
+    /// Bounded by the senders' byte budgets (each holds its charge).
+    unrouted: VecDeque<(Instant, ParticipantId, DomainId, NodeMessage, Charge)>,
     /// The running participants, if a set is running.
     running_set: Option<Participants>,
     /// The running set's threshold.
@@ -535,8 +549,11 @@ struct Node {
     last_heard: HashMap<ParticipantId, Instant>,
     /// Peers live at the last check, to notice who went silent.
     was_live: BTreeSet<ParticipantId>,
-    /// Bulk peer messages (stock generation) not handled yet.
-    backlog: VecDeque<(ParticipantId, DomainId, NodeMessage)>,
+    /// Bulk peer messages (stock generation) not handled yet, bounded by the
+    /// senders' byte budgets (each holds its charge).
+    backlog: VecDeque<(ParticipantId, DomainId, NodeMessage, Charge)>,
+    /// Peers to cut off (over budget somewhere), at the next turn with a network.
+    to_cut_off: BTreeSet<ParticipantId>,
     /// A test build's misbehaviour, if `MPC_MISBEHAVE` names one.
     #[cfg(feature = "misbehave")]
     misbehave: Option<crate::misbehave::Misbehave>,
@@ -566,18 +583,62 @@ impl Node {
             last_heard: HashMap::new(),
             was_live: BTreeSet::new(),
             backlog: VecDeque::new(),
+            to_cut_off: BTreeSet::new(),
             #[cfg(feature = "misbehave")]
             misbehave: None,
         }
     }
 
     fn network_config(&self, me: ParticipantId) -> NetworkConfig {
-        NetworkConfig::new(
+        let mut config = NetworkConfig::new(
             me,
             self.config.listen,
             self.config.p2p_key.clone(),
             &self.config.network_name,
-        )
+        );
+        config.peer_budget = self.config.peer_budget;
+        config
+    }
+
+    /// Cuts off the peers found over budget (by the network, or by an engine's
+    /// early-message buffer), blames them, and discards what they have queued
+    /// here; other peers' messages stay.
+    fn enforce_budgets(&mut self, network: &Network) {
+        let now = Instant::now();
+        for peer in network.take_over_budget() {
+            self.peer_failed(
+                peer,
+                FailureKind::OverBudget,
+                "sent more than its byte budget",
+                now,
+            );
+        }
+        if self.to_cut_off.is_empty() {
+            return;
+        }
+        for peer in std::mem::take(&mut self.to_cut_off) {
+            network.cut_off(peer);
+        }
+        self.backlog.retain(|(.., charge)| charge.is_current());
+        self.unrouted.retain(|(.., charge)| charge.is_current());
+    }
+
+    /// A test build's `flood` misbehaviour: its own connection to one peer,
+    /// written at full speed (see `misbehave::flood`).
+    #[cfg(feature = "misbehave")]
+    fn start_flood(&self, me: ParticipantId, cancel: &CancellationToken) {
+        if self.misbehave.as_ref().map(|m| m.behaviour())
+            == Some(crate::misbehave::Behaviour::Flood)
+        {
+            let config = self.network_config(me);
+            tokio::spawn(crate::misbehave::flood(
+                me,
+                self.peers.clone(),
+                config.key,
+                config.prologue,
+                cancel.child_token(),
+            ));
+        }
     }
 
     fn on_snapshot(&mut self, snapshot: &Snapshot, writes: &mut JoinSet<WriteDone>) {
@@ -775,9 +836,9 @@ impl Node {
     /// Hands the messages held for want of an engine to the engines there are now.
     fn route_unrouted(&mut self) {
         let timeout = self.config.protocol_timeout;
-        for (since, from, domain, message) in std::mem::take(&mut self.unrouted) {
-            if since.elapsed() <= timeout {
-                self.route(since, from, domain, message);
+        for (since, from, domain, message, charge) in std::mem::take(&mut self.unrouted) {
+            if since.elapsed() <= timeout && charge.is_current() {
+                self.route(since, from, domain, message, charge);
             }
         }
     }
@@ -1054,6 +1115,10 @@ impl Node {
     /// (signing, key tasks, heartbeats), else queued behind earlier bulk traffic.
     fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
+        if !incoming.charge.is_current() {
+            return; // queued before its sender was cut off
+        }
+        let charge = incoming.charge;
         self.last_heard.insert(from, Instant::now());
         let (domain, message) = match NodeMessage::decode(&incoming.message) {
             Ok(decoded) => decoded,
@@ -1075,24 +1140,32 @@ impl Node {
             return;
         };
         if message.is_urgent() {
-            self.handle(from, domain, message);
-        } else if self.backlog.len() < MAX_BACKLOG {
-            self.backlog.push_back((from, domain, message));
+            self.handle(from, domain, message, charge);
         } else {
-            tracing::warn!(peer = from.0, "backlog full; dropped a generation message");
+            // No count limit: the sender's byte budget bounds what it has here.
+            self.backlog.push_back((from, domain, message, charge));
         }
     }
 
     fn work_backlog(&mut self) {
-        if let Some((from, domain, message)) = self.backlog.pop_front() {
-            self.handle(from, domain, message);
+        while let Some((from, domain, message, charge)) = self.backlog.pop_front() {
+            if charge.is_current() {
+                self.handle(from, domain, message, charge);
+                return;
+            }
         }
     }
 
     /// Routes a message to its domain's engine: key-task traffic to the key engine,
     /// everything else to the signing engine.
-    fn handle(&mut self, from: ParticipantId, domain: DomainId, message: NodeMessage) {
-        self.route(Instant::now(), from, domain, message);
+    fn handle(
+        &mut self,
+        from: ParticipantId,
+        domain: DomainId,
+        message: NodeMessage,
+        charge: Charge,
+    ) {
+        self.route(Instant::now(), from, domain, message, charge);
     }
 
     /// [`Node::handle`] for a message that came at `since`: one for an engine this
@@ -1103,6 +1176,7 @@ impl Node {
         from: ParticipantId,
         domain: DomainId,
         message: NodeMessage,
+        charge: Charge,
     ) {
         let engine = if message.is_key_event() {
             self.keyers.get_mut(&domain)
@@ -1110,9 +1184,9 @@ impl Node {
             self.signers.get_mut(&domain).map(|s| &mut s.engine)
         };
         let Some(engine) = engine else {
-            if self.unrouted.len() < MAX_UNROUTED {
-                self.unrouted.push_back((since, from, domain, message));
-            }
+            // No count limit: the sender's byte budget bounds what it has here.
+            self.unrouted
+                .push_back((since, from, domain, message, charge));
             return;
         };
         if let Err(e) = engine.handle_message(from, message) {
@@ -1216,6 +1290,9 @@ impl Node {
 
     fn peer_failed(&mut self, peer: ParticipantId, kind: FailureKind, detail: &str, now: Instant) {
         tracing::debug!(peer = peer.0, %kind, detail, "a run failed because of a peer");
+        if kind == FailureKind::OverBudget {
+            self.to_cut_off.insert(peer);
+        }
         if let Some(exclusion) = self.blame.failure(peer, kind, now) {
             tracing::warn!(
                 peer = peer.0,

@@ -549,9 +549,12 @@ struct Node {
     last_heard: HashMap<ParticipantId, Instant>,
     /// Peers live at the last check, to notice who went silent.
     was_live: BTreeSet<ParticipantId>,
-    /// Bulk peer messages (stock generation) not handled yet, bounded by the
-    /// senders' byte budgets (each holds its charge).
-    backlog: VecDeque<(ParticipantId, DomainId, NodeMessage, Charge)>,
+    /// Bulk peer messages (stock generation) not handled yet, per sender, served
+    /// in turn (one peer's flood never queues ahead of another's traffic) and
+    /// bounded by the senders' byte budgets (each holds its charge).
+    backlog: BTreeMap<ParticipantId, VecDeque<(DomainId, NodeMessage, Charge)>>,
+    /// The sender whose bulk message was handled last.
+    backlog_turn: Option<ParticipantId>,
     /// Peers to cut off (over budget somewhere), at the next turn with a network.
     to_cut_off: BTreeSet<ParticipantId>,
     /// A test build's misbehaviour, if `MPC_MISBEHAVE` names one.
@@ -582,7 +585,8 @@ impl Node {
             me: None,
             last_heard: HashMap::new(),
             was_live: BTreeSet::new(),
-            backlog: VecDeque::new(),
+            backlog: BTreeMap::new(),
+            backlog_turn: None,
             to_cut_off: BTreeSet::new(),
             #[cfg(feature = "misbehave")]
             misbehave: None,
@@ -605,21 +609,27 @@ impl Node {
     /// here; other peers' messages stay.
     fn enforce_budgets(&mut self, network: &Network) {
         let now = Instant::now();
-        for peer in network.take_over_budget() {
+        let cut_by_network = network.take_over_budget();
+        for peer in &cut_by_network {
             self.peer_failed(
-                peer,
+                *peer,
                 FailureKind::OverBudget,
                 "sent more than its byte budget",
                 now,
             );
+            // The network cut it off already.
+            self.to_cut_off.remove(peer);
         }
-        if self.to_cut_off.is_empty() {
+        if cut_by_network.is_empty() && self.to_cut_off.is_empty() {
             return;
         }
         for peer in std::mem::take(&mut self.to_cut_off) {
             network.cut_off(peer);
         }
-        self.backlog.retain(|(.., charge)| charge.is_current());
+        for queue in self.backlog.values_mut() {
+            queue.retain(|(.., charge)| charge.is_current());
+        }
+        self.backlog.retain(|_, queue| !queue.is_empty());
         self.unrouted.retain(|(.., charge)| charge.is_current());
     }
 
@@ -1143,15 +1153,36 @@ impl Node {
             self.handle(from, domain, message, charge);
         } else {
             // No count limit: the sender's byte budget bounds what it has here.
-            self.backlog.push_back((from, domain, message, charge));
+            self.backlog
+                .entry(from)
+                .or_default()
+                .push_back((domain, message, charge));
         }
     }
 
+    /// Handles one bulk message, of the sender after the one served last.
     fn work_backlog(&mut self) {
-        while let Some((from, domain, message, charge)) = self.backlog.pop_front() {
-            if charge.is_current() {
-                self.handle(from, domain, message, charge);
+        use std::ops::Bound::{Excluded, Unbounded};
+        while !self.backlog.is_empty() {
+            let after = self
+                .backlog_turn
+                .and_then(|last| self.backlog.range((Excluded(last), Unbounded)).next());
+            let Some(from) = after.or(self.backlog.iter().next()).map(|(p, _)| *p) else {
                 return;
+            };
+            self.backlog_turn = Some(from);
+            let Some(queue) = self.backlog.get_mut(&from) else {
+                return;
+            };
+            let next = queue.pop_front();
+            if queue.is_empty() {
+                self.backlog.remove(&from);
+            }
+            if let Some((domain, message, charge)) = next {
+                if charge.is_current() {
+                    self.handle(from, domain, message, charge);
+                    return;
+                }
             }
         }
     }

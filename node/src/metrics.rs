@@ -413,6 +413,11 @@ impl Metrics {
                     &stats.bulk_refused,
                     "Bulk messages not queued: the peer's bulk queue was full.",
                 ),
+                (
+                    "refused_while_cut_off",
+                    &stats.refused_while_cut_off,
+                    "Connections refused: their peer was cut off a moment ago.",
+                ),
                 ("messages_in", &stats.messages_in, "Messages received."),
                 ("messages_out", &stats.messages_out, "Messages sent."),
             ];

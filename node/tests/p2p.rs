@@ -315,7 +315,11 @@ async fn senders_reconnect_when_a_peer_comes_back() {
 #[tokio::test]
 async fn a_peer_over_budget_is_cut_off_while_another_keeps_flowing() {
     const BUDGET: usize = 256 << 10;
-    let (mut nodes, _, _) = start_nodes_with(3, |c| c.peer_budget = BUDGET).await;
+    let (mut nodes, peers, keys) = start_nodes_with(3, |c| {
+        c.peer_budget = BUDGET;
+        c.cut_off_for = Duration::from_millis(500);
+    })
+    .await;
     // Node 0 takes nothing off its queue meanwhile, as a busy node would not.
     for i in 0..64u32 {
         let _ = nodes[1]
@@ -358,6 +362,35 @@ async fn a_peer_over_budget_is_cut_off_while_another_keeps_flowing() {
         drop(m);
     }
     assert_eq!(nodes[0].0.ledger().held(ParticipantId(2)), 0);
+
+    // Node 1 is refused for a moment, then gets through again.
+    let prologue = format!("chain-signatures p2p v1:{NETWORK}").into_bytes();
+    let node0_key = peers.get(ParticipantId(0)).unwrap().key;
+    let target = nodes[0].0.local_addr();
+    let dial = || async {
+        let stream = TcpStream::connect(target).await.unwrap();
+        Sender::handshake(stream, &keys[1], &prologue, &node0_key)
+            .await
+            .unwrap()
+    };
+    let before = NetworkStats::get(&stats.refused_while_cut_off);
+    let mut early = dial().await;
+    let _ = early.send(b"too soon").await;
+    eventually("node 1 is refused while cut off", || {
+        NetworkStats::get(&stats.refused_while_cut_off) > before
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut later = dial().await;
+    later.send(b"back").await.unwrap();
+    loop {
+        let m = next(&mut nodes[0].1).await;
+        assert_ne!(m.message, b"too soon");
+        if m.message == b"back" {
+            assert!(m.charge.is_current());
+            break;
+        }
+    }
     for (network, _) in nodes {
         network.shutdown().await;
     }

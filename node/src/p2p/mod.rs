@@ -15,8 +15,10 @@
 //! - inbound, every message is charged to its sender's byte budget
 //!   ([`budget::Ledger`]) until the node lets it go; a peer over budget is cut off
 //!   (connection dropped, its queued messages marked stale) and reported by
-//!   [`Network::take_over_budget`]; the receive queue itself is unbounded in
-//!   count, bounded by the budgets;
+//!   [`Network::take_over_budget`], and its connections are refused for
+//!   [`NetworkConfig::cut_off_for`], so a flood costs us at most a budget per
+//!   period; the receive queue itself is unbounded in count, bounded by the
+//!   budgets;
 //! - one inbound connection per peer: a newly authenticated connection from a peer
 //!   replaces its old one (not refused: a peer that restarted, or whose old
 //!   connection died without a FIN, must get back in at once, and only the holder
@@ -113,6 +115,9 @@ pub struct NetworkConfig {
     pub peer_budget: usize,
     /// Inbound connections still in their handshake, at most.
     pub max_pending_handshakes: usize,
+    /// How long a peer cut off for its budget is refused before it may connect
+    /// again.
+    pub cut_off_for: Duration,
 }
 
 /// The default of [`NetworkConfig::peer_budget`] (and of the node's
@@ -133,6 +138,7 @@ impl NetworkConfig {
             queue_per_peer: 4096,
             peer_budget: DEFAULT_PEER_BUDGET,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            cut_off_for: Duration::from_secs(5),
         }
     }
 }
@@ -167,6 +173,8 @@ pub struct NetworkStats {
     pub evicted_handshakes: AtomicU64,
     /// Bulk messages not queued because the peer's bulk queue was full.
     pub bulk_refused: AtomicU64,
+    /// Connections refused because their peer was cut off a moment ago.
+    pub refused_while_cut_off: AtomicU64,
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
 }
@@ -227,6 +235,8 @@ struct Shared {
     handshaking: Mutex<VecDeque<(u64, CancellationToken)>>,
     /// Peers cut off for going over budget, until the node asks.
     over_budget: Mutex<Vec<ParticipantId>>,
+    /// Peers cut off, refused until the instant given.
+    cut_off_until: Mutex<HashMap<ParticipantId, std::time::Instant>>,
     next_connection: AtomicU64,
 }
 
@@ -272,6 +282,11 @@ impl Shared {
 
     /// Ends `peer`'s inbound connection and makes its queued messages stale.
     fn cut_off(&self, peer: ParticipantId) {
+        let until = std::time::Instant::now() + self.config.cut_off_for;
+        self.cut_off_until
+            .lock()
+            .expect("cut-off map lock")
+            .insert(peer, until);
         self.ledger.cut_off(peer);
         if let Some((_, token)) = self.inbound.lock().expect("inbound map lock").remove(&peer) {
             token.cancel();
@@ -308,6 +323,7 @@ impl Network {
                 inbound: Mutex::new(HashMap::new()),
                 handshaking: Mutex::new(VecDeque::new()),
                 over_budget: Mutex::new(Vec::new()),
+                cut_off_until: Mutex::new(HashMap::new()),
                 next_connection: AtomicU64::new(0),
             }),
             local_addr,
@@ -344,9 +360,12 @@ impl Network {
         std::mem::take(&mut *self.shared.over_budget.lock().expect("over-budget lock"))
     }
 
-    /// Cuts `peer` off: drops its inbound connection and makes the messages it
-    /// has queued here stale ([`Charge::is_current`]). It may connect again.
+    /// Cuts `peer` off for going over a budget kept elsewhere (an engine's
+    /// early-message buffer): drops its inbound connection and makes the messages
+    /// it has queued here stale ([`Charge::is_current`]). It may connect again.
     pub fn cut_off(&self, peer: ParticipantId) {
+        NetworkStats::bump(&self.shared.stats.over_budget);
+        tracing::warn!(peer = peer.0, "cutting off a peer over its byte budget");
         self.shared.cut_off(peer);
     }
 
@@ -509,6 +528,17 @@ async fn serve_connection(
         tracing::warn!("refused a connection from a key that is not a registered participant");
         return;
     };
+    let refused_until = shared
+        .cut_off_until
+        .lock()
+        .expect("cut-off map lock")
+        .get(&from)
+        .copied();
+    if refused_until.is_some_and(|until| std::time::Instant::now() < until) {
+        NetworkStats::bump(&stats.refused_while_cut_off);
+        tracing::debug!(peer = from.0, "refused a peer cut off a moment ago");
+        return;
+    }
     shared.register_inbound(from, connection, token);
     loop {
         match receiver.recv().await {

@@ -366,8 +366,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
                             Ok(started) => network = Some(started),
                             Err(e) => break Err(e),
                         }
-                        #[cfg(feature = "misbehave")]
-                        node.start_flood(me, &cancel);
+
                     }
                 }
                 act = true;
@@ -375,6 +374,8 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
             _ = heartbeat.tick() => {
                 if let Some((net, _)) = network.as_ref() {
                     node.send_heartbeats(net);
+                    #[cfg(feature = "misbehave")]
+                    node.start_flood(&cancel);
                 }
                 act = true;
             }
@@ -560,6 +561,9 @@ struct Node {
     /// A test build's misbehaviour, if `MPC_MISBEHAVE` names one.
     #[cfg(feature = "misbehave")]
     misbehave: Option<crate::misbehave::Misbehave>,
+    /// Whether the `flood` misbehaviour's connection was started.
+    #[cfg(feature = "misbehave")]
+    flood_started: bool,
 }
 
 impl Node {
@@ -590,6 +594,8 @@ impl Node {
             to_cut_off: BTreeSet::new(),
             #[cfg(feature = "misbehave")]
             misbehave: None,
+            #[cfg(feature = "misbehave")]
+            flood_started: false,
         }
     }
 
@@ -634,21 +640,28 @@ impl Node {
     }
 
     /// A test build's `flood` misbehaviour: its own connection to one peer,
-    /// written at full speed (see `misbehave::flood`).
+    /// written at full speed (see `misbehave::flood`), once this node holds every
+    /// key and no key event is under way (a flooder cut off during one would only
+    /// stall the key event, which needs everyone, not test what §8 is about).
     #[cfg(feature = "misbehave")]
-    fn start_flood(&self, me: ParticipantId, cancel: &CancellationToken) {
-        if self.misbehave.as_ref().map(|m| m.behaviour())
-            == Some(crate::misbehave::Behaviour::Flood)
-        {
-            let config = self.network_config(me);
-            tokio::spawn(crate::misbehave::flood(
-                me,
-                self.peers.clone(),
-                config.key,
-                config.prologue,
-                cancel.child_token(),
-            ));
-        }
+    fn start_flood(&mut self, cancel: &CancellationToken) {
+        let flooding = self.misbehave.as_ref().map(|m| m.behaviour())
+            == Some(crate::misbehave::Behaviour::Flood);
+        let keyed = self.keyers.is_empty()
+            && !self.signers.is_empty()
+            && self.signers.values().all(|s| s.engine.has_key());
+        let Some(me) = self.me.filter(|_| flooding && keyed && !self.flood_started) else {
+            return;
+        };
+        self.flood_started = true;
+        let config = self.network_config(me);
+        tokio::spawn(crate::misbehave::flood(
+            me,
+            self.peers.clone(),
+            config.key,
+            config.prologue,
+            cancel.child_token(),
+        ));
     }
 
     fn on_snapshot(&mut self, snapshot: &Snapshot, writes: &mut JoinSet<WriteDone>) {

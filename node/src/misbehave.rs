@@ -9,8 +9,9 @@
 //!   invite it to runs that then wait on it;
 //! - `garbage`: sends the first message of every stock or signing run as it
 //!   should, then garbage in place of the protocol messages that follow;
-//! - `flood`: behaves, and besides opens its own connection to one peer (the
-//!   lowest other id) and writes to it at full loopback speed: mostly
+//! - `flood`: behaves, and once it holds every key (no key event under way) opens
+//!   its own connection to one peer (the lowest other id) and writes to it at
+//!   full loopback speed: mostly
 //!   valid-looking stock messages of runs that do not exist (each a fresh
 //!   instance, 60 KB, which the receiver must hold until it gives up on them), and
 //!   every 16th frame garbage. Reconnects at once when cut off.

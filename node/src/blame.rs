@@ -4,7 +4,8 @@
 //! participant id (the transport tells us who sent what; nobody can blame a peer
 //! by naming it): a `Decline` it sent, a run that timed out while waiting on it
 //! and nobody else, a protocol check that names it (`threshold::Error::Misbehaved`,
-//! e.g. an invalid FROST share), bytes from it that are not a message. A peer whose
+//! e.g. an invalid FROST share), bytes from it that are not a message, more bytes
+//! than its budget lets us hold (it is cut off too, see `p2p::budget`). A peer whose
 //! failures within [`BlameRules::window`] reach [`BlameRules::limit`] is left out
 //! of new stock subsets and of signer and leader choice for
 //! [`BlameRules::first_exclusion`], doubled on every repeat up to
@@ -32,14 +33,17 @@ pub enum FailureKind {
     Misbehaved,
     /// It sent bytes that are not a valid message (frame, header, instance).
     Malformed,
+    /// It sent more than its byte budget lets us hold, and was cut off.
+    OverBudget,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 4] = [
+    pub const ALL: [FailureKind; 5] = [
         FailureKind::Decline,
         FailureKind::Timeout,
         FailureKind::Misbehaved,
         FailureKind::Malformed,
+        FailureKind::OverBudget,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -48,6 +52,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::Misbehaved => "misbehaved",
             FailureKind::Malformed => "malformed",
+            FailureKind::OverBudget => "over_budget",
         }
     }
 }

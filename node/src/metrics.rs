@@ -462,6 +462,31 @@ impl Metrics {
                     &stats.impostors,
                     "Dials refused: the peer proved another key.",
                 ),
+                (
+                    "over_budget",
+                    &stats.over_budget,
+                    "Peers cut off for going over their byte budget.",
+                ),
+                (
+                    "replaced_connections",
+                    &stats.replaced_connections,
+                    "Inbound connections replaced by a newer one from the same peer.",
+                ),
+                (
+                    "evicted_handshakes",
+                    &stats.evicted_handshakes,
+                    "Unfinished handshakes dropped to make room for newer ones.",
+                ),
+                (
+                    "bulk_refused",
+                    &stats.bulk_refused,
+                    "Bulk messages not queued: the peer's bulk queue was full.",
+                ),
+                (
+                    "refused_while_cut_off",
+                    &stats.refused_while_cut_off,
+                    "Connections refused: their peer was cut off a moment ago.",
+                ),
                 ("messages_in", &stats.messages_in, "Messages received."),
                 ("messages_out", &stats.messages_out, "Messages sent."),
             ];

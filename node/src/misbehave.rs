@@ -8,7 +8,13 @@
 //! - `silent`: sends heartbeats and nothing else, so the others think it live and
 //!   invite it to runs that then wait on it;
 //! - `garbage`: sends the first message of every stock or signing run as it
-//!   should, then garbage in place of the protocol messages that follow.
+//!   should, then garbage in place of the protocol messages that follow;
+//! - `flood`: behaves, and once it holds every key (no key event under way) opens
+//!   its own connection to one peer (the lowest other id) and writes to it at
+//!   full loopback speed: mostly
+//!   valid-looking stock messages of runs that do not exist (each a fresh
+//!   instance, 60 KB, which the receiver must hold until it gives up on them), and
+//!   every 16th frame garbage. Reconnects at once when cut off.
 //!
 //! Key-event traffic (key generation, resharing) is left alone: without a key the
 //! network would not exist, and what the tests measure is signing under load.
@@ -29,6 +35,7 @@ pub enum Behaviour {
     Decline,
     Silent,
     Garbage,
+    Flood,
 }
 
 impl std::str::FromStr for Behaviour {
@@ -38,8 +45,9 @@ impl std::str::FromStr for Behaviour {
             "decline" => Ok(Behaviour::Decline),
             "silent" => Ok(Behaviour::Silent),
             "garbage" => Ok(Behaviour::Garbage),
+            "flood" => Ok(Behaviour::Flood),
             other => Err(format!(
-                "unknown {ENV} behaviour `{other}` (decline, silent or garbage)"
+                "unknown {ENV} behaviour `{other}` (decline, silent, garbage or flood)"
             )),
         }
     }
@@ -114,7 +122,7 @@ impl Misbehave {
                 continue;
             }
             match self.behaviour {
-                Behaviour::Decline => out.push((to, frame)),
+                Behaviour::Decline | Behaviour::Flood => out.push((to, frame)),
                 Behaviour::Silent => {}
                 Behaviour::Garbage => {
                     out.push((to, self.garble(to, domain, message).unwrap_or(frame)));
@@ -147,4 +155,77 @@ impl Misbehave {
         garbage[0] = 0xff;
         Some(NodeMessage::Protocol(garbage).encode(domain))
     }
+}
+
+/// The payload of a flood's valid-looking frames: as large as a real triple
+/// message, so the receiver's buffers fill as fast as the link allows.
+const FLOOD_PAYLOAD: usize = 60_000;
+
+/// The `flood` behaviour's connection: dials the lowest other participant with
+/// this node's own key (so the victim knows exactly who it is) and writes frames
+/// until `cancel`; when the victim cuts it off it dials again at once.
+pub async fn flood(
+    me: ParticipantId,
+    peers: crate::p2p::Peers,
+    key: crate::p2p::noise::StaticKey,
+    prologue: Vec<u8>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut sent: u64 = 0;
+    let mut connections: u64 = 0;
+    while !cancel.is_cancelled() {
+        let target = peers.ids().into_iter().filter(|p| *p != me).min();
+        let Some((target, info)) = target.and_then(|p| peers.get(p).map(|info| (p, info))) else {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        };
+        let connect = async {
+            let stream = tokio::net::TcpStream::connect(&info.address).await?;
+            crate::p2p::noise::Sender::handshake(stream, &key, &prologue, &info.key).await
+        };
+        let mut sender = tokio::select! {
+            _ = cancel.cancelled() => return,
+            connected = connect => match connected {
+                Ok(sender) => sender,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        connections += 1;
+        tracing::warn!(
+            target = target.0,
+            connections,
+            sent,
+            "flooding a peer (test misbehaviour)"
+        );
+        loop {
+            let frame = flood_frame(sent);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                written = sender.send(&frame) => if written.is_err() {
+                    break;
+                },
+            }
+            sent += 1;
+        }
+    }
+}
+
+/// The `n`-th frame of a flood.
+fn flood_frame(n: u64) -> Vec<u8> {
+    let mut rng = rand::rngs::OsRng;
+    if n % 16 == 15 {
+        let mut garbage = vec![0u8; 1024];
+        rng.fill_bytes(&mut garbage);
+        return garbage;
+    }
+    let mut instance = [0u8; 32];
+    rng.fill_bytes(&mut instance);
+    let header = threshold::wire::Header {
+        kind: threshold::wire::ProtocolKind::Triple,
+        instance: threshold::InstanceId(instance),
+    };
+    NodeMessage::Protocol(header.encode(&[0u8; FLOOD_PAYLOAD])).encode(DomainId::LEGACY_ECDSA)
 }

@@ -18,6 +18,7 @@ pub struct Tuning {
     pub heartbeat_ms: u64,
     pub live_window_ms: u64,
     pub leader_grace_ms: u64,
+    pub peer_buffer_bytes: u64,
     /// Who takes part in the triple and presignature runs a node proposes:
     /// `"threshold"` or `"all"` (anything else is refused when config.toml is read).
     pub stock_subset: StockSubset,
@@ -34,6 +35,7 @@ impl Default for Tuning {
             heartbeat_ms: 250,
             live_window_ms: 1500,
             leader_grace_ms: 3000,
+            peer_buffer_bytes: crate::p2p::DEFAULT_PEER_BUDGET as u64,
             stock_subset: StockSubset::Threshold,
         }
     }
@@ -63,7 +65,7 @@ impl Tuning {
     /// Each setting with its value (as written in config.toml) and meaning, in
     /// config.toml's order.
     fn described(&self) -> Vec<(&'static str, String, &'static str)> {
-        let numbers: [(&'static str, u64, &'static str); 8] = [
+        let numbers: [(&'static str, u64, &'static str); 9] = [
             (
                 "poll_interval_ms",
                 self.poll_interval_ms,
@@ -103,6 +105,11 @@ impl Tuning {
                 "leader_grace_ms",
                 self.leader_grace_ms,
                 "the k-th live leader of a request waits k times this",
+            ),
+            (
+                "peer_buffer_bytes",
+                self.peer_buffer_bytes,
+                "bytes of one peer's messages held at a time (over it: cut off, blamed)",
             ),
         ];
         let mut described: Vec<(&'static str, String, &'static str)> = numbers
@@ -193,6 +200,17 @@ impl Tuning {
             self.leader_grace_ms,
             "at least 1 ms (0 makes every node lead every request at once)".into(),
         )?;
+        let largest = crate::p2p::noise::MAX_MESSAGE as u64;
+        rule(
+            self.peer_buffer_bytes >= 4 * largest,
+            "peer_buffer_bytes",
+            self.peer_buffer_bytes,
+            format!(
+                "at least four of the largest message ({} bytes), or an honest peer \
+                 busy with several runs is cut off",
+                4 * largest
+            ),
+        )?;
         Ok(())
     }
 }
@@ -228,7 +246,7 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_setting() {
-        let broken: [(Breaker, &str); 8] = [
+        let broken: [(Breaker, &str); 9] = [
             (|t| t.poll_interval_ms = 0, "poll_interval_ms"),
             (|t| t.triple_target = 1, "triple_target"),
             (|t| t.presignature_target = 0, "presignature_target"),
@@ -240,6 +258,7 @@ mod tests {
             (|t| t.heartbeat_ms = 0, "heartbeat_ms"),
             (|t| t.live_window_ms = 400, "live_window_ms"),
             (|t| t.leader_grace_ms = 0, "leader_grace_ms"),
+            (|t| t.peer_buffer_bytes = 1 << 20, "peer_buffer_bytes"),
         ];
         for (breaks, setting) in broken {
             let mut tuning = Tuning::default();

@@ -37,7 +37,7 @@ struct Node<S: Scheme> {
     me: u32,
     engine: Engine<S>,
     network: Option<Network>,
-    incoming: mpsc::Receiver<Incoming>,
+    incoming: mpsc::UnboundedReceiver<Incoming>,
     events: Vec<Event>,
     /// Messages this node's engine refused (only where a test tolerates them).
     refused: Vec<(u32, String)>,
@@ -227,7 +227,7 @@ async fn pump_with<S: Suite>(
                 let _ = network.send(to, Arc::new(bytes));
                 idle = false;
             }
-            while let Ok(Incoming { from, message }) = node.incoming.try_recv() {
+            while let Ok(Incoming { from, message, .. }) = node.incoming.try_recv() {
                 if let Err(e) = handle(&mut node.engine, from, &message) {
                     if !tolerate_refusals {
                         panic!("node {} refused a message from {}: {e}", node.me, from.0);

@@ -1,5 +1,6 @@
 //! The peer-to-peer layer over real sockets on 127.0.0.1: authenticated delivery,
-//! large messages, strangers, impostors, garbage and reconnection.
+//! large messages, strangers, impostors, garbage and reconnection; byte budgets,
+//! the handshake cap and urgent traffic ahead of bulk.
 
 use mpc_node::p2p::noise::{Sender, StaticKey};
 use mpc_node::p2p::{Incoming, Network, NetworkConfig, NetworkStats, PeerInfo, Peers, SendError};
@@ -9,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use threshold::ParticipantId;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -24,7 +25,19 @@ fn loopback() -> SocketAddr {
 async fn start_nodes(
     n: u32,
 ) -> (
-    Vec<(Network, mpsc::Receiver<Incoming>)>,
+    Vec<(Network, mpsc::UnboundedReceiver<Incoming>)>,
+    Peers,
+    Vec<StaticKey>,
+) {
+    start_nodes_with(n, |_| {}).await
+}
+
+/// [`start_nodes`] with each node's settings adjusted by `tweak`.
+async fn start_nodes_with(
+    n: u32,
+    tweak: impl Fn(&mut NetworkConfig),
+) -> (
+    Vec<(Network, mpsc::UnboundedReceiver<Incoming>)>,
     Peers,
     Vec<StaticKey>,
 ) {
@@ -34,7 +47,8 @@ async fn start_nodes(
     let mut registry = BTreeMap::new();
     for (i, key) in keys.iter().enumerate() {
         let id = ParticipantId(i as u32);
-        let config = NetworkConfig::new(id, loopback(), key.clone(), NETWORK);
+        let mut config = NetworkConfig::new(id, loopback(), key.clone(), NETWORK);
+        tweak(&mut config);
         let (network, incoming) = Network::start(config, peers.clone()).await.unwrap();
         registry.insert(
             id,
@@ -49,11 +63,16 @@ async fn start_nodes(
     (nodes, peers, keys)
 }
 
-async fn next(incoming: &mut mpsc::Receiver<Incoming>) -> Incoming {
+async fn next(incoming: &mut mpsc::UnboundedReceiver<Incoming>) -> Incoming {
     tokio::time::timeout(WAIT, incoming.recv())
         .await
         .expect("a message within the wait")
         .expect("network runs")
+}
+
+/// Who sent a message and what, for comparisons.
+fn parts(incoming: &Incoming) -> (ParticipantId, Vec<u8>) {
+    (incoming.from, incoming.message.clone())
 }
 
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
@@ -79,23 +98,11 @@ async fn messages_reach_their_peer_attributed_to_the_sender() {
         .unwrap();
     let mut got = [next(&mut nodes[1].1).await, next(&mut nodes[1].1).await];
     got.sort_by_key(|m| m.from);
-    assert_eq!(
-        got[0],
-        Incoming {
-            from: ParticipantId(0),
-            message: b"hello from 0".to_vec()
-        }
-    );
-    assert_eq!(
-        got[1],
-        Incoming {
-            from: ParticipantId(2),
-            message: b"hello from 2".to_vec()
-        }
-    );
+    assert_eq!(parts(&got[0]), (ParticipantId(0), b"hello from 0".to_vec()));
+    assert_eq!(parts(&got[1]), (ParticipantId(2), b"hello from 2".to_vec()));
 
     // Many messages in order, and one large enough to span many Noise chunks.
-    let big: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..900_000u32).map(|i| (i % 251) as u8).collect();
     for i in 0..50u8 {
         nodes[1]
             .0
@@ -207,11 +214,8 @@ async fn strangers_impostors_and_garbage_are_refused_and_service_continues() {
         .send(ParticipantId(0), Arc::new(b"still here".to_vec()))
         .unwrap();
     assert_eq!(
-        next(&mut nodes[0].1).await,
-        Incoming {
-            from: ParticipantId(1),
-            message: b"still here".to_vec()
-        }
+        parts(&next(&mut nodes[0].1).await),
+        (ParticipantId(1), b"still here".to_vec())
     );
     for (network, _) in nodes {
         network.shutdown().await;
@@ -233,11 +237,8 @@ async fn a_tampered_frame_ends_only_that_connection() {
         .unwrap();
     sender.send(b"genuine").await.unwrap();
     assert_eq!(
-        next(&mut nodes[0].1).await,
-        Incoming {
-            from: ParticipantId(1),
-            message: b"genuine".to_vec()
-        }
+        parts(&next(&mut nodes[0].1).await),
+        (ParticipantId(1), b"genuine".to_vec())
     );
     let mut stream = sender.into_stream();
     let mut forged = vec![0u8, 40];
@@ -255,11 +256,8 @@ async fn a_tampered_frame_ends_only_that_connection() {
         .send(ParticipantId(0), Arc::new(b"after".to_vec()))
         .unwrap();
     assert_eq!(
-        next(&mut nodes[0].1).await,
-        Incoming {
-            from: ParticipantId(1),
-            message: b"after".to_vec()
-        }
+        parts(&next(&mut nodes[0].1).await),
+        (ParticipantId(1), b"after".to_vec())
     );
     for (network, _) in nodes {
         network.shutdown().await;
@@ -309,6 +307,227 @@ async fn senders_reconnect_when_a_peer_comes_back() {
     got.dedup();
     assert_eq!(got, vec![0, 1, 2, 3, 4]);
     back.shutdown().await;
+    for (network, _) in nodes {
+        network.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_peer_over_budget_is_cut_off_while_another_keeps_flowing() {
+    const BUDGET: usize = 256 << 10;
+    let (mut nodes, peers, keys) = start_nodes_with(3, |c| {
+        c.peer_budget = BUDGET;
+        c.cut_off_for = Duration::from_millis(500);
+    })
+    .await;
+    // Node 0 takes nothing off its queue meanwhile, as a busy node would not.
+    for i in 0..64u32 {
+        let _ = nodes[1]
+            .0
+            .send(ParticipantId(0), Arc::new(vec![i as u8; 16 << 10]));
+    }
+    let stats = nodes[0].0.stats().clone();
+    eventually("node 1 is cut off", || {
+        NetworkStats::get(&stats.over_budget) >= 1
+    })
+    .await;
+    let cut = nodes[0].0.take_over_budget();
+    assert!(cut.contains(&ParticipantId(1)), "{cut:?}");
+    assert!(!cut.contains(&ParticipantId(2)), "{cut:?}");
+    assert!(nodes[0].0.ledger().held(ParticipantId(1)) <= BUDGET);
+
+    // Node 2's budget is its own: its messages arrive and are current.
+    for i in 0..10u8 {
+        nodes[2]
+            .0
+            .send(ParticipantId(0), Arc::new(vec![i; 1000]))
+            .unwrap();
+    }
+    let mut from_two = 0;
+    let mut stale_from_one = 0;
+    while from_two < 10 {
+        let m = next(&mut nodes[0].1).await;
+        match m.from {
+            ParticipantId(2) => {
+                assert!(m.charge.is_current());
+                from_two += 1;
+            }
+            _ => stale_from_one += usize::from(!m.charge.is_current()),
+        }
+    }
+    // What node 1 had queued before the cut-off is marked for discarding.
+    assert!(stale_from_one > 0);
+    // Everything taken off the queue gave its bytes back.
+    while let Ok(m) = nodes[0].1.try_recv() {
+        drop(m);
+    }
+    assert_eq!(nodes[0].0.ledger().held(ParticipantId(2)), 0);
+
+    // Node 1 is refused for a moment, then gets through again.
+    let prologue = format!("chain-signatures p2p v1:{NETWORK}").into_bytes();
+    let node0_key = peers.get(ParticipantId(0)).unwrap().key;
+    let target = nodes[0].0.local_addr();
+    let dial = || async {
+        let stream = TcpStream::connect(target).await.unwrap();
+        Sender::handshake(stream, &keys[1], &prologue, &node0_key)
+            .await
+            .unwrap()
+    };
+    let before = NetworkStats::get(&stats.refused_while_cut_off);
+    let mut early = dial().await;
+    let _ = early.send(b"too soon").await;
+    eventually("node 1 is refused while cut off", || {
+        NetworkStats::get(&stats.refused_while_cut_off) > before
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut later = dial().await;
+    later.send(b"back").await.unwrap();
+    loop {
+        let m = next(&mut nodes[0].1).await;
+        assert_ne!(m.message, b"too soon");
+        if m.message == b"back" {
+            assert!(m.charge.is_current());
+            break;
+        }
+    }
+    for (network, _) in nodes {
+        network.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn idle_sockets_cannot_lock_a_real_peer_out() {
+    let (mut nodes, _, _) = start_nodes_with(2, |c| {
+        c.max_pending_handshakes = 8;
+        c.handshake_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let target = nodes[0].0.local_addr();
+    // 50 connections that never say a word.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(TcpStream::connect(target).await.unwrap());
+    }
+    let stats = nodes[0].0.stats().clone();
+    eventually("all but the newest 8 are dropped", || {
+        NetworkStats::get(&stats.evicted_handshakes) >= 42
+    })
+    .await;
+    // The oldest was closed by node 0 (end of stream), not left hanging.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, idle[0].read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+
+    // A real peer gets in while the idle ones still hold their slots.
+    let started = std::time::Instant::now();
+    nodes[1]
+        .0
+        .send(ParticipantId(0), Arc::new(b"let me through".to_vec()))
+        .unwrap();
+    assert_eq!(
+        parts(&next(&mut nodes[0].1).await),
+        (ParticipantId(1), b"let me through".to_vec())
+    );
+    println!("a real peer got through in {:?}", started.elapsed());
+    // The rest time out.
+    eventually("idle handshakes time out", || {
+        NetworkStats::get(&stats.failed_handshakes) >= 7
+    })
+    .await;
+    for (network, _) in nodes {
+        network.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn garbage_frames_end_only_their_connection() {
+    let (mut nodes, peers, keys) = start_nodes(3).await;
+    let target = nodes[0].0.local_addr();
+    let prologue = format!("chain-signatures p2p v1:{NETWORK}").into_bytes();
+    let node0_key = peers.get(ParticipantId(0)).unwrap().key;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    // Three kinds of garbage after a valid handshake as participant 1: random
+    // ciphertext, a frame cut short, an empty frame.
+    let junk: Vec<u8> = (0..500).map(|_| rng.gen()).collect();
+    let mut cut_short = vec![0xff, 0xff];
+    cut_short.extend_from_slice(&junk[..100]);
+    let mut random = vec![0x01, 0xf4];
+    random.extend_from_slice(&junk);
+    let garbage: [Vec<u8>; 3] = [random, cut_short, vec![0, 0]];
+    for bytes in garbage {
+        let stream = TcpStream::connect(target).await.unwrap();
+        let sender = Sender::handshake(stream, &keys[1], &prologue, &node0_key)
+            .await
+            .unwrap();
+        let mut stream = sender.into_stream();
+        stream.write_all(&bytes).await.unwrap();
+        drop(stream);
+    }
+    let stats = nodes[0].0.stats().clone();
+    eventually("the garbage connections are dropped", || {
+        NetworkStats::get(&stats.bad_frames) >= 2
+    })
+    .await;
+    // Nothing of it reached the node, and both peers still get through.
+    for from in [1, 2] {
+        nodes[from]
+            .0
+            .send(ParticipantId(0), Arc::new(vec![from as u8; 10]))
+            .unwrap();
+    }
+    let mut got = [next(&mut nodes[0].1).await, next(&mut nodes[0].1).await];
+    got.sort_by_key(|m| m.from);
+    assert_eq!(parts(&got[0]), (ParticipantId(1), vec![1; 10]));
+    assert_eq!(parts(&got[1]), (ParticipantId(2), vec![2; 10]));
+    for (network, _) in nodes {
+        network.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn urgent_messages_overtake_a_full_bulk_queue() {
+    const BUDGET: usize = 16 << 20;
+    const BULK: usize = 256 << 10;
+    let (mut nodes, _, _) = start_nodes_with(2, |c| c.peer_budget = BUDGET).await;
+    // More bulk than the queue may hold: the excess is refused, not buffered.
+    let mut queued = 0usize;
+    let mut refused = 0usize;
+    for i in 0..100u8 {
+        match nodes[0]
+            .0
+            .send_bulk(ParticipantId(1), Arc::new(vec![i; BULK]))
+        {
+            Ok(()) => queued += 1,
+            Err(SendError::QueueFull(_)) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(queued * BULK <= BUDGET && refused > 0, "{queued} {refused}");
+    let sent_at = std::time::Instant::now();
+    nodes[0]
+        .0
+        .send(ParticipantId(1), Arc::new(b"heartbeat".to_vec()))
+        .unwrap();
+    let mut position = None;
+    let mut bulk_seen = 0;
+    let mut latency = Duration::ZERO;
+    while bulk_seen < queued {
+        let m = next(&mut nodes[1].1).await;
+        if m.message == b"heartbeat" {
+            position = Some(bulk_seen);
+            latency = sent_at.elapsed();
+        } else {
+            bulk_seen += 1;
+        }
+    }
+    let all_bulk = sent_at.elapsed();
+    println!(
+        "heartbeat after {position:?} of {queued} bulk messages, in {latency:?} \
+         (all bulk: {all_bulk:?})"
+    );
+    // At most the bulk message already being written goes first.
+    assert!(position.is_some_and(|p| p <= 1), "{position:?}");
     for (network, _) in nodes {
         network.shutdown().await;
     }

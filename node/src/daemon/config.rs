@@ -38,6 +38,9 @@ pub struct NodeConfig {
     pub leader_grace: Duration,
     /// Who takes part in the triple and presignature runs this node proposes.
     pub stock_subset: crate::engine::StockSubset,
+    /// Bytes of one peer's messages held at a time, inbound and (separately)
+    /// outbound bulk (`p2p::budget`).
+    pub peer_budget: usize,
     pub metrics: Arc<Metrics>,
 }
 
@@ -71,6 +74,7 @@ impl NodeConfig {
             live_window: Duration::from_millis(tuning.live_window_ms),
             leader_grace: Duration::from_millis(tuning.leader_grace_ms),
             stock_subset: tuning.stock_subset,
+            peer_budget: count(tuning.peer_buffer_bytes),
             metrics,
         }
     }

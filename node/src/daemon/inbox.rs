@@ -5,25 +5,21 @@
 use super::Node;
 use crate::blame::FailureKind;
 use crate::engine::NodeMessage;
+use crate::p2p::budget::Charge;
 use crate::p2p::{Incoming, Network};
 use primitives::DomainId;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use threshold::ParticipantId;
 
-/// Bulk messages held at most; beyond it generation runs lose messages and time out.
-const MAX_BACKLOG: usize = 1 << 16;
-
-/// Messages held while this node has no engine for them yet (it has not seen the
-/// key event, or the domain's key, that the sender has).
-const MAX_UNROUTED: usize = 4096;
-
-/// A decoded message from a peer, for one domain's engines.
+/// A decoded message from a peer, for one domain's engines, holding its share of
+/// the sender's byte budget (`p2p::budget`) until it is handled or dropped.
 struct PeerMessage {
     from: ParticipantId,
     domain: DomainId,
     message: NodeMessage,
+    charge: Charge,
 }
 
 /// A message no engine could take yet, with when it came.
@@ -32,21 +28,59 @@ struct Unrouted {
     message: PeerMessage,
 }
 
-/// Peer messages not handled yet.
+/// Peer messages not handled yet. No count limits: every message holds its
+/// sender's byte budget, so what one peer has here is bounded by its budget.
 #[derive(Default)]
 pub(super) struct Inbox {
-    /// Bulk peer messages (stock generation), one handled per loop turn.
-    backlog: VecDeque<PeerMessage>,
+    /// Bulk peer messages (stock generation), one handled per loop turn, per
+    /// sender, served in turn: one peer's flood never queues ahead of another's
+    /// traffic.
+    backlog: BTreeMap<ParticipantId, VecDeque<PeerMessage>>,
+    /// The sender whose bulk message was handled last.
+    backlog_turn: Option<ParticipantId>,
     /// Messages that came before this node had an engine for them (it saw the
     /// key event or the domain's key later than the sender); tried again whenever
     /// engines are rebuilt, dropped after the protocol timeout.
     unrouted: VecDeque<Unrouted>,
+    /// Peers to cut off (over budget somewhere), at the next turn with a network.
+    pub(super) to_cut_off: BTreeSet<ParticipantId>,
 }
 
 impl Inbox {
     /// Whether bulk messages are waiting for their turn.
     pub(super) fn has_backlog(&self) -> bool {
         !self.backlog.is_empty()
+    }
+
+    /// The next bulk message, of the sender after the one served last.
+    fn next_bulk(&mut self) -> Option<PeerMessage> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        while !self.backlog.is_empty() {
+            let after = self
+                .backlog_turn
+                .and_then(|last| self.backlog.range((Excluded(last), Unbounded)).next());
+            let from = after.or(self.backlog.iter().next()).map(|(p, _)| *p)?;
+            self.backlog_turn = Some(from);
+            let queue = self.backlog.get_mut(&from)?;
+            let next = queue.pop_front();
+            if queue.is_empty() {
+                self.backlog.remove(&from);
+            }
+            if let Some(message) = next.filter(|m| m.charge.is_current()) {
+                return Some(message);
+            }
+        }
+        None
+    }
+
+    /// Drops what senders cut off since it came still hold here.
+    fn drop_stale(&mut self) {
+        for queue in self.backlog.values_mut() {
+            queue.retain(|m| m.charge.is_current());
+        }
+        self.backlog.retain(|_, queue| !queue.is_empty());
+        self.unrouted
+            .retain(|held| held.message.charge.is_current());
     }
 }
 
@@ -55,7 +89,7 @@ impl Node {
     pub(super) fn route_unrouted(&mut self) {
         let timeout = self.config.protocol_timeout;
         for held in std::mem::take(&mut self.inbox.unrouted) {
-            if held.since.elapsed() <= timeout {
+            if held.since.elapsed() <= timeout && held.message.charge.is_current() {
                 self.route(held.since, held.message);
             }
         }
@@ -65,6 +99,9 @@ impl Node {
     /// (signing, key tasks, heartbeats), else queued behind earlier bulk traffic.
     pub(super) fn on_message(&mut self, incoming: Incoming) {
         let from = incoming.from;
+        if !incoming.charge.is_current() {
+            return; // queued before its sender was cut off
+        }
         self.last_heard.insert(from, Instant::now());
         let (domain, message) = match NodeMessage::decode(&incoming.message) {
             Ok(decoded) => decoded,
@@ -89,21 +126,49 @@ impl Node {
             from,
             domain,
             message,
+            charge: incoming.charge,
         };
         if message.message.is_urgent() {
             self.handle(message);
-        } else if self.inbox.backlog.len() < MAX_BACKLOG {
-            self.inbox.backlog.push_back(message);
         } else {
-            tracing::warn!(peer = from.0, "backlog full; dropped a generation message");
+            self.inbox
+                .backlog
+                .entry(from)
+                .or_default()
+                .push_back(message);
         }
     }
 
-    /// Handles the oldest bulk message, if any.
+    /// Handles one bulk message, of the sender after the one served last.
     pub(super) fn work_backlog(&mut self) {
-        if let Some(message) = self.inbox.backlog.pop_front() {
+        if let Some(message) = self.inbox.next_bulk() {
             self.handle(message);
         }
+    }
+
+    /// Cuts off the peers found over budget (by the network, or by an engine's
+    /// early-message buffer), blames them, and discards what they have queued
+    /// here; other peers' messages stay.
+    pub(super) fn enforce_budgets(&mut self, network: &Network) {
+        let now = Instant::now();
+        let cut_by_network = network.take_over_budget();
+        for peer in &cut_by_network {
+            self.peer_failed(
+                *peer,
+                FailureKind::OverBudget,
+                "sent more than its byte budget",
+                now,
+            );
+            // The network cut it off already.
+            self.inbox.to_cut_off.remove(peer);
+        }
+        if cut_by_network.is_empty() && self.inbox.to_cut_off.is_empty() {
+            return;
+        }
+        for peer in std::mem::take(&mut self.inbox.to_cut_off) {
+            network.cut_off(peer);
+        }
+        self.inbox.drop_stale();
     }
 
     /// Routes a message to its domain's engine: key-task traffic to the key engine,
@@ -121,15 +186,14 @@ impl Node {
             self.signers.get_mut(&message.domain).map(|s| &mut s.engine)
         };
         let Some(engine) = engine else {
-            if self.inbox.unrouted.len() < MAX_UNROUTED {
-                self.inbox.unrouted.push_back(Unrouted { since, message });
-            }
+            self.inbox.unrouted.push_back(Unrouted { since, message });
             return;
         };
         let PeerMessage {
             from,
             domain,
             message,
+            ..
         } = message;
         if let Err(e) = engine.handle_message(from, message) {
             tracing::debug!(peer = from.0, domain = domain.0, error = %e, "ignored a peer message");
@@ -149,9 +213,44 @@ impl Node {
             None => frames,
         };
         for (to, bytes) in frames {
-            if let Err(e) = network.send(to, Arc::new(bytes)) {
+            // Stock traffic goes in the peer's bulk queue, behind everything
+            // someone waits for (heartbeats, signing, key tasks, confirmations).
+            let urgent = NodeMessage::decode(&bytes).map_or(true, |(_, m)| m.is_urgent());
+            let queued = if urgent {
+                network.send(to, Arc::new(bytes))
+            } else {
+                network.send_bulk(to, Arc::new(bytes))
+            };
+            if let Err(e) = queued {
                 tracing::debug!(peer = to.0, error = %e, "could not queue a message");
             }
         }
+    }
+}
+
+#[cfg(feature = "misbehave")]
+impl Node {
+    /// A test build's `flood` misbehaviour: its own connection to one peer,
+    /// written at full speed (see `misbehave::flood`), once this node holds every
+    /// key and no key event is under way (a flooder cut off during one would only
+    /// stall the key event, which needs everyone, not test what §8 is about).
+    pub(super) fn start_flood(&mut self, cancel: &tokio_util::sync::CancellationToken) {
+        let flooding = self.misbehave.as_ref().map(|m| m.behaviour())
+            == Some(crate::misbehave::Behaviour::Flood);
+        let keyed = self.keyers.is_empty()
+            && !self.signers.is_empty()
+            && self.signers.values().all(|s| s.engine.has_key());
+        let Some(me) = self.me.filter(|_| flooding && keyed && !self.flood_started) else {
+            return;
+        };
+        self.flood_started = true;
+        let config = self.network_config(me);
+        tokio::spawn(crate::misbehave::flood(
+            me,
+            self.peers.clone(),
+            config.key,
+            config.prologue,
+            cancel.child_token(),
+        ));
     }
 }

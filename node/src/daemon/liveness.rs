@@ -110,6 +110,9 @@ impl Node {
         now: Instant,
     ) {
         tracing::debug!(peer = peer.0, %kind, detail, "a run failed because of a peer");
+        if kind == FailureKind::OverBudget {
+            self.inbox.to_cut_off.insert(peer);
+        }
         if let Some(exclusion) = self.blame.failure(peer, kind, now) {
             tracing::warn!(
                 peer = peer.0,

@@ -142,7 +142,7 @@ enum Event {
 /// The p2p network and the frames it delivers.
 struct Link {
     network: Network,
-    incoming: mpsc::Receiver<Incoming>,
+    incoming: mpsc::UnboundedReceiver<Incoming>,
 }
 
 /// The loop: the node's state and everything it waits on.
@@ -211,6 +211,8 @@ impl Daemon {
             Event::Heartbeat => {
                 if let Some(link) = self.network.as_ref() {
                     self.node.send_heartbeats(&link.network);
+                    #[cfg(feature = "misbehave")]
+                    self.node.start_flood(&self.cancel);
                 }
                 self.act = true;
             }
@@ -243,6 +245,9 @@ impl Daemon {
         // not make queued heartbeats look like silence.
         if std::mem::take(&mut self.act) {
             node.act(Instant::now());
+        }
+        if let Some(link) = self.network.as_ref() {
+            node.enforce_budgets(&link.network);
         }
         node.work_backlog();
         if node.take_awaiting_chain() {
@@ -352,6 +357,9 @@ struct Node {
     /// A test build's misbehaviour, if `MPC_MISBEHAVE` names one.
     #[cfg(feature = "misbehave")]
     misbehave: Option<crate::misbehave::Misbehave>,
+    /// Whether the `flood` misbehaviour's connection was started.
+    #[cfg(feature = "misbehave")]
+    flood_started: bool,
 }
 
 impl Node {
@@ -381,16 +389,20 @@ impl Node {
             inbox: Inbox::default(),
             #[cfg(feature = "misbehave")]
             misbehave: None,
+            #[cfg(feature = "misbehave")]
+            flood_started: false,
         }
     }
 
     fn network_config(&self, me: ParticipantId) -> NetworkConfig {
-        NetworkConfig::new(
+        let mut config = NetworkConfig::new(
             me,
             self.config.listen,
             self.config.p2p_key.clone(),
             &self.config.network_name,
-        )
+        );
+        config.peer_budget = self.config.peer_budget;
+        config
     }
 
     /// Everything the node does on its own initiative: notice silent peers,

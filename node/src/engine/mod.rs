@@ -68,6 +68,11 @@ const MAX_INBOX_PER_INSTANCE: usize = 1024;
 /// Engines made in this process so far: each engine's serial tells its step
 /// completions from those of an engine it replaced.
 static ENGINES_MADE: AtomicU64 = AtomicU64::new(0);
+/// Bytes of early messages buffered from one peer. Beyond it the peer is
+/// reported over budget (the daemon cuts it off) and its early messages dropped,
+/// so it cannot push out the others'. Honest early messages are a run's first
+/// round or two, a few 40 KB triple messages per run at most.
+const MAX_EARLY_BYTES_PER_PEER: usize = 16 << 20;
 
 /// Who takes part in the triple and presignature runs a node proposes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -632,6 +637,8 @@ pub struct Engine<S: Scheme> {
     requests: BTreeMap<RequestId, S::SignTask>,
     running: BTreeMap<InstanceId, Running<S>>,
     early: BTreeMap<InstanceId, EarlyMessages>,
+    /// Bytes in `early` per sender, for [`MAX_EARLY_BYTES_PER_PEER`].
+    early_bytes: BTreeMap<ParticipantId, usize>,
     /// Invitations to sign requests this node has not seen on the chain yet.
     deferred: BTreeMap<(RequestId, ParticipantId), (Instant, Start)>,
     outbox: VecDeque<(ParticipantId, Vec<u8>)>,
@@ -678,6 +685,7 @@ impl<S: Scheme> Engine<S> {
             requests: BTreeMap::new(),
             running: BTreeMap::new(),
             early: BTreeMap::new(),
+            early_bytes: BTreeMap::new(),
             deferred: BTreeMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -1041,6 +1049,11 @@ impl<S: Scheme> Engine<S> {
             },
         );
         if let Some((_, early)) = self.early.remove(&instance) {
+            for (from, message) in &early {
+                if let Some(held) = self.early_bytes.get_mut(from) {
+                    *held = held.saturating_sub(message.len());
+                }
+            }
             for (from, message) in early {
                 self.deliver(instance, from, message);
             }
@@ -1253,6 +1266,20 @@ impl<S: Scheme> Engine<S> {
     }
 
     fn buffer_early(&mut self, instance: InstanceId, from: ParticipantId, message: Vec<u8>) {
+        let held = self.early_bytes.get(&from).copied().unwrap_or(0);
+        if held + message.len() > MAX_EARLY_BYTES_PER_PEER {
+            for (_, queue) in self.early.values_mut() {
+                queue.retain(|(peer, _)| *peer != from);
+            }
+            self.early.retain(|_, (_, queue)| !queue.is_empty());
+            self.early_bytes.remove(&from);
+            self.blame(
+                from,
+                FailureKind::OverBudget,
+                format!("{held} bytes of early messages buffered"),
+            );
+            return;
+        }
         if !self.early.contains_key(&instance) && self.early.len() >= MAX_EARLY_INSTANCES {
             return;
         }
@@ -1261,7 +1288,16 @@ impl<S: Scheme> Engine<S> {
             .entry(instance)
             .or_insert_with(|| (self.clock.now(), Vec::new()));
         if queue.len() < MAX_EARLY_PER_INSTANCE {
+            *self.early_bytes.entry(from).or_default() += message.len();
             queue.push((from, message));
+        }
+    }
+
+    /// Recomputes [`Engine::early_bytes`] after early messages were dropped in bulk.
+    fn recount_early(&mut self) {
+        self.early_bytes.clear();
+        for (peer, message) in self.early.values().flat_map(|(_, queue)| queue.iter()) {
+            *self.early_bytes.entry(*peer).or_default() += message.len();
         }
     }
 
@@ -1885,8 +1921,12 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 None => self.failed(running.job, "timed out".into()),
             }
         }
+        let early_before = self.early.len();
         self.early
             .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
+        if self.early.len() != early_before {
+            self.recount_early();
+        }
         self.deferred
             .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
         // Confirmations of records long since used or retired.
@@ -1934,6 +1974,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
     }
 
     fn take_early(&mut self) -> BTreeMap<InstanceId, EarlyMessages> {
+        self.early_bytes.clear();
         std::mem::take(&mut self.early)
     }
 
@@ -1943,6 +1984,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 self.early.insert(instance, (since, messages));
             }
         }
+        self.recount_early();
     }
 
     fn serial(&self) -> u64 {

@@ -50,6 +50,12 @@ const MAX_EARLY_PER_INSTANCE: usize = 256;
 const MAX_EARLY_INSTANCES: usize = 1024;
 /// Invitations to sign kept until the request shows up on our side.
 const MAX_DEFERRED: usize = 1024;
+/// A run that took no message for this share of the protocol timeout, waiting on
+/// one peer that sent nothing at all for as long, is ended early and that peer
+/// blamed (see [`Engine::expire`]): keeping it would hold a generation slot until
+/// the timeout. A quarter (7.5 s of the tests' 30 s, 15 s of the default 60 s)
+/// leaves a wide margin for an honest peer behind a queue of stock traffic.
+const STALL_FRACTION: u32 = 4;
 
 /// Who takes part in the triple and presignature runs a node proposes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -475,6 +481,9 @@ struct Running<S: Scheme> {
     /// timeout they tell whom the run was waiting on (see [`Engine::straggler`]).
     received: BTreeMap<ParticipantId, u32>,
     sent: BTreeMap<ParticipantId, u32>,
+    /// Messages taken in total when [`Engine::expire`] last saw the count change,
+    /// and when that was: how long the run has been stalled.
+    progress: (u32, Instant),
 }
 
 /// One node's protocol engine for one domain in one epoch (participants,
@@ -516,6 +525,8 @@ pub struct Engine<S: Scheme> {
     stock_subset: StockSubset,
     /// Stock proposals this node made: turns the rotation of [`Engine::stock_subset`].
     stock_proposals: u64,
+    /// When each peer last sent this engine a protocol message (any run).
+    heard: BTreeMap<ParticipantId, Instant>,
     /// Where the engine reads the time (see [`Clock`]).
     clock: Clock,
     /// Draws record ids: seeded from outside, so a simulated run repeats exactly.
@@ -548,6 +559,7 @@ impl<S: Scheme> Engine<S> {
             acks: BTreeMap::new(),
             stock_subset: StockSubset::default(),
             stock_proposals: 0,
+            heard: BTreeMap::new(),
             clock: setup.clock,
             rng: StdRng::from_seed(setup.seed),
         }
@@ -894,6 +906,7 @@ impl<S: Scheme> Engine<S> {
                 output,
                 received: BTreeMap::new(),
                 sent: BTreeMap::new(),
+                progress: (0, started),
             },
         );
         if let Some((_, early)) = self.early.remove(&instance) {
@@ -1152,24 +1165,24 @@ impl<S: Scheme> Engine<S> {
 
     /// The one participant a stalled run was waiting on, if exactly one is behind.
     ///
-    /// The runs blamed this way (triples, presignatures, signatures) are rounds in
-    /// which every participant sends to every other: a peer is behind if it sent
-    /// us fewer messages than another peer did, or than we sent it. Blame goes to
-    /// a single straggler only: an honest peer stuck waiting on a silent one is
-    /// behind too in some schedules (the silent one withheld from it alone), and
-    /// then we cannot tell them apart, so nobody is blamed.
+    /// The runs blamed this way (triples, presignatures, signatures, keygen) are
+    /// rounds in which every participant sends to every other: a peer is behind if
+    /// it sent us fewer messages than we sent it. Its count is never compared with
+    /// another peer's: a byzantine peer can pad its own count with well-formed
+    /// junk (wrong rounds, replays, messages of other runs) to make an honest peer
+    /// look behind, but it cannot make us send that peer more than it answered.
+    /// Blame goes to a single straggler only: an honest peer stuck waiting on a
+    /// silent one is behind too in some schedules (the silent one withheld from it
+    /// alone), and then we cannot tell them apart, so nobody is blamed.
     fn straggler(&self, running: &Running<S>) -> Option<ParticipantId> {
-        let got = |p: &ParticipantId| running.received.get(p).copied().unwrap_or(0);
-        let others: Vec<ParticipantId> = running
+        let count = |counts: &BTreeMap<ParticipantId, u32>, p: &ParticipantId| {
+            counts.get(p).copied().unwrap_or(0)
+        };
+        let behind: Vec<ParticipantId> = running
             .participants
             .iter()
             .filter(|p| *p != self.me)
-            .collect();
-        let most = others.iter().map(got).max().unwrap_or(0);
-        let behind: Vec<ParticipantId> = others
-            .iter()
-            .filter(|p| got(p) < most.max(running.sent.get(p).copied().unwrap_or(0)))
-            .copied()
+            .filter(|p| count(&running.received, p) < count(&running.sent, p))
             .collect();
         match behind[..] {
             [one] => Some(one),
@@ -1656,6 +1669,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                         return Err(e.into());
                     }
                 };
+                self.heard.insert(from, self.clock.now());
                 if self.running.contains_key(&header.instance) {
                     self.deliver(header.instance, from, &message);
                     self.advance(header.instance);
@@ -1669,33 +1683,59 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn expire(&mut self, now: Instant) {
         let timeout = self.timeout;
-        let stale: Vec<InstanceId> = self
-            .running
-            .iter()
-            .filter(|(_, r)| now.duration_since(r.started) > timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stale {
+        let stall_limit = timeout / STALL_FRACTION;
+        let mut ended: Vec<(InstanceId, bool)> = Vec::new();
+        for (id, running) in self.running.iter_mut() {
+            let total: u32 = running.received.values().sum();
+            if total != running.progress.0 {
+                running.progress = (total, now);
+            }
+            let stalled = now.duration_since(running.progress.1) >= stall_limit;
+            if now.duration_since(running.started) > timeout {
+                ended.push((*id, false));
+            } else if stalled {
+                ended.push((*id, true));
+            }
+        }
+        for (id, early) in ended {
+            // Only runs where every participant sends to every other in each round
+            // are judged: stock, signing and keygen. Resharing is not symmetric
+            // (newcomers deal nothing), and the contract's attempts settle it.
+            let judged = !matches!(self.running[&id].job, Job::Reshare { .. });
+            let straggler = self.straggler(&self.running[&id]).filter(|_| judged);
+            if early {
+                // Ended early only with one peer to blame: for a stock or signing
+                // run, a peer that sent this engine no protocol message at all for
+                // as long (a live peer that stopped talking; an honest one behind
+                // a long queue still answers in other runs); for keygen, whose
+                // traffic never queues, the run's own stall is enough. Anything
+                // else waits for the timeout: a key run's attempt is the
+                // contract's to end, and a slow honest run may still finish.
+                let key_run = self.running[&id].job.attempt().is_some();
+                let quiet = |peer: ParticipantId| {
+                    self.heard
+                        .get(&peer)
+                        .is_none_or(|at| now.duration_since(*at) >= stall_limit)
+                };
+                if !straggler.is_some_and(|peer| key_run || quiet(peer)) {
+                    continue;
+                }
+            }
             let running = self.running.remove(&id).expect("listed above");
-            // Key-task runs are settled by the contract's attempts (and resharing
-            // is not symmetric: newcomers deal nothing), so only stock and signing
-            // runs are judged.
-            let straggler = self
-                .straggler(&running)
-                .filter(|_| running.job.attempt().is_none());
+            let waited = if early { "stalled" } else { "timed out" };
             match straggler {
                 Some(peer) => {
                     self.blame(
                         peer,
                         FailureKind::Timeout,
-                        "a run timed out waiting on it".into(),
+                        format!("a run {waited} waiting on it"),
                     );
                     self.failed(
                         running.job,
-                        format!("timed out waiting on participant {}", peer.0),
+                        format!("{waited} waiting on participant {}", peer.0),
                     );
                 }
-                None => self.failed(running.job, "timed out".into()),
+                None => self.failed(running.job, waited.into()),
             }
         }
         self.early

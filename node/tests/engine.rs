@@ -1413,8 +1413,9 @@ async fn a_peer_declining_ends_the_run_and_garbage_does_no_harm<S: Suite>() {
 }
 
 /// A stock run among three stalls because one of them is silent (down from the
-/// start: it never saw the invitation). At the timeout both others blame the
-/// silent one, and only it: the honest third participant sent all it could.
+/// start: it never saw the invitation). At the timeout the proposer blames the
+/// silent one, and only it: the honest third participant sent all it could; that
+/// one, a joiner, blames nobody but a proposer.
 async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
     let dir = tempfile::tempdir().unwrap();
     let (mut nodes, _root) = start::<S>(3, 2, dir.path()).await;
@@ -1434,7 +1435,16 @@ async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
     assert_eq!(nodes[0].engine.running(), 1);
     assert_eq!(nodes[1].engine.running(), 1);
     let after_timeout = Instant::now() + Duration::from_secs(21);
-    for node in nodes[..2].iter_mut() {
+    // Node 1 joined on node 0's invitation: it blames only the proposer (node 0
+    // could have invited it alone), so it lets the run go unjudged.
+    nodes[1].engine.expire(after_timeout);
+    assert!(nodes[1].engine.drain_peer_reports().is_empty());
+    let failed = nodes[1].engine.drain_events();
+    assert!(
+        matches!(&failed[..], [Event::Failed { reason, .. }] if reason == "timed out"),
+        "{failed:?}"
+    );
+    for node in nodes[..1].iter_mut() {
         node.engine.expire(after_timeout);
         let reports = node.engine.drain_peer_reports();
         assert!(
@@ -1459,8 +1469,9 @@ async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
     shut_down(&mut nodes).await;
 }
 
-/// As above, but the run is judged as soon as it has taken no message for a
-/// quarter of the timeout (20 s here): it does not hold its slot until the timeout.
+/// As above, but the proposer judges the run as soon as it has taken no message
+/// for a quarter of the timeout (20 s here) and the silent one sent nothing for as
+/// long: it does not hold its slot until the timeout.
 async fn a_stalled_run_ends_early_and_blames_the_silent_participant_alone<S: Suite>() {
     let dir = tempfile::tempdir().unwrap();
     let (mut nodes, _root) = start::<S>(3, 2, dir.path()).await;
@@ -1477,7 +1488,12 @@ async fn a_stalled_run_ends_early_and_blames_the_silent_participant_alone<S: Sui
     })
     .await;
     let now = Instant::now();
-    for node in nodes[..2].iter_mut() {
+    // The joiner does not end it early: it blames no one but the proposer.
+    nodes[1].engine.expire(now + Duration::from_secs(4));
+    nodes[1].engine.expire(now + Duration::from_secs(10));
+    assert_eq!(nodes[1].engine.running(), 1);
+    assert!(nodes[1].engine.drain_peer_reports().is_empty());
+    for node in nodes[..1].iter_mut() {
         // Not yet: the run took its last message just now.
         node.engine.expire(now + Duration::from_secs(4));
         assert_eq!(node.engine.running(), 1, "node {}", node.me);

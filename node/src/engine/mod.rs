@@ -57,6 +57,16 @@ const MAX_DEFERRED: usize = 1024;
 /// leaves a wide margin for an honest peer behind a queue of stock traffic.
 const STALL_FRACTION: u32 = 4;
 
+/// Who proposed a stock or signing run (its record ids carry their owner);
+/// `None` for key runs, which every participant proposes.
+fn proposer(job: &Job) -> Option<ParticipantId> {
+    match job {
+        Job::Triple { id } | Job::Presign { id, .. } => Some(owner(*id)),
+        Job::Sign { presignature, .. } => Some(owner(*presignature)),
+        Job::Keygen { .. } | Job::Reshare { .. } => None,
+    }
+}
+
 /// Who takes part in the triple and presignature runs a node proposes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -1702,7 +1712,15 @@ impl<S: Scheme> DomainEngine for Engine<S> {
             // are judged: stock, signing and keygen. Resharing is not symmetric
             // (newcomers deal nothing), and the contract's attempts settle it.
             let judged = !matches!(self.running[&id].job, Job::Reshare { .. });
-            let straggler = self.straggler(&self.running[&id]).filter(|_| judged);
+            let running = &self.running[&id];
+            // A participant that joined on an invitation blames only the proposer:
+            // a byzantine proposer may have invited it alone (say, replaying an old
+            // invitation with its old messages), leaving a third participant that
+            // never heard of the run to look behind. The proposer itself invited
+            // everyone, and every participant proposes a key run itself.
+            let straggler = self.straggler(running).filter(|peer| {
+                judged && (running.leader || proposer(&running.job).is_none_or(|p| p == *peer))
+            });
             if early {
                 // Ended early only with one peer to blame: for a stock or signing
                 // run, a peer that sent this engine no protocol message at all for

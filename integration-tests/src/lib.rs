@@ -556,6 +556,11 @@ impl Cluster {
             .collect()
     }
 
+    /// Node `i`'s process id, while it runs.
+    pub fn node_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(|c| c.id())
+    }
+
     /// Kills node `i` at once (SIGKILL: a crash, nothing flushed).
     pub fn kill_node(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {

@@ -285,6 +285,18 @@ impl Store {
         Ok(removed)
     }
 
+    /// The key-event attempt that made the share of `domain`'s key stored for
+    /// `epoch`, if one is stored (whatever its scheme).
+    pub fn key_share_attempt(
+        &self,
+        domain: DomainId,
+        epoch: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .key_share_bytes(domain, epoch)?
+            .map(|(attempt, _)| attempt))
+    }
+
     /// The share of `domain`'s key stored for `epoch`, with the key-event attempt
     /// that made it.
     pub fn key_share_at<K: SealedRecord>(

@@ -632,6 +632,7 @@ for_each_scheme!(
     a_presignature_is_never_used_twice_across_a_restart,
     a_peer_declining_ends_the_run_and_garbage_does_no_harm,
     a_timed_out_run_blames_the_silent_participant_alone,
+    a_stalled_run_ends_early_and_blames_the_silent_participant_alone,
     a_new_attempt_voids_the_old_attempts_runs_and_its_share_replaces_the_older_one,
     a_node_that_stored_its_share_refuses_the_attempt_again_and_runs_the_next,
     messages_that_come_while_a_step_is_away_wait_for_the_next_step,
@@ -1452,8 +1453,9 @@ async fn a_peer_declining_ends_the_run_and_garbage_does_no_harm<S: Suite>() {
 }
 
 /// A stock run among three stalls because one of them is silent (down from the
-/// start: it never saw the invitation). At the timeout both others blame the
-/// silent one, and only it: the honest third participant sent all it could.
+/// start: it never saw the invitation). At the timeout the proposer blames the
+/// silent one, and only it: the honest third participant sent all it could; that
+/// one, a joiner, blames nobody but a proposer.
 async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
     let dir = tempfile::tempdir().unwrap();
     let (mut nodes, _root) = start::<S>(3, 2, dir.path()).await;
@@ -1473,7 +1475,16 @@ async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
     assert_eq!(nodes[0].engine.running(), 1);
     assert_eq!(nodes[1].engine.running(), 1);
     let after_timeout = Instant::now() + Duration::from_secs(21);
-    for node in nodes[..2].iter_mut() {
+    // Node 1 joined on node 0's invitation: it blames only the proposer (node 0
+    // could have invited it alone), so it lets the run go unjudged.
+    nodes[1].engine.expire(after_timeout);
+    assert!(nodes[1].engine.drain_peer_reports().is_empty());
+    let failed = nodes[1].engine.drain_events();
+    assert!(
+        matches!(&failed[..], [Event::Failed { reason, .. }] if reason == "timed out"),
+        "{failed:?}"
+    );
+    for node in nodes[..1].iter_mut() {
         node.engine.expire(after_timeout);
         let reports = node.engine.drain_peer_reports();
         assert!(
@@ -1491,6 +1502,60 @@ async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
         let failed = node.engine.drain_events();
         assert!(
             matches!(&failed[..], [Event::Failed { reason, .. }] if reason.contains("waiting on participant 2")),
+            "node {}: {failed:?}",
+            node.me
+        );
+    }
+    shut_down(&mut nodes).await;
+}
+
+/// As above, but the proposer judges the run as soon as it has taken no message
+/// for a quarter of the timeout (20 s here) and the silent one sent nothing for as
+/// long: it does not hold its slot until the timeout.
+async fn a_stalled_run_ends_early_and_blames_the_silent_participant_alone<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, _root) = start::<S>(3, 2, dir.path()).await;
+    let all = Participants::first(3).unwrap();
+    for node in nodes.iter_mut() {
+        node.engine.drain_peer_reports();
+    }
+    nodes[2].network.take().unwrap().shutdown().await;
+    nodes[0].engine.set_stock_subset(StockSubset::All);
+    propose_stock(&mut nodes[0].engine, &all);
+    let quiet = Instant::now() + Duration::from_secs(2);
+    pump_with(&mut nodes, "the run stalls", true, |_| {
+        Instant::now() >= quiet
+    })
+    .await;
+    let now = Instant::now();
+    // The joiner does not end it early: it blames no one but the proposer.
+    nodes[1].engine.expire(now + Duration::from_secs(4));
+    nodes[1].engine.expire(now + Duration::from_secs(10));
+    assert_eq!(nodes[1].engine.running(), 1);
+    assert!(nodes[1].engine.drain_peer_reports().is_empty());
+    for node in nodes[..1].iter_mut() {
+        // Not yet: the run took its last message just now.
+        node.engine.expire(now + Duration::from_secs(4));
+        assert_eq!(node.engine.running(), 1, "node {}", node.me);
+        assert!(node.engine.drain_peer_reports().is_empty());
+        node.engine.expire(now + Duration::from_secs(10));
+        assert_eq!(node.engine.running(), 0, "node {}", node.me);
+        let reports = node.engine.drain_peer_reports();
+        assert!(
+            matches!(
+                &reports[..],
+                [PeerReport::Failure {
+                    peer: ParticipantId(2),
+                    kind: FailureKind::Timeout,
+                    ..
+                }]
+            ),
+            "node {}: {reports:?}",
+            node.me
+        );
+        let failed = node.engine.drain_events();
+        assert!(
+            matches!(&failed[..], [Event::Failed { reason, .. }] if reason.contains("stalled waiting on participant 2")),
             "node {}: {failed:?}",
             node.me
         );

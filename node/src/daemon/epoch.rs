@@ -2,7 +2,7 @@
 //! running set and the key event, prunes key shares of past epochs, rebuilds the
 //! engines that changed and tracks the pending requests.
 
-use super::engines::SignerKey;
+use super::engines::{KeyerKey, SignerKey};
 use super::watcher::Snapshot;
 use super::Node;
 use crate::chain::{ParticipantSet, RunningState};
@@ -99,6 +99,9 @@ impl Node {
         let rebuilt = self.rebuild_signers(me, signer_keys);
         let keyer_key = key_event.and_then(|event| self.key_tasks(event, running));
         if keyer_key != self.keyer_key {
+            if let Some(previous) = self.keyer_key.take() {
+                self.discard_failed_attempt(&previous, running);
+            }
             self.rebuild_keyers(me, keyer_key);
             self.route_unrouted();
         } else if rebuilt {
@@ -136,6 +139,47 @@ impl Node {
                     Err(e) => {
                         tracing::error!(epoch = old, error = %e, "cannot delete an old key share")
                     }
+                }
+            }
+        }
+    }
+
+    /// The key event moved on from the attempt of `previous` (a next attempt, or
+    /// the event ended): a share this node stored from that attempt is deleted
+    /// unless the running set now signs with it. An attempt that did not complete
+    /// never will, so its shares are of no use, and a share kept would be a piece
+    /// of a key nobody may use (DESIGN §5: a node discards any share from an
+    /// attempt that did not complete).
+    fn discard_failed_attempt(&self, previous: &KeyerKey, running: Option<&RunningState>) {
+        let store = &self.config.store;
+        for (_, task) in &previous.tasks {
+            let (domain, epoch, attempt) = (task.domain(), task.epoch(), task.attempt());
+            let completed = running.is_some_and(|r| {
+                r.epoch == epoch
+                    && r.domains
+                        .iter()
+                        .any(|d| d.id == domain && d.attempt == attempt)
+            });
+            if completed {
+                continue;
+            }
+            match store.key_share_attempt(domain, epoch) {
+                Ok(Some(stored)) if stored == attempt => {
+                    match store.delete_key_share(domain, epoch) {
+                        Ok(_) => tracing::info!(
+                            domain = domain.0,
+                            epoch,
+                            attempt,
+                            "deleted the key share of an attempt that did not complete"
+                        ),
+                        Err(e) => {
+                            tracing::error!(domain = domain.0, epoch, error = %e, "cannot delete a key share")
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(domain = domain.0, epoch, error = %e, "cannot read a key share")
                 }
             }
         }

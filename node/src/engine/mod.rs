@@ -73,6 +73,22 @@ static ENGINES_MADE: AtomicU64 = AtomicU64::new(0);
 /// so it cannot push out the others'. Honest early messages are a run's first
 /// round or two, a few 40 KB triple messages per run at most.
 const MAX_EARLY_BYTES_PER_PEER: usize = 16 << 20;
+/// A run that took no message for this share of the protocol timeout, waiting on
+/// one peer that sent nothing at all for as long, is ended early and that peer
+/// blamed (see [`Engine::expire`]): keeping it would hold a generation slot until
+/// the timeout. A quarter (7.5 s of the tests' 30 s, 15 s of the default 60 s)
+/// leaves a wide margin for an honest peer behind a queue of stock traffic.
+const STALL_FRACTION: u32 = 4;
+
+/// Who proposed a stock or signing run (its record ids carry their owner);
+/// `None` for key runs, which every participant proposes.
+fn proposer(job: &Job) -> Option<ParticipantId> {
+    match job {
+        Job::Triple { id } | Job::Presign { id, .. } => Some(owner(*id)),
+        Job::Sign { presignature, .. } => Some(owner(*presignature)),
+        Job::Keygen { .. } | Job::Reshare { .. } => None,
+    }
+}
 
 /// Who takes part in the triple and presignature runs a node proposes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -612,6 +628,9 @@ struct Running<S: Scheme> {
     /// timeout they tell whom the run was waiting on (see [`Engine::straggler`]).
     received: BTreeMap<ParticipantId, u32>,
     sent: BTreeMap<ParticipantId, u32>,
+    /// Messages taken in total when [`Engine::expire`] last saw the count change,
+    /// and when that was: how long the run has been stalled.
+    progress: (u32, Instant),
 }
 
 /// One node's protocol engine for one domain in one epoch (participants,
@@ -655,6 +674,8 @@ pub struct Engine<S: Scheme> {
     stock_subset: StockSubset,
     /// Stock proposals this node made: turns the rotation of [`Engine::stock_subset`].
     stock_proposals: u64,
+    /// When each peer last sent this engine a protocol message (any run).
+    heard: BTreeMap<ParticipantId, Instant>,
     /// Where the engine reads the time (see [`Clock`]).
     clock: Clock,
     /// Draws record ids: seeded from outside, so a simulated run repeats exactly.
@@ -694,6 +715,7 @@ impl<S: Scheme> Engine<S> {
             acks: BTreeMap::new(),
             stock_subset: StockSubset::default(),
             stock_proposals: 0,
+            heard: BTreeMap::new(),
             clock: setup.clock,
             rng: StdRng::from_seed(setup.seed),
             steps: setup.steps,
@@ -1046,6 +1068,7 @@ impl<S: Scheme> Engine<S> {
                 fresh: true,
                 received: BTreeMap::new(),
                 sent: BTreeMap::new(),
+                progress: (0, started),
             },
         );
         if let Some((_, early)) = self.early.remove(&instance) {
@@ -1349,28 +1372,27 @@ impl<S: Scheme> Engine<S> {
 
     /// The one participant a stalled run was waiting on, if exactly one is behind.
     ///
-    /// The runs blamed this way (triples, presignatures, signatures) are rounds in
-    /// which every participant sends to every other: a peer is behind if it sent
-    /// us fewer messages than another peer did, or than we sent it. Blame goes to
-    /// a single straggler only: an honest peer stuck waiting on a silent one is
-    /// behind too in some schedules (the silent one withheld from it alone), and
-    /// then we cannot tell them apart, so nobody is blamed.
+    /// The runs blamed this way (triples, presignatures, signatures, keygen) are
+    /// rounds in which every participant sends to every other: a peer is behind if
+    /// it sent us fewer messages than we sent it. Its count is never compared with
+    /// another peer's: a byzantine peer can pad its own count with well-formed
+    /// junk (wrong rounds, replays, messages of other runs) to make an honest peer
+    /// look behind, but it cannot make us send that peer more than it answered.
+    /// Blame goes to a single straggler only: an honest peer stuck waiting on a
+    /// silent one is behind too in some schedules (the silent one withheld from it
+    /// alone), and then we cannot tell them apart, so nobody is blamed.
     fn straggler(&self, running: &Running<S>) -> Option<ParticipantId> {
         // Messages still queued for a step count as received: they came.
         let got = |p: &ParticipantId| {
             let queued = running.inbox.iter().filter(|(from, _)| from == p).count();
             running.received.get(p).copied().unwrap_or(0) + queued as u32
         };
-        let others: Vec<ParticipantId> = running
+        let sent = |p: &ParticipantId| running.sent.get(p).copied().unwrap_or(0);
+        let behind: Vec<ParticipantId> = running
             .participants
             .iter()
             .filter(|p| *p != self.me)
-            .collect();
-        let most = others.iter().map(got).max().unwrap_or(0);
-        let behind: Vec<ParticipantId> = others
-            .iter()
-            .filter(|p| got(p) < most.max(running.sent.get(p).copied().unwrap_or(0)))
-            .copied()
+            .filter(|p| got(p) < sent(p))
             .collect();
         match behind[..] {
             [one] => Some(one),
@@ -1879,6 +1901,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                         return Err(e.into());
                     }
                 };
+                self.heard.insert(from, self.clock.now());
                 if self.running.contains_key(&header.instance) {
                     self.deliver(header.instance, from, message);
                     self.advance(header.instance);
@@ -1892,33 +1915,69 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn expire(&mut self, now: Instant) {
         let timeout = self.timeout;
-        let stale: Vec<InstanceId> = self
-            .running
-            .iter()
-            .filter(|(_, r)| now.duration_since(r.started) > timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stale {
+        let stall_limit = timeout / STALL_FRACTION;
+        let mut ended: Vec<(InstanceId, bool)> = Vec::new();
+        for (id, running) in self.running.iter_mut() {
+            // Messages waiting for the next step came too; and a run whose step
+            // is away on a worker is this node's to finish, not a peer's stall.
+            let total = running.received.values().sum::<u32>() + running.inbox.len() as u32;
+            if total != running.progress.0 || running.away.is_some() {
+                running.progress = (total, now);
+            }
+            let stalled = now.duration_since(running.progress.1) >= stall_limit;
+            if now.duration_since(running.started) > timeout {
+                ended.push((*id, false));
+            } else if stalled {
+                ended.push((*id, true));
+            }
+        }
+        for (id, early) in ended {
+            // Only runs where every participant sends to every other in each round
+            // are judged: stock, signing and keygen. Resharing is not symmetric
+            // (newcomers deal nothing), and the contract's attempts settle it.
+            let judged = !matches!(self.running[&id].job, Job::Reshare { .. });
+            let running = &self.running[&id];
+            // A participant that joined on an invitation blames only the proposer:
+            // a byzantine proposer may have invited it alone (say, replaying an old
+            // invitation with its old messages), leaving a third participant that
+            // never heard of the run to look behind. The proposer itself invited
+            // everyone, and every participant proposes a key run itself.
+            let straggler = self.straggler(running).filter(|peer| {
+                judged && (running.leader || proposer(&running.job).is_none_or(|p| p == *peer))
+            });
+            if early {
+                // Ended early only with one peer to blame: for a stock or signing
+                // run, a peer that sent this engine no protocol message at all for
+                // as long (a live peer that stopped talking; an honest one behind
+                // a long queue still answers in other runs); for keygen, whose
+                // traffic never queues, the run's own stall is enough. Anything
+                // else waits for the timeout: a key run's attempt is the
+                // contract's to end, and a slow honest run may still finish.
+                let key_run = self.running[&id].job.attempt().is_some();
+                let quiet = |peer: ParticipantId| {
+                    self.heard
+                        .get(&peer)
+                        .is_none_or(|at| now.duration_since(*at) >= stall_limit)
+                };
+                if !straggler.is_some_and(|peer| key_run || quiet(peer)) {
+                    continue;
+                }
+            }
             let running = self.running.remove(&id).expect("listed above");
-            // Key-task runs are settled by the contract's attempts (and resharing
-            // is not symmetric: newcomers deal nothing), so only stock and signing
-            // runs are judged.
-            let straggler = self
-                .straggler(&running)
-                .filter(|_| running.job.attempt().is_none());
+            let waited = if early { "stalled" } else { "timed out" };
             match straggler {
                 Some(peer) => {
                     self.blame(
                         peer,
                         FailureKind::Timeout,
-                        "a run timed out waiting on it".into(),
+                        format!("a run {waited} waiting on it"),
                     );
                     self.failed(
                         running.job,
-                        format!("timed out waiting on participant {}", peer.0),
+                        format!("{waited} waiting on participant {}", peer.0),
                     );
                 }
-                None => self.failed(running.job, "timed out".into()),
+                None => self.failed(running.job, waited.into()),
             }
         }
         let early_before = self.early.len();

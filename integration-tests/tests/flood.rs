@@ -1,12 +1,13 @@
 //! A node flooding a peer cannot stop the network or blow up its victim's memory
 //! (DESIGN §8: memory bounded by bytes per peer; a peer over budget is cut off
-//! and penalised, nobody else). At n = 4, t = 2 the last node runs mpc-node's
-//! test-only `flood` misbehaviour: besides taking part honestly, it writes
-//! valid-looking stock messages and garbage to node 0 as fast as loopback allows,
-//! while a steady load of requests in both domains comes in. At least 95 % are
-//! answered within the yield window, every signature verifies, node 0 names the
-//! flooder (over budget) in `/state` and `/metrics`, no honest node blames an
-//! honest one into exclusion, and every honest node's peak RSS stays bounded.
+//! and penalised, nobody else). At n = 4, t = 2 and n = 5, t = 3 the last node
+//! runs mpc-node's test-only `flood` misbehaviour: besides taking part honestly,
+//! it writes valid-looking stock messages and garbage to one peer at a time as
+//! fast as loopback allows (the next peer once cut off), while a steady load of
+//! requests in both domains comes in. At least 95 % are answered within the
+//! yield window, every signature verifies, every honest node names the flooder
+//! (over budget) in `/state` and `/metrics`, no honest node blames an honest one
+//! into exclusion, and every honest node's peak RSS stays bounded.
 
 use integration_tests::{eddsa_request, request, Cluster, ClusterConfig};
 use std::time::{Duration, Instant};
@@ -26,11 +27,19 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flooding_node_is_cut_off_and_named_and_signing_goes_on() {
-    let nodes = 4;
+async fn a_flooding_node_of_four_is_cut_off_and_named_and_signing_goes_on() {
+    flood(4, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_node_of_five_is_cut_off_and_named_and_signing_goes_on() {
+    flood(5, 3).await;
+}
+
+async fn flood(nodes: usize, threshold: usize) {
     let flooder = nodes - 1;
-    let victim = 0;
-    let mut config = ClusterConfig::new(nodes, 2);
+    let shape = format!("n={nodes} t={threshold}");
+    let mut config = ClusterConfig::new(nodes, threshold);
     config.misbehave = vec![(flooder, "flood".to_string())];
     let block_time = config.block_time;
     let window = block_time * config.yield_timeout_blocks as u32;
@@ -39,15 +48,18 @@ async fn a_flooding_node_is_cut_off_and_named_and_signing_goes_on() {
     let flooder_account = cluster.nodes[flooder].account.to_string();
     let pids = cluster.node_pids();
     assert_eq!(pids.len(), nodes, "every node runs");
-    let users = cluster.user("load.test.near", REQUESTS).await.unwrap();
-    eprintln!("flood: network ready in {:?}", setup.elapsed());
+    let users = cluster
+        .user(&format!("load{nodes}.test.near"), REQUESTS)
+        .await
+        .unwrap();
+    eprintln!("flood {shape}: network ready in {:?}", setup.elapsed());
 
     let started = Instant::now();
     let mut calls = tokio::task::JoinSet::new();
     for (k, user) in users.into_iter().enumerate() {
         let cluster = cluster.clone();
         calls.spawn(async move {
-            let path = format!("flood-{k}");
+            let path = format!("flood-{nodes}-{k}");
             let request = if k % 2 == 0 {
                 request([k as u8 + 1; 32], &path)
             } else {
@@ -73,12 +85,14 @@ async fn a_flooding_node_is_cut_off_and_named_and_signing_goes_on() {
             in_window += 1;
             slowest = slowest.max(took);
         } else {
-            eprintln!("flood: request {k} not answered in the window ({took:?}): {verified:?}");
+            eprintln!(
+                "flood {shape}: request {k} not answered in the window ({took:?}): {verified:?}"
+            );
         }
     }
     let share = in_window as f64 / REQUESTS as f64;
     eprintln!(
-        "flood: {in_window}/{REQUESTS} answered within the window ({:.0} %), slowest {slowest:?}, load over {:?}",
+        "flood {shape}: {in_window}/{REQUESTS} answered within the window ({:.0} %), slowest {slowest:?}, load over {:?}",
         share * 100.0,
         started.elapsed()
     );
@@ -87,46 +101,47 @@ async fn a_flooding_node_is_cut_off_and_named_and_signing_goes_on() {
     let honest: Vec<usize> = (0..nodes).filter(|i| *i != flooder).collect();
     for &i in &honest {
         let peak = peak_rss_kib(pids[i]).expect("the node's /proc status");
-        eprintln!("flood: node {i} peak RSS {} MiB", peak / 1024);
+        eprintln!("flood {shape}: node {i} peak RSS {} MiB", peak / 1024);
         assert!(
             peak < MAX_PEAK_RSS_KIB,
             "node {i} peaked at {peak} KiB under the flood"
         );
     }
 
-    // The victim cut the flooder off (the network counted it) and names it.
-    let (_, metrics) = cluster.http_get(victim, "/metrics").await.unwrap();
-    let cut_offs: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("mpc_p2p_over_budget_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the over-budget counter in /metrics");
-    eprintln!("flood: node {victim} cut the flooder off {cut_offs} times");
-    assert!(cut_offs >= 1);
-    let series = format!("mpc_peer_failures_total{{peer=\"{flooder_account}\"");
-    assert!(
-        metrics
+    // Every honest node met the flood in turn: cut the flooder off (its network
+    // counted it) and names it.
+    for &i in &honest {
+        let (_, metrics) = cluster.http_get(i, "/metrics").await.unwrap();
+        let cut_offs: u64 = metrics
             .lines()
-            .any(|l| l.starts_with(&series) && l.contains("kind=\"over_budget\"")),
-        "node {victim}'s /metrics counts the flooder over budget"
-    );
+            .find_map(|l| l.strip_prefix("mpc_p2p_over_budget_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the over-budget counter in /metrics");
+        eprintln!("flood {shape}: node {i} cut the flooder off {cut_offs} times");
+        assert!(cut_offs >= 1, "node {i} never cut the flooder off");
+        let series = format!("mpc_peer_failures_total{{peer=\"{flooder_account}\"");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&series) && l.contains("kind=\"over_budget\"")),
+            "node {i}'s /metrics counts the flooder over budget"
+        );
+    }
     for &i in &honest {
         let state = cluster.node_state(i).await.unwrap();
         let blamed = state["blamed"].as_array().cloned().unwrap_or_default();
         eprintln!(
-            "flood: node {i} blames {}",
+            "flood {shape}: node {i} blames {}",
             serde_json::Value::Array(blamed.clone())
         );
-        if i == victim {
-            let offender = blamed
-                .iter()
-                .find(|p| p["account_id"] == flooder_account.as_str())
-                .unwrap_or_else(|| panic!("node {i} does not name {flooder_account}: {blamed:?}"));
-            assert!(
-                offender["failures"]["over_budget"].as_u64() >= Some(1),
-                "{offender}"
-            );
-        }
+        let offender = blamed
+            .iter()
+            .find(|p| p["account_id"] == flooder_account.as_str())
+            .unwrap_or_else(|| panic!("node {i} does not name {flooder_account}: {blamed:?}"));
+        assert!(
+            offender["failures"]["over_budget"].as_u64() >= Some(1),
+            "{offender}"
+        );
         for other in &blamed {
             assert!(
                 other["account_id"] == flooder_account.as_str() || other["excluded"] == false,

@@ -10,11 +10,11 @@
 //! - `garbage`: sends the first message of every stock or signing run as it
 //!   should, then garbage in place of the protocol messages that follow;
 //! - `flood`: behaves, and once it holds every key (no key event under way) opens
-//!   its own connection to one peer (the lowest other id) and writes to it at
-//!   full loopback speed: mostly
-//!   valid-looking stock messages of runs that do not exist (each a fresh
+//!   its own connection to one peer and writes to it at full loopback speed:
+//!   mostly valid-looking stock messages of runs that do not exist (each a fresh
 //!   instance, 60 KB, which the receiver must hold until it gives up on them), and
-//!   every 16th frame garbage. Reconnects at once when cut off.
+//!   every 16th frame garbage. Cut off, it floods the next peer at once (one
+//!   victim at a time, each in turn);
 //! - `wrong`: sends the first message of every stock or signing run as it should,
 //!   then well-formed, authenticated protocol messages with the wrong content in
 //!   place of the ones that follow, in turn: its first message of the run again
@@ -226,9 +226,12 @@ impl Misbehave {
 /// message, so the receiver's buffers fill as fast as the link allows.
 const FLOOD_PAYLOAD: usize = 60_000;
 
-/// The `flood` behaviour's connection: dials the lowest other participant with
-/// this node's own key (so the victim knows exactly who it is) and writes frames
-/// until `cancel`; when the victim cuts it off it dials again at once.
+/// The `flood` behaviour's connections: dials one other participant at a time
+/// with this node's own key (so the victim knows exactly who it is) and writes
+/// frames until `cancel`; when that victim cuts it off (or refuses it), it dials
+/// the next participant at once, in id order, round and round, so every honest
+/// node meets the flood in turn while the flooder's own cost stays that of one
+/// connection.
 pub async fn flood(
     me: ParticipantId,
     peers: crate::p2p::Peers,
@@ -238,8 +241,11 @@ pub async fn flood(
 ) {
     let mut sent: u64 = 0;
     let mut connections: u64 = 0;
+    let mut turn: usize = 0;
     while !cancel.is_cancelled() {
-        let target = peers.ids().into_iter().filter(|p| *p != me).min();
+        let others: Vec<ParticipantId> = peers.ids().into_iter().filter(|p| *p != me).collect();
+        let target = others.get(turn % others.len().max(1)).copied();
+        turn = turn.wrapping_add(1);
         let Some((target, info)) = target.and_then(|p| peers.get(p).map(|info| (p, info))) else {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             continue;
@@ -253,6 +259,7 @@ pub async fn flood(
             connected = connect => match connected {
                 Ok(sender) => sender,
                 Err(_) => {
+                    // Refused (still cut off there): the next peer's turn.
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }

@@ -85,6 +85,15 @@ impl Inbox {
 }
 
 impl Node {
+    /// Drops held messages older than the protocol timeout, with their charges on
+    /// their senders' budgets (engines may not be rebuilt for a long time).
+    pub(super) fn expire_unrouted(&mut self, now: Instant) {
+        let timeout = self.config.protocol_timeout;
+        self.inbox
+            .unrouted
+            .retain(|held| now.saturating_duration_since(held.since) <= timeout);
+    }
+
     /// Hands the messages held for want of an engine to the engines there are now.
     pub(super) fn route_unrouted(&mut self) {
         let timeout = self.config.protocol_timeout;
@@ -230,8 +239,8 @@ impl Node {
 
 #[cfg(feature = "misbehave")]
 impl Node {
-    /// A test build's `flood` misbehaviour: its own connection to one peer,
-    /// written at full speed (see `misbehave::flood`), once this node holds every
+    /// A test build's `flood` misbehaviour: its own connection to one peer at a
+    /// time, each in turn, written at full speed (see `misbehave::flood`), once this node holds every
     /// key and no key event is under way (a flooder cut off during one would only
     /// stall the key event, which needs everyone, not test what §8 is about).
     pub(super) fn start_flood(&mut self, cancel: &tokio_util::sync::CancellationToken) {

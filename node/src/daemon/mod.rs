@@ -284,9 +284,13 @@ impl Daemon {
             cancel,
             watcher,
             network,
+            pool,
+            mut steps_done,
             ..
         } = self;
         cancel.cancel();
+        // No new protocol work: steps running now finish, queued ones never run.
+        pool.stop();
         let drain = async {
             while let Some(done) = node.writes.next_done().await {
                 match done {
@@ -303,6 +307,17 @@ impl Daemon {
             link.network.shutdown().await;
         }
         watcher.stopped().await;
+        // The engines hold the pool too: dropping them with it joins the worker
+        // threads (off the runtime's threads: a step may still be finishing).
+        // Then steps that came back unseen retire what they stored, so a restart
+        // never finds a record nobody confirmed.
+        let joined = tokio::task::spawn_blocking(move || drop((node, pool))).await;
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "stopping the step workers failed");
+        }
+        while let Ok(done) = steps_done.try_recv() {
+            done.discard();
+        }
     }
 }
 
@@ -408,6 +423,7 @@ impl Node {
     /// Everything the node does on its own initiative: notice silent peers,
     /// expire runs, run the key tasks, top up stock, lead requests.
     fn act(&mut self, now: Instant) {
+        self.expire_unrouted(now);
         let silent = self.notice_silent(now);
         self.run_key_tasks(now);
         let Some(running) = self.running_set.clone() else {

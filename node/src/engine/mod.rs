@@ -62,7 +62,8 @@ const MAX_EARLY_PER_INSTANCE: usize = 256;
 const MAX_EARLY_INSTANCES: usize = 1024;
 /// Invitations to sign kept until the request shows up on our side.
 const MAX_DEFERRED: usize = 1024;
-/// Messages queued for a running instance while its step is on a worker.
+/// Messages queued for a running instance while its step is on a worker, shared
+/// equally among its participants.
 const MAX_INBOX_PER_INSTANCE: usize = 1024;
 
 /// Engines made in this process so far: each engine's serial tells its step
@@ -1055,6 +1056,16 @@ impl<S: Scheme> Engine<S> {
             }
         }
         let started = self.clock.now();
+        // A record this node owns is stored by its run's last step, on a worker,
+        // before that step is back here: until then (`finish` confirms it) its
+        // entry lacks this node, so storage holding it does not make it usable.
+        if let Job::Triple { id } | Job::Presign { id, .. } = &job {
+            if owner(*id) == self.me {
+                self.acks
+                    .entry(*id)
+                    .or_insert_with(|| (started, BTreeSet::new()));
+            }
+        }
         self.running.insert(
             instance,
             Running {
@@ -1329,7 +1340,12 @@ impl<S: Scheme> Engine<S> {
         let Some(running) = self.running.get_mut(&instance) else {
             return;
         };
-        if running.inbox.len() < MAX_INBOX_PER_INSTANCE {
+        // A cap per sender, not per run: a participant that pads a run with junk
+        // while its step is away loses its own excess, never another's messages
+        // (which would leave that one looking behind, and blamed, at the timeout).
+        let per_sender = MAX_INBOX_PER_INSTANCE / running.participants.len().max(1);
+        let queued = running.inbox.iter().filter(|(p, _)| *p == from).count();
+        if queued < per_sender {
             running.inbox.push((from, message));
         }
     }

@@ -313,6 +313,14 @@ impl WorkerPool {
     pub fn queued(&self) -> usize {
         self.shared.lock().queue.len()
     }
+
+    /// Takes no more steps: steps running now finish, queued ones never run (and
+    /// the ones submitted later neither). The threads end; dropping the pool
+    /// joins them.
+    pub fn stop(&self) {
+        self.shared.lock().stopping = true;
+        self.shared.ready.notify_all();
+    }
 }
 
 fn work(shared: &PoolShared, done: &(dyn Fn(StepDone) + Send + Sync)) {
@@ -342,8 +350,7 @@ impl StepRunner for WorkerPool {
 
 impl Drop for WorkerPool {
     fn drop(&mut self) {
-        self.shared.lock().stopping = true;
-        self.shared.ready.notify_all();
+        self.stop();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }

@@ -204,6 +204,13 @@ impl Node {
     /// attempt is new engines: runs and shares of the old one are void).
     pub(super) fn rebuild_keyers(&mut self, me: ParticipantId, key: Option<KeyerKey>) {
         let mut old = std::mem::take(&mut self.keyers);
+        let now = Instant::now();
+        for keyer in old.values_mut() {
+            keyer.judge_ended_attempt(now);
+            for report in keyer.drain_peer_reports() {
+                self.take_peer_report(report, now);
+            }
+        }
         self.keyer_key = key.clone();
         self.owed_vote = None;
         self.keys_stored.clear();

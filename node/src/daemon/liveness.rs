@@ -93,12 +93,17 @@ impl Node {
             .chain(self.keyers.values_mut());
         let reports: Vec<PeerReport> = engines.flat_map(|e| e.drain_peer_reports()).collect();
         for report in reports {
-            match report {
-                PeerReport::Failure { peer, kind, detail } => {
-                    self.peer_failed(peer, kind, &detail, now)
-                }
-                PeerReport::Success { peer } => self.blame.success(peer, now),
+            self.take_peer_report(report, now);
+        }
+    }
+
+    /// Feeds one engine report into the blame record.
+    pub(super) fn take_peer_report(&mut self, report: PeerReport, now: Instant) {
+        match report {
+            PeerReport::Failure { peer, kind, detail } => {
+                self.peer_failed(peer, kind, &detail, now)
             }
+            PeerReport::Success { peer } => self.blame.success(peer, now),
         }
     }
 

@@ -443,6 +443,12 @@ pub trait DomainEngine: Send {
     /// What runs and messages showed about peers since the last call, for
     /// [`crate::blame::Blame`].
     fn drain_peer_reports(&mut self) -> Vec<PeerReport>;
+    /// The contract ended this engine's key-event attempt (the next one began, or
+    /// the event ended) before its runs finished here: a keygen run that was
+    /// stalled on one straggler is blamed on it, as [`DomainEngine::expire`]
+    /// would have done had the attempt lasted (a peer that withholds its last
+    /// message must not escape blame because attempts are short).
+    fn judge_ended_attempt(&mut self, now: Instant);
     /// Whether an invitation to sign arrived for a request this node has not seen
     /// on the chain yet (since the last call).
     fn take_awaiting_chain(&mut self) -> bool;
@@ -2038,6 +2044,37 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn drain_peer_reports(&mut self) -> Vec<PeerReport> {
         std::mem::take(&mut self.reports)
+    }
+
+    fn judge_ended_attempt(&mut self, now: Instant) {
+        // Half the stall limit: long next to a keygen round (milliseconds), so a
+        // peer this quiet while the others were done was holding the run up.
+        let quiet_limit = self.timeout / STALL_FRACTION / 2;
+        let stalled: Vec<(ParticipantId, Job)> = self
+            .running
+            .values()
+            .filter(|r| matches!(r.job, Job::Keygen { .. }))
+            .filter(|r| r.away.is_none() && r.inbox.is_empty())
+            .filter(|r| now.saturating_duration_since(r.progress.1) >= quiet_limit)
+            .filter_map(|r| Some((self.straggler(r)?, r.job.clone())))
+            .filter(|(peer, _)| {
+                self.heard
+                    .get(peer)
+                    .is_none_or(|at| now.saturating_duration_since(*at) >= quiet_limit)
+            })
+            .collect();
+        for (peer, job) in stalled {
+            tracing::debug!(
+                peer = peer.0,
+                ?job,
+                "an ended attempt's run waited on one peer"
+            );
+            self.blame(
+                peer,
+                FailureKind::Timeout,
+                "a key run stalled on it until its attempt ended".into(),
+            );
+        }
     }
 
     fn take_awaiting_chain(&mut self) -> bool {

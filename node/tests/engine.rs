@@ -1486,27 +1486,33 @@ async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
     );
     for node in nodes[..1].iter_mut() {
         node.engine.expire(after_timeout);
-        let reports = node.engine.drain_peer_reports();
-        assert!(
-            matches!(
-                &reports[..],
-                [PeerReport::Failure {
-                    peer: ParticipantId(2),
-                    kind: FailureKind::Timeout,
-                    ..
-                }]
-            ),
-            "node {}: {reports:?}",
-            node.me
-        );
-        let failed = node.engine.drain_events();
-        assert!(
-            matches!(&failed[..], [Event::Failed { reason, .. }] if reason.contains("waiting on participant 2")),
-            "node {}: {failed:?}",
-            node.me
-        );
+        assert_run_failed_on_participant_2(node, "waiting on participant 2");
     }
     shut_down(&mut nodes).await;
+}
+
+/// `node`'s run failed waiting on participant 2 (its reason contains `reason`),
+/// and participant 2 alone was blamed for a timeout.
+fn assert_run_failed_on_participant_2<S: Scheme>(node: &mut Node<S>, reason: &str) {
+    let reports = node.engine.drain_peer_reports();
+    assert!(
+        matches!(
+            &reports[..],
+            [PeerReport::Failure {
+                peer: ParticipantId(2),
+                kind: FailureKind::Timeout,
+                ..
+            }]
+        ),
+        "node {}: {reports:?}",
+        node.me
+    );
+    let failed = node.engine.drain_events();
+    assert!(
+        matches!(&failed[..], [Event::Failed { reason: why, .. }] if why.contains(reason)),
+        "node {}: {failed:?}",
+        node.me
+    );
 }
 
 /// As above, but the proposer judges the run as soon as it has taken no message
@@ -1540,25 +1546,7 @@ async fn a_stalled_run_ends_early_and_blames_the_silent_participant_alone<S: Sui
         assert!(node.engine.drain_peer_reports().is_empty());
         node.engine.expire(now + Duration::from_secs(10));
         assert_eq!(node.engine.running(), 0, "node {}", node.me);
-        let reports = node.engine.drain_peer_reports();
-        assert!(
-            matches!(
-                &reports[..],
-                [PeerReport::Failure {
-                    peer: ParticipantId(2),
-                    kind: FailureKind::Timeout,
-                    ..
-                }]
-            ),
-            "node {}: {reports:?}",
-            node.me
-        );
-        let failed = node.engine.drain_events();
-        assert!(
-            matches!(&failed[..], [Event::Failed { reason, .. }] if reason.contains("stalled waiting on participant 2")),
-            "node {}: {failed:?}",
-            node.me
-        );
+        assert_run_failed_on_participant_2(node, "stalled waiting on participant 2");
     }
     shut_down(&mut nodes).await;
 }

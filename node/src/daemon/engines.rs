@@ -140,18 +140,7 @@ impl Node {
         let participants = set_with(&key.participants, me)?;
         let mut engine = for_domain(
             key.scheme,
-            EngineSetup {
-                domain,
-                epoch: key.epoch,
-                me,
-                participants,
-                threshold: key.threshold,
-                store: self.config.store.clone(),
-                timeout: self.config.protocol_timeout,
-                clock: Clock::system(),
-                seed: EngineSetup::os_seed(),
-                steps: self.steps.clone(),
-            },
+            self.engine_setup(domain, key.epoch, me, participants, key.threshold),
         );
         match engine.load_key(key.key_attempt) {
             Ok(KeyLoad::Loaded) => {
@@ -200,6 +189,30 @@ impl Node {
         Some(Signer { engine, key })
     }
 
+    /// What a signing or key engine of this node is built with: the node's store,
+    /// timeout and step workers, the system clock and a fresh seed.
+    fn engine_setup(
+        &self,
+        domain: DomainId,
+        epoch: u64,
+        me: ParticipantId,
+        participants: Participants,
+        threshold: usize,
+    ) -> EngineSetup {
+        EngineSetup {
+            domain,
+            epoch,
+            me,
+            participants,
+            threshold,
+            store: self.config.store.clone(),
+            timeout: self.config.protocol_timeout,
+            clock: Clock::system(),
+            seed: EngineSetup::os_seed(),
+            steps: self.steps.clone(),
+        }
+    }
+
     /// The key engines for the key event's current attempt, one per domain (a new
     /// attempt is new engines: runs and shares of the old one are void).
     pub(super) fn rebuild_keyers(&mut self, me: ParticipantId, key: Option<KeyerKey>) {
@@ -227,18 +240,13 @@ impl Node {
             let domain = task.domain();
             let mut engine = for_domain(
                 *scheme,
-                EngineSetup {
+                self.engine_setup(
                     domain,
-                    epoch: task.epoch(),
+                    task.epoch(),
                     me,
-                    participants: participants.clone(),
-                    threshold: key.threshold,
-                    store: self.config.store.clone(),
-                    timeout: self.config.protocol_timeout,
-                    clock: Clock::system(),
-                    seed: EngineSetup::os_seed(),
-                    steps: self.steps.clone(),
-                },
+                    participants.clone(),
+                    key.threshold,
+                ),
             );
             engine.set_key_task(Some(task.clone()));
             if let KeyTask::Reshare {

@@ -548,6 +548,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// The epochs for which node `i` holds a share of `domain`'s key, read from its
+    /// database (the node must be stopped: the database has one writer).
+    pub fn stored_share_epochs(&self, i: usize, domain: primitives::DomainId) -> Vec<u64> {
+        use mpc_node::storage::{StorageKey, Store};
+        let home = &self.nodes[i].home;
+        let key = std::fs::read_to_string(home.join("storage_key")).unwrap();
+        let store = Store::open(
+            &home.join("node.redb"),
+            &StorageKey::from_hex(&key).unwrap(),
+        )
+        .unwrap();
+        store.key_share_epochs(domain).unwrap()
+    }
+
     /// The process ids of the running nodes.
     pub fn node_pids(&self) -> Vec<u32> {
         self.nodes

@@ -273,20 +273,6 @@ fn plain_log(cluster: &Cluster, i: usize) -> String {
     plain
 }
 
-/// The epochs for which node `i` (stopped: its database has one writer) holds a
-/// share of `domain`'s key.
-fn stored_share_epochs(cluster: &Cluster, i: usize, domain: DomainId) -> Vec<u64> {
-    use mpc_node::storage::{StorageKey, Store};
-    let home = &cluster.nodes[i].home;
-    let key = std::fs::read_to_string(home.join("storage_key")).unwrap();
-    let store = Store::open(
-        &home.join("node.redb"),
-        &StorageKey::from_hex(&key).unwrap(),
-    )
-    .unwrap();
-    store.key_share_epochs(domain).unwrap()
-}
-
 /// The `withhold` phase: a keygen the offender keeps from completing, under load.
 /// Returns the requests answered in the window, and the users.
 async fn withhold_phase(
@@ -379,7 +365,7 @@ async fn cancel_and_check_shares(cluster: &mut Cluster, tag: &str) {
                 "{tag}: node {i} stored a share of an incomplete attempt and never deleted it"
             );
         }
-        let epochs = stored_share_epochs(cluster, i, NEW_DOMAIN);
+        let epochs = cluster.stored_share_epochs(i, NEW_DOMAIN);
         assert!(
             epochs.is_empty(),
             "{tag}: node {i} keeps a share of domain {NEW_DOMAIN} (epochs {epochs:?}) from an attempt that did not complete"

@@ -182,7 +182,7 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
         }
         let expected: &[u64] = if i == 0 { &[] } else { &[2] };
         for domain in [primitives::DomainId(0), ED25519_DOMAIN] {
-            let epochs = stored_share_epochs(&cluster, i, domain);
+            let epochs = cluster.stored_share_epochs(i, domain);
             assert_eq!(
                 epochs, expected,
                 "node {i} keeps only the final epoch's share of domain {domain}"
@@ -190,18 +190,4 @@ async fn a_node_joins_then_one_leaves_with_resharing_and_the_key_stays() {
         }
     }
     cluster.shutdown().await;
-}
-
-/// The epochs node `i` holds a share of `domain`'s key for (the node must be down:
-/// its database is single-writer).
-fn stored_share_epochs(cluster: &Cluster, i: usize, domain: primitives::DomainId) -> Vec<u64> {
-    use mpc_node::storage::{StorageKey, Store};
-    let home = &cluster.nodes[i].home;
-    let key = std::fs::read_to_string(home.join("storage_key")).unwrap();
-    let store = Store::open(
-        &home.join("node.redb"),
-        &StorageKey::from_hex(&key).unwrap(),
-    )
-    .unwrap();
-    store.key_share_epochs(domain).unwrap()
 }

@@ -1452,13 +1452,11 @@ async fn a_peer_declining_ends_the_run_and_garbage_does_no_harm<S: Suite>() {
     shut_down(&mut nodes).await;
 }
 
-/// A stock run among three stalls because one of them is silent (down from the
-/// start: it never saw the invitation). At the timeout the proposer blames the
-/// silent one, and only it: the honest third participant sent all it could; that
-/// one, a joiner, blames nobody but a proposer.
-async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut nodes, _root) = start::<S>(3, 2, dir.path()).await;
+/// Three nodes, the third silent (down from the start: it never sees the
+/// invitation); node 0 proposes a stock run among all three, and the two others
+/// exchange everything they can (2 s) until the run waits on the silent one.
+async fn stall_a_run_on_a_silent_participant<S: Suite>(dir: &std::path::Path) -> Vec<Node<S>> {
+    let (mut nodes, _root) = start::<S>(3, 2, dir).await;
     let all = Participants::first(3).unwrap();
     for node in nodes.iter_mut() {
         node.engine.drain_peer_reports();
@@ -1466,12 +1464,21 @@ async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
     nodes[2].network.take().unwrap().shutdown().await;
     nodes[0].engine.set_stock_subset(StockSubset::All);
     propose_stock(&mut nodes[0].engine, &all);
-    // Let the two exchange everything they can before the silent one is needed.
     let quiet = Instant::now() + Duration::from_secs(2);
     pump_with(&mut nodes, "the run stalls", true, |_| {
         Instant::now() >= quiet
     })
     .await;
+    nodes
+}
+
+/// A stock run among three stalls because one of them is silent (down from the
+/// start: it never saw the invitation). At the timeout the proposer blames the
+/// silent one, and only it: the honest third participant sent all it could; that
+/// one, a joiner, blames nobody but a proposer.
+async fn a_timed_out_run_blames_the_silent_participant_alone<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = stall_a_run_on_a_silent_participant::<S>(dir.path()).await;
     assert_eq!(nodes[0].engine.running(), 1);
     assert_eq!(nodes[1].engine.running(), 1);
     let after_timeout = Instant::now() + Duration::from_secs(21);
@@ -1520,19 +1527,7 @@ fn assert_run_failed_on_participant_2<S: Scheme>(node: &mut Node<S>, reason: &st
 /// long: it does not hold its slot until the timeout.
 async fn a_stalled_run_ends_early_and_blames_the_silent_participant_alone<S: Suite>() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut nodes, _root) = start::<S>(3, 2, dir.path()).await;
-    let all = Participants::first(3).unwrap();
-    for node in nodes.iter_mut() {
-        node.engine.drain_peer_reports();
-    }
-    nodes[2].network.take().unwrap().shutdown().await;
-    nodes[0].engine.set_stock_subset(StockSubset::All);
-    propose_stock(&mut nodes[0].engine, &all);
-    let quiet = Instant::now() + Duration::from_secs(2);
-    pump_with(&mut nodes, "the run stalls", true, |_| {
-        Instant::now() >= quiet
-    })
-    .await;
+    let mut nodes = stall_a_run_on_a_silent_participant::<S>(dir.path()).await;
     let now = Instant::now();
     // The joiner does not end it early: it blames no one but the proposer.
     nodes[1].engine.expire(now + Duration::from_secs(4));

@@ -18,7 +18,7 @@ use mpc_node::blame::{FailureKind, PeerReport};
 use mpc_node::ecdsa::Ecdsa;
 use mpc_node::engine::{
     Clock, DomainEngine, Engine, EngineError, EngineSetup, Event, Job, KeyLoad, KeyTask,
-    ManualSteps, NodeMessage, Scheme, Start, StockSubset,
+    ManualSteps, NodeMessage, RecordId, Scheme, Start, StockSubset,
 };
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};
@@ -272,11 +272,16 @@ fn participants(ids: &[u32]) -> Participants {
     Participants::new(ids.iter().copied().map(ParticipantId)).unwrap()
 }
 
-fn presignature_ids<S: Scheme>(node: &Node<S>) -> Vec<u64> {
+/// Participant ids as a `Start` lists them.
+fn ids(list: &[u32]) -> Vec<ParticipantId> {
+    list.iter().copied().map(ParticipantId).collect()
+}
+
+fn presignature_ids<S: Scheme>(node: &Node<S>) -> Vec<RecordId> {
     node.store.record_ids(S::PRESIGNATURES).unwrap()
 }
 
-fn triple_ids(node: &Node<Ecdsa>) -> Vec<u64> {
+fn triple_ids(node: &Node<Ecdsa>) -> Vec<RecordId> {
     node.store.record_ids(Ecdsa::TRIPLES).unwrap()
 }
 
@@ -287,7 +292,7 @@ async fn stock_presignature<S: Suite>(
     nodes: &mut [Node<S>],
     proposer: usize,
     live: &Participants,
-) -> u64 {
+) -> RecordId {
     let per = S::TRIPLES_PER_PRESIGNATURE;
     if per > 0 {
         let before = nodes[proposer].engine.own_confirmed_stock(live).unwrap();
@@ -379,7 +384,7 @@ fn generate<S: Suite>(attempt: u64) -> KeyTask {
 fn keygen_start<S: Suite>(attempt: u64) -> Vec<u8> {
     NodeMessage::Start(Start {
         epoch: 0,
-        participants: vec![0, 1, 2],
+        participants: ids(&[0, 1, 2]),
         job: Job::Keygen {
             epoch: 0,
             domain: S::DOMAIN.0,
@@ -518,10 +523,10 @@ async fn forged_and_unknown_invitations_are_refused() {
 
     // Node 2 invites node 1 to sign with a presignature owned by node 0.
     // Ids carry their owner in the top 16 bits: this one is participant 0's.
-    let owned_by_0 = 77u64;
+    let owned_by_0 = RecordId::new(ParticipantId(0), 77);
     let forged = NodeMessage::Start(Start {
         epoch: 0,
-        participants: vec![1, 2],
+        participants: ids(&[1, 2]),
         job: Job::Sign {
             request_id: [1; 32],
             presignature: owned_by_0,
@@ -539,7 +544,7 @@ async fn forged_and_unknown_invitations_are_refused() {
     let pending = request::<Ecdsa>("x.near", "p", 2);
     let unknown = NodeMessage::Start(Start {
         epoch: 0,
-        participants: vec![0, 1],
+        participants: ids(&[0, 1]),
         job: Job::Sign {
             request_id: pending.request_id.0,
             presignature: owned_by_0,
@@ -559,15 +564,17 @@ async fn forged_and_unknown_invitations_are_refused() {
     // outsiders are refused.
     let partial = NodeMessage::Start(Start {
         epoch: 0,
-        participants: vec![0, 1],
-        job: Job::Triple { id: owned_by_0 + 1 },
+        participants: ids(&[0, 1]),
+        job: Job::Triple {
+            id: RecordId::new(ParticipantId(0), 78),
+        },
     });
     handle(&mut nodes[1].engine, ParticipantId(0), &partial.encode(d))
         .expect("a triple among two of three, the threshold");
     assert_eq!(nodes[1].engine.running(), 1);
     let outsider = NodeMessage::Start(Start {
         epoch: 0,
-        participants: vec![0, 1, 9],
+        participants: ids(&[0, 1, 9]),
         job: Job::Triple { id: owned_by_0 },
     });
     assert!(is_refused(handle(
@@ -579,7 +586,7 @@ async fn forged_and_unknown_invitations_are_refused() {
     // A run of another epoch (e.g. from before a resharing) is refused.
     let stale = NodeMessage::Start(Start {
         epoch: 5,
-        participants: vec![0, 1, 2],
+        participants: ids(&[0, 1, 2]),
         job: Job::Triple { id: owned_by_0 },
     });
     assert!(is_refused(handle(
@@ -774,7 +781,7 @@ async fn keygen_then_a_burst_of_signatures<S: Suite>() {
 
 /// What one stock proposal of `engine` starts: one presignature's triples (ECDSA)
 /// or the presignature itself (no triples). Returns the ids.
-fn propose_stock<S: Suite>(engine: &mut Engine<S>, live: &Participants) -> Vec<u64> {
+fn propose_stock<S: Suite>(engine: &mut Engine<S>, live: &Participants) -> Vec<RecordId> {
     if S::TRIPLES_PER_PRESIGNATURE > 0 {
         engine.propose_triples(live).unwrap()
     } else {
@@ -783,7 +790,7 @@ fn propose_stock<S: Suite>(engine: &mut Engine<S>, live: &Participants) -> Vec<u
 }
 
 /// The job of stock record `id` as [`propose_stock`] starts it.
-fn stock_job<S: Suite>(id: u64) -> Job {
+fn stock_job<S: Suite>(id: RecordId) -> Job {
     if S::TRIPLES_PER_PRESIGNATURE > 0 {
         Job::Triple { id }
     } else {
@@ -802,7 +809,8 @@ fn started_runs<S: Suite>(node: &mut Node<S>) -> Vec<(Job, Vec<u32>)> {
         if let Ok((domain, NodeMessage::Start(start))) = NodeMessage::decode(&bytes) {
             assert_eq!(domain, S::DOMAIN);
             if !runs.iter().any(|(job, _)| *job == start.job) {
-                runs.push((start.job, start.participants));
+                let participants = start.participants.iter().map(|p| p.0).collect();
+                runs.push((start.job, participants));
             }
         }
     }
@@ -1309,7 +1317,7 @@ async fn a_peer_declining_ends_the_run_and_garbage_does_no_harm<S: Suite>() {
     // An invitation to sign with a presignature its sender does not own.
     let forged = NodeMessage::Start(Start {
         epoch: 0,
-        participants: vec![holder as u32, outsider as u32],
+        participants: ids(&[holder as u32, outsider as u32]),
         job: Job::Sign {
             request_id: [7; 32],
             presignature,
@@ -1594,11 +1602,11 @@ async fn a_new_attempt_voids_the_old_attempts_runs_and_its_share_replaces_the_ol
     }
     let reshare = NodeMessage::Start(Start {
         epoch: 0,
-        participants: vec![0, 1, 2],
+        participants: ids(&[0, 1, 2]),
         job: Job::Reshare {
             epoch: 0,
             domain: S::DOMAIN.0,
-            old_participants: vec![0, 1, 2],
+            old_participants: ids(&[0, 1, 2]),
             old_threshold: 2,
             public_key: first.clone(),
             facts: Vec::new(),

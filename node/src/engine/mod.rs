@@ -36,7 +36,8 @@ mod message;
 mod scheme;
 pub mod steps;
 
-pub use message::{owner, peer_text, Job, NodeMessage, Start};
+pub use crate::record_id::RecordId;
+pub use message::{peer_text, Job, NodeMessage, Start};
 pub use scheme::{ReshareSpec, Scheme};
 pub use steps::{ManualSteps, StepDone, StepKind, StepRunner, StepTag, StepWork, WorkerPool};
 
@@ -85,8 +86,8 @@ const STALL_FRACTION: u32 = 4;
 /// `None` for key runs, which every participant proposes.
 fn proposer(job: &Job) -> Option<ParticipantId> {
     match job {
-        Job::Triple { id } | Job::Presign { id, .. } => Some(owner(*id)),
-        Job::Sign { presignature, .. } => Some(owner(*presignature)),
+        Job::Triple { id } | Job::Presign { id, .. } => Some(id.owner()),
+        Job::Sign { presignature, .. } => Some(presignature.owner()),
         Job::Keygen { .. } | Job::Reshare { .. } => None,
     }
 }
@@ -176,7 +177,7 @@ impl KeyTask {
             } => Job::Reshare {
                 epoch: *epoch,
                 domain: domain.0,
-                old_participants: old_participants.iter().map(|p| p.0).collect(),
+                old_participants: old_participants.iter().collect(),
                 old_threshold: *old_threshold as u32,
                 public_key: public_key.clone(),
                 facts,
@@ -216,8 +217,8 @@ pub enum Event {
         /// The root key, as the contract writes it.
         public_key: String,
     },
-    TripleStored(u64),
-    PresignatureStored(u64),
+    TripleStored(RecordId),
+    PresignatureStored(RecordId),
     /// A signature for `request_id`; `leader` says whether this node proposed it
     /// (and so should `respond`).
     Signed {
@@ -420,7 +421,7 @@ pub trait DomainEngine: Send {
         &mut self,
         request_id: RequestId,
         live: &Participants,
-    ) -> Result<Option<u64>, EngineError>;
+    ) -> Result<Option<RecordId>, EngineError>;
 
     /// This node's stock among `live`: records it can use now or soon.
     fn own_stock(&self, live: &Participants) -> Result<StockCount, EngineError>;
@@ -534,7 +535,7 @@ impl<S: Scheme> Output<S> {
 /// Where a stock run's last step stores its record.
 struct RecordTarget {
     store: Arc<Store>,
-    id: u64,
+    id: RecordId,
     epoch: u64,
 }
 
@@ -613,8 +614,15 @@ fn run_step<S: Scheme>(
 
 /// Triples for one presignature: their ids and their common live holders.
 struct PickedTriples {
-    ids: Vec<u64>,
-    holders: Vec<u32>,
+    ids: Vec<RecordId>,
+    holders: Vec<ParticipantId>,
+}
+
+/// One of this node's own records it may use, with the live holders it would be
+/// used among.
+struct UsableRecord {
+    id: RecordId,
+    holders: Vec<ParticipantId>,
 }
 
 struct Running<S: Scheme> {
@@ -676,7 +684,7 @@ pub struct Engine<S: Scheme> {
     /// Who has confirmed storing each of this node's own triples and
     /// presignatures made since it started (records older than that, found in
     /// storage, are taken to be held by all their holders).
-    acks: BTreeMap<u64, (Instant, BTreeSet<u32>)>,
+    acks: BTreeMap<RecordId, (Instant, BTreeSet<ParticipantId>)>,
     /// Who takes part in the stock runs this node proposes.
     stock_subset: StockSubset,
     /// Stock proposals this node made: turns the rotation of [`Engine::stock_subset`].
@@ -748,8 +756,8 @@ impl<S: Scheme> Engine<S> {
     }
 
     /// A new id owned by this node: its participant id, then 48 random bits.
-    fn fresh_id(&mut self) -> u64 {
-        (u64::from(self.me.0) << 48) | (self.rng.next_u64() & ((1 << 48) - 1))
+    fn fresh_id(&mut self) -> RecordId {
+        RecordId::new(self.me, self.rng.next_u64())
     }
 
     fn send(&mut self, to: ParticipantId, message: &NodeMessage) {
@@ -815,7 +823,7 @@ impl<S: Scheme> Engine<S> {
     /// [`Engine::stock_subset`]): a presignature's participants are its triples'
     /// holders, so they are made among the same subset. With [`StockSubset::All`]
     /// it starts one triple among every live participant.
-    pub fn propose_triples(&mut self, live: &Participants) -> Result<Vec<u64>, EngineError> {
+    pub fn propose_triples(&mut self, live: &Participants) -> Result<Vec<RecordId>, EngineError> {
         let reachable = self.reachable(live)?;
         let (holders, count) = match self.stock_subset {
             StockSubset::All => (reachable, 1),
@@ -879,24 +887,29 @@ impl<S: Scheme> Engine<S> {
 
     /// The holders of a record that are live, if this node is one of them and they
     /// reach the threshold; records of other epochs are never usable.
-    fn usable(&self, holders: &[u32], epoch: u64, live: &Participants) -> Option<Vec<u32>> {
-        let set: Vec<u32> = holders
+    fn usable(
+        &self,
+        holders: &[ParticipantId],
+        epoch: u64,
+        live: &Participants,
+    ) -> Option<Vec<ParticipantId>> {
+        let set: Vec<ParticipantId> = holders
             .iter()
             .copied()
-            .filter(|p| live.contains(ParticipantId(*p)))
+            .filter(|p| live.contains(*p))
             .collect();
-        (epoch == self.epoch && set.contains(&self.me.0) && set.len() >= self.threshold)
+        (epoch == self.epoch && set.contains(&self.me) && set.len() >= self.threshold)
             .then_some(set)
     }
 
     /// This node's own records of this epoch, with the live holders of each.
-    fn own_usable(&self, stock: Vec<Stocked>, live: &Participants) -> Vec<(u64, Vec<u32>)> {
+    fn own_usable(&self, stock: Vec<Stocked>, live: &Participants) -> Vec<UsableRecord> {
         stock
             .into_iter()
-            .filter(|s| owner(s.id) == self.me)
+            .filter(|s| s.id.owner() == self.me)
             .filter_map(|s| {
                 self.usable(&s.holders.participants, s.holders.epoch, live)
-                    .map(|set| (s.id, set))
+                    .map(|holders| UsableRecord { id: s.id, holders })
             })
             .collect()
     }
@@ -906,7 +919,7 @@ impl<S: Scheme> Engine<S> {
     /// refused by it. A record waits for every live holder's confirmation, up to
     /// the protocol timeout; after that (a confirmation was lost, or a holder never
     /// finished) it goes ahead with the holders that confirmed.
-    fn own_confirmed(&self, stock: Vec<Stocked>, live: &Participants) -> Vec<(u64, Vec<u32>)> {
+    fn own_confirmed(&self, stock: Vec<Stocked>, live: &Participants) -> Vec<UsableRecord> {
         self.own_ready(stock, live, false)
     }
 
@@ -917,23 +930,30 @@ impl<S: Scheme> Engine<S> {
         stock: Vec<Stocked>,
         live: &Participants,
         pending: bool,
-    ) -> Vec<(u64, Vec<u32>)> {
+    ) -> Vec<UsableRecord> {
         let now = self.clock.now();
         self.own_usable(stock, live)
             .into_iter()
-            .filter_map(|(id, holders)| match self.acks.get(&id) {
+            .filter_map(|usable| match self.acks.get(&usable.id) {
                 // Stored before this engine started: taken as held by all.
-                None => Some((id, holders)),
-                Some((_, acked)) if holders.iter().all(|p| acked.contains(p)) => {
-                    Some((id, holders))
+                None => Some(usable),
+                Some((_, acked)) if usable.holders.iter().all(|p| acked.contains(p)) => {
+                    Some(usable)
                 }
                 Some((since, acked)) if now.duration_since(*since) > self.timeout => {
-                    let holders: Vec<u32> =
-                        holders.into_iter().filter(|p| acked.contains(p)).collect();
-                    (holders.contains(&self.me.0) && holders.len() >= self.threshold)
-                        .then_some((id, holders))
+                    let holders: Vec<ParticipantId> = usable
+                        .holders
+                        .into_iter()
+                        .filter(|p| acked.contains(p))
+                        .collect();
+                    (holders.contains(&self.me) && holders.len() >= self.threshold).then_some(
+                        UsableRecord {
+                            id: usable.id,
+                            holders,
+                        },
+                    )
                 }
-                Some(_) if pending => Some((id, holders)),
+                Some(_) if pending => Some(usable),
                 Some(_) => None,
             })
             .collect()
@@ -965,7 +985,7 @@ impl<S: Scheme> Engine<S> {
 
     /// The record ids this node holds confirmations of storing for, for invariant
     /// checks (the simulation: only its own ids).
-    pub fn acknowledged_ids(&self) -> Vec<u64> {
+    pub fn acknowledged_ids(&self) -> Vec<RecordId> {
         self.acks.keys().copied().collect()
     }
 
@@ -977,20 +997,20 @@ impl<S: Scheme> Engine<S> {
         count: usize,
     ) -> Result<Option<PickedTriples>, EngineError> {
         let mine = self.own_confirmed(self.store.records(S::TRIPLES)?, live);
-        for (i, (first, holders)) in mine.iter().enumerate() {
-            let mut picked = vec![*first];
-            let mut common = holders.clone();
-            for (id, others) in &mine[i + 1..] {
+        for (i, first) in mine.iter().enumerate() {
+            let mut picked = vec![first.id];
+            let mut common = first.holders.clone();
+            for other in &mine[i + 1..] {
                 if picked.len() == count {
                     break;
                 }
-                let overlap: Vec<u32> = common
+                let overlap: Vec<ParticipantId> = common
                     .iter()
                     .copied()
-                    .filter(|p| others.contains(p))
+                    .filter(|p| other.holders.contains(p))
                     .collect();
                 if overlap.len() >= self.threshold {
-                    picked.push(*id);
+                    picked.push(other.id);
                     common = overlap;
                 }
             }
@@ -1010,7 +1030,7 @@ impl<S: Scheme> Engine<S> {
     pub fn propose_presignature(
         &mut self,
         live: &Participants,
-    ) -> Result<Option<u64>, EngineError> {
+    ) -> Result<Option<RecordId>, EngineError> {
         let (triples, participants) = if S::TRIPLES_PER_PRESIGNATURE == 0 {
             if self.key.is_none() {
                 return Err(EngineError::NoKey);
@@ -1021,10 +1041,7 @@ impl<S: Scheme> Engine<S> {
             let Some(picked) = self.pick_triples(live, S::TRIPLES_PER_PRESIGNATURE)? else {
                 return Ok(None);
             };
-            (
-                picked.ids,
-                Participants::new(picked.holders.into_iter().map(ParticipantId))?,
-            )
+            (picked.ids, Participants::new(picked.holders)?)
         };
         for id in &triples {
             self.retire_elsewhere(
@@ -1053,7 +1070,7 @@ impl<S: Scheme> Engine<S> {
         if leader {
             let start = NodeMessage::Start(Start {
                 epoch: self.epoch,
-                participants: participants.iter().map(|p| p.0).collect(),
+                participants: participants.iter().collect(),
                 job: job.clone(),
             })
             .encode(self.domain);
@@ -1066,7 +1083,7 @@ impl<S: Scheme> Engine<S> {
         // before that step is back here: until then (`finish` confirms it) its
         // entry lacks this node, so storage holding it does not make it usable.
         if let Job::Triple { id } | Job::Presign { id, .. } = &job {
-            if owner(*id) == self.me {
+            if id.owner() == self.me {
                 self.acks
                     .entry(*id)
                     .or_insert_with(|| (started, BTreeSet::new()));
@@ -1153,7 +1170,7 @@ impl<S: Scheme> Engine<S> {
         job: &Job,
         signers: &Participants,
         request_id: RequestId,
-        presignature: u64,
+        presignature: RecordId,
     ) -> Result<Output<S>, EngineError> {
         let key = self.key.as_ref().ok_or(EngineError::NoKey)?;
         let task = self.requests.get(&request_id).ok_or_else(|| {
@@ -1190,8 +1207,7 @@ impl<S: Scheme> Engine<S> {
                 start.epoch, self.epoch
             )));
         }
-        let participants =
-            Participants::new(start.participants.iter().copied().map(ParticipantId))?;
+        let participants = Participants::new(start.participants.iter().copied())?;
         if !participants.contains(self.me) || !participants.contains(from) {
             return Err(EngineError::Refused(
                 "the run's participants must include us and the proposer".into(),
@@ -1209,8 +1225,8 @@ impl<S: Scheme> Engine<S> {
         if self.running.contains_key(&instance) {
             return Err(EngineError::Refused("this run is already under way".into()));
         }
-        let owned = |id: u64| {
-            if owner(id) == from {
+        let owned = |id: RecordId| {
+            if id.owner() == from {
                 Ok(())
             } else {
                 Err(EngineError::Refused(format!(
@@ -1517,7 +1533,7 @@ impl<S: Scheme> Engine<S> {
     fn retire_elsewhere(
         &mut self,
         kind: RecordKind,
-        id: u64,
+        id: RecordId,
         users: &Participants,
         retire: NodeMessage,
     ) -> Result<(), EngineError> {
@@ -1525,8 +1541,8 @@ impl<S: Scheme> Engine<S> {
             return Ok(());
         };
         for holder in record.holders.participants {
-            if !users.contains(ParticipantId(holder)) && holder != self.me.0 {
-                self.send(ParticipantId(holder), &retire);
+            if !users.contains(holder) && holder != self.me {
+                self.send(holder, &retire);
             }
         }
         Ok(())
@@ -1548,15 +1564,15 @@ impl<S: Scheme> Engine<S> {
 
     /// After storing a share of `id`: the owner records itself as a holder, anyone
     /// else tells the owner.
-    fn confirm_stored(&mut self, id: u64, ack: NodeMessage) {
-        if owner(id) == self.me {
+    fn confirm_stored(&mut self, id: RecordId, ack: NodeMessage) {
+        if id.owner() == self.me {
             self.acks
                 .entry(id)
                 .or_insert_with(|| (self.clock.now(), BTreeSet::new()))
                 .1
-                .insert(self.me.0);
+                .insert(self.me);
         } else {
-            self.send(owner(id), &ack);
+            self.send(id.owner(), &ack);
         }
     }
 
@@ -1770,20 +1786,20 @@ impl<S: Scheme> DomainEngine for Engine<S> {
         &mut self,
         request_id: RequestId,
         live: &Participants,
-    ) -> Result<Option<u64>, EngineError> {
-        let Some((presignature, holders)) = self
+    ) -> Result<Option<RecordId>, EngineError> {
+        let Some(UsableRecord {
+            id: presignature,
+            holders,
+        }) = self
             .own_confirmed(self.store.records(S::PRESIGNATURES)?, live)
             .into_iter()
             .next()
         else {
             return Ok(None);
         };
-        let others = holders.into_iter().filter(|p| *p != self.me.0);
-        let signers = Participants::new(
-            std::iter::once(self.me.0)
-                .chain(others.take(self.threshold - 1))
-                .map(ParticipantId),
-        )?;
+        let others = holders.into_iter().filter(|p| *p != self.me);
+        let signers =
+            Participants::new(std::iter::once(self.me).chain(others.take(self.threshold - 1)))?;
         let job = Job::Sign {
             request_id: request_id.0,
             presignature,
@@ -1810,8 +1826,8 @@ impl<S: Scheme> DomainEngine for Engine<S> {
             StockSubset::All => triples.len(),
             StockSubset::Threshold if per == 0 => 0,
             StockSubset::Threshold => {
-                let mut by_holders: HashMap<Vec<u32>, usize> = HashMap::new();
-                for (_, mut holders) in triples {
+                let mut by_holders: HashMap<Vec<ParticipantId>, usize> = HashMap::new();
+                for UsableRecord { mut holders, .. } in triples {
                     holders.sort_unstable();
                     *by_holders.entry(holders).or_default() += 1;
                 }
@@ -1894,11 +1910,11 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 }
                 Ok(())
             }
-            NodeMessage::RetireTriple(id) if owner(id) == from => {
+            NodeMessage::RetireTriple(id) if id.owner() == from => {
                 self.store.retire_record(S::TRIPLES, id)?;
                 Ok(())
             }
-            NodeMessage::RetirePresignature(id) if owner(id) == from => {
+            NodeMessage::RetirePresignature(id) if id.owner() == from => {
                 self.store.retire_record(S::PRESIGNATURES, id)?;
                 Ok(())
             }
@@ -1906,12 +1922,12 @@ impl<S: Scheme> DomainEngine for Engine<S> {
                 Err(EngineError::Refused(format!("only the owner retires {id}")))
             }
             NodeMessage::StoredTriple(id) | NodeMessage::StoredPresignature(id) => {
-                if owner(id) == self.me {
+                if id.owner() == self.me {
                     self.acks
                         .entry(id)
                         .or_insert_with(|| (self.clock.now(), BTreeSet::new()))
                         .1
-                        .insert(from.0);
+                        .insert(from);
                 }
                 Ok(())
             }

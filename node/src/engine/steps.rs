@@ -18,6 +18,7 @@
 //! was abandoned or its engine replaced meanwhile) is [`StepDone::discard`]ed,
 //! which retires any stock record the step stored, so it is never used.
 
+use crate::record_id::RecordId;
 use crate::storage::{RecordKind, Store};
 use primitives::DomainId;
 use std::any::Any;
@@ -74,7 +75,7 @@ pub struct StepTag {
 pub struct StoredRecord {
     pub store: Arc<Store>,
     pub kind: RecordKind,
-    pub id: u64,
+    pub id: RecordId,
 }
 
 /// What a step's work returns: the engine's own result (opened only by the engine
@@ -142,7 +143,7 @@ impl StepDone {
             return;
         };
         if let Err(e) = record.store.retire_record(record.kind, record.id) {
-            tracing::warn!(id = record.id, error = %e, "cannot retire the record of an abandoned run");
+            tracing::warn!(id = %record.id, error = %e, "cannot retire the record of an abandoned run");
         }
     }
 }

@@ -17,8 +17,8 @@ mod suite;
 use mpc_node::blame::{FailureKind, PeerReport};
 use mpc_node::ecdsa::Ecdsa;
 use mpc_node::engine::{
-    Clock, DomainEngine, Engine, EngineError, EngineSetup, Event, Job, KeyLoad, KeyTask,
-    ManualSteps, NodeMessage, RecordId, Scheme, Start, StockSubset,
+    Clock, DomainEngine, Engine, EngineError, EngineSetup, EngineTestApi, Event, Job, KeyLoad,
+    KeyTask, ManualSteps, NodeMessage, RecordId, Scheme, Start, StockSubset,
 };
 use mpc_node::p2p::noise::StaticKey;
 use mpc_node::p2p::{Incoming, Network, NetworkConfig, PeerInfo, Peers};

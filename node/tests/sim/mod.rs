@@ -21,8 +21,8 @@
 
 use crate::suite::Suite;
 use mpc_node::engine::{
-    Clock, DomainEngine, Engine, EngineSetup, Event, Job, KeyTask, ManualSteps, NodeMessage,
-    RecordId, StepDone, StepWork, StockTargets,
+    Clock, DomainEngine, Engine, EngineSetup, EngineTestApi, Event, Job, KeyTask, ManualSteps,
+    NodeMessage, RecordId, StepDone, StepWork, StockTargets,
 };
 use mpc_node::storage::{StorageKey, Store};
 use primitives::request::Entropy;

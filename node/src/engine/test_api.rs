@@ -1,0 +1,66 @@
+//! What tests may ask of an engine beyond [`DomainEngine`](super::DomainEngine):
+//! proposing stock on demand, and looking at its runs, key task and
+//! acknowledgements for invariant checks. Only with the cargo feature `test-api`
+//! (the node's own tests switch it on through their dev-dependency on this
+//! crate); never in the daemon's builds.
+
+use super::{Engine, EngineError, Job, KeyTask, RecordId, Scheme, StockCount};
+use threshold::Participants;
+
+/// Test access to an [`Engine`] (see the module docs).
+pub trait EngineTestApi {
+    /// Proposes one stock proposal's triples now (see [`Engine::propose_triples`]).
+    fn propose_triples(&mut self, live: &Participants) -> Result<Vec<RecordId>, EngineError>;
+    /// Proposes a presignature now (see [`Engine::propose_presignature`]).
+    fn propose_presignature(
+        &mut self,
+        live: &Participants,
+    ) -> Result<Option<RecordId>, EngineError>;
+    /// How many of this node's own triples and presignatures every holder has
+    /// confirmed storing, among `live`: what it can start runs with right now.
+    fn own_confirmed_stock(&self, live: &Participants) -> Result<StockCount, EngineError>;
+    /// The jobs of the runs under way here (the simulation: no key run without
+    /// its key task).
+    fn running_jobs(&self) -> Vec<&Job>;
+    /// The key task this engine follows, if any.
+    fn key_task(&self) -> Option<&KeyTask>;
+    /// The record ids this node holds confirmations of storing for (the
+    /// simulation: only its own ids).
+    fn acknowledged_ids(&self) -> Vec<RecordId>;
+}
+
+impl<S: Scheme> EngineTestApi for Engine<S> {
+    fn propose_triples(&mut self, live: &Participants) -> Result<Vec<RecordId>, EngineError> {
+        Engine::propose_triples(self, live)
+    }
+
+    fn propose_presignature(
+        &mut self,
+        live: &Participants,
+    ) -> Result<Option<RecordId>, EngineError> {
+        Engine::propose_presignature(self, live)
+    }
+
+    fn own_confirmed_stock(&self, live: &Participants) -> Result<StockCount, EngineError> {
+        Ok(StockCount {
+            triples: self
+                .own_confirmed(self.store.records(S::TRIPLES)?, live)
+                .len(),
+            presignatures: self
+                .own_confirmed(self.store.records(S::PRESIGNATURES)?, live)
+                .len(),
+        })
+    }
+
+    fn running_jobs(&self) -> Vec<&Job> {
+        self.running.values().map(|r| &r.job).collect()
+    }
+
+    fn key_task(&self) -> Option<&KeyTask> {
+        self.key_task.as_ref()
+    }
+
+    fn acknowledged_ids(&self) -> Vec<RecordId> {
+        self.acks.keys().copied().collect()
+    }
+}

@@ -182,6 +182,32 @@ mod tests {
         assert!(cut.ends_with('…'));
     }
 
+    /// Typed ids changed no byte of the wire (so `MESSAGE_VERSION` stayed): a
+    /// participant id is the `u32`, a record id the `u64`, as before.
+    #[test]
+    fn typed_ids_keep_the_wire_bytes() {
+        let (p1, p2) = (ParticipantId(1), ParticipantId(2));
+        let (id, triple) = (RecordId::new(p1, 9), RecordId::new(p1, 7));
+        let start = Start {
+            epoch: 4,
+            participants: vec![p1, p2],
+            job: Job::Presign {
+                id,
+                triples: vec![triple],
+            },
+        };
+        // Presign is `Job`'s fourth variant (tag 3), RetireTriple `NodeMessage`'s seventh (6).
+        let untyped = (4u64, vec![1u32, 2], 3u8, id.to_u64(), vec![triple.to_u64()]);
+        assert_eq!(
+            borsh::to_vec(&start).unwrap(),
+            borsh::to_vec(&untyped).unwrap()
+        );
+        assert_eq!(
+            borsh::to_vec(&NodeMessage::RetireTriple(id)).unwrap(),
+            borsh::to_vec(&(6u8, id.to_u64())).unwrap()
+        );
+    }
+
     #[test]
     fn frames_name_their_domain_and_refuse_garbage() {
         let message = NodeMessage::StoredTriple(RecordId::new(ParticipantId(1), 7));

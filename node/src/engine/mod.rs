@@ -58,10 +58,10 @@ pub use early::EarlyMessages;
 pub use key_task::{KeyLoad, KeyTask};
 pub use message::{peer_text, Job, NodeMessage, Start};
 pub use scheme::{ReshareSpec, Scheme};
-pub use steps::{ManualSteps, StepDone, StepKind, StepRunner, StepTag, StepWork, WorkerPool};
+pub use steps::{StepDone, StepKind, StepRunner, StepTag, StepWork, WorkerPool};
 pub use stock::{StockCount, StockSubset, StockTargets};
 #[cfg(feature = "test-api")]
-pub use test_api::EngineTestApi;
+pub use test_api::{EngineTestApi, ManualSteps};
 
 use crate::blame::{FailureKind, PeerReport};
 use crate::ecdsa::Ecdsa;
@@ -175,7 +175,7 @@ pub struct EngineSetup {
     /// crate takes that from the OS, which changes message bytes but never what
     /// the engine does next, so a simulated schedule still repeats exactly.
     pub seed: [u8; 32],
-    /// Where protocol steps run: a [`WorkerPool`] in the daemon, [`ManualSteps`]
+    /// Where protocol steps run: a [`WorkerPool`] in the daemon, `ManualSteps`
     /// in tests and the simulation (see [`steps`]).
     pub steps: Arc<dyn StepRunner>,
 }

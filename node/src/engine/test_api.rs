@@ -1,10 +1,13 @@
 //! What tests may ask of an engine beyond [`DomainEngine`](super::DomainEngine):
 //! proposing stock on demand, and looking at its runs, key task and
-//! acknowledgements for invariant checks. Only with the cargo feature `test-api`
+//! acknowledgements for invariant checks; and [`ManualSteps`], a step runner whose
+//! steps run when the test says. Only with the cargo feature `test-api`
 //! (the node's own tests switch it on through their dev-dependency on this
 //! crate); never in the daemon's builds.
 
-use super::{Engine, EngineError, Job, KeyTask, RecordId, Scheme, StockCount};
+use super::StockCount;
+use super::{Engine, EngineError, Job, KeyTask, RecordId, Scheme, StepRunner, StepWork};
+use std::sync::{Arc, Mutex};
 use threshold::Participants;
 
 /// Test access to an [`Engine`] (see the module docs).
@@ -62,5 +65,41 @@ impl<S: Scheme> EngineTestApi for Engine<S> {
 
     fn acknowledged_ids(&self) -> Vec<RecordId> {
         self.acks.keys().copied().collect()
+    }
+}
+
+/// Steps kept until the caller runs them ([`ManualSteps::take`], then
+/// [`StepWork::run`] and [`DomainEngine::step_done`](super::DomainEngine::step_done)):
+/// for tests and the simulation, whose schedule decides when each completes.
+#[derive(Default)]
+pub struct ManualSteps {
+    queue: Mutex<Vec<StepWork>>,
+}
+
+impl ManualSteps {
+    pub fn new() -> Arc<Self> {
+        Arc::new(ManualSteps::default())
+    }
+
+    /// The steps submitted since the last call, in submission order.
+    pub fn take(&self) -> Vec<StepWork> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl StepRunner for ManualSteps {
+    fn submit(&self, work: StepWork) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(work);
     }
 }

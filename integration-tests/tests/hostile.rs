@@ -9,10 +9,11 @@ use k256::ecdsa::SigningKey;
 use k256::elliptic_curve::point::DecompressPoint;
 use k256::elliptic_curve::PrimeField;
 use k256::{AffinePoint, Scalar};
-use mpc_node::engine::{Job, NodeMessage, Start};
+use mpc_node::engine::{Job, NodeMessage, RecordId, Start};
 use mpc_node::p2p::noise::{Sender, StaticKey};
 use primitives::{EcdsaSignature, PendingRequest, SignatureResponse};
 use std::time::{Duration, Instant};
+use threshold::ParticipantId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -108,10 +109,11 @@ async fn hostile_peers_and_responders_are_refused_and_service_continues() {
     impostor.send(&[]).await.unwrap();
     let forged = NodeMessage::Start(Start {
         epoch: 0,
-        participants: vec![0, 1],
+        participants: vec![ParticipantId(0), ParticipantId(1)],
         job: Job::Sign {
             request_id: [9; 32],
-            presignature: 1 << 48, // "owned" by node 1, held by nobody
+            // "Owned" by node 1, held by nobody.
+            presignature: RecordId::new(ParticipantId(1), 0),
         },
     });
     impostor

@@ -17,5 +17,6 @@ pub mod metrics;
 #[cfg(feature = "misbehave")]
 pub mod misbehave;
 pub mod p2p;
+pub mod record_id;
 pub mod storage;
 pub mod tuning;

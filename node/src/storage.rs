@@ -20,6 +20,7 @@
 //!
 //! The calls block on disk I/O; async callers run them on a blocking thread.
 
+use crate::record_id::RecordId;
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use primitives::DomainId;
@@ -27,7 +28,9 @@ use rand::RngCore;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt;
 use std::path::Path;
-use threshold::{EddsaKeyShare, EddsaPresignature, KeyShare, Participants, Presignature, Triple};
+use threshold::{
+    EddsaKeyShare, EddsaPresignature, KeyShare, ParticipantId, Participants, Presignature, Triple,
+};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -82,7 +85,7 @@ pub enum StoreError {
     /// A triple or presignature id that is already stored or was already used.
     DuplicateId {
         kind: &'static str,
-        id: u64,
+        id: RecordId,
     },
     /// A share of this domain's key for this epoch from the same or a later
     /// key-event attempt is stored already.
@@ -332,26 +335,27 @@ impl Store {
     pub fn add_record<R: StockRecord>(
         &self,
         kind: RecordKind,
-        id: u64,
+        id: RecordId,
         epoch: u64,
         record: &R,
     ) -> Result<(), StoreError> {
         let label = Holders::new(epoch, record.holders()).encode();
         let mut value = label.clone();
         value.extend(self.seal(&record_slot(kind.name, id, &label), &record.to_bytes()));
+        let key = id.to_u64();
         let write = self.db.begin_write().map_err(db_error)?;
         {
             let used = write.open_table(kind.used).map_err(db_error)?;
             let mut records = write.open_table(kind.records).map_err(db_error)?;
-            if used.get(id).map_err(db_error)?.is_some()
-                || records.get(id).map_err(db_error)?.is_some()
+            if used.get(key).map_err(db_error)?.is_some()
+                || records.get(key).map_err(db_error)?.is_some()
             {
                 return Err(StoreError::DuplicateId {
                     kind: kind.name,
                     id,
                 });
             }
-            records.insert(id, value.as_slice()).map_err(db_error)?;
+            records.insert(key, value.as_slice()).map_err(db_error)?;
         }
         write.commit().map_err(db_error)
     }
@@ -362,13 +366,14 @@ impl Store {
     pub fn take_record<R: StockRecord>(
         &self,
         kind: RecordKind,
-        id: u64,
+        id: RecordId,
     ) -> Result<Option<(u64, R)>, StoreError> {
+        let key = id.to_u64();
         let write = self.db.begin_write().map_err(db_error)?;
         let value = {
             let mut records = write.open_table(kind.records).map_err(db_error)?;
             let Some(value) = records
-                .remove(id)
+                .remove(key)
                 .map_err(db_error)?
                 .map(|v| v.value().to_vec())
             else {
@@ -377,7 +382,7 @@ impl Store {
             write
                 .open_table(kind.used)
                 .map_err(db_error)?
-                .insert(id, ())
+                .insert(key, ())
                 .map_err(db_error)?;
             value
         };
@@ -392,16 +397,17 @@ impl Store {
 
     /// Drops record `id` of `kind` (tombstoned like [`Store::take_record`]) without
     /// opening it. Returns whether it was there.
-    pub fn retire_record(&self, kind: RecordKind, id: u64) -> Result<bool, StoreError> {
+    pub fn retire_record(&self, kind: RecordKind, id: RecordId) -> Result<bool, StoreError> {
+        let key = id.to_u64();
         let write = self.db.begin_write().map_err(db_error)?;
         let removed = {
             let mut records = write.open_table(kind.records).map_err(db_error)?;
-            let removed = records.remove(id).map_err(db_error)?.is_some();
+            let removed = records.remove(key).map_err(db_error)?.is_some();
             if removed {
                 write
                     .open_table(kind.used)
                     .map_err(db_error)?
-                    .insert(id, ())
+                    .insert(key, ())
                     .map_err(db_error)?;
             }
             removed
@@ -421,14 +427,14 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter().map_err(db_error)? {
             let (id, value) = entry.map_err(db_error)?;
-            let id = id.value();
+            let id = RecordId::from_u64(id.value());
             // A row without a readable label (damaged) is skipped, not fatal: the
             // rest of the stock stays usable.
             match Holders::decode(value.value()) {
                 Some((holders, _)) => out.push(Stocked { id, holders }),
                 None => tracing::warn!(
                     kind = kind.name,
-                    id,
+                    %id,
                     "skipping a stored record with a bad label"
                 ),
             }
@@ -437,7 +443,7 @@ impl Store {
     }
 
     /// The ids of the stored records of `kind`.
-    pub fn record_ids(&self, kind: RecordKind) -> Result<Vec<u64>, StoreError> {
+    pub fn record_ids(&self, kind: RecordKind) -> Result<Vec<RecordId>, StoreError> {
         Ok(self.records(kind)?.into_iter().map(|s| s.id).collect())
     }
 
@@ -522,14 +528,14 @@ impl RecordKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Holders {
     pub epoch: u64,
-    pub participants: Vec<u32>,
+    pub participants: Vec<ParticipantId>,
 }
 
 impl Holders {
     fn new(epoch: u64, participants: &threshold::Participants) -> Self {
         Holders {
             epoch,
-            participants: participants.iter().map(|p| p.0).collect(),
+            participants: participants.iter().collect(),
         }
     }
 
@@ -538,7 +544,7 @@ impl Holders {
         let count = u16::try_from(self.participants.len()).expect("fewer than 65536 participants");
         out.extend(count.to_be_bytes());
         for p in &self.participants {
-            out.extend(p.to_be_bytes());
+            out.extend(p.0.to_be_bytes());
         }
         out
     }
@@ -551,7 +557,7 @@ impl Holders {
         let participants = value
             .get(10..len)?
             .chunks_exact(4)
-            .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
+            .map(|c| ParticipantId(u32::from_be_bytes(c.try_into().expect("4 bytes"))))
             .collect();
         Some((
             Holders {
@@ -566,7 +572,7 @@ impl Holders {
 /// A stored triple or presignature, as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stocked {
-    pub id: u64,
+    pub id: RecordId,
     pub holders: Holders,
 }
 
@@ -575,6 +581,25 @@ fn key_share_slot(domain: DomainId, epoch: u64) -> String {
     format!("{KEY_SHARE}@{epoch}/d{domain}")
 }
 
-fn record_slot(kind: &str, id: u64, label: &[u8]) -> String {
-    format!("{kind}/{id}/{}", hex::encode(label))
+/// The sealed slot of a stock record. The id is written as the `u64` it is on
+/// disk (not its display form), so records sealed before ids had a type still open.
+fn record_slot(kind: &str, id: RecordId, label: &[u8]) -> String {
+    format!("{kind}/{}/{}", id.to_u64(), hex::encode(label))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sealing slot is associated data of every sealed record: it must name
+    /// an id as the bare `u64` it always did, or records stored before ids had a
+    /// type would no longer open.
+    #[test]
+    fn a_record_slot_names_its_id_as_the_stored_u64() {
+        let id = RecordId::new(ParticipantId(1), 5);
+        assert_eq!(
+            record_slot("triple", id, &[0xab]),
+            format!("triple/{}/ab", (1u64 << 48) | 5)
+        );
+    }
 }

@@ -4,16 +4,24 @@
 use mpc_node::ecdsa::Ecdsa;
 use mpc_node::eddsa::Eddsa;
 use mpc_node::engine::Scheme;
+use mpc_node::record_id::RecordId;
 use mpc_node::storage::{StorageKey, Store, StoreError};
 use primitives::DomainId;
 use threshold::eddsa::{self, EddsaKeyShare, EddsaPresignature};
 use threshold::local::{self, Schedule};
 use threshold::{
-    generate_triple, keygen, presign, InstanceId, KeyShare, Participants, Presignature, Triple,
+    generate_triple, keygen, presign, InstanceId, KeyShare, ParticipantId, Participants,
+    Presignature, Triple,
 };
 
 const TRIPLES: mpc_node::storage::RecordKind = <Ecdsa as Scheme>::TRIPLES;
 const PRESIGNATURES: mpc_node::storage::RecordKind = <Ecdsa as Scheme>::PRESIGNATURES;
+
+// Record ids as the tests write them: owner 0, small serials.
+const ID_1: RecordId = RecordId::from_u64(1);
+const ID_2: RecordId = RecordId::from_u64(2);
+const ID_7: RecordId = RecordId::from_u64(7);
+const ID_9: RecordId = RecordId::from_u64(9);
 
 fn run<T>(instances: Vec<threshold::Instance<T>>) -> local::Outcome<T> {
     local::run(instances, &Schedule::default())
@@ -153,14 +161,16 @@ fn taken_records_are_gone_for_good_even_after_a_crash() {
     {
         let store = Store::open(&path, &key).unwrap();
         store
-            .add_record(PRESIGNATURES, 7, 0, &presignature)
+            .add_record(PRESIGNATURES, ID_7, 0, &presignature)
             .unwrap();
-        store.add_record(TRIPLES, 1, 0, &triples.remove(0)).unwrap();
-        assert_eq!(store.record_ids(PRESIGNATURES).unwrap(), vec![7]);
-        assert_eq!(store.record_ids(TRIPLES).unwrap(), vec![1]);
+        store
+            .add_record(TRIPLES, ID_1, 0, &triples.remove(0))
+            .unwrap();
+        assert_eq!(store.record_ids(PRESIGNATURES).unwrap(), vec![ID_7]);
+        assert_eq!(store.record_ids(TRIPLES).unwrap(), vec![ID_1]);
 
         let taken = store
-            .take_record::<Presignature>(PRESIGNATURES, 7)
+            .take_record::<Presignature>(PRESIGNATURES, ID_7)
             .unwrap()
             .expect("stored");
         assert_eq!(taken.1.big_r, expected_r);
@@ -169,7 +179,7 @@ fn taken_records_are_gone_for_good_even_after_a_crash() {
     let store = Store::open(&path, &key).unwrap();
     assert_eq!(
         store
-            .take_record::<Presignature>(PRESIGNATURES, 7)
+            .take_record::<Presignature>(PRESIGNATURES, ID_7)
             .unwrap()
             .map(|(_, p)| p.big_r),
         None,
@@ -178,25 +188,28 @@ fn taken_records_are_gone_for_good_even_after_a_crash() {
     assert!(store.record_ids(PRESIGNATURES).unwrap().is_empty());
     // Its id is retired: storing something under it again is refused.
     assert!(matches!(
-        store.add_record(PRESIGNATURES, 7, 0, &presignature),
+        store.add_record(PRESIGNATURES, ID_7, 0, &presignature),
         Err(StoreError::DuplicateId {
             kind: "presignature",
-            id: 7
+            id: ID_7
         })
     ));
     assert!(matches!(
-        store.add_record(TRIPLES, 1, 0, &triples[0]),
+        store.add_record(TRIPLES, ID_1, 0, &triples[0]),
         Err(StoreError::DuplicateId {
             kind: "triple",
-            id: 1
+            id: ID_1
         })
     ));
     let (epoch, triple) = store
-        .take_record::<Triple>(TRIPLES, 1)
+        .take_record::<Triple>(TRIPLES, ID_1)
         .unwrap()
         .expect("still stored");
     assert_eq!((epoch, triple.threshold), (0, 2));
-    assert!(store.take_record::<Triple>(TRIPLES, 1).unwrap().is_none());
+    assert!(store
+        .take_record::<Triple>(TRIPLES, ID_1)
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -204,25 +217,29 @@ fn records_are_listed_with_their_holders_and_retired_when_the_epoch_moves_on() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("node.redb"), &StorageKey::generate()).unwrap();
     let (_, mut triples, presignature) = material();
-    let holders: Vec<u32> = presignature.participants.iter().map(|p| p.0).collect();
-    store.add_record(TRIPLES, 1, 3, &triples.remove(0)).unwrap();
-    store.add_record(TRIPLES, 2, 4, &triples.remove(0)).unwrap();
+    let holders: Vec<ParticipantId> = presignature.participants.iter().collect();
     store
-        .add_record(PRESIGNATURES, 9, 3, &presignature)
+        .add_record(TRIPLES, ID_1, 3, &triples.remove(0))
+        .unwrap();
+    store
+        .add_record(TRIPLES, ID_2, 4, &triples.remove(0))
+        .unwrap();
+    store
+        .add_record(PRESIGNATURES, ID_9, 3, &presignature)
         .unwrap();
     let listed = store.records(PRESIGNATURES).unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].id, 9);
+    assert_eq!(listed[0].id, ID_9);
     assert_eq!(listed[0].holders.epoch, 3);
     assert_eq!(listed[0].holders.participants, holders);
 
     // Epoch 4 begins: what was made in epoch 3 is retired for good.
     assert_eq!(store.retire_other_epochs(TRIPLES, 4).unwrap(), 1);
     assert_eq!(store.retire_other_epochs(PRESIGNATURES, 4).unwrap(), 1);
-    assert_eq!(store.record_ids(TRIPLES).unwrap(), vec![2]);
+    assert_eq!(store.record_ids(TRIPLES).unwrap(), vec![ID_2]);
     assert!(store.record_ids(PRESIGNATURES).unwrap().is_empty());
     assert!(matches!(
-        store.add_record(PRESIGNATURES, 9, 4, &presignature),
+        store.add_record(PRESIGNATURES, ID_9, 4, &presignature),
         Err(StoreError::DuplicateId { .. })
     ));
 }
@@ -268,7 +285,7 @@ fn eddsa_shares_and_presignatures_are_sealed_taken_once_and_kept_apart_from_ecds
     let kind = <Eddsa as Scheme>::PRESIGNATURES;
     assert_eq!(<Eddsa as Scheme>::TRIPLES_PER_PRESIGNATURE, 0);
     let commitments = presignature.commitments.clone();
-    let holders: Vec<u32> = presignature.participants.iter().map(|p| p.0).collect();
+    let holders: Vec<ParticipantId> = presignature.participants.iter().collect();
     {
         let store = Store::open(&path, &key).unwrap();
         store.put_key_share(d1, 0, 4, &share).unwrap();
@@ -276,18 +293,18 @@ fn eddsa_shares_and_presignatures_are_sealed_taken_once_and_kept_apart_from_ecds
             store.put_key_share(d1, 0, 4, &share),
             Err(StoreError::KeyShareExists { attempt: 4, .. })
         ));
-        store.add_record(kind, 7, 0, &presignature).unwrap();
+        store.add_record(kind, ID_7, 0, &presignature).unwrap();
         // The same id in ECDSA's table is another record.
         store
-            .add_record(PRESIGNATURES, 7, 0, &ecdsa_presignature)
+            .add_record(PRESIGNATURES, ID_7, 0, &ecdsa_presignature)
             .unwrap();
         let listed = store.records(kind).unwrap();
         assert_eq!(listed.len(), 1);
-        assert_eq!((listed[0].id, listed[0].holders.epoch), (7, 0));
+        assert_eq!((listed[0].id, listed[0].holders.epoch), (ID_7, 0));
         assert_eq!(listed[0].holders.participants, holders);
 
         let (epoch, taken) = store
-            .take_record::<EddsaPresignature>(kind, 7)
+            .take_record::<EddsaPresignature>(kind, ID_7)
             .unwrap()
             .expect("stored");
         assert_eq!(epoch, 0);
@@ -301,20 +318,20 @@ fn eddsa_shares_and_presignatures_are_sealed_taken_once_and_kept_apart_from_ecds
     );
     assert!(
         store
-            .take_record::<EddsaPresignature>(kind, 7)
+            .take_record::<EddsaPresignature>(kind, ID_7)
             .unwrap()
             .is_none(),
         "never handed out twice"
     );
     assert!(matches!(
-        store.add_record(kind, 7, 0, &presignature),
-        Err(StoreError::DuplicateId { id: 7, .. })
+        store.add_record(kind, ID_7, 0, &presignature),
+        Err(StoreError::DuplicateId { id: ID_7, .. })
     ));
     // ECDSA's record 7 is untouched by EdDSA's.
-    assert_eq!(store.record_ids(PRESIGNATURES).unwrap(), vec![7]);
+    assert_eq!(store.record_ids(PRESIGNATURES).unwrap(), vec![ID_7]);
     assert_eq!(
         store
-            .take_record::<Presignature>(PRESIGNATURES, 7)
+            .take_record::<Presignature>(PRESIGNATURES, ID_7)
             .unwrap()
             .map(|(_, p)| p.big_r),
         Some(ecdsa_presignature.big_r)

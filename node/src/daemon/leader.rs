@@ -63,7 +63,7 @@ impl Node {
             match signer.engine.propose_sign(*request_id, live) {
                 Ok(Some(presignature)) => {
                     self.config.metrics.sign_runs_led.inc();
-                    tracing::debug!(request = %request_id, presignature, waited_ms = now.duration_since(tracked.first_seen).as_millis() as u64, "leading a request");
+                    tracing::debug!(request = %request_id, %presignature, waited_ms = now.duration_since(tracked.first_seen).as_millis() as u64, "leading a request");
                     if rank > 0 {
                         tracing::info!(request = %request_id, rank, "leading a request in place of a silent leader");
                     }

@@ -3,7 +3,7 @@
 
 use super::writes::Answer;
 use super::Node;
-use crate::engine::{owner, Event, Job};
+use crate::engine::{Event, Job};
 use primitives::{DomainId, PendingRequest, RequestId};
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -120,7 +120,7 @@ impl Node {
                         {
                             // Our own failed lead may be retried at once (with another
                             // presignature; this one is spent).
-                            if owner(presignature) == me {
+                            if presignature.owner() == me {
                                 if let Some(tracked) = self.requests.get_mut(&RequestId(request_id))
                                 {
                                     tracked.led_at = None;

@@ -2,6 +2,7 @@
 //! gets its own traffic), then a [`NodeMessage`] in borsh.
 
 use super::EngineError;
+use crate::record_id::RecordId;
 use borsh::{BorshDeserialize, BorshSerialize};
 use primitives::DomainId;
 use threshold::ParticipantId;
@@ -22,13 +23,13 @@ pub enum NodeMessage {
     /// ends the run now instead of at the timeout.
     Decline { job: Job, reason: String },
     /// To the owner: this node has stored its share of triple `id`.
-    StoredTriple(u64),
+    StoredTriple(RecordId),
     /// To the owner: this node has stored its share of presignature `id`.
-    StoredPresignature(u64),
+    StoredPresignature(RecordId),
     /// From the owner: triple `id` was used without this holder; drop its share.
-    RetireTriple(u64),
+    RetireTriple(RecordId),
     /// From the owner: presignature `id` was used without this holder; drop it.
-    RetirePresignature(u64),
+    RetirePresignature(RecordId),
 }
 
 impl NodeMessage {
@@ -95,7 +96,7 @@ impl NodeMessage {
 pub struct Start {
     /// The epoch the run belongs to; nodes in another epoch refuse it.
     pub epoch: u64,
-    pub participants: Vec<u32>,
+    pub participants: Vec<ParticipantId>,
     pub job: Job,
 }
 
@@ -115,24 +116,24 @@ pub enum Job {
     Reshare {
         epoch: u64,
         domain: u64,
-        old_participants: Vec<u32>,
+        old_participants: Vec<ParticipantId>,
         old_threshold: u32,
         public_key: String,
         facts: Vec<u8>,
         attempt: u64,
     },
     Triple {
-        id: u64,
+        id: RecordId,
     },
     /// A presignature made from the proposer's `triples` (none for schemes
     /// without triples).
     Presign {
-        id: u64,
-        triples: Vec<u64>,
+        id: RecordId,
+        triples: Vec<RecordId>,
     },
     Sign {
         request_id: [u8; 32],
-        presignature: u64,
+        presignature: RecordId,
     },
 }
 
@@ -164,11 +165,6 @@ pub fn peer_text(text: &str) -> String {
     out
 }
 
-/// The proposer that owns a triple or presignature id.
-pub fn owner(id: u64) -> ParticipantId {
-    ParticipantId((id >> 48) as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,9 +182,35 @@ mod tests {
         assert!(cut.ends_with('…'));
     }
 
+    /// Typed ids changed no byte of the wire (so `MESSAGE_VERSION` stayed): a
+    /// participant id is the `u32`, a record id the `u64`, as before.
+    #[test]
+    fn typed_ids_keep_the_wire_bytes() {
+        let (p1, p2) = (ParticipantId(1), ParticipantId(2));
+        let (id, triple) = (RecordId::new(p1, 9), RecordId::new(p1, 7));
+        let start = Start {
+            epoch: 4,
+            participants: vec![p1, p2],
+            job: Job::Presign {
+                id,
+                triples: vec![triple],
+            },
+        };
+        // Presign is `Job`'s fourth variant (tag 3), RetireTriple `NodeMessage`'s seventh (6).
+        let untyped = (4u64, vec![1u32, 2], 3u8, id.to_u64(), vec![triple.to_u64()]);
+        assert_eq!(
+            borsh::to_vec(&start).unwrap(),
+            borsh::to_vec(&untyped).unwrap()
+        );
+        assert_eq!(
+            borsh::to_vec(&NodeMessage::RetireTriple(id)).unwrap(),
+            borsh::to_vec(&(6u8, id.to_u64())).unwrap()
+        );
+    }
+
     #[test]
     fn frames_name_their_domain_and_refuse_garbage() {
-        let message = NodeMessage::StoredTriple(7);
+        let message = NodeMessage::StoredTriple(RecordId::new(ParticipantId(1), 7));
         let frame = message.encode(DomainId(1));
         assert_eq!(NodeMessage::decode(&frame).unwrap(), (DomainId(1), message));
         assert!(NodeMessage::decode(&[]).is_err());

@@ -9,15 +9,17 @@
 //!   step first ([`StepKind`]: signing, then key events, then presignatures, then
 //!   triples), each completion handed to a callback (the daemon sends it to its
 //!   loop over a channel);
-//! - [`ManualSteps`] (tests, the simulation): steps wait in a list until the
-//!   caller runs them, in whatever order its schedule picks, so runs stay
-//!   deterministic and completions can come back in any order.
+//! - `ManualSteps` (tests, the simulation; cargo feature `test-api`, in
+//!   `test_api.rs`): steps wait in a list until the caller runs them, in whatever
+//!   order its schedule picks, so runs stay deterministic and completions can
+//!   come back in any order.
 //!
 //! A completion is tagged with its engine, instance and a ticket: an engine takes
 //! back only the step it is waiting for, and a completion nobody takes (its run
 //! was abandoned or its engine replaced meanwhile) is [`StepDone::discard`]ed,
 //! which retires any stock record the step stored, so it is never used.
 
+use crate::record_id::RecordId;
 use crate::storage::{RecordKind, Store};
 use primitives::DomainId;
 use std::any::Any;
@@ -74,7 +76,7 @@ pub struct StepTag {
 pub struct StoredRecord {
     pub store: Arc<Store>,
     pub kind: RecordKind,
-    pub id: u64,
+    pub id: RecordId,
 }
 
 /// What a step's work returns: the engine's own result (opened only by the engine
@@ -142,7 +144,7 @@ impl StepDone {
             return;
         };
         if let Err(e) = record.store.retire_record(record.kind, record.id) {
-            tracing::warn!(id = record.id, error = %e, "cannot retire the record of an abandoned run");
+            tracing::warn!(id = %record.id, error = %e, "cannot retire the record of an abandoned run");
         }
     }
 }
@@ -150,42 +152,6 @@ impl StepDone {
 /// Runs the engine's steps somewhere and hands each completion back.
 pub trait StepRunner: Send + Sync {
     fn submit(&self, work: StepWork);
-}
-
-/// Steps kept until the caller runs them ([`ManualSteps::take`], then
-/// [`StepWork::run`] and [`DomainEngine::step_done`](super::DomainEngine::step_done)):
-/// for tests and the simulation, whose schedule decides when each completes.
-#[derive(Default)]
-pub struct ManualSteps {
-    queue: Mutex<Vec<StepWork>>,
-}
-
-impl ManualSteps {
-    pub fn new() -> Arc<Self> {
-        Arc::new(ManualSteps::default())
-    }
-
-    /// The steps submitted since the last call, in submission order.
-    pub fn take(&self) -> Vec<StepWork> {
-        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    pub fn len(&self) -> usize {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl StepRunner for ManualSteps {
-    fn submit(&self, work: StepWork) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(work);
-    }
 }
 
 /// Steps waiting for a worker, most urgent kind first, then first come first

@@ -21,8 +21,8 @@
 
 use crate::suite::Suite;
 use mpc_node::engine::{
-    owner, Clock, DomainEngine, Engine, EngineSetup, Event, Job, KeyTask, ManualSteps, NodeMessage,
-    StepDone, StepWork, StockTargets,
+    Clock, DomainEngine, Engine, EngineSetup, EngineTestApi, Event, Job, KeyTask, ManualSteps,
+    NodeMessage, RecordId, StepDone, StepWork, StockTargets,
 };
 use mpc_node::storage::{StorageKey, Store};
 use primitives::request::Entropy;
@@ -191,12 +191,12 @@ struct Request {
 #[derive(Default)]
 struct Ledger {
     /// Stock ids each node ever held, per kind (by table name), and those gone.
-    held: BTreeMap<(u32, &'static str), BTreeSet<u64>>,
-    gone: BTreeMap<(u32, &'static str), BTreeSet<u64>>,
+    held: BTreeMap<(u32, &'static str), BTreeSet<RecordId>>,
+    gone: BTreeMap<(u32, &'static str), BTreeSet<RecordId>>,
     /// The run that made each triple or presignature id.
-    made_by: BTreeMap<u64, Job>,
+    made_by: BTreeMap<RecordId, Job>,
     /// The run that consumed each triple or presignature id.
-    used_by: BTreeMap<u64, Job>,
+    used_by: BTreeMap<RecordId, Job>,
     /// Nonces of all signatures, with the request each answered.
     nonces: BTreeMap<Vec<u8>, (RequestId, u64)>,
 }
@@ -534,7 +534,7 @@ impl<S: Suite> World<S> {
                     self.check_launch(me, &start.job);
                 }
                 NodeMessage::StoredTriple(id) | NodeMessage::StoredPresignature(id)
-                    if owner(*id).0 != to.0 =>
+                    if id.owner() != to =>
                 {
                     self.fail(format!(
                         "node {me} acknowledged {id} to {}, not its owner",
@@ -557,14 +557,14 @@ impl<S: Suite> World<S> {
 
     /// A leader's new run: a record id is made by one run and used by one run.
     fn check_launch(&mut self, me: u32, job: &Job) {
-        let (made, used): (Vec<u64>, Vec<u64>) = match job {
+        let (made, used): (Vec<RecordId>, Vec<RecordId>) = match job {
             Job::Triple { id } => (vec![*id], vec![]),
             Job::Presign { id, triples } => (vec![*id], triples.clone()),
             Job::Sign { presignature, .. } => (vec![], vec![*presignature]),
             Job::Keygen { .. } | Job::Reshare { .. } => return,
         };
         for id in made {
-            if owner(id).0 != me {
+            if id.owner().0 != me {
                 self.fail(format!("node {me} proposed {id}, owned by another"));
             }
             if let Some(earlier) = self.ledger.made_by.insert(id, job.clone()) {
@@ -1152,7 +1152,7 @@ impl<S: Suite> World<S> {
         let me = self.nodes[i].id;
         let other =
             (me + 1 + self.rng.gen_range(0..self.nodes.len() as u32 - 1)) % self.nodes.len() as u32;
-        let id = (u64::from(other) << 48) | self.rng.gen_range(0..1 << 48);
+        let id = RecordId::new(ParticipantId(other), self.rng.gen_range(0..1 << 48));
         let message = if self.rng.gen_bool(0.5) {
             NodeMessage::StoredTriple(id)
         } else {
@@ -1175,11 +1175,11 @@ impl<S: Suite> World<S> {
             };
             // Stock: an id stored at a node once is never stored there again.
             for kind in [S::TRIPLES, S::PRESIGNATURES] {
-                let now: BTreeSet<u64> = store.record_ids(kind).unwrap().into_iter().collect();
+                let now: BTreeSet<RecordId> = store.record_ids(kind).unwrap().into_iter().collect();
                 let key = (me, kind.name);
                 let held = std::mem::replace(self.ledger.held.entry(key).or_default(), now.clone());
                 let gone = self.ledger.gone.entry(key).or_default();
-                let back: Vec<u64> = now.intersection(gone).copied().collect();
+                let back: Vec<RecordId> = now.intersection(gone).copied().collect();
                 gone.extend(held.difference(&now).copied());
                 if !back.is_empty() {
                     self.fail(format!(
@@ -1195,7 +1195,7 @@ impl<S: Suite> World<S> {
                 if let Some(id) = engine
                     .acknowledged_ids()
                     .into_iter()
-                    .find(|id| owner(*id).0 != me)
+                    .find(|id| id.owner().0 != me)
                 {
                     self.fail(format!(
                         "node {me} recorded an acknowledgement for {id}, not its own"
@@ -1280,9 +1280,9 @@ fn job_text(job: &Job) -> String {
     match job {
         Job::Keygen { attempt, .. } => format!("keygen@{attempt}"),
         Job::Reshare { attempt, .. } => format!("reshare@{attempt}"),
-        Job::Triple { id } => format!("triple {id:x}"),
-        Job::Presign { id, .. } => format!("presign {id:x}"),
-        Job::Sign { presignature, .. } => format!("sign with {presignature:x}"),
+        Job::Triple { id } => format!("triple {id}"),
+        Job::Presign { id, .. } => format!("presign {id}"),
+        Job::Sign { presignature, .. } => format!("sign with {presignature}"),
     }
 }
 
@@ -1295,10 +1295,10 @@ fn message_text(message: &NodeMessage) -> String {
         },
         NodeMessage::Ping => "ping".into(),
         NodeMessage::Decline { job, .. } => format!("decline {}", job_text(job)),
-        NodeMessage::StoredTriple(id) => format!("stored triple {id:x}"),
-        NodeMessage::StoredPresignature(id) => format!("stored presignature {id:x}"),
-        NodeMessage::RetireTriple(id) => format!("retire triple {id:x}"),
-        NodeMessage::RetirePresignature(id) => format!("retire presignature {id:x}"),
+        NodeMessage::StoredTriple(id) => format!("stored triple {id}"),
+        NodeMessage::StoredPresignature(id) => format!("stored presignature {id}"),
+        NodeMessage::RetireTriple(id) => format!("retire triple {id}"),
+        NodeMessage::RetirePresignature(id) => format!("retire presignature {id}"),
     }
 }
 

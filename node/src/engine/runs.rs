@@ -1,0 +1,695 @@
+//! The runs under way: launching one (with its invitation) or joining one on a
+//! peer's `Start`, handing each instance its messages and its next step, applying
+//! what a step did, finishing (storing or reporting the output), declines, and
+//! ending runs that timed out, stalled on one straggler (blamed), or lost a peer.
+
+use super::instance::{run_step, Done, Output, RecordTarget, StepEnd, StepResult};
+use super::{
+    peer_text, Engine, EngineError, Event, Job, NodeMessage, RecordId, Scheme, Start, StepDone,
+    StepTag, StepWork,
+};
+use crate::blame::{FailureKind, PeerReport};
+use primitives::RequestId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+use threshold::{InstanceId, ParticipantId, Participants, Recipient};
+
+/// Invitations to sign kept until the request shows up on our side.
+const MAX_DEFERRED: usize = 1024;
+/// Messages queued for a running instance while its step is on a worker, shared
+/// equally among its participants.
+const MAX_INBOX_PER_INSTANCE: usize = 1024;
+/// A run that took no message for this share of the protocol timeout, waiting on
+/// one peer that sent nothing at all for as long, is ended early and that peer
+/// blamed (see [`Engine::expire`]): keeping it would hold a generation slot until
+/// the timeout. A quarter (7.5 s of the tests' 30 s, 15 s of the default 60 s)
+/// leaves a wide margin for an honest peer behind a queue of stock traffic.
+pub(super) const STALL_FRACTION: u32 = 4;
+
+/// Who proposed a stock or signing run (its record ids carry their owner);
+/// `None` for key runs, which every participant proposes.
+fn proposer(job: &Job) -> Option<ParticipantId> {
+    match job {
+        Job::Triple { id } | Job::Presign { id, .. } => Some(id.owner()),
+        Job::Sign { presignature, .. } => Some(presignature.owner()),
+        Job::Keygen { .. } | Job::Reshare { .. } => None,
+    }
+}
+
+/// A run under way here: its job and participants, its protocol state, and the
+/// message counts that tell whom it waits on.
+pub(super) struct Running<S: Scheme> {
+    pub(super) job: Job,
+    pub(super) participants: Participants,
+    pub(super) started: Instant,
+    pub(super) leader: bool,
+    /// The protocol state, or `None` while a step of it is on a worker (at most
+    /// one step per instance is ever away, so no instance runs twice at once).
+    pub(super) output: Option<Output<S>>,
+    /// The ticket of the step away, if one is.
+    pub(super) away: Option<u64>,
+    /// Messages that came since the last step began, for the next one.
+    pub(super) inbox: Vec<(ParticipantId, Vec<u8>)>,
+    /// The instance has not been poked yet (it may speak first).
+    pub(super) fresh: bool,
+    /// Protocol messages taken from each peer, and handed out for each: at a
+    /// timeout they tell whom the run was waiting on (see [`Engine::straggler`]).
+    pub(super) received: BTreeMap<ParticipantId, u32>,
+    pub(super) sent: BTreeMap<ParticipantId, u32>,
+    /// Messages taken in total when [`Engine::expire`] last saw the count change,
+    /// and when that was: how long the run has been stalled.
+    pub(super) progress: (u32, Instant),
+}
+
+impl<S: Scheme> Engine<S> {
+    /// Sends `Start` to the other participants and runs the instance. Callers check
+    /// that the run is not under way already: one instance per run, never replaced.
+    pub(super) fn launch(
+        &mut self,
+        job: Job,
+        participants: Participants,
+        leader: bool,
+        output: Output<S>,
+    ) {
+        let instance = self.instance_of(&job);
+        assert!(
+            !self.running.contains_key(&instance),
+            "a run is launched at most once"
+        );
+        if leader {
+            let start = NodeMessage::Start(Start {
+                epoch: self.epoch,
+                participants: participants.iter().collect(),
+                job: job.clone(),
+            })
+            .encode(self.domain);
+            for peer in participants.iter().filter(|p| *p != self.me) {
+                self.outbox.push_back((peer, start.clone()));
+            }
+        }
+        let started = self.clock.now();
+        // A record this node owns is stored by its run's last step, on a worker,
+        // before that step is back here: until then (`finish` confirms it) its
+        // entry lacks this node, so storage holding it does not make it usable.
+        if let Job::Triple { id } | Job::Presign { id, .. } = &job {
+            if id.owner() == self.me {
+                self.acks
+                    .entry(*id)
+                    .or_insert_with(|| (started, BTreeSet::new()));
+            }
+        }
+        self.running.insert(
+            instance,
+            Running {
+                job,
+                participants,
+                started,
+                leader,
+                output: Some(output),
+                away: None,
+                inbox: Vec::new(),
+                fresh: true,
+                received: BTreeMap::new(),
+                sent: BTreeMap::new(),
+                progress: (0, started),
+            },
+        );
+        if let Some((_, early)) = self.early.remove(&instance) {
+            for (from, message) in &early {
+                if let Some(held) = self.early_bytes.get_mut(from) {
+                    *held = held.saturating_sub(message.len());
+                }
+            }
+            for (from, message) in early {
+                self.deliver(instance, from, message);
+            }
+        }
+        self.advance(instance);
+    }
+
+    pub(super) fn join_presign(
+        &self,
+        job: &Job,
+        participants: &Participants,
+    ) -> Result<Output<S>, EngineError> {
+        let Job::Presign { id, triples } = job else {
+            return Err(EngineError::Refused("not a presignature run".into()));
+        };
+        let key = self.key.as_ref().ok_or(EngineError::NoKey)?;
+        if triples.len() != S::TRIPLES_PER_PRESIGNATURE {
+            return Err(EngineError::Refused(format!(
+                "a presignature takes {} triples, the run names {}",
+                S::TRIPLES_PER_PRESIGNATURE,
+                triples.len()
+            )));
+        }
+        if self.store.record_ids(S::PRESIGNATURES)?.contains(id) {
+            return Err(EngineError::Refused(format!(
+                "presignature {id} exists already"
+            )));
+        }
+        // Taken (and retired) before the protocol sees them.
+        let mut taken = Vec::with_capacity(triples.len());
+        for triple in triples {
+            match self.store.take_record::<S::Triple>(S::TRIPLES, *triple)? {
+                Some((epoch, record)) if epoch == self.epoch => taken.push(record),
+                Some((epoch, _)) => {
+                    return Err(EngineError::Refused(format!(
+                        "triple {triple} belongs to epoch {epoch}"
+                    )))
+                }
+                None => {
+                    return Err(EngineError::Refused(format!(
+                        "triple {triple} is not available here"
+                    )))
+                }
+            }
+        }
+        Ok(Output::Presign(S::presign(
+            self.instance_of(job),
+            self.me,
+            participants.clone(),
+            key,
+            taken,
+        )?))
+    }
+
+    pub(super) fn handle_start(
+        &mut self,
+        from: ParticipantId,
+        start: Start,
+    ) -> Result<(), EngineError> {
+        if start.epoch != self.epoch {
+            return Err(EngineError::Refused(format!(
+                "the run belongs to epoch {}, this node is in epoch {}",
+                start.epoch, self.epoch
+            )));
+        }
+        let participants = Participants::new(start.participants.iter().copied())?;
+        if !participants.contains(self.me) || !participants.contains(from) {
+            return Err(EngineError::Refused(
+                "the run's participants must include us and the proposer".into(),
+            ));
+        }
+        if !participants.is_subset_of(&self.participants) {
+            return Err(EngineError::Refused(
+                "the run includes non-participants".into(),
+            ));
+        }
+        if start.job.attempt().is_some() {
+            return self.join_key_start(start, participants);
+        }
+        let instance = self.instance_of(&start.job);
+        if self.running.contains_key(&instance) {
+            return Err(EngineError::Refused("this run is already under way".into()));
+        }
+        let owned = |id: RecordId| {
+            if id.owner() == from {
+                Ok(())
+            } else {
+                Err(EngineError::Refused(format!(
+                    "{id} is not owned by its proposer {}",
+                    from.0
+                )))
+            }
+        };
+        let output = match &start.job {
+            Job::Keygen { .. } | Job::Reshare { .. } => unreachable!("handled above"),
+            Job::Triple { id } => {
+                owned(*id)?;
+                Output::Triple(S::generate_triple(
+                    instance,
+                    self.me,
+                    participants.clone(),
+                    self.threshold,
+                )?)
+            }
+            Job::Presign { id, triples } => {
+                owned(*id)?;
+                triples.iter().try_for_each(|t| owned(*t))?;
+                self.join_presign(&start.job, &participants)?
+            }
+            Job::Sign {
+                request_id,
+                presignature,
+            } => {
+                owned(*presignature)?;
+                let request_id = RequestId(*request_id);
+                if !self.requests.contains_key(&request_id) {
+                    // The leader saw the request first; join once our view of the
+                    // chain shows it too (or drop the invitation at the timeout).
+                    if self.deferred.len() >= MAX_DEFERRED {
+                        return Err(EngineError::Refused(
+                            "too many invitations for requests not seen here yet".into(),
+                        ));
+                    }
+                    self.deferred
+                        .insert((request_id, from), (self.clock.now(), start.clone()));
+                    self.awaiting_chain = true;
+                    return Ok(());
+                }
+                self.join_sign(&start.job, &participants, request_id, *presignature)?
+            }
+        };
+        self.launch(start.job, participants, false, output);
+        Ok(())
+    }
+
+    /// Queues a message for the instance's next step (see [`Engine::advance`]).
+    fn deliver(&mut self, instance: InstanceId, from: ParticipantId, message: Vec<u8>) {
+        let Some(running) = self.running.get_mut(&instance) else {
+            return;
+        };
+        // A cap per sender, not per run: a participant that pads a run with junk
+        // while its step is away loses its own excess, never another's messages
+        // (which would leave that one looking behind, and blamed, at the timeout).
+        let per_sender = MAX_INBOX_PER_INSTANCE / running.participants.len().max(1);
+        let queued = running.inbox.iter().filter(|(p, _)| *p == from).count();
+        if queued < per_sender {
+            running.inbox.push((from, message));
+        }
+    }
+
+    /// How the instance took a message a step fed it.
+    fn receipt(
+        &mut self,
+        instance: InstanceId,
+        from: ParticipantId,
+        taken: Result<(), threshold::Error>,
+    ) {
+        match taken {
+            Ok(()) => {
+                if let Some(running) = self.running.get_mut(&instance) {
+                    *running.received.entry(from).or_default() += 1;
+                }
+            }
+            // Late messages of a run that just ended are normal.
+            Err(threshold::Error::WrongRound) => {}
+            Err(e) => {
+                tracing::debug!(peer = from.0, error = %e, "refused a protocol message");
+                // Our header with another protocol kind, or a run it is not in:
+                // nothing an honest peer sends.
+                if matches!(
+                    e,
+                    threshold::Error::WrongInstance | threshold::Error::WrongParticipant(_)
+                ) {
+                    self.blame(from, FailureKind::Malformed, e.to_string());
+                }
+            }
+        }
+    }
+
+    /// The one participant a stalled run was waiting on, if exactly one is behind.
+    ///
+    /// The runs blamed this way (triples, presignatures, signatures, keygen) are
+    /// rounds in which every participant sends to every other: a peer is behind if
+    /// it sent us fewer messages than we sent it. Its count is never compared with
+    /// another peer's: a byzantine peer can pad its own count with well-formed
+    /// junk (wrong rounds, replays, messages of other runs) to make an honest peer
+    /// look behind, but it cannot make us send that peer more than it answered.
+    /// Blame goes to a single straggler only: an honest peer stuck waiting on a
+    /// silent one is behind too in some schedules (the silent one withheld from it
+    /// alone), and then we cannot tell them apart, so nobody is blamed.
+    pub(super) fn straggler(&self, running: &Running<S>) -> Option<ParticipantId> {
+        // Messages still queued for a step count as received: they came.
+        let got = |p: &ParticipantId| {
+            let queued = running.inbox.iter().filter(|(from, _)| from == p).count();
+            running.received.get(p).copied().unwrap_or(0) + queued as u32
+        };
+        let sent = |p: &ParticipantId| running.sent.get(p).copied().unwrap_or(0);
+        let behind: Vec<ParticipantId> = running
+            .participants
+            .iter()
+            .filter(|p| *p != self.me)
+            .filter(|p| got(p) < sent(p))
+            .collect();
+        match behind[..] {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    /// Hands the instance's next step to the step runner, unless one is away
+    /// already or there is nothing to do (no new messages, and it has spoken).
+    fn advance(&mut self, instance: InstanceId) {
+        let Some(running) = self.running.get_mut(&instance) else {
+            return;
+        };
+        if running.away.is_some() || (!running.fresh && running.inbox.is_empty()) {
+            return;
+        }
+        let Some(output) = running.output.take() else {
+            return;
+        };
+        running.fresh = false;
+        let inbox = std::mem::take(&mut running.inbox);
+        self.tickets += 1;
+        running.away = Some(self.tickets);
+        let record = match &running.job {
+            Job::Triple { id } | Job::Presign { id, .. } => Some(RecordTarget {
+                store: self.store.clone(),
+                id: *id,
+                epoch: self.epoch,
+            }),
+            _ => None,
+        };
+        let tag = StepTag {
+            engine: self.serial,
+            domain: self.domain,
+            instance,
+            ticket: self.tickets,
+            kind: output.kind(),
+        };
+        self.steps.submit(StepWork::new(tag, move || {
+            run_step::<S>(output, inbox, record)
+        }));
+    }
+
+    /// Applies a step that came back for a run still waiting for it: what it
+    /// sent, then the run's end or its next step.
+    fn apply_step(&mut self, instance: InstanceId, result: StepResult<S>) {
+        for (from, taken) in result.receipts {
+            self.receipt(instance, from, taken);
+        }
+        let Some(running) = self.running.get_mut(&instance) else {
+            return;
+        };
+        running.away = None;
+        for out in result.sent {
+            let bytes = NodeMessage::Protocol(out.message).encode(self.domain);
+            match out.to {
+                Recipient::AllOthers => {
+                    let others = running.participants.iter().filter(|p| *p != self.me);
+                    for peer in others {
+                        *running.sent.entry(peer).or_default() += 1;
+                        self.outbox.push_back((peer, bytes.clone()));
+                    }
+                }
+                Recipient::One(peer) => {
+                    *running.sent.entry(peer).or_default() += 1;
+                    self.outbox.push_back((peer, bytes));
+                }
+            }
+        }
+        match result.end {
+            StepEnd::Wait(output) => {
+                running.output = Some(output);
+                // Messages that came while the step was away.
+                self.advance(instance);
+            }
+            StepEnd::Done(done) => {
+                let running = self.running.remove(&instance).expect("present above");
+                for peer in running.participants.iter().filter(|p| *p != self.me) {
+                    self.reports.push(PeerReport::Success { peer });
+                }
+                self.finish(running, done);
+            }
+            StepEnd::Failed(e) => {
+                let running = self.running.remove(&instance).expect("present above");
+                // Only a check that names its culprit is blame; other aborts
+                // (cait-sith's checks say what failed, not whose data it was)
+                // could be any participant's doing.
+                if let threshold::Error::Misbehaved { culprit, .. } = &e {
+                    if running.participants.contains(*culprit) {
+                        self.blame(*culprit, FailureKind::Misbehaved, e.to_string());
+                    }
+                }
+                self.failed(running.job, e.to_string());
+            }
+        }
+    }
+
+    /// Declines `job` to its proposer (key tasks excepted: those are proposed by
+    /// everyone, and a refusal there is settled by attempts).
+    pub(super) fn decline(&mut self, proposer: ParticipantId, job: Job, reason: String) {
+        if job.attempt().is_none() {
+            self.send(proposer, &NodeMessage::Decline { job, reason });
+        }
+    }
+
+    pub(super) fn finish(&mut self, running: Running<S>, done: Done<S>) {
+        let job = running.job;
+        let event = match (&job, done) {
+            (Job::Keygen { .. } | Job::Reshare { .. }, Done::Key(_))
+                if self.key_done || self.key_job().as_ref() != Some(&job) =>
+            {
+                Event::Failed {
+                    job,
+                    reason: "output of a key task run that is no longer current: discarded".into(),
+                }
+            }
+            (
+                Job::Keygen { epoch, attempt, .. } | Job::Reshare { epoch, attempt, .. },
+                Done::Key(share),
+            ) => match self
+                .store
+                .put_key_share(self.domain, *epoch, *attempt, share.as_ref())
+            {
+                Ok(()) => {
+                    let event = Event::KeyShareStored {
+                        domain: self.domain,
+                        epoch: *epoch,
+                        attempt: *attempt,
+                        public_key: S::public_key_text(&share),
+                    };
+                    self.key = Some(*share);
+                    self.key_done = true;
+                    event
+                }
+                Err(e) => Event::Failed {
+                    job,
+                    reason: e.to_string(),
+                },
+            },
+            // Stored by the run's last step, on its worker.
+            (Job::Triple { id }, Done::Stored(Ok(()))) => {
+                let id = *id;
+                self.confirm_stored(id, NodeMessage::StoredTriple(id));
+                Event::TripleStored(id)
+            }
+            (Job::Presign { id, .. }, Done::Stored(Ok(()))) => {
+                let id = *id;
+                self.confirm_stored(id, NodeMessage::StoredPresignature(id));
+                Event::PresignatureStored(id)
+            }
+            (_, Done::Stored(Err(e))) => Event::Failed {
+                job,
+                reason: e.to_string(),
+            },
+            (Job::Sign { request_id, .. }, Done::Sign(signature)) => Event::Signed {
+                request_id: RequestId(*request_id),
+                response: S::response(signature),
+                leader: running.leader,
+            },
+            _ => Event::Failed {
+                job,
+                reason: "output of the wrong kind".into(),
+            },
+        };
+        self.events.push_back(event);
+    }
+
+    pub(super) fn handle_message(
+        &mut self,
+        from: ParticipantId,
+        message: NodeMessage,
+    ) -> Result<(), EngineError> {
+        match message {
+            NodeMessage::Start(start) => {
+                let job = start.job.clone();
+                let result = self.handle_start(from, start);
+                if let Err(EngineError::Refused(reason)) = &result {
+                    self.decline(from, job, reason.clone());
+                }
+                result
+            }
+            NodeMessage::Ping => Ok(()),
+            NodeMessage::Decline { job, reason } => {
+                let instance = self.instance_of(&job);
+                let ours = self
+                    .running
+                    .get(&instance)
+                    .is_some_and(|r| r.leader && r.participants.contains(from));
+                if ours {
+                    self.running.remove(&instance);
+                    let reason = peer_text(&reason);
+                    self.blame(from, FailureKind::Decline, reason.clone());
+                    self.failed(job, format!("participant {} declined: {reason}", from.0));
+                }
+                Ok(())
+            }
+            NodeMessage::RetireTriple(id) if id.owner() == from => {
+                self.store.retire_record(S::TRIPLES, id)?;
+                Ok(())
+            }
+            NodeMessage::RetirePresignature(id) if id.owner() == from => {
+                self.store.retire_record(S::PRESIGNATURES, id)?;
+                Ok(())
+            }
+            NodeMessage::RetireTriple(id) | NodeMessage::RetirePresignature(id) => {
+                Err(EngineError::Refused(format!("only the owner retires {id}")))
+            }
+            NodeMessage::StoredTriple(id) | NodeMessage::StoredPresignature(id) => {
+                if id.owner() == self.me {
+                    self.acks
+                        .entry(id)
+                        .or_insert_with(|| (self.clock.now(), BTreeSet::new()))
+                        .1
+                        .insert(from);
+                }
+                Ok(())
+            }
+            NodeMessage::Protocol(message) => {
+                let header = match threshold::wire::Header::decode(&message) {
+                    Ok((header, _)) => header,
+                    Err(e) => {
+                        self.blame(from, FailureKind::Malformed, e.to_string());
+                        return Err(e.into());
+                    }
+                };
+                self.heard.insert(from, self.clock.now());
+                if self.running.contains_key(&header.instance) {
+                    self.deliver(header.instance, from, message);
+                    self.advance(header.instance);
+                } else {
+                    self.buffer_early(header.instance, from, message);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn expire(&mut self, now: Instant) {
+        let timeout = self.timeout;
+        let stall_limit = timeout / STALL_FRACTION;
+        let mut ended: Vec<(InstanceId, bool)> = Vec::new();
+        for (id, running) in self.running.iter_mut() {
+            // Messages waiting for the next step came too; and a run whose step
+            // is away on a worker is this node's to finish, not a peer's stall.
+            let total = running.received.values().sum::<u32>() + running.inbox.len() as u32;
+            if total != running.progress.0 || running.away.is_some() {
+                running.progress = (total, now);
+            }
+            let stalled = now.duration_since(running.progress.1) >= stall_limit;
+            if now.duration_since(running.started) > timeout {
+                ended.push((*id, false));
+            } else if stalled {
+                ended.push((*id, true));
+            }
+        }
+        for (id, early) in ended {
+            // Only runs where every participant sends to every other in each round
+            // are judged: stock, signing and keygen. Resharing is not symmetric
+            // (newcomers deal nothing), and the contract's attempts settle it.
+            let judged = !matches!(self.running[&id].job, Job::Reshare { .. });
+            let running = &self.running[&id];
+            // A participant that joined on an invitation blames only the proposer:
+            // a byzantine proposer may have invited it alone (say, replaying an old
+            // invitation with its old messages), leaving a third participant that
+            // never heard of the run to look behind. The proposer itself invited
+            // everyone, and every participant proposes a key run itself.
+            let straggler = self.straggler(running).filter(|peer| {
+                judged && (running.leader || proposer(&running.job).is_none_or(|p| p == *peer))
+            });
+            if early {
+                // Ended early only with one peer to blame: for a stock or signing
+                // run, a peer that sent this engine no protocol message at all for
+                // as long (a live peer that stopped talking; an honest one behind
+                // a long queue still answers in other runs); for keygen, whose
+                // traffic never queues, the run's own stall is enough. Anything
+                // else waits for the timeout: a key run's attempt is the
+                // contract's to end, and a slow honest run may still finish.
+                let key_run = self.running[&id].job.attempt().is_some();
+                let quiet = |peer: ParticipantId| {
+                    self.heard
+                        .get(&peer)
+                        .is_none_or(|at| now.duration_since(*at) >= stall_limit)
+                };
+                if !straggler.is_some_and(|peer| key_run || quiet(peer)) {
+                    continue;
+                }
+            }
+            let running = self.running.remove(&id).expect("listed above");
+            let waited = if early { "stalled" } else { "timed out" };
+            match straggler {
+                Some(peer) => {
+                    self.blame(
+                        peer,
+                        FailureKind::Timeout,
+                        format!("a run {waited} waiting on it"),
+                    );
+                    self.failed(
+                        running.job,
+                        format!("{waited} waiting on participant {}", peer.0),
+                    );
+                }
+                None => self.failed(running.job, waited.into()),
+            }
+        }
+        let early_before = self.early.len();
+        self.early
+            .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
+        if self.early.len() != early_before {
+            self.recount_early();
+        }
+        self.deferred
+            .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
+        // Confirmations of records long since used or retired.
+        self.acks
+            .retain(|_, (since, _)| now.duration_since(*since) <= timeout * 4);
+    }
+
+    /// Waiting for gone peers would only end at the timeout; the runs' inputs stay
+    /// consumed. Key-task runs are settled by the contract's attempts instead.
+    pub(super) fn abandon_runs_with(&mut self, gone: &[ParticipantId]) {
+        let doomed: Vec<InstanceId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.job.attempt().is_none())
+            .filter(|(_, r)| gone.iter().any(|p| r.participants.contains(*p)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in doomed {
+            let running = self.running.remove(&id).expect("listed above");
+            self.failed(
+                running.job,
+                "a participant of the run became unreachable".into(),
+            );
+        }
+    }
+
+    pub(super) fn step_done(&mut self, done: StepDone) -> bool {
+        let tag = done.tag;
+        let waiting = tag.engine == self.serial
+            && self
+                .running
+                .get(&tag.instance)
+                .is_some_and(|r| r.away == Some(tag.ticket));
+        if !waiting {
+            // The run ended while its step was away (abandoned, expired, declined,
+            // voided by a new key task): its output is void.
+            done.discard();
+            return false;
+        }
+        let output = match done.output {
+            Ok(output) => output,
+            Err(why) => {
+                let running = self.running.remove(&tag.instance).expect("checked above");
+                self.failed(running.job, why);
+                return true;
+            }
+        };
+        match output.result.downcast::<StepResult<S>>() {
+            Ok(result) => self.apply_step(tag.instance, *result),
+            Err(_) => {
+                // Only this engine makes steps with its serial: a bug, not input.
+                let running = self.running.remove(&tag.instance).expect("checked above");
+                self.failed(
+                    running.job,
+                    "a step came back with another scheme's result".into(),
+                );
+            }
+        }
+        true
+    }
+}

@@ -638,6 +638,8 @@ for_each_scheme!(
     messages_that_come_while_a_step_is_away_wait_for_the_next_step,
     a_stock_run_that_ends_while_its_last_step_is_away_leaves_no_record,
     a_key_run_voided_while_its_step_is_away_stores_nothing,
+    an_ended_attempt_blames_the_peer_that_withheld_its_last_key_message,
+    a_key_run_that_failed_here_is_not_run_again_in_its_attempt,
 );
 
 /// Four nodes generate the key with the engines (threshold 3), every node stocks a
@@ -1912,5 +1914,177 @@ async fn a_key_run_voided_while_its_step_is_away_stores_nothing<S: Suite>() {
     assert_eq!(nodes[0].engine.steps_away(), 0);
     assert!(nodes[0].steps.is_empty(), "no next step");
     assert_eq!(share_of(&nodes[0], 0), None);
+    shut_down(&mut nodes).await;
+}
+
+/// Moves every frame as [`exchange`] does, except that `withholder`'s protocol
+/// messages to `victim` go out one behind (each held until its next one), as
+/// mpc-node's test-only `withhold` does: its last message reaches the others but
+/// never `victim`.
+fn exchange_withholding<S: Suite>(nodes: &mut [Node<S>], withholder: usize, victim: usize) {
+    let mut held: Option<Vec<u8>> = None;
+    loop {
+        let mut moved = 0;
+        for i in 0..nodes.len() {
+            moved += settle(&mut nodes[i]);
+            let sender = ParticipantId(nodes[i].me);
+            for (to, frame) in nodes[i].engine.drain_outbox() {
+                moved += 1;
+                let protocol = matches!(
+                    NodeMessage::decode(&frame).unwrap().1,
+                    NodeMessage::Protocol(_)
+                );
+                let frame = if i == withholder && to.0 as usize == victim && protocol {
+                    match held.replace(frame) {
+                        Some(previous) => previous,
+                        None => continue,
+                    }
+                } else {
+                    frame
+                };
+                handle(&mut nodes[to.0 as usize].engine, sender, &frame).unwrap();
+            }
+            let events = nodes[i].engine.drain_events();
+            nodes[i].events.extend(events);
+        }
+        if moved == 0 {
+            return;
+        }
+    }
+}
+
+/// Keygen attempt 0 among three: node 2 withholds its last message of the run
+/// from node 0, so nodes 1 and 2 store their shares and node 0 waits on node 2
+/// alone. The contract ends the attempt (say node 1's report of another run, or
+/// its timeout) before node 0's stall rule fires; the key engine dropped for it
+/// judges its run: node 2 is blamed once the run has been quiet long enough
+/// (not while it was still taking messages), even though node 2's first message
+/// of the next attempt reached node 0 before node 0 saw that attempt begin. Node 1,
+/// which finished, blames nobody.
+async fn an_ended_attempt_blames_the_peer_that_withheld_its_last_key_message<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = keyless::<S>(3, dir.path()).await;
+    for node in nodes.iter_mut() {
+        node.engine = key_engine(node, generate::<S>(0));
+    }
+    assert!(nodes[1].engine.propose_key_task().unwrap());
+    exchange_withholding(&mut nodes, 2, 0);
+    assert_eq!(stored_keys(&nodes, 0, 0).len(), 2, "nodes 1 and 2 finished");
+    assert_eq!(share_of(&nodes[0], 0), None, "node 0 waits on node 2");
+    assert_eq!(nodes[0].engine.running(), 1);
+
+    // Just after its last message the run is not judged: a peer may be slow.
+    let now = Instant::now();
+    nodes[0].engine.expire(now);
+    nodes[0].engine.judge_ended_attempt(now);
+    assert!(nodes[0].engine.drain_peer_reports().is_empty());
+
+    // Node 2 saw attempt 1 first and sent node 0 its first message of it, which
+    // node 0's engine for attempt 0 holds for the engine to come.
+    let mut next = key_engine(&nodes[2], generate::<S>(1));
+    assert!(next.propose_key_task().unwrap());
+    settle_engine(&mut next, &nodes[2].steps);
+    let protocol: Vec<Vec<u8>> = next
+        .drain_outbox()
+        .into_iter()
+        .filter(|(to, _)| to.0 == 0)
+        .map(|(_, frame)| frame)
+        .filter(|frame| {
+            matches!(
+                NodeMessage::decode(frame).unwrap().1,
+                NodeMessage::Protocol(_)
+            )
+        })
+        .collect();
+    assert!(!protocol.is_empty(), "node 2's first message of attempt 1");
+    for frame in &protocol {
+        handle(&mut nodes[0].engine, ParticipantId(2), frame).unwrap();
+    }
+
+    // A quarter of the stall limit (5 s here) later, attempt 0 ends.
+    let ended = now + Duration::from_secs(3);
+    for node in nodes.iter_mut() {
+        node.engine.judge_ended_attempt(ended);
+    }
+    let reports = nodes[0].engine.drain_peer_reports();
+    assert!(
+        matches!(
+            &reports[..],
+            [PeerReport::Failure {
+                peer: ParticipantId(2),
+                kind: FailureKind::Timeout,
+                ..
+            }]
+        ),
+        "{reports:?}"
+    );
+    for node in &mut nodes[1..] {
+        let reports = node.engine.drain_peer_reports();
+        assert!(
+            reports
+                .iter()
+                .all(|r| matches!(r, PeerReport::Success { .. })),
+            "node {}: {reports:?}",
+            node.me
+        );
+    }
+    shut_down(&mut nodes).await;
+}
+
+/// [`settle`] for an engine outside a [`Node`] that shares the node's steps.
+fn settle_engine<S: Scheme>(engine: &mut Engine<S>, steps: &Arc<ManualSteps>) {
+    loop {
+        let taken = steps.take();
+        if taken.is_empty() {
+            return;
+        }
+        for step in taken {
+            engine.step_done(step.run());
+        }
+    }
+}
+
+/// Node 2 withholds its last keygen message from node 0, whose run stalls and
+/// ends (blaming node 2; the daemon then reports the attempt failed). Node 0 runs
+/// the attempt no more: proposing it starts nothing and a peer's invitation to it
+/// is refused, so no fresh first round of the same instance reaches the peers'
+/// runs (it would count there as progress and hide what they wait on).
+async fn a_key_run_that_failed_here_is_not_run_again_in_its_attempt<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = keyless::<S>(3, dir.path()).await;
+    for node in nodes.iter_mut() {
+        node.engine = key_engine(node, generate::<S>(0));
+    }
+    assert!(nodes[1].engine.propose_key_task().unwrap());
+    exchange_withholding(&mut nodes, 2, 0);
+    assert_eq!(nodes[0].engine.running(), 1, "node 0 waits on node 2");
+    let now = Instant::now();
+    nodes[0].engine.expire(now);
+    // Past the stall limit (a quarter of the 20 s timeout).
+    nodes[0].engine.expire(now + Duration::from_secs(6));
+    assert_eq!(nodes[0].engine.running(), 0);
+    assert_run_failed_on_participant_2(&mut nodes[0], "stalled waiting on participant 2");
+
+    assert!(
+        nodes[0].engine.propose_key_task().unwrap(),
+        "the task stands"
+    );
+    assert_eq!(nodes[0].engine.running(), 0, "but is not run again here");
+    match handle(
+        &mut nodes[0].engine,
+        ParticipantId(1),
+        &keygen_start::<S>(0),
+    ) {
+        Err(EngineError::Refused(why)) => assert!(why.contains("failed"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(nodes[0].engine.running(), 0);
+    assert!(nodes[0].engine.drain_outbox().is_empty(), "nothing sent");
+    assert!(nodes[0].steps.is_empty(), "nothing to step");
+
+    // The next attempt is a new task: node 0 runs it.
+    nodes[0].engine.set_key_task(Some(generate::<S>(1)));
+    assert!(nodes[0].engine.propose_key_task().unwrap());
+    assert_eq!(nodes[0].engine.running(), 1);
     shut_down(&mut nodes).await;
 }

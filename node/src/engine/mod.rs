@@ -445,9 +445,10 @@ pub trait DomainEngine: Send {
     fn drain_peer_reports(&mut self) -> Vec<PeerReport>;
     /// The contract ended this engine's key-event attempt (the next one began, or
     /// the event ended) before its runs finished here: a keygen run that was
-    /// stalled on one straggler is blamed on it, as [`DomainEngine::expire`]
-    /// would have done had the attempt lasted (a peer that withholds its last
-    /// message must not escape blame because attempts are short).
+    /// stalled on one straggler (quiet for half the stall limit) is blamed on
+    /// it, as [`DomainEngine::expire`] would have done had the attempt lasted (a
+    /// peer that withholds its last message must not escape blame because
+    /// another node's report ended the attempt first).
     fn judge_ended_attempt(&mut self, now: Instant);
     /// Whether an invitation to sign arrived for a request this node has not seen
     /// on the chain yet (since the last call).
@@ -653,6 +654,12 @@ pub struct Engine<S: Scheme> {
     /// This node stored its share from the key task's attempt (a later attempt is
     /// a new task, set by the daemon when the contract moves on).
     key_done: bool,
+    /// This node's run of the key task's attempt failed here. It is not run
+    /// again: the peers' runs of the attempt (one instance id) are under way, so a
+    /// fresh one would only hand them a stale first round, which counts as
+    /// progress and hides what their runs wait on; the contract's next attempt
+    /// is the next chance.
+    key_failed: bool,
     /// The share resharing starts from (the previous epoch's), if this node held one.
     reshare_input: Option<S::KeyShare>,
     /// What newcomers need to know about the old key: from `reshare_input`, or
@@ -706,6 +713,7 @@ impl<S: Scheme> Engine<S> {
             key,
             key_task: None,
             key_done: false,
+            key_failed: false,
             reshare_input: None,
             reshare_facts: None,
             store: setup.store,
@@ -1280,6 +1288,11 @@ impl<S: Scheme> Engine<S> {
                 "this node finished the key task already".into(),
             ));
         }
+        if self.key_failed {
+            return Err(EngineError::Refused(
+                "this node's run of the key task failed; the next attempt runs anew".into(),
+            ));
+        }
         let expected = match (self.key_job(), &start.job) {
             (Some(job), _) => job,
             (None, Job::Reshare { facts, .. }) => task.job(facts.clone()),
@@ -1389,6 +1402,18 @@ impl<S: Scheme> Engine<S> {
         if peer != self.me {
             self.reports
                 .push(PeerReport::Failure { peer, kind, detail });
+        }
+    }
+
+    /// Notes when each run last took a message. Messages waiting for the next
+    /// step came too; and a run whose step is away on a worker is this node's to
+    /// finish, not a peer's stall.
+    fn note_progress(&mut self, now: Instant) {
+        for running in self.running.values_mut() {
+            let total = running.received.values().sum::<u32>() + running.inbox.len() as u32;
+            if total != running.progress.0 || running.away.is_some() {
+                running.progress = (total, now);
+            }
         }
     }
 
@@ -1541,8 +1566,13 @@ impl<S: Scheme> Engine<S> {
     }
 
     /// Reports a run that ended without output (for a key task the daemon tells
-    /// the contract, which starts the next attempt).
+    /// the contract, which starts the next attempt; this node runs the attempt no
+    /// more: see `key_failed`).
     fn failed(&mut self, job: Job, reason: String) {
+        let current = self.key_task.as_ref().map(|task| task.attempt());
+        if job.attempt().is_some() && job.attempt() == current {
+            self.key_failed = true;
+        }
         self.events.push_back(Event::Failed { job, reason });
     }
 
@@ -1683,6 +1713,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
             self.running.retain(|_, r| r.job.attempt().is_none());
             self.key_task = task;
             self.key_done = false;
+            self.key_failed = false;
         }
     }
 
@@ -1724,7 +1755,7 @@ impl<S: Scheme> DomainEngine for Engine<S> {
         if self.key_task.is_none() {
             return Ok(false);
         }
-        if self.key_done {
+        if self.key_done || self.key_failed {
             return Ok(true);
         }
         // A newcomer that needs facts about the old key waits for an old holder.
@@ -1938,14 +1969,9 @@ impl<S: Scheme> DomainEngine for Engine<S> {
     fn expire(&mut self, now: Instant) {
         let timeout = self.timeout;
         let stall_limit = timeout / STALL_FRACTION;
+        self.note_progress(now);
         let mut ended: Vec<(InstanceId, bool)> = Vec::new();
-        for (id, running) in self.running.iter_mut() {
-            // Messages waiting for the next step came too; and a run whose step
-            // is away on a worker is this node's to finish, not a peer's stall.
-            let total = running.received.values().sum::<u32>() + running.inbox.len() as u32;
-            if total != running.progress.0 || running.away.is_some() {
-                running.progress = (total, now);
-            }
+        for (id, running) in self.running.iter() {
             let stalled = now.duration_since(running.progress.1) >= stall_limit;
             if now.duration_since(running.started) > timeout {
                 ended.push((*id, false));
@@ -2047,8 +2073,9 @@ impl<S: Scheme> DomainEngine for Engine<S> {
     }
 
     fn judge_ended_attempt(&mut self, now: Instant) {
+        self.note_progress(now);
         // Half the stall limit: long next to a keygen round (milliseconds), so a
-        // peer this quiet while the others were done was holding the run up.
+        // run this quiet with one peer's message missing was held up by that peer.
         let quiet_limit = self.timeout / STALL_FRACTION / 2;
         let stalled: Vec<(ParticipantId, Job)> = self
             .running
@@ -2056,13 +2083,21 @@ impl<S: Scheme> DomainEngine for Engine<S> {
             .filter(|r| matches!(r.job, Job::Keygen { .. }))
             .filter(|r| r.away.is_none() && r.inbox.is_empty())
             .filter(|r| now.saturating_duration_since(r.progress.1) >= quiet_limit)
+            // What the peer sent elsewhere does not excuse it, unlike for stock
+            // runs (`expire`): key traffic never queues, and its first message of
+            // the next attempt, which often comes before the snapshot that ends
+            // this one, says nothing of its missing last one here.
             .filter_map(|r| Some((self.straggler(r)?, r.job.clone())))
-            .filter(|(peer, _)| {
-                self.heard
-                    .get(peer)
-                    .is_none_or(|at| now.saturating_duration_since(*at) >= quiet_limit)
-            })
             .collect();
+        for running in self.running.values() {
+            tracing::debug!(
+                job = ?running.job,
+                quiet_ms = now.saturating_duration_since(running.progress.1).as_millis() as u64,
+                straggler = ?self.straggler(running).map(|p| p.0),
+                step_away = running.away.is_some(),
+                "a run of an ended attempt"
+            );
+        }
         for (peer, job) in stalled {
             tracing::debug!(
                 peer = peer.0,

@@ -1974,9 +1974,11 @@ async fn an_ended_attempt_blames_the_peer_that_withheld_its_last_key_message<S: 
     assert_eq!(nodes[0].engine.running(), 1);
 
     // Just after its last message the run is not judged: a peer may be slow.
-    let now = Instant::now();
-    nodes[0].engine.expire(now);
-    nodes[0].engine.judge_ended_attempt(now);
+    // (The run took that message a second ago, so node 2's message below is
+    // newer than the quiet limit when the attempt ends.)
+    let took_last = Instant::now() - Duration::from_secs(1);
+    nodes[0].engine.expire(took_last);
+    nodes[0].engine.judge_ended_attempt(took_last);
     assert!(nodes[0].engine.drain_peer_reports().is_empty());
 
     // Node 2 saw attempt 1 first and sent node 0 its first message of it, which
@@ -2001,8 +2003,9 @@ async fn an_ended_attempt_blames_the_peer_that_withheld_its_last_key_message<S: 
         handle(&mut nodes[0].engine, ParticipantId(2), frame).unwrap();
     }
 
-    // A quarter of the stall limit (5 s here) later, attempt 0 ends.
-    let ended = now + Duration::from_secs(3);
+    // Attempt 0 ends 3 s after the run's last message, more than half the stall
+    // limit (5 s here), and 2 s after node 2's message of attempt 1.
+    let ended = took_last + Duration::from_secs(3);
     for node in nodes.iter_mut() {
         node.engine.judge_ended_attempt(ended);
     }

@@ -18,7 +18,8 @@
 //! the attempt was replaced or the event cancelled; once a threshold cancels the
 //! event, no honest node holds any share of the new domain.
 //!
-//! `BYZANTINE_BEHAVIOURS=silent,wrong` runs only the named phases.
+//! `BYZANTINE_BEHAVIOURS=silent,wrong` runs only the named phases;
+//! `BYZANTINE_KEEP=<new dir>` keeps the node homes and logs there.
 
 use integration_tests::{eddsa_request, request, ArgsShape, Cluster, ClusterConfig};
 use mpc_node::chain::{Chain, ContractState};
@@ -181,10 +182,9 @@ async fn wait_ready(cluster: &Cluster) {
 }
 
 /// Waits (up to a minute) until every honest node names the offender, checks
-/// what they say, and returns each one's record of it. With `every` false, a node
-/// that does not name it is reported rather than failed, but at least one must,
-/// and no honest node may exclude an honest peer either way.
-async fn offender_named(cluster: &Cluster, tag: &str, every: bool) -> Vec<String> {
+/// what they say (and that no honest node excludes an honest peer), and returns
+/// each one's record of it.
+async fn offender_named(cluster: &Cluster, tag: &str) -> Vec<String> {
     let nodes = cluster.nodes.len();
     let bad = nodes - 1;
     let bad_account = cluster.nodes[bad].account.to_string();
@@ -208,17 +208,10 @@ async fn offender_named(cluster: &Cluster, tag: &str, every: bool) -> Vec<String
                 "{tag}: node {i} excluded an honest peer: {other}"
             );
         }
-        let Some(offender) = blamed
+        let offender = blamed
             .iter()
             .find(|p| p["account_id"] == bad_account.as_str())
-        else {
-            assert!(
-                !every,
-                "{tag}: node {i} does not name {bad_account}: {blamed:?}"
-            );
-            eprintln!("{tag}: node {i} does not name {bad_account} (allowed in this phase)");
-            continue;
-        };
+            .unwrap_or_else(|| panic!("{tag}: node {i} does not name {bad_account}: {blamed:?}"));
         let failures = offender["failures"]
             .as_object()
             .cloned()
@@ -236,10 +229,6 @@ async fn offender_named(cluster: &Cluster, tag: &str, every: bool) -> Vec<String
             offender["excluded"]
         ));
     }
-    assert!(
-        !records.is_empty(),
-        "{tag}: no honest node names {bad_account}"
-    );
     records
 }
 
@@ -411,6 +400,11 @@ async fn every_behaviour(nodes: usize, threshold: usize) {
         .set("live_window_ms", "3000")
         .set("presignature_target", &PRESIGNATURE_TARGET.to_string());
     config.misbehave = vec![(nodes - 1, chosen[0].clone())];
+    if let Ok(dir) = std::env::var("BYZANTINE_KEEP") {
+        // The node homes and logs, kept for a look after the run.
+        config.workdir = std::path::PathBuf::from(dir).join(format!("n{nodes}"));
+        config.keep_dir = true;
+    }
     let mut cluster = Cluster::start(config).await.unwrap();
     let mut users = cluster.user("load.test.near", REQUESTS).await.unwrap();
     eprintln!("{size}: network ready in {:?}", test_start.elapsed());
@@ -433,11 +427,7 @@ async fn every_behaviour(nodes: usize, threshold: usize) {
             let calls = spawn_load(users, &tag);
             collect_load(&cluster, calls, &tag).await
         };
-        // Known gap: at (5,3) a node can stay unnamed by `withhold` (the attempt's
-        // keygen run there is not judged stalled on the offender alone; see the
-        // closing note), so that phase needs one honest node to name it, not all.
-        let every = behaviour != "withhold";
-        let named = offender_named(&cluster, &tag, every).await;
+        let named = offender_named(&cluster, &tag).await;
         for record in &named {
             eprintln!("{tag}: offender named by {record}");
         }

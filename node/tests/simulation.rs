@@ -117,14 +117,19 @@ fn simulate<S: Suite>(scenario: Scenario, base: u64) {
     );
     // Protocol steps ran as events of the schedule, and their results came back
     // out of order: the interleavings of workers on several cores are explored.
+    // Only where a node runs several instances at once: in keygen alone each
+    // node runs the attempt's one run, a step at a time (a run that failed is not
+    // run again in its attempt), so its completions cannot overtake each other.
     assert!(
         reports.iter().all(|r| r.steps_run > 0),
         "every run ran steps"
     );
-    assert!(
-        reports.iter().map(|r| r.steps_reordered).sum::<usize>() > 0,
-        "some completions came back out of order"
-    );
+    if scenario.requests > 0 {
+        assert!(
+            reports.iter().map(|r| r.steps_reordered).sum::<usize>() > 0,
+            "some completions came back out of order"
+        );
+    }
 }
 
 /// The same seed gives the same schedule and outcome: replaying a failure works.

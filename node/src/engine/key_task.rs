@@ -191,6 +191,11 @@ impl<S: Scheme> Engine<S> {
                 "this node finished the key task already".into(),
             ));
         }
+        if self.key_failed {
+            return Err(EngineError::Refused(
+                "this node's run of the key task failed; the next attempt runs anew".into(),
+            ));
+        }
         let expected = match (self.key_job(), &start.job) {
             (Some(job), _) => job,
             (None, Job::Reshare { facts, .. }) => task.job(facts.clone()),
@@ -222,6 +227,7 @@ impl<S: Scheme> Engine<S> {
             self.running.retain(|_, r| r.job.attempt().is_none());
             self.key_task = task;
             self.key_done = false;
+            self.key_failed = false;
         }
     }
 
@@ -267,7 +273,7 @@ impl<S: Scheme> Engine<S> {
         if self.key_task.is_none() {
             return Ok(false);
         }
-        if self.key_done {
+        if self.key_done || self.key_failed {
             return Ok(true);
         }
         // A newcomer that needs facts about the old key waits for an old holder.
@@ -283,8 +289,9 @@ impl<S: Scheme> Engine<S> {
     }
 
     pub(super) fn judge_ended_attempt(&mut self, now: Instant) {
+        self.note_progress(now);
         // Half the stall limit: long next to a keygen round (milliseconds), so a
-        // peer this quiet while the others were done was holding the run up.
+        // run this quiet with one peer's message missing was held up by that peer.
         let quiet_limit = self.timeout / STALL_FRACTION / 2;
         let stalled: Vec<(ParticipantId, Job)> = self
             .running
@@ -292,13 +299,21 @@ impl<S: Scheme> Engine<S> {
             .filter(|r| matches!(r.job, Job::Keygen { .. }))
             .filter(|r| r.away.is_none() && r.inbox.is_empty())
             .filter(|r| now.saturating_duration_since(r.progress.1) >= quiet_limit)
+            // What the peer sent elsewhere does not excuse it, unlike for stock
+            // runs (`expire`): key traffic never queues, and its first message of
+            // the next attempt, which often comes before the snapshot that ends
+            // this one, says nothing of its missing last one here.
             .filter_map(|r| Some((self.straggler(r)?, r.job.clone())))
-            .filter(|(peer, _)| {
-                self.heard
-                    .get(peer)
-                    .is_none_or(|at| now.saturating_duration_since(*at) >= quiet_limit)
-            })
             .collect();
+        for running in self.running.values() {
+            tracing::debug!(
+                job = ?running.job,
+                quiet_ms = now.saturating_duration_since(running.progress.1).as_millis() as u64,
+                straggler = ?self.straggler(running).map(|p| p.0),
+                step_away = running.away.is_some(),
+                "a run of an ended attempt"
+            );
+        }
         for (peer, job) in stalled {
             tracing::debug!(
                 peer = peer.0,

@@ -295,9 +295,10 @@ pub trait DomainEngine: Send {
     fn drain_peer_reports(&mut self) -> Vec<PeerReport>;
     /// The contract ended this engine's key-event attempt (the next one began, or
     /// the event ended) before its runs finished here: a keygen run that was
-    /// stalled on one straggler is blamed on it, as [`DomainEngine::expire`]
-    /// would have done had the attempt lasted (a peer that withholds its last
-    /// message must not escape blame because attempts are short).
+    /// stalled on one straggler (quiet for half the stall limit) is blamed on
+    /// it, as [`DomainEngine::expire`] would have done had the attempt lasted (a
+    /// peer that withholds its last message must not escape blame because
+    /// another node's report ended the attempt first).
     fn judge_ended_attempt(&mut self, now: Instant);
     /// Whether an invitation to sign arrived for a request this node has not seen
     /// on the chain yet (since the last call).
@@ -335,6 +336,12 @@ pub struct Engine<S: Scheme> {
     /// This node stored its share from the key task's attempt (a later attempt is
     /// a new task, set by the daemon when the contract moves on).
     key_done: bool,
+    /// This node's run of the key task's attempt failed here. It is not run
+    /// again: the peers' runs of the attempt (one instance id) are under way, so a
+    /// fresh one would only hand them a stale first round, which counts as
+    /// progress and hides what their runs wait on; the contract's next attempt
+    /// is the next chance.
+    key_failed: bool,
     /// The share resharing starts from (the previous epoch's), if this node held one.
     reshare_input: Option<S::KeyShare>,
     /// What newcomers need to know about the old key: from `reshare_input`, or
@@ -388,6 +395,7 @@ impl<S: Scheme> Engine<S> {
             key,
             key_task: None,
             key_done: false,
+            key_failed: false,
             reshare_input: None,
             reshare_facts: None,
             store: setup.store,
@@ -435,8 +443,13 @@ impl<S: Scheme> Engine<S> {
     }
 
     /// Reports a run that ended without output (for a key task the daemon tells
-    /// the contract, which starts the next attempt).
+    /// the contract, which starts the next attempt; this node runs the attempt no
+    /// more: see `key_failed`).
     fn failed(&mut self, job: Job, reason: String) {
+        let current = self.key_task.as_ref().map(|task| task.attempt());
+        if job.attempt().is_some() && job.attempt() == current {
+            self.key_failed = true;
+        }
         self.events.push_back(Event::Failed { job, reason });
     }
 }

@@ -299,6 +299,18 @@ impl<S: Scheme> Engine<S> {
         }
     }
 
+    /// Notes when each run last took a message. Messages waiting for the next
+    /// step came too; and a run whose step is away on a worker is this node's to
+    /// finish, not a peer's stall.
+    pub(super) fn note_progress(&mut self, now: Instant) {
+        for running in self.running.values_mut() {
+            let total = running.received.values().sum::<u32>() + running.inbox.len() as u32;
+            if total != running.progress.0 || running.away.is_some() {
+                running.progress = (total, now);
+            }
+        }
+    }
+
     /// The one participant a stalled run was waiting on, if exactly one is behind.
     ///
     /// The runs blamed this way (triples, presignatures, signatures, keygen) are
@@ -562,14 +574,9 @@ impl<S: Scheme> Engine<S> {
     pub(super) fn expire(&mut self, now: Instant) {
         let timeout = self.timeout;
         let stall_limit = timeout / STALL_FRACTION;
+        self.note_progress(now);
         let mut ended: Vec<(InstanceId, bool)> = Vec::new();
-        for (id, running) in self.running.iter_mut() {
-            // Messages waiting for the next step came too; and a run whose step
-            // is away on a worker is this node's to finish, not a peer's stall.
-            let total = running.received.values().sum::<u32>() + running.inbox.len() as u32;
-            if total != running.progress.0 || running.away.is_some() {
-                running.progress = (total, now);
-            }
+        for (id, running) in self.running.iter() {
             let stalled = now.duration_since(running.progress.1) >= stall_limit;
             if now.duration_since(running.started) > timeout {
                 ended.push((*id, false));

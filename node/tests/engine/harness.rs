@@ -440,3 +440,27 @@ pub(crate) fn exchange<S: Suite>(nodes: &mut [Node<S>]) {
         }
     }
 }
+
+/// `node`'s run failed waiting on participant 2 (its reason contains `reason`),
+/// and participant 2 alone was blamed for a timeout.
+pub(crate) fn assert_run_failed_on_participant_2<S: Scheme>(node: &mut Node<S>, reason: &str) {
+    let reports = node.engine.drain_peer_reports();
+    assert!(
+        matches!(
+            &reports[..],
+            [PeerReport::Failure {
+                peer: ParticipantId(2),
+                kind: FailureKind::Timeout,
+                ..
+            }]
+        ),
+        "node {}: {reports:?}",
+        node.me
+    );
+    let failed = node.engine.drain_events();
+    assert!(
+        matches!(&failed[..], [Event::Failed { reason: why, .. }] if why.contains(reason)),
+        "node {}: {failed:?}",
+        node.me
+    );
+}

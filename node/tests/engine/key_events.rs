@@ -1,7 +1,9 @@
 //! Key events as the contract's numbered attempts: resharing with a join, a
 //! leave and a threshold change that keeps the public key; a new attempt voids the
 //! old one's runs and its share replaces the older one; a node that stored its
-//! share for an attempt takes no further part in it.
+//! share for an attempt takes no further part in it; a peer that withholds its
+//! last keygen message is blamed even when the attempt ends first, and a key run
+//! that failed here is not run again in its attempt.
 
 use super::harness::*;
 
@@ -9,6 +11,8 @@ for_each_scheme!(
     resharing_with_a_join_a_leave_and_a_threshold_change_keeps_the_key,
     a_new_attempt_voids_the_old_attempts_runs_and_its_share_replaces_the_older_one,
     a_node_that_stored_its_share_refuses_the_attempt_again_and_runs_the_next,
+    an_ended_attempt_blames_the_peer_that_withheld_its_last_key_message,
+    a_key_run_that_failed_here_is_not_run_again_in_its_attempt,
 );
 
 /// Epoch 0: nodes 0..3 hold the key with threshold 2. Epoch 1: node 0 leaves,
@@ -368,4 +372,179 @@ fn keygen_start<S: Suite>(attempt: u64) -> Vec<u8> {
         },
     })
     .encode(S::DOMAIN)
+}
+
+/// Moves every frame as [`exchange`] does, except that `withholder`'s protocol
+/// messages to `victim` go out one behind (each held until its next one), as
+/// mpc-node's test-only `withhold` does: its last message reaches the others but
+/// never `victim`.
+fn exchange_withholding<S: Suite>(nodes: &mut [Node<S>], withholder: usize, victim: usize) {
+    let mut held: Option<Vec<u8>> = None;
+    loop {
+        let mut moved = 0;
+        for i in 0..nodes.len() {
+            moved += settle(&mut nodes[i]);
+            let sender = ParticipantId(nodes[i].me);
+            for (to, frame) in nodes[i].engine.drain_outbox() {
+                moved += 1;
+                let protocol = matches!(
+                    NodeMessage::decode(&frame).unwrap().1,
+                    NodeMessage::Protocol(_)
+                );
+                let frame = if i == withholder && to.0 as usize == victim && protocol {
+                    match held.replace(frame) {
+                        Some(previous) => previous,
+                        None => continue,
+                    }
+                } else {
+                    frame
+                };
+                handle(&mut nodes[to.0 as usize].engine, sender, &frame).unwrap();
+            }
+            let events = nodes[i].engine.drain_events();
+            nodes[i].events.extend(events);
+        }
+        if moved == 0 {
+            return;
+        }
+    }
+}
+
+/// Keygen attempt 0 among three: node 2 withholds its last message of the run
+/// from node 0, so nodes 1 and 2 store their shares and node 0 waits on node 2
+/// alone. The contract ends the attempt (say node 1's report of another run, or
+/// its timeout) before node 0's stall rule fires; the key engine dropped for it
+/// judges its run: node 2 is blamed once the run has been quiet long enough
+/// (not while it was still taking messages), even though node 2's first message
+/// of the next attempt reached node 0 before node 0 saw that attempt begin. Node 1,
+/// which finished, blames nobody.
+async fn an_ended_attempt_blames_the_peer_that_withheld_its_last_key_message<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = keyless::<S>(3, dir.path()).await;
+    for node in nodes.iter_mut() {
+        node.engine = key_engine(node, generate::<S>(0));
+    }
+    assert!(nodes[1].engine.propose_key_task().unwrap());
+    exchange_withholding(&mut nodes, 2, 0);
+    assert_eq!(stored_keys(&nodes, 0, 0).len(), 2, "nodes 1 and 2 finished");
+    assert_eq!(share_of(&nodes[0], 0), None, "node 0 waits on node 2");
+    assert_eq!(nodes[0].engine.running(), 1);
+
+    // Just after its last message the run is not judged: a peer may be slow.
+    // (The run took that message a second ago, so node 2's message below is
+    // newer than the quiet limit when the attempt ends.)
+    let took_last = Instant::now() - Duration::from_secs(1);
+    nodes[0].engine.expire(took_last);
+    nodes[0].engine.judge_ended_attempt(took_last);
+    assert!(nodes[0].engine.drain_peer_reports().is_empty());
+
+    // Node 2 saw attempt 1 first and sent node 0 its first message of it, which
+    // node 0's engine for attempt 0 holds for the engine to come.
+    let mut next = key_engine(&nodes[2], generate::<S>(1));
+    assert!(next.propose_key_task().unwrap());
+    settle_engine(&mut next, &nodes[2].steps);
+    let protocol: Vec<Vec<u8>> = next
+        .drain_outbox()
+        .into_iter()
+        .filter(|(to, _)| to.0 == 0)
+        .map(|(_, frame)| frame)
+        .filter(|frame| {
+            matches!(
+                NodeMessage::decode(frame).unwrap().1,
+                NodeMessage::Protocol(_)
+            )
+        })
+        .collect();
+    assert!(!protocol.is_empty(), "node 2's first message of attempt 1");
+    for frame in &protocol {
+        handle(&mut nodes[0].engine, ParticipantId(2), frame).unwrap();
+    }
+
+    // Attempt 0 ends 3 s after the run's last message, more than half the stall
+    // limit (5 s here), and 2 s after node 2's message of attempt 1.
+    let ended = took_last + Duration::from_secs(3);
+    for node in nodes.iter_mut() {
+        node.engine.judge_ended_attempt(ended);
+    }
+    let reports = nodes[0].engine.drain_peer_reports();
+    assert!(
+        matches!(
+            &reports[..],
+            [PeerReport::Failure {
+                peer: ParticipantId(2),
+                kind: FailureKind::Timeout,
+                ..
+            }]
+        ),
+        "{reports:?}"
+    );
+    for node in &mut nodes[1..] {
+        let reports = node.engine.drain_peer_reports();
+        assert!(
+            reports
+                .iter()
+                .all(|r| matches!(r, PeerReport::Success { .. })),
+            "node {}: {reports:?}",
+            node.me
+        );
+    }
+    shut_down(&mut nodes).await;
+}
+
+/// [`settle`] for an engine outside a [`Node`] that shares the node's steps.
+fn settle_engine<S: Scheme>(engine: &mut Engine<S>, steps: &Arc<ManualSteps>) {
+    loop {
+        let taken = steps.take();
+        if taken.is_empty() {
+            return;
+        }
+        for step in taken {
+            engine.step_done(step.run());
+        }
+    }
+}
+
+/// Node 2 withholds its last keygen message from node 0, whose run stalls and
+/// ends (blaming node 2; the daemon then reports the attempt failed). Node 0 runs
+/// the attempt no more: proposing it starts nothing and a peer's invitation to it
+/// is refused, so no fresh first round of the same instance reaches the peers'
+/// runs (it would count there as progress and hide what they wait on).
+async fn a_key_run_that_failed_here_is_not_run_again_in_its_attempt<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = keyless::<S>(3, dir.path()).await;
+    for node in nodes.iter_mut() {
+        node.engine = key_engine(node, generate::<S>(0));
+    }
+    assert!(nodes[1].engine.propose_key_task().unwrap());
+    exchange_withholding(&mut nodes, 2, 0);
+    assert_eq!(nodes[0].engine.running(), 1, "node 0 waits on node 2");
+    let now = Instant::now();
+    nodes[0].engine.expire(now);
+    // Past the stall limit (a quarter of the 20 s timeout).
+    nodes[0].engine.expire(now + Duration::from_secs(6));
+    assert_eq!(nodes[0].engine.running(), 0);
+    assert_run_failed_on_participant_2(&mut nodes[0], "stalled waiting on participant 2");
+
+    assert!(
+        nodes[0].engine.propose_key_task().unwrap(),
+        "the task stands"
+    );
+    assert_eq!(nodes[0].engine.running(), 0, "but is not run again here");
+    match handle(
+        &mut nodes[0].engine,
+        ParticipantId(1),
+        &keygen_start::<S>(0),
+    ) {
+        Err(EngineError::Refused(why)) => assert!(why.contains("failed"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(nodes[0].engine.running(), 0);
+    assert!(nodes[0].engine.drain_outbox().is_empty(), "nothing sent");
+    assert!(nodes[0].steps.is_empty(), "nothing to step");
+
+    // The next attempt is a new task: node 0 runs it.
+    nodes[0].engine.set_key_task(Some(generate::<S>(1)));
+    assert!(nodes[0].engine.propose_key_task().unwrap());
+    assert_eq!(nodes[0].engine.running(), 1);
+    shut_down(&mut nodes).await;
 }

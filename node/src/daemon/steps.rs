@@ -6,7 +6,7 @@ use crate::engine::{StepDone, WorkerPool};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Starts one worker per core; their completions come back on the receiver, as
+/// Starts the workers (per core, one urgent and one stock); their completions come back on the receiver, as
 /// the loop's `Event::StepDone`.
 pub(super) fn start() -> std::io::Result<(Arc<WorkerPool>, mpsc::UnboundedReceiver<StepDone>)> {
     // Unbounded but small: at most one step per running instance is ever away.
@@ -18,7 +18,11 @@ pub(super) fn start() -> std::io::Result<(Arc<WorkerPool>, mpsc::UnboundedReceiv
             unsent.0.discard();
         }
     })?;
-    tracing::info!(threads, "protocol step workers started");
+    tracing::info!(
+        urgent_workers = threads,
+        stock_workers = threads,
+        "protocol step workers started"
+    );
     Ok((Arc::new(pool), done_rx))
 }
 

@@ -371,6 +371,7 @@ impl<S: Scheme> Engine<S> {
             instance,
             ticket: self.tickets,
             kind: output.kind(),
+            run_started: running.started,
         };
         self.steps.submit(StepWork::new(tag, move || {
             run_step::<S>(output, inbox, record)

@@ -5,10 +5,11 @@
 //! [`EngineSetup`](super::EngineSetup) and takes the result back through
 //! [`DomainEngine::step_done`](super::DomainEngine::step_done), so the caller's
 //! loop only routes (DESIGN §8):
-//! - [`WorkerPool`] (the daemon): one OS thread per core, taking the most urgent
-//!   step first ([`StepKind`]: signing, then key events, then presignatures, then
-//!   triples), each completion handed to a callback (the daemon sends it to its
-//!   loop over a channel);
+//! - [`WorkerPool`] (the daemon): per core, one urgent worker (signing and key
+//!   events) and one stock worker (presignatures, then triples) at a lower OS
+//!   priority; within a class the most urgent kind first ([`StepKind`]), then
+//!   the oldest run; each completion handed to a callback (the daemon sends it
+//!   to its loop over a channel);
 //! - `ManualSteps` (tests, the simulation; cargo feature `test-api`, in
 //!   `test_api.rs`): steps wait in a list until the caller runs them, in whatever
 //!   order its schedule picks, so runs stay deterministic and completions can
@@ -23,6 +24,7 @@ use crate::record_id::RecordId;
 use crate::storage::{RecordKind, Store};
 use primitives::DomainId;
 use std::any::Any;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex};
@@ -49,6 +51,12 @@ impl StepKind {
         StepKind::Triple,
     ];
 
+    /// Whether someone waits on this step now (a request, the contract), rather
+    /// than on stock made ahead of need: urgent steps have workers of their own.
+    pub fn is_urgent(&self) -> bool {
+        matches!(self, StepKind::Sign | StepKind::Key)
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             StepKind::Sign => "sign",
@@ -69,6 +77,11 @@ pub struct StepTag {
     /// Tells this step from earlier and later ones of the same instance.
     pub ticket: u64,
     pub kind: StepKind,
+    /// When the step's run began on this node. Within a kind the oldest run's
+    /// steps go first, so concurrent runs finish one after another rather than
+    /// all together at the end: after the stock runs dry, the first presignature
+    /// comes after one run's worth of work, not after every run's.
+    pub run_started: Instant,
 }
 
 /// A stock record a step stored on its worker (the record's durable write is part
@@ -154,8 +167,8 @@ pub trait StepRunner: Send + Sync {
     fn submit(&self, work: StepWork);
 }
 
-/// Steps waiting for a worker, most urgent kind first, then first come first
-/// served.
+/// Steps waiting for a worker: most urgent kind first, then the oldest run's,
+/// then first come first served.
 #[derive(Default)]
 pub struct StepQueue {
     heap: BinaryHeap<Queued>,
@@ -163,15 +176,22 @@ pub struct StepQueue {
 }
 
 struct Queued {
-    kind: StepKind,
     seq: u64,
     work: StepWork,
 }
 
+type Rank = (Reverse<StepKind>, Reverse<Instant>, Reverse<u64>);
+
 impl Queued {
-    /// Larger is served first (a max-heap): an earlier kind, then an older step.
-    fn rank(&self) -> (std::cmp::Reverse<StepKind>, std::cmp::Reverse<u64>) {
-        (std::cmp::Reverse(self.kind), std::cmp::Reverse(self.seq))
+    /// Larger is served first (a max-heap): an earlier kind, then an older run,
+    /// then an older step.
+    fn rank(&self) -> Rank {
+        let tag = &self.work.tag;
+        (
+            Reverse(tag.kind),
+            Reverse(tag.run_started),
+            Reverse(self.seq),
+        )
     }
 }
 
@@ -196,11 +216,7 @@ impl StepQueue {
     pub fn push(&mut self, work: StepWork) {
         let seq = self.next;
         self.next += 1;
-        self.heap.push(Queued {
-            kind: work.tag.kind,
-            seq,
-            work,
-        });
+        self.heap.push(Queued { seq, work });
     }
 
     /// The most urgent step.
@@ -217,14 +233,33 @@ impl StepQueue {
     }
 }
 
+/// The nice value of stock workers: 10 gives a thread about a tenth of the
+/// weight of a normal one, so stock made ahead of need yields to everything
+/// someone waits on, on this node and on others sharing the host.
+const STOCK_WORKER_NICE: i32 = 10;
+
 struct PoolState {
-    queue: StepQueue,
+    /// Signing and key-event steps, for the urgent workers.
+    urgent: StepQueue,
+    /// Presignature and triple steps, for the stock workers.
+    stock: StepQueue,
     stopping: bool,
+}
+
+impl PoolState {
+    fn queue(&mut self, urgent: bool) -> &mut StepQueue {
+        if urgent {
+            &mut self.urgent
+        } else {
+            &mut self.stock
+        }
+    }
 }
 
 struct PoolShared {
     state: Mutex<PoolState>,
-    ready: Condvar,
+    urgent_ready: Condvar,
+    stock_ready: Condvar,
 }
 
 impl PoolShared {
@@ -232,52 +267,72 @@ impl PoolShared {
         // A worker never panics while holding the lock (steps run outside it).
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn ready(&self, urgent: bool) -> &Condvar {
+        if urgent {
+            &self.urgent_ready
+        } else {
+            &self.stock_ready
+        }
+    }
 }
 
-/// Worker threads that run steps most urgent first and hand each completion to
-/// `done`. Dropping the pool lets running steps finish, drops queued ones and
-/// joins the threads.
+/// Worker threads that run steps and hand each completion to `done`, in two
+/// classes: urgent workers run signing and key-event steps, at the normal OS
+/// priority; stock workers run presignature and triple steps at a lower one
+/// ([`STOCK_WORKER_NICE`]). So a signature never waits for a worker held by
+/// stock, nor for CPU the stock takes, while stock still gets every core when
+/// nothing else wants it. Within a class, steps are served most urgent kind
+/// first, then oldest run first ([`StepQueue`]). Dropping the pool lets running
+/// steps finish, drops queued ones and joins the threads.
 pub struct WorkerPool {
     shared: Arc<PoolShared>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl WorkerPool {
-    /// One worker per core the machine offers (at least one).
+    /// One worker of each class per core the machine offers (at least one).
     pub fn threads_for_this_machine() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 
+    /// Starts `threads` urgent workers and `threads` stock workers.
     pub fn start(
         threads: usize,
         done: impl Fn(StepDone) + Send + Sync + 'static,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(PoolShared {
             state: Mutex::new(PoolState {
-                queue: StepQueue::default(),
+                urgent: StepQueue::default(),
+                stock: StepQueue::default(),
                 stopping: false,
             }),
-            ready: Condvar::new(),
+            urgent_ready: Condvar::new(),
+            stock_ready: Condvar::new(),
         });
         let done = Arc::new(done);
         let mut pool = WorkerPool {
             shared: shared.clone(),
             threads: Vec::new(),
         };
-        for i in 0..threads.max(1) {
-            let shared = shared.clone();
-            let done = done.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("mpc-step-{i}"))
-                .spawn(move || work(&shared, &*done))?;
-            pool.threads.push(thread);
+        for urgent in [true, false] {
+            for i in 0..threads.max(1) {
+                let shared = shared.clone();
+                let done = done.clone();
+                let class = if urgent { "urgent" } else { "stock" };
+                let thread = std::thread::Builder::new()
+                    .name(format!("mpc-{class}-{i}"))
+                    .spawn(move || work(&shared, urgent, &*done))?;
+                pool.threads.push(thread);
+            }
         }
         Ok(pool)
     }
 
     /// Steps waiting for a worker.
     pub fn queued(&self) -> usize {
-        self.shared.lock().queue.len()
+        let state = self.shared.lock();
+        state.urgent.len() + state.stock.len()
     }
 
     /// Takes no more steps: steps running now finish, queued ones never run (and
@@ -285,11 +340,27 @@ impl WorkerPool {
     /// joins them.
     pub fn stop(&self) {
         self.shared.lock().stopping = true;
-        self.shared.ready.notify_all();
+        self.shared.urgent_ready.notify_all();
+        self.shared.stock_ready.notify_all();
     }
 }
 
-fn work(shared: &PoolShared, done: &(dyn Fn(StepDone) + Send + Sync)) {
+/// Lowers the calling thread's OS priority to [`STOCK_WORKER_NICE`] (Linux keeps
+/// a nice value per thread). A failure costs only latency under load: logged.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let this_thread = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(this_thread), STOCK_WORKER_NICE) {
+            tracing::warn!(error = %e, "cannot lower a stock worker's priority; signing may wait behind stock");
+        }
+    }
+}
+
+fn work(shared: &PoolShared, urgent: bool, done: &(dyn Fn(StepDone) + Send + Sync)) {
+    if !urgent {
+        lower_this_threads_priority();
+    }
     loop {
         let next = {
             let mut state = shared.lock();
@@ -297,10 +368,13 @@ fn work(shared: &PoolShared, done: &(dyn Fn(StepDone) + Send + Sync)) {
                 if state.stopping {
                     return;
                 }
-                if let Some(next) = state.queue.pop() {
+                if let Some(next) = state.queue(urgent).pop() {
                     break next;
                 }
-                state = shared.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+                state = shared
+                    .ready(urgent)
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
             }
         };
         done(next.run());
@@ -309,8 +383,9 @@ fn work(shared: &PoolShared, done: &(dyn Fn(StepDone) + Send + Sync)) {
 
 impl StepRunner for WorkerPool {
     fn submit(&self, work: StepWork) {
-        self.shared.lock().queue.push(work);
-        self.shared.ready.notify_one();
+        let urgent = work.tag.kind.is_urgent();
+        self.shared.lock().queue(urgent).push(work);
+        self.shared.ready(urgent).notify_one();
     }
 }
 
@@ -328,18 +403,36 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
-    fn work_of(kind: StepKind, ticket: u64) -> StepWork {
+    /// One epoch for the runs of a test; `run_started(k)` is k ms after it.
+    fn run_started(k: u64) -> Instant {
+        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(Instant::now) + Duration::from_millis(k)
+    }
+
+    /// A step of kind `kind` whose run began at `run_started(run)`.
+    fn step_of_run(kind: StepKind, run: u64, ticket: u64) -> StepWork {
         let tag = StepTag {
             engine: 0,
             domain: DomainId(0),
             instance: InstanceId([0; 32]),
             ticket,
             kind,
+            run_started: run_started(run),
         };
         StepWork::new(tag, || StepOutput {
             result: Box::new(()),
             stored: None,
         })
+    }
+
+    fn work_of(kind: StepKind, ticket: u64) -> StepWork {
+        step_of_run(kind, 0, ticket)
+    }
+
+    fn served(queue: &mut StepQueue) -> Vec<(StepKind, u64)> {
+        std::iter::from_fn(|| queue.pop())
+            .map(|w| (w.tag.kind, w.tag.ticket))
+            .collect()
     }
 
     #[test]
@@ -358,12 +451,9 @@ mod tests {
             queue.push(work_of(kind, ticket));
         }
         assert_eq!(queue.len(), order.len());
-        let served: Vec<(StepKind, u64)> = std::iter::from_fn(|| queue.pop())
-            .map(|w| (w.tag.kind, w.tag.ticket))
-            .collect();
-        // By kind, and first come first served within a kind.
+        // By kind, and first come first served within a kind and run.
         assert_eq!(
-            served,
+            served(&mut queue),
             vec![
                 (StepKind::Sign, 3),
                 (StepKind::Sign, 5),
@@ -378,40 +468,133 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_pool_takes_the_most_urgent_waiting_step_next() {
+    fn within_a_kind_the_oldest_run_goes_first_whatever_the_arrival_order() {
+        let mut queue = StepQueue::default();
+        // Runs 30, 10 and 20 (ms after the epoch); their steps arrive interleaved.
+        let arrivals = [
+            (StepKind::Triple, 30, 0),
+            (StepKind::Triple, 10, 1),
+            (StepKind::Triple, 20, 2),
+            (StepKind::Triple, 30, 3),
+            (StepKind::Triple, 10, 4),
+            (StepKind::Presign, 40, 5),
+        ];
+        for (kind, run, ticket) in arrivals {
+            queue.push(step_of_run(kind, run, ticket));
+        }
+        // A newer run of a more urgent kind still comes first.
+        assert_eq!(
+            served(&mut queue),
+            vec![
+                (StepKind::Presign, 5),
+                (StepKind::Triple, 1),
+                (StepKind::Triple, 4),
+                (StepKind::Triple, 2),
+                (StepKind::Triple, 0),
+                (StepKind::Triple, 3),
+            ]
+        );
+    }
+
+    /// A step that signals when it starts and then waits for its release.
+    fn blocker(kind: StepKind, ticket: u64) -> (StepWork, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let work = StepWork::new(work_of(kind, ticket).tag, move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            StepOutput {
+                result: Box::new(()),
+                stored: None,
+            }
+        });
+        (work, started_rx, release_tx)
+    }
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn an_urgent_step_runs_while_every_stock_worker_is_busy() {
         let (done_tx, done_rx) = mpsc::channel();
         let pool = WorkerPool::start(1, move |done: StepDone| {
             done_tx.send(done.tag.ticket).unwrap();
         })
         .unwrap();
-        // Hold the only worker until everything else is queued.
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let (started_tx, started_rx) = mpsc::channel::<()>();
-        let blocker = StepWork::new(
-            StepTag {
-                ticket: 100,
-                ..work_of(StepKind::Triple, 0).tag
-            },
-            move || {
-                started_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-                StepOutput {
-                    result: Box::new(()),
-                    stored: None,
-                }
-            },
-        );
-        pool.submit(blocker);
-        started_rx.recv().unwrap();
-        pool.submit(work_of(StepKind::Triple, 1));
-        pool.submit(work_of(StepKind::Presign, 2));
-        pool.submit(work_of(StepKind::Sign, 3));
+        let (stock, started, release) = blocker(StepKind::Triple, 100);
+        pool.submit(stock);
+        started.recv_timeout(WAIT).unwrap();
+        pool.submit(work_of(StepKind::Sign, 1));
+        pool.submit(work_of(StepKind::Key, 2));
+        // Both urgent steps finish while the only stock worker is still held.
+        let urgent: Vec<u64> = (0..2)
+            .map(|_| done_rx.recv_timeout(WAIT).unwrap())
+            .collect();
+        assert_eq!(urgent, vec![1, 2]);
+        release.send(()).unwrap();
+        assert_eq!(done_rx.recv_timeout(WAIT).unwrap(), 100);
+    }
+
+    #[test]
+    fn a_busy_class_takes_its_most_urgent_waiting_step_next() {
+        let (done_tx, done_rx) = mpsc::channel();
+        let pool = WorkerPool::start(1, move |done: StepDone| {
+            done_tx.send(done.tag.ticket).unwrap();
+        })
+        .unwrap();
+        let (stock, stock_started, stock_release) = blocker(StepKind::Triple, 100);
+        let (urgent, urgent_started, urgent_release) = blocker(StepKind::Key, 200);
+        pool.submit(stock);
+        pool.submit(urgent);
+        stock_started.recv_timeout(WAIT).unwrap();
+        urgent_started.recv_timeout(WAIT).unwrap();
+        pool.submit(step_of_run(StepKind::Triple, 20, 1));
+        pool.submit(step_of_run(StepKind::Triple, 10, 2));
+        pool.submit(step_of_run(StepKind::Presign, 30, 3));
         pool.submit(work_of(StepKind::Key, 4));
-        assert_eq!(pool.queued(), 4);
-        release_tx.send(()).unwrap();
-        let finished: Vec<u64> = (0..5).map(|_| done_rx.recv().unwrap()).collect();
-        assert_eq!(finished, vec![100, 3, 4, 2, 1]);
+        pool.submit(work_of(StepKind::Sign, 5));
+        assert_eq!(pool.queued(), 5);
+        stock_release.send(()).unwrap();
+        let stock: Vec<u64> = (0..4)
+            .map(|_| done_rx.recv_timeout(WAIT).unwrap())
+            .collect();
+        assert_eq!(stock, vec![100, 3, 2, 1]);
+        urgent_release.send(()).unwrap();
+        let urgent: Vec<u64> = (0..3)
+            .map(|_| done_rx.recv_timeout(WAIT).unwrap())
+            .collect();
+        assert_eq!(urgent, vec![200, 5, 4]);
         assert_eq!(pool.queued(), 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn stock_workers_run_at_a_lower_os_priority_than_urgent_ones() {
+        let (done_tx, done_rx) = mpsc::channel();
+        let pool = WorkerPool::start(1, move |done: StepDone| {
+            done_tx.send(done).unwrap();
+        })
+        .unwrap();
+        let nice_of = |kind: StepKind| {
+            StepWork::new(work_of(kind, 0).tag, || StepOutput {
+                result: Box::new(
+                    rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+                        .map_err(|e| e.to_string()),
+                ),
+                stored: None,
+            })
+        };
+        let mut nice = std::collections::BTreeMap::new();
+        for kind in [StepKind::Sign, StepKind::Triple] {
+            pool.submit(nice_of(kind));
+            let done = done_rx.recv_timeout(WAIT).unwrap();
+            let result = done.output.unwrap().result;
+            let value = *result.downcast::<Result<i32, String>>().unwrap();
+            nice.insert(kind, value.unwrap());
+        }
+        let urgent = nice[&StepKind::Sign];
+        // Raising a nice value never needs privileges; from above 10 it would
+        // need them to come down, so then the stock worker stays where it was.
+        assert_eq!(nice[&StepKind::Triple], STOCK_WORKER_NICE.max(urgent));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::blame::FailureKind;
 use crate::engine::NodeMessage;
 use crate::p2p::budget::Charge;
 use crate::p2p::{Incoming, Network};
-use primitives::DomainId;
+use primitives::{DomainId, RequestId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -131,6 +131,10 @@ impl Node {
         }) else {
             return;
         };
+        if let NodeMessage::Leading(request_id) = message {
+            self.heard_leader(from, RequestId(request_id), Instant::now());
+            return;
+        }
         let message = PeerMessage {
             from,
             domain,
@@ -212,10 +216,15 @@ impl Node {
     /// Sends what the engines wrote: the one place frames leave the node.
     pub(super) fn send_outboxes(&mut self, network: &Network) {
         let signers = self.signers.values_mut().map(|s| &mut s.engine);
-        let frames: Vec<(ParticipantId, Vec<u8>)> = signers
+        let mut frames: Vec<(ParticipantId, Vec<u8>)> = signers
             .chain(self.keyers.values_mut())
             .flat_map(|engine| engine.drain_outbox())
             .collect();
+        for (domain, request_id) in std::mem::take(&mut self.announce) {
+            let word = NodeMessage::Leading(request_id.0).encode(domain);
+            let peers = self.everyone.iter().filter(|p| Some(**p) != self.me);
+            frames.extend(peers.map(|peer| (*peer, word.clone())));
+        }
         #[cfg(feature = "misbehave")]
         let frames = match self.misbehave.as_mut() {
             Some(m) => m.outgoing(frames),

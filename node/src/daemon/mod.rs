@@ -360,6 +360,10 @@ struct Node {
 
     // Requests and answers (`requests`, `leader`, `writes`).
     requests: BTreeMap<RequestId, Tracked>,
+    /// Peers' words that they lead a request (`leader`).
+    leaders_heard: BTreeMap<RequestId, leader::LeaderHeard>,
+    /// Requests this node started leading this turn, to tell every peer.
+    announce: Vec<(DomainId, RequestId)>,
     writes: Writes,
 
     // Peers (`liveness`, `inbox`).
@@ -398,6 +402,8 @@ impl Node {
             vote_in_flight: false,
             aborted: BTreeSet::new(),
             requests: BTreeMap::new(),
+            leaders_heard: BTreeMap::new(),
+            announce: Vec::new(),
             last_heard: HashMap::new(),
             was_live: BTreeSet::new(),
             blame: Blame::default(),

@@ -41,6 +41,7 @@ impl Node {
                 signer.engine.remove_request(id);
             }
         }
+        self.forget_leaders_heard(now);
         for request in pending {
             let Some(signer) = self.signers.get_mut(&request.domain_id) else {
                 continue;

@@ -6,8 +6,8 @@ use crate::engine::{StepDone, WorkerPool};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Starts the workers (per core, one urgent and one stock); their completions come back on the receiver, as
-/// the loop's `Event::StepDone`.
+/// Starts the workers (per core, one urgent and one stock); their completions
+/// come back on the receiver, as the loop's `Event::StepDone`.
 pub(super) fn start() -> std::io::Result<(Arc<WorkerPool>, mpsc::UnboundedReceiver<StepDone>)> {
     // Unbounded but small: at most one step per running instance is ever away.
     let (done_tx, done_rx) = mpsc::unbounded_channel();

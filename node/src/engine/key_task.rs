@@ -305,15 +305,6 @@ impl<S: Scheme> Engine<S> {
             // this one, says nothing of its missing last one here.
             .filter_map(|r| Some((self.straggler(r)?, r.job.clone())))
             .collect();
-        for running in self.running.values() {
-            tracing::debug!(
-                job = ?running.job,
-                quiet_ms = now.saturating_duration_since(running.progress.1).as_millis() as u64,
-                straggler = ?self.straggler(running).map(|p| p.0),
-                step_away = running.away.is_some(),
-                "a run of an ended attempt"
-            );
-        }
         for (peer, job) in stalled {
             tracing::debug!(
                 peer = peer.0,

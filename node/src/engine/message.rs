@@ -30,6 +30,10 @@ pub enum NodeMessage {
     RetireTriple(RecordId),
     /// From the owner: presignature `id` was used without this holder; drop it.
     RetirePresignature(RecordId),
+    /// To every peer: the sender leads request `0` now (it started signing it).
+    /// Handled by the daemon, whose fallback leaders then hold back (see
+    /// `daemon/leader.rs`).
+    Leading([u8; 32]),
 }
 
 impl NodeMessage {
@@ -49,7 +53,8 @@ impl NodeMessage {
             | NodeMessage::StoredTriple(_)
             | NodeMessage::StoredPresignature(_)
             | NodeMessage::RetireTriple(_)
-            | NodeMessage::RetirePresignature(_) => true,
+            | NodeMessage::RetirePresignature(_)
+            | NodeMessage::Leading(_) => true,
         }
     }
 

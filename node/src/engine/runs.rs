@@ -469,10 +469,12 @@ impl<S: Scheme> Engine<S> {
                     self.key_done = true;
                     event
                 }
-                Err(e) => Event::Failed {
-                    job,
-                    reason: e.to_string(),
-                },
+                Err(e) => {
+                    // Through `failed`, like any failed key run: not run again
+                    // in this attempt.
+                    self.failed(job, e.to_string());
+                    return;
+                }
             },
             // Stored by the run's last step, on its worker.
             (Job::Triple { id }, Done::Stored(Ok(()))) => {
@@ -516,7 +518,8 @@ impl<S: Scheme> Engine<S> {
                 }
                 result
             }
-            NodeMessage::Ping => Ok(()),
+            // The daemon's own: never handed to an engine.
+            NodeMessage::Ping | NodeMessage::Leading(_) => Ok(()),
             NodeMessage::Decline { job, reason } => {
                 let instance = self.instance_of(&job);
                 let ours = self

@@ -233,25 +233,50 @@ impl StepQueue {
     }
 }
 
-/// The nice value of stock workers: 10 gives a thread about a tenth of the
-/// weight of a normal one, so stock made ahead of need yields to everything
-/// someone waits on, on this node and on others sharing the host.
-const STOCK_WORKER_NICE: i32 = 10;
+/// How much nicer than the node itself stock workers run: +10 gives a thread
+/// about a tenth of the CPU weight of a normal one, so stock made ahead of need
+/// yields to everything someone waits on, on this node and on others sharing
+/// the host.
+#[cfg(target_os = "linux")]
+const STOCK_WORKER_NICENESS: i32 = 10;
+
+/// The two kinds of worker thread, each with its own queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WorkerClass {
+    /// Signing and key-event steps, at the node's own OS priority.
+    Urgent,
+    /// Presignature and triple steps, at a lower one.
+    Stock,
+}
+
+impl WorkerClass {
+    fn of(kind: StepKind) -> Self {
+        if kind.is_urgent() {
+            WorkerClass::Urgent
+        } else {
+            WorkerClass::Stock
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            WorkerClass::Urgent => "urgent",
+            WorkerClass::Stock => "stock",
+        }
+    }
+}
 
 struct PoolState {
-    /// Signing and key-event steps, for the urgent workers.
     urgent: StepQueue,
-    /// Presignature and triple steps, for the stock workers.
     stock: StepQueue,
     stopping: bool,
 }
 
 impl PoolState {
-    fn queue(&mut self, urgent: bool) -> &mut StepQueue {
-        if urgent {
-            &mut self.urgent
-        } else {
-            &mut self.stock
+    fn queue(&mut self, class: WorkerClass) -> &mut StepQueue {
+        match class {
+            WorkerClass::Urgent => &mut self.urgent,
+            WorkerClass::Stock => &mut self.stock,
         }
     }
 }
@@ -268,23 +293,24 @@ impl PoolShared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn ready(&self, urgent: bool) -> &Condvar {
-        if urgent {
-            &self.urgent_ready
-        } else {
-            &self.stock_ready
+    fn ready(&self, class: WorkerClass) -> &Condvar {
+        match class {
+            WorkerClass::Urgent => &self.urgent_ready,
+            WorkerClass::Stock => &self.stock_ready,
         }
     }
 }
 
 /// Worker threads that run steps and hand each completion to `done`, in two
-/// classes: urgent workers run signing and key-event steps, at the normal OS
-/// priority; stock workers run presignature and triple steps at a lower one
-/// ([`STOCK_WORKER_NICE`]). So a signature never waits for a worker held by
-/// stock, nor for CPU the stock takes, while stock still gets every core when
-/// nothing else wants it. Within a class, steps are served most urgent kind
-/// first, then oldest run first ([`StepQueue`]). Dropping the pool lets running
-/// steps finish, drops queued ones and joins the threads.
+/// classes ([`WorkerClass`]): urgent workers run signing and key-event steps at
+/// the node's OS priority; stock workers run presignature and triple steps at a
+/// lower one. So a signature never waits for a worker busy with stock, and gets
+/// the CPU ahead of stock (one shared lock remains: a stock step's durable write
+/// and the loop's taking of a run's inputs both use the database's one write
+/// transaction). Stock still gets every core when nothing else wants it.
+/// Within a class, steps are served most urgent kind first, then oldest run
+/// first ([`StepQueue`]). Dropping the pool lets running steps finish, drops
+/// queued ones and joins the threads.
 pub struct WorkerPool {
     shared: Arc<PoolShared>,
     threads: Vec<JoinHandle<()>>,
@@ -315,14 +341,13 @@ impl WorkerPool {
             shared: shared.clone(),
             threads: Vec::new(),
         };
-        for urgent in [true, false] {
+        for class in [WorkerClass::Urgent, WorkerClass::Stock] {
             for i in 0..threads.max(1) {
                 let shared = shared.clone();
                 let done = done.clone();
-                let class = if urgent { "urgent" } else { "stock" };
                 let thread = std::thread::Builder::new()
-                    .name(format!("mpc-{class}-{i}"))
-                    .spawn(move || work(&shared, urgent, &*done))?;
+                    .name(format!("mpc-{}-{i}", class.name()))
+                    .spawn(move || run_worker(&shared, class, &*done))?;
                 pool.threads.push(thread);
             }
         }
@@ -345,20 +370,26 @@ impl WorkerPool {
     }
 }
 
-/// Lowers the calling thread's OS priority to [`STOCK_WORKER_NICE`] (Linux keeps
-/// a nice value per thread). A failure costs only latency under load: logged.
+/// Makes the calling thread [`STOCK_WORKER_NICENESS`] nicer than it is (Linux
+/// keeps a nice value per thread; 19 is the nicest). A failure costs only
+/// signing latency under load: logged.
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     {
-        let this_thread = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(this_thread), STOCK_WORKER_NICE) {
-            tracing::warn!(error = %e, "cannot lower a stock worker's priority; signing may wait behind stock");
+        let this_thread = Some(rustix::thread::gettid());
+        let lowered = rustix::process::getpriority_process(this_thread).and_then(|nice| {
+            let target = (nice + STOCK_WORKER_NICENESS).min(19);
+            rustix::process::setpriority_process(this_thread, target)
+        });
+        if let Err(e) = lowered {
+            tracing::warn!(error = %e, "cannot lower a stock worker's priority; signing may wait for CPU behind stock");
         }
     }
 }
 
-fn work(shared: &PoolShared, urgent: bool, done: &(dyn Fn(StepDone) + Send + Sync)) {
-    if !urgent {
+/// A worker's life: take the next step of its class, run it, hand it back.
+fn run_worker(shared: &PoolShared, class: WorkerClass, done: &(dyn Fn(StepDone) + Send + Sync)) {
+    if class == WorkerClass::Stock {
         lower_this_threads_priority();
     }
     loop {
@@ -368,11 +399,11 @@ fn work(shared: &PoolShared, urgent: bool, done: &(dyn Fn(StepDone) + Send + Syn
                 if state.stopping {
                     return;
                 }
-                if let Some(next) = state.queue(urgent).pop() {
+                if let Some(next) = state.queue(class).pop() {
                     break next;
                 }
                 state = shared
-                    .ready(urgent)
+                    .ready(class)
                     .wait(state)
                     .unwrap_or_else(|e| e.into_inner());
             }
@@ -383,9 +414,9 @@ fn work(shared: &PoolShared, urgent: bool, done: &(dyn Fn(StepDone) + Send + Syn
 
 impl StepRunner for WorkerPool {
     fn submit(&self, work: StepWork) {
-        let urgent = work.tag.kind.is_urgent();
-        self.shared.lock().queue(urgent).push(work);
-        self.shared.ready(urgent).notify_one();
+        let class = WorkerClass::of(work.tag.kind);
+        self.shared.lock().queue(class).push(work);
+        self.shared.ready(class).notify_one();
     }
 }
 
@@ -592,9 +623,11 @@ mod tests {
             nice.insert(kind, value.unwrap());
         }
         let urgent = nice[&StepKind::Sign];
-        // Raising a nice value never needs privileges; from above 10 it would
-        // need them to come down, so then the stock worker stays where it was.
-        assert_eq!(nice[&StepKind::Triple], STOCK_WORKER_NICE.max(urgent));
+        // Raising a nice value never needs privileges; 19 is the highest.
+        assert_eq!(
+            nice[&StepKind::Triple],
+            (urgent + STOCK_WORKER_NICENESS).min(19)
+        );
     }
 
     #[test]

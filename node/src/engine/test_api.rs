@@ -3,7 +3,7 @@
 //! acknowledgements for invariant checks; and [`ManualSteps`], a step runner whose
 //! steps run when the test says. Only with the cargo feature `test-api`
 //! (the node's own tests switch it on through their dev-dependency on this
-//! crate); never in the daemon's builds.
+//! crate); never in `cargo build` or release builds.
 
 use super::StockCount;
 use super::{Engine, EngineError, Job, KeyTask, RecordId, Scheme, StepRunner, StepWork};

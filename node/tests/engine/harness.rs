@@ -244,15 +244,20 @@ pub(crate) async fn pump_with<S: Suite>(
 /// and gives the results back, as the daemon's workers and loop do. Returns how
 /// many ran.
 pub(crate) fn settle<S: Scheme>(node: &mut Node<S>) -> usize {
+    settle_engine(&mut node.engine, &node.steps)
+}
+
+/// [`settle`] for an engine outside a [`Node`] that shares the node's steps.
+pub(crate) fn settle_engine<S: Scheme>(engine: &mut Engine<S>, steps: &ManualSteps) -> usize {
     let mut ran = 0;
     loop {
-        let steps = node.steps.take();
-        if steps.is_empty() {
+        let taken = steps.take();
+        if taken.is_empty() {
             return ran;
         }
-        for step in steps {
+        for step in taken {
             ran += 1;
-            node.engine.step_done(step.run());
+            engine.step_done(step.run());
         }
     }
 }

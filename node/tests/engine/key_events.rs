@@ -491,19 +491,6 @@ async fn an_ended_attempt_blames_the_peer_that_withheld_its_last_key_message<S: 
     shut_down(&mut nodes).await;
 }
 
-/// [`settle`] for an engine outside a [`Node`] that shares the node's steps.
-fn settle_engine<S: Scheme>(engine: &mut Engine<S>, steps: &Arc<ManualSteps>) {
-    loop {
-        let taken = steps.take();
-        if taken.is_empty() {
-            return;
-        }
-        for step in taken {
-            engine.step_done(step.run());
-        }
-    }
-}
-
 /// Node 2 withholds its last keygen message from node 0, whose run stalls and
 /// ends (blaming node 2; the daemon then reports the attempt failed). Node 0 runs
 /// the attempt no more: proposing it starts nothing and a peer's invitation to it

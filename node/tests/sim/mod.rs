@@ -1299,6 +1299,7 @@ fn message_text(message: &NodeMessage) -> String {
         NodeMessage::StoredPresignature(id) => format!("stored presignature {id}"),
         NodeMessage::RetireTriple(id) => format!("retire triple {id}"),
         NodeMessage::RetirePresignature(id) => format!("retire presignature {id}"),
+        NodeMessage::Leading(id) => format!("leading {}", hex::encode(&id[..4])),
     }
 }
 

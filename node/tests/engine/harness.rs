@@ -446,9 +446,15 @@ pub(crate) fn exchange<S: Suite>(nodes: &mut [Node<S>]) {
     }
 }
 
-/// `node`'s run failed waiting on participant 2 (its reason contains `reason`),
-/// and participant 2 alone was blamed for a timeout.
-pub(crate) fn assert_run_failed_on_participant_2<S: Scheme>(node: &mut Node<S>, reason: &str) {
+/// Gives every node a key engine for keygen attempt `attempt`.
+pub(crate) fn key_engines_for_attempt<S: Suite>(nodes: &mut [Node<S>], attempt: u64) {
+    for node in nodes.iter_mut() {
+        node.engine = key_engine(node, generate::<S>(attempt));
+    }
+}
+
+/// `node` blamed participant 2 alone, for a timeout.
+pub(crate) fn assert_participant_2_alone_blamed<S: Scheme>(node: &mut Node<S>) {
     let reports = node.engine.drain_peer_reports();
     assert!(
         matches!(
@@ -462,6 +468,12 @@ pub(crate) fn assert_run_failed_on_participant_2<S: Scheme>(node: &mut Node<S>, 
         "node {}: {reports:?}",
         node.me
     );
+}
+
+/// `node`'s run failed waiting on participant 2 (its reason contains `reason`),
+/// and participant 2 alone was blamed for a timeout.
+pub(crate) fn assert_run_failed_on_participant_2<S: Scheme>(node: &mut Node<S>, reason: &str) {
+    assert_participant_2_alone_blamed(node);
     let failed = node.engine.drain_events();
     assert!(
         matches!(&failed[..], [Event::Failed { reason: why, .. }] if why.contains(reason)),

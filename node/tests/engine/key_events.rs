@@ -290,9 +290,7 @@ async fn a_new_attempt_voids_the_old_attempts_runs_and_its_share_replaces_the_ol
 async fn a_node_that_stored_its_share_refuses_the_attempt_again_and_runs_the_next<S: Suite>() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = keyless::<S>(3, dir.path()).await;
-    for node in nodes.iter_mut() {
-        node.engine = key_engine(node, generate::<S>(7));
-    }
+    key_engines_for_attempt(&mut nodes, 7);
     nodes[1].engine.propose_key_task().unwrap();
     pump(&mut nodes, "attempt 7 at three nodes", |n| {
         stored_keys(n, 0, 7).len() == 3
@@ -421,9 +419,7 @@ fn exchange_withholding<S: Suite>(nodes: &mut [Node<S>], withholder: usize, vict
 async fn an_ended_attempt_blames_the_peer_that_withheld_its_last_key_message<S: Suite>() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = keyless::<S>(3, dir.path()).await;
-    for node in nodes.iter_mut() {
-        node.engine = key_engine(node, generate::<S>(0));
-    }
+    key_engines_for_attempt(&mut nodes, 0);
     assert!(nodes[1].engine.propose_key_task().unwrap());
     exchange_withholding(&mut nodes, 2, 0);
     assert_eq!(stored_keys(&nodes, 0, 0).len(), 2, "nodes 1 and 2 finished");
@@ -466,18 +462,7 @@ async fn an_ended_attempt_blames_the_peer_that_withheld_its_last_key_message<S: 
     for node in nodes.iter_mut() {
         node.engine.judge_ended_attempt(ended);
     }
-    let reports = nodes[0].engine.drain_peer_reports();
-    assert!(
-        matches!(
-            &reports[..],
-            [PeerReport::Failure {
-                peer: ParticipantId(2),
-                kind: FailureKind::Timeout,
-                ..
-            }]
-        ),
-        "{reports:?}"
-    );
+    assert_participant_2_alone_blamed(&mut nodes[0]);
     for node in &mut nodes[1..] {
         let reports = node.engine.drain_peer_reports();
         assert!(
@@ -499,9 +484,7 @@ async fn an_ended_attempt_blames_the_peer_that_withheld_its_last_key_message<S: 
 async fn a_key_run_that_failed_here_is_not_run_again_in_its_attempt<S: Suite>() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = keyless::<S>(3, dir.path()).await;
-    for node in nodes.iter_mut() {
-        node.engine = key_engine(node, generate::<S>(0));
-    }
+    key_engines_for_attempt(&mut nodes, 0);
     assert!(nodes[1].engine.propose_key_task().unwrap());
     exchange_withholding(&mut nodes, 2, 0);
     assert_eq!(nodes[0].engine.running(), 1, "node 0 waits on node 2");

@@ -128,9 +128,7 @@ async fn a_stock_run_that_ends_while_its_last_step_is_away_leaves_no_record<S: S
 async fn a_key_run_voided_while_its_step_is_away_stores_nothing<S: Suite>() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = keyless::<S>(3, dir.path()).await;
-    for node in nodes.iter_mut() {
-        node.engine = key_engine(node, generate::<S>(0));
-    }
+    key_engines_for_attempt(&mut nodes, 0);
     assert!(nodes[0].engine.propose_key_task().unwrap());
     assert_eq!(nodes[0].engine.steps_away(), 1);
     let invitations = nodes[0].engine.drain_outbox();

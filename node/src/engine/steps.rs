@@ -6,10 +6,10 @@
 //! [`DomainEngine::step_done`](super::DomainEngine::step_done), so the caller's
 //! loop only routes (DESIGN §8):
 //! - [`WorkerPool`] (the daemon): per core, one urgent worker (signing and key
-//!   events) and one stock worker (presignatures, then triples) at a lower OS
-//!   priority; within a class the most urgent kind first ([`StepKind`]), then
-//!   the oldest run; each completion handed to a callback (the daemon sends it
-//!   to its loop over a channel);
+//!   events) and one stock worker (presignatures, then triples); within a class
+//!   the most urgent kind first ([`StepKind`]), then the oldest run; each
+//!   completion handed to a callback (the daemon sends it to its loop over a
+//!   channel);
 //! - `ManualSteps` (tests, the simulation; cargo feature `test-api`, in
 //!   `test_api.rs`): steps wait in a list until the caller runs them, in whatever
 //!   order its schedule picks, so runs stay deterministic and completions can
@@ -233,19 +233,12 @@ impl StepQueue {
     }
 }
 
-/// How much nicer than the node itself stock workers run: +10 gives a thread
-/// about a tenth of the CPU weight of a normal one, so stock made ahead of need
-/// yields to everything someone waits on, on this node and on others sharing
-/// the host.
-#[cfg(target_os = "linux")]
-const STOCK_WORKER_NICENESS: i32 = 10;
-
 /// The two kinds of worker thread, each with its own queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum WorkerClass {
-    /// Signing and key-event steps, at the node's own OS priority.
+    /// Signing and key-event steps.
     Urgent,
-    /// Presignature and triple steps, at a lower one.
+    /// Presignature and triple steps.
     Stock,
 }
 
@@ -302,15 +295,14 @@ impl PoolShared {
 }
 
 /// Worker threads that run steps and hand each completion to `done`, in two
-/// classes ([`WorkerClass`]): urgent workers run signing and key-event steps at
-/// the node's OS priority; stock workers run presignature and triple steps at a
-/// lower one. So a signature never waits for a worker busy with stock, and gets
-/// the CPU ahead of stock (one shared lock remains: a stock step's durable write
-/// and the loop's taking of a run's inputs both use the database's one write
-/// transaction). Stock still gets every core when nothing else wants it.
-/// Within a class, steps are served most urgent kind first, then oldest run
-/// first ([`StepQueue`]). Dropping the pool lets running steps finish, drops
-/// queued ones and joins the threads.
+/// classes ([`WorkerClass`]), one thread of each per core: urgent workers run
+/// signing and key-event steps, stock workers presignature and triple steps, so
+/// a signature never waits for a worker busy with stock. Both run at the node's
+/// OS priority: stock at a lower one (tried) starved when something else took
+/// the CPU (a flooding peer's traffic), and then requests waited on the very
+/// presignatures it could not make. Within a class, steps are served most
+/// urgent kind first, then oldest run first ([`StepQueue`]). Dropping the pool
+/// lets running steps finish, drops queued ones and joins the threads.
 pub struct WorkerPool {
     shared: Arc<PoolShared>,
     threads: Vec<JoinHandle<()>>,
@@ -370,28 +362,8 @@ impl WorkerPool {
     }
 }
 
-/// Makes the calling thread [`STOCK_WORKER_NICENESS`] nicer than it is (Linux
-/// keeps a nice value per thread; 19 is the nicest). A failure costs only
-/// signing latency under load: logged.
-fn lower_this_threads_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let this_thread = Some(rustix::thread::gettid());
-        let lowered = rustix::process::getpriority_process(this_thread).and_then(|nice| {
-            let target = (nice + STOCK_WORKER_NICENESS).min(19);
-            rustix::process::setpriority_process(this_thread, target)
-        });
-        if let Err(e) = lowered {
-            tracing::warn!(error = %e, "cannot lower a stock worker's priority; signing may wait for CPU behind stock");
-        }
-    }
-}
-
 /// A worker's life: take the next step of its class, run it, hand it back.
 fn run_worker(shared: &PoolShared, class: WorkerClass, done: &(dyn Fn(StepDone) + Send + Sync)) {
-    if class == WorkerClass::Stock {
-        lower_this_threads_priority();
-    }
     loop {
         let next = {
             let mut state = shared.lock();
@@ -595,39 +567,6 @@ mod tests {
             .collect();
         assert_eq!(urgent, vec![200, 5, 4]);
         assert_eq!(pool.queued(), 0);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn stock_workers_run_at_a_lower_os_priority_than_urgent_ones() {
-        let (done_tx, done_rx) = mpsc::channel();
-        let pool = WorkerPool::start(1, move |done: StepDone| {
-            done_tx.send(done).unwrap();
-        })
-        .unwrap();
-        let nice_of = |kind: StepKind| {
-            StepWork::new(work_of(kind, 0).tag, || StepOutput {
-                result: Box::new(
-                    rustix::process::getpriority_process(Some(rustix::thread::gettid()))
-                        .map_err(|e| e.to_string()),
-                ),
-                stored: None,
-            })
-        };
-        let mut nice = std::collections::BTreeMap::new();
-        for kind in [StepKind::Sign, StepKind::Triple] {
-            pool.submit(nice_of(kind));
-            let done = done_rx.recv_timeout(WAIT).unwrap();
-            let result = done.output.unwrap().result;
-            let value = *result.downcast::<Result<i32, String>>().unwrap();
-            nice.insert(kind, value.unwrap());
-        }
-        let urgent = nice[&StepKind::Sign];
-        // Raising a nice value never needs privileges; 19 is the highest.
-        assert_eq!(
-            nice[&StepKind::Triple],
-            (urgent + STOCK_WORKER_NICENESS).min(19)
-        );
     }
 
     #[test]

@@ -481,3 +481,33 @@ pub(crate) fn assert_run_failed_on_participant_2<S: Scheme>(node: &mut Node<S>, 
         node.me
     );
 }
+
+/// Every node learns `request` from the chain.
+pub(crate) fn add_request_everywhere<S: Scheme>(nodes: &mut [Node<S>], request: &PendingRequest) {
+    for node in nodes.iter_mut() {
+        node.engine.add_request(request).unwrap();
+    }
+}
+
+/// Node 0 leads `request` with `presignature` among `all`; returns once
+/// `signers` nodes signed it.
+pub(crate) async fn lead_and_sign<S: Suite>(
+    nodes: &mut [Node<S>],
+    request: &PendingRequest,
+    all: &Participants,
+    presignature: RecordId,
+    signers: usize,
+    what: &str,
+) {
+    assert_eq!(
+        nodes[0]
+            .engine
+            .propose_sign(request.request_id, all)
+            .unwrap(),
+        Some(presignature)
+    );
+    pump(nodes, what, |n| {
+        count(n, |e| matches!(e, Event::Signed { .. })) == signers
+    })
+    .await;
+}

@@ -231,19 +231,15 @@ async fn a_peer_declining_ends_the_run_and_garbage_does_no_harm<S: Suite>() {
 
     // The engines work as before: a signature with the presignature.
     let request = request::<S>("frank.near", "solana-2", 0x66);
-    for node in nodes.iter_mut() {
-        node.engine.add_request(&request).unwrap();
-    }
-    assert_eq!(
-        nodes[0]
-            .engine
-            .propose_sign(request.request_id, &all)
-            .unwrap(),
-        Some(presignature)
-    );
-    pump(&mut nodes, "a signature after the garbage", |n| {
-        count(n, |e| matches!(e, Event::Signed { .. })) == 2
-    })
+    add_request_everywhere(&mut nodes, &request);
+    lead_and_sign(
+        &mut nodes,
+        &request,
+        &all,
+        presignature,
+        2,
+        "a signature after the garbage",
+    )
     .await;
     for node in &nodes {
         for (_, _, response) in signed(node) {

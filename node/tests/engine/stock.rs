@@ -107,19 +107,15 @@ async fn a_threshold_subset_makes_stock_and_signs<S: Suite>() {
     assert_eq!(nodes[0].engine.own_stock(&all).unwrap().presignatures, 1);
 
     let request = request::<S>("carol.near", "ethereum-7", 0x55);
-    for node in nodes.iter_mut() {
-        node.engine.add_request(&request).unwrap();
-    }
-    assert_eq!(
-        nodes[0]
-            .engine
-            .propose_sign(request.request_id, &all)
-            .unwrap(),
-        Some(presignature)
-    );
-    pump(&mut nodes, "a signature at the holders", |n| {
-        count(n, |e| matches!(e, Event::Signed { .. })) == 2
-    })
+    add_request_everywhere(&mut nodes, &request);
+    lead_and_sign(
+        &mut nodes,
+        &request,
+        &all,
+        presignature,
+        2,
+        "a signature at the holders",
+    )
     .await;
     for node in &nodes {
         let signatures = signed(node);

@@ -210,6 +210,9 @@ pub struct Metrics {
     pub respond_failures: Counter,
     /// Signing runs this node started as leader (each spends a presignature).
     pub sign_runs_led: Counter,
+    /// Requests whose turn came to this node with none of its presignatures
+    /// usable, passed on to the next live node at once.
+    pub leads_passed: Counter,
     /// Protocol runs that ended without output (timeouts, unreachable peers, bad
     /// messages).
     pub protocol_failures: Counter,
@@ -240,6 +243,7 @@ impl Metrics {
             signatures: Counter::default(),
             respond_failures: Counter::default(),
             sign_runs_led: Counter::default(),
+            leads_passed: Counter::default(),
             protocol_failures: Counter::default(),
             triples_generated: Counter::default(),
             presignatures_generated: Counter::default(),
@@ -329,6 +333,11 @@ impl Metrics {
                 "mpc_sign_runs_led_total",
                 "Signing runs started by this node as leader (each spends a presignature).",
                 &self.sign_runs_led,
+            ),
+            (
+                "mpc_leads_passed_total",
+                "Requests passed on to the next leader for want of a usable presignature here.",
+                &self.leads_passed,
             ),
             (
                 "mpc_protocol_failures_total",

@@ -10,7 +10,10 @@
 //!   nodes' share of it (mean, from a node first seeing the request to its
 //!   `respond` being final, from the nodes' /metrics);
 //! - *throughput*: a burst of concurrent requests, larger than the stock, so the
-//!   rate includes generating triples and presignatures (sustained signatures/s);
+//!   rate includes generating triples and presignatures (sustained signatures/s,
+//!   counted over the burst's second half of answers: by then the stock the
+//!   nodes had stored before it is spent, so the rate is what they make, not
+//!   what they had; node CPU per signature is taken over the same stretch);
 //! - *latency under regeneration*: right after the burst, with the stock empty and
 //!   regenerating at full speed, sequential requests (p99 in ms and the worst in
 //!   blocks), and the worst node's loop lag p99 (how late its loop came back to a
@@ -24,7 +27,7 @@
 //!   nodes could not have: the table also shows the bound with it taken away.
 //!
 //! Prints a Markdown table. Flags: `--latency N` (default 30), `--burst N` (default
-//! 60), `--shapes 3x2,5x3`, `--set key=value` (a node setting, repeatable),
+//! 120), `--shapes 3x2,5x3`, `--set key=value` (a node setting, repeatable),
 //! `--subset threshold|all|both` (the nodes' `stock_subset`; `both` measures each
 //! shape once with each, on a fresh cluster, and ends with their sustained sig/s
 //! side by side; without the flag the nodes' default), `--scheme
@@ -56,7 +59,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         latency: 30,
-        burst: 60,
+        burst: 120,
         shapes: vec![(3, 2), (5, 3)],
         settings: Vec::new(),
         subsets: vec![None],
@@ -357,6 +360,15 @@ async fn sequential(
         cluster.verify(user, &request, &signature)?;
         blocks.push(answered - asked);
     }
+    eprintln!(
+        "bench: one by one (ms/blocks): {}",
+        latencies
+            .iter()
+            .zip(&blocks)
+            .map(|(l, b)| format!("{}/{b}", l.as_millis()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     latencies.sort();
     blocks.sort();
     Ok((latencies, blocks))
@@ -413,6 +425,7 @@ async fn measure(
     if let Some(subset) = subset {
         config = config.set("stock_subset", &format!("\"{subset}\""));
     }
+    config.keep_dir = std::env::var_os("BENCH_KEEP").is_some();
     let cluster = Cluster::start(config).await?;
     let mut users = cluster
         .user("bench.test.near", args.burst.max(1) + 1)
@@ -455,9 +468,8 @@ async fn measure(
         args.burst
     );
     let pids: Vec<u32> = cluster.node_pids();
-    let cpu_before: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
-    let own_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
-    let started = Instant::now();
+    let cpu_now = || -> f64 { pids.iter().filter_map(|p| cpu_seconds(*p)).sum() };
+    let own_now = || cpu_seconds(std::process::id()).unwrap_or(0.0);
     let mut calls = tokio::task::JoinSet::new();
     let cluster = std::sync::Arc::new(cluster);
     for (k, user) in users.into_iter().enumerate() {
@@ -468,20 +480,53 @@ async fn measure(
             cluster.verify(&user, &request, &signature).map(|_| ())
         });
     }
+    // The second half of the answers is measured: from the answer that ends
+    // the first half to the last.
+    let half = calls.len() / 2;
     let mut answered = 0usize;
+    let mut from = (Instant::now(), cpu_now(), own_now());
     while let Some(done) = calls.join_next().await {
         done.map_err(|e| e.to_string())??;
         answered += 1;
+        if answered == half {
+            from = (Instant::now(), cpu_now(), own_now());
+        }
     }
+    let (started, cpu_before, own_before) = from;
+    let answered = answered - half;
     let elapsed = started.elapsed();
-    let cpu_after: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
-    let own_after = cpu_seconds(std::process::id()).unwrap_or(0.0);
+    let (cpu_after, own_after) = (cpu_now(), own_now());
     // This process is the devnet (the chain) and the clients: the cores it used
     // were not available to the nodes.
     let chain_cores = (own_after - own_before) / elapsed.as_secs_f64();
     let Ok(cluster) = std::sync::Arc::try_unwrap(cluster) else {
         return Err("the cluster is still shared".into());
     };
+    // Where the presignatures went, over the whole run so far.
+    let mut totals = [0.0; 6];
+    let names = [
+        "mpc_sign_runs_led_total",
+        "mpc_respond_failures_total",
+        "mpc_leads_passed_total",
+        "mpc_presignatures_generated_total",
+        "mpc_triples_generated_total",
+        "mpc_protocol_failures_total",
+    ];
+    for i in 0..n {
+        for (total, name) in totals.iter_mut().zip(names) {
+            *total += cluster.node_metric(i, name).await?;
+        }
+    }
+    eprintln!(
+        "bench: so far {} requests; sign runs led {}, respond failures {}, leads passed {}, shares stored: presignatures {}, triples {}; runs failed {}",
+        args.latency + args.burst,
+        totals[0],
+        totals[1],
+        totals[2],
+        totals[3],
+        totals[4],
+        totals[5]
+    );
 
     // The burst emptied the stock: the nodes now regenerate it at full speed, and
     // requests must still be answered within a few blocks.

@@ -131,9 +131,13 @@ impl Node {
         }) else {
             return;
         };
-        if let NodeMessage::Leading(request_id) = message {
-            self.heard_leader(from, RequestId(request_id), Instant::now());
+        if let NodeMessage::Leading(request_id) | NodeMessage::Passing(request_id) = message {
+            self.heard_of_lead(from, RequestId(request_id), &message, Instant::now());
             return;
+        }
+        if let NodeMessage::StoredTriple(_) | NodeMessage::StoredPresignature(_) = message {
+            // A holder confirmed a share of ours: the record may be usable now.
+            self.act_soon = true;
         }
         let message = PeerMessage {
             from,
@@ -220,8 +224,8 @@ impl Node {
             .chain(self.keyers.values_mut())
             .flat_map(|engine| engine.drain_outbox())
             .collect();
-        for (domain, request_id) in std::mem::take(&mut self.announce) {
-            let word = NodeMessage::Leading(request_id.0).encode(domain);
+        for (domain, word) in std::mem::take(&mut self.announce) {
+            let word = word.encode(domain);
             let peers = self.everyone.iter().filter(|p| Some(**p) != self.me);
             frames.extend(peers.map(|peer| (*peer, word.clone())));
         }

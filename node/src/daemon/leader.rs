@@ -5,17 +5,29 @@
 //! leader that is up but failing. A second answer is refused by the contract, so
 //! at worst a fallback costs one wasted presignature.
 //!
+//! A node whose turn came but that has no usable presignature for the request
+//! passes it on at once ([`NodeMessage::Passing`]): a live node whose betters
+//! (the live nodes ranked above it) all passed leads at once too, without
+//! waiting for its grace. Presignatures are made among threshold-sized subsets
+//! and belong to the node that proposed them, so while stock regenerates (after
+//! a burst, or a resharing) some nodes have one and others not; without passing,
+//! a request whose first leader had none waited for that node's next one (12
+//! blocks at (5,3) in one bench run) while others sat unused. A node that passed
+//! takes its turn by time only.
+//!
 //! A node that starts leading a request says so to every peer
-//! ([`NodeMessage::Leading`](crate::engine::NodeMessage::Leading)); while that
-//! word is fresh and its sender live, no other node leads the request, whatever
-//! its turn. Without it, a burst longer than the grace made every request's
-//! fallback leaders sign it too, each answer after the first refused by the
-//! contract: a presignature burnt per fallback, when presignatures are what a
-//! burst is short of (40 % of them at (3,2) in one bench run). Only a peer's
-//! first word per request counts, so a peer that says it leads and never signs
-//! delays a request by [`HELD_BACK_FOR_GRACES`] grace periods at most.
+//! ([`NodeMessage::Leading`]); while that word is fresh and its sender live, no
+//! other node leads the request, whatever its turn. Without it, a burst longer
+//! than the grace made every request's fallback leaders sign it too, each answer
+//! after the first refused by the contract: a presignature burnt per fallback,
+//! when presignatures are what a burst is short of (40 % of them at (3,2) in one
+//! bench run). Only a peer's first word per request counts, so a peer that says
+//! it leads and never signs delays a request by [`HELD_BACK_FOR_GRACES`] grace
+//! periods at most; a peer that passes when it could lead only hands the request
+//! on sooner.
 
 use super::Node;
+use crate::engine::NodeMessage;
 use primitives::RequestId;
 use sha3::{Digest, Sha3_256};
 use std::collections::BTreeSet;
@@ -26,30 +38,53 @@ use threshold::{ParticipantId, Participants};
 /// grace periods from when the word came.
 const HELD_BACK_FOR_GRACES: u32 = 2;
 
-/// Words of leading kept at most: the contract's pending requests are fewer,
-/// so only a peer making up request ids fills it (and then words for real
-/// requests are still taken while it lasts; the first word per request stays).
-const MAX_LEADERS_HEARD: usize = 4096;
+/// Requests with peers' words kept at most: the contract's pending requests are
+/// fewer, so only a peer making up request ids fills it (and then words for
+/// requests already listed are still taken while it lasts).
+const MAX_REQUESTS_HEARD_OF: usize = 4096;
 
-/// The peer that first said it leads a request, and when that came.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct LeaderHeard {
-    peer: ParticipantId,
-    at: Instant,
+/// What peers said about leading one request.
+#[derive(Clone, Debug)]
+pub(super) struct HeardOf {
+    /// The peer that first said it leads the request, and when that came.
+    leading: Option<(ParticipantId, Instant)>,
+    /// The peers that passed it on.
+    passed: BTreeSet<ParticipantId>,
+    /// When the last word came.
+    last: Instant,
 }
 
 /// Whether another live node's fresh word that it leads the request holds this
 /// node back from leading it.
 fn held_back(
-    heard: Option<&LeaderHeard>,
+    heard: Option<&HeardOf>,
     me: ParticipantId,
     live: &Participants,
     hold: Duration,
     now: Instant,
 ) -> bool {
-    heard.is_some_and(|h| {
-        h.peer != me && live.contains(h.peer) && now.saturating_duration_since(h.at) < hold
+    heard.and_then(|h| h.leading).is_some_and(|(peer, at)| {
+        peer != me && live.contains(peer) && now.saturating_duration_since(at) < hold
     })
+}
+
+/// Whether a request's turn came to this node, whose betters (the live nodes
+/// ranked above it) are `betters`: by time, one grace period per better after
+/// the request was first seen here, or at once once every better passed it on,
+/// unless this node passed it too.
+fn turn_came(
+    betters: &[ParticipantId],
+    heard: Option<&HeardOf>,
+    passed_here: bool,
+    waited: Duration,
+    grace: Duration,
+) -> bool {
+    let by_time = waited >= grace.saturating_mul(betters.len() as u32);
+    let handed_on = !passed_here
+        && betters
+            .iter()
+            .all(|p| heard.is_some_and(|h| h.passed.contains(p)));
+    by_time || handed_on
 }
 
 /// The deterministic leader order of a request: participants sorted by a hash of
@@ -70,7 +105,8 @@ pub fn leader_order(request_id: &RequestId, participants: &Participants) -> Vec<
 }
 
 impl Node {
-    /// Leads the pending requests whose turn it is for this node.
+    /// Leads the pending requests whose turn it is for this node, and passes on
+    /// those it has no presignature for.
     pub(super) fn lead(&mut self, live: &Participants, now: Instant) {
         let (Some(me), Some(all)) = (self.me, self.running_set.as_ref()) else {
             return;
@@ -83,40 +119,56 @@ impl Node {
             let led_lately = tracked
                 .led_at
                 .is_some_and(|at| now.duration_since(at) < retry_after);
-            if led_lately || tracked.answer.is_some() || exhausted.contains(&tracked.domain) {
+            if led_lately || tracked.answer.is_some() {
                 continue;
             }
-            if held_back(self.leaders_heard.get(request_id), me, live, hold, now) {
+            let heard = self.heard_of.get(request_id);
+            if held_back(heard, me, live, hold, now) {
                 continue;
             }
             let Some(signer) = self.signers.get_mut(&tracked.domain) else {
                 continue;
             };
-            let order = leader_order(request_id, all);
-            let Some(rank) = order
+            let order: Vec<ParticipantId> = leader_order(request_id, all)
+                .into_iter()
+                .filter(|p| live.contains(*p))
+                .collect();
+            let Some(betters) = order
                 .iter()
-                .filter(|p| live.contains(**p))
                 .position(|p| *p == me)
+                .and_then(|rank| order.get(..rank))
             else {
                 continue;
             };
-            let turn = self.config.leader_grace * rank as u32;
-            if now.duration_since(tracked.first_seen) < turn {
+            let waited = now.duration_since(tracked.first_seen);
+            let grace = self.config.leader_grace;
+            if !turn_came(betters, heard, tracked.passed, waited, grace) {
                 continue;
             }
-            match signer.engine.propose_sign(*request_id, live) {
+            let led = if exhausted.contains(&tracked.domain) {
+                Ok(None)
+            } else {
+                signer.engine.propose_sign(*request_id, live)
+            };
+            match led {
                 Ok(Some(presignature)) => {
                     self.config.metrics.sign_runs_led.inc();
-                    tracing::debug!(request = %request_id, %presignature, waited_ms = now.duration_since(tracked.first_seen).as_millis() as u64, "leading a request");
-                    if rank > 0 {
-                        tracing::info!(request = %request_id, rank, "leading a request in place of a silent leader");
+                    tracing::debug!(request = %request_id, %presignature, waited_ms = waited.as_millis() as u64, "leading a request");
+                    if !betters.is_empty() && waited >= grace {
+                        tracing::info!(request = %request_id, rank = betters.len(), "leading a request in place of a silent leader");
                     }
                     tracked.led_at = Some(now);
-                    self.announce.push((tracked.domain, *request_id));
+                    let word = NodeMessage::Leading(request_id.0);
+                    self.announce.push((tracked.domain, word));
                 }
                 Ok(None) => {
-                    tracing::debug!(request = %request_id, domain = tracked.domain.0, "no usable presignature to lead with yet");
                     exhausted.insert(tracked.domain);
+                    if !std::mem::replace(&mut tracked.passed, true) {
+                        self.config.metrics.leads_passed.inc();
+                        tracing::debug!(request = %request_id, domain = tracked.domain.0, "no usable presignature: passing the lead on");
+                        let word = NodeMessage::Passing(request_id.0);
+                        self.announce.push((tracked.domain, word));
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(request = %request_id, error = %e, "cannot lead a request")
@@ -125,30 +177,45 @@ impl Node {
         }
     }
 
-    /// A peer's word that it leads `request_id` (only its first word counts).
-    pub(super) fn heard_leader(
+    /// A peer's word about leading `request_id`: that it leads it (only its
+    /// first such word counts) or that it passed it on. A pass may make this
+    /// node's turn, so the node acts at once rather than at the next heartbeat.
+    pub(super) fn heard_of_lead(
         &mut self,
         peer: ParticipantId,
         request_id: RequestId,
+        word: &NodeMessage,
         now: Instant,
     ) {
-        if self.leaders_heard.len() >= MAX_LEADERS_HEARD
-            && !self.leaders_heard.contains_key(&request_id)
+        if self.heard_of.len() >= MAX_REQUESTS_HEARD_OF && !self.heard_of.contains_key(&request_id)
         {
             return;
         }
-        self.leaders_heard
-            .entry(request_id)
-            .or_insert(LeaderHeard { peer, at: now });
+        let heard = self.heard_of.entry(request_id).or_insert(HeardOf {
+            leading: None,
+            passed: BTreeSet::new(),
+            last: now,
+        });
+        heard.last = now;
+        match word {
+            NodeMessage::Leading(_) => {
+                heard.leading.get_or_insert((peer, now));
+            }
+            NodeMessage::Passing(_) => {
+                heard.passed.insert(peer);
+                self.act_soon = true;
+            }
+            _ => {}
+        }
     }
 
-    /// Forgets words of leading for requests no longer pending, once they no
-    /// longer hold anyone back (a word may come before the request is seen here).
-    pub(super) fn forget_leaders_heard(&mut self, now: Instant) {
+    /// Forgets words about requests no longer pending, once they no longer hold
+    /// anyone back (a word may come before the request is seen here).
+    pub(super) fn forget_heard_of(&mut self, now: Instant) {
         let hold = self.config.leader_grace * HELD_BACK_FOR_GRACES;
         let requests = &self.requests;
-        self.leaders_heard.retain(|id, heard| {
-            requests.contains_key(id) || now.saturating_duration_since(heard.at) < hold
+        self.heard_of.retain(|id, heard| {
+            requests.contains_key(id) || now.saturating_duration_since(heard.last) < hold
         });
     }
 }
@@ -157,15 +224,22 @@ impl Node {
 mod tests {
     use super::*;
 
+    fn heard(leading: Option<(u32, Instant)>, passed: &[u32], now: Instant) -> HeardOf {
+        HeardOf {
+            leading: leading.map(|(peer, at)| (ParticipantId(peer), at)),
+            passed: passed.iter().map(|p| ParticipantId(*p)).collect(),
+            last: now,
+        }
+    }
+
     #[test]
     fn a_fresh_word_from_a_live_peer_holds_back_and_nothing_else_does() {
         let me = ParticipantId(0);
         let live = Participants::first(3).unwrap();
         let hold = Duration::from_secs(6);
         let now = Instant::now();
-        let word = |peer: u32, age_ms: u64| LeaderHeard {
-            peer: ParticipantId(peer),
-            at: now - Duration::from_millis(age_ms),
+        let word = |peer: u32, age_ms: u64| {
+            heard(Some((peer, now - Duration::from_millis(age_ms))), &[], now)
         };
         assert!(held_back(Some(&word(1, 0)), me, &live, hold, now));
         assert!(held_back(Some(&word(2, 5_999)), me, &live, hold, now));
@@ -174,5 +248,67 @@ mod tests {
         assert!(!held_back(Some(&word(7, 0)), me, &live, hold, now));
         assert!(!held_back(Some(&word(0, 0)), me, &live, hold, now));
         assert!(!held_back(None, me, &live, hold, now));
+        // A pass is no word of leading.
+        assert!(!held_back(
+            Some(&heard(None, &[1, 2], now)),
+            me,
+            &live,
+            hold,
+            now
+        ));
+    }
+
+    #[test]
+    fn the_turn_comes_by_time_or_once_every_better_passed() {
+        let now = Instant::now();
+        let grace = Duration::from_secs(3);
+        let ms = Duration::from_millis;
+        let betters = [ParticipantId(4), ParticipantId(1)];
+        // The first in order: at once, passed here or not.
+        assert!(turn_came(&[], None, false, ms(0), grace));
+        assert!(turn_came(&[], None, true, ms(0), grace));
+        // Third: two grace periods, or both betters passed.
+        assert!(!turn_came(&betters, None, false, ms(5_999), grace));
+        assert!(turn_came(&betters, None, false, ms(6_000), grace));
+        let one_passed = heard(None, &[4], now);
+        assert!(!turn_came(
+            &betters,
+            Some(&one_passed),
+            false,
+            ms(10),
+            grace
+        ));
+        let both_passed = heard(None, &[1, 4], now);
+        assert!(turn_came(
+            &betters,
+            Some(&both_passed),
+            false,
+            ms(10),
+            grace
+        ));
+        // Passes of nodes below or beside the betters count for nothing.
+        let others_passed = heard(None, &[0, 2, 3], now);
+        assert!(!turn_came(
+            &betters,
+            Some(&others_passed),
+            false,
+            ms(10),
+            grace
+        ));
+        // Having passed itself, a node waits for its turn by time.
+        assert!(!turn_came(
+            &betters,
+            Some(&both_passed),
+            true,
+            ms(10),
+            grace
+        ));
+        assert!(turn_came(
+            &betters,
+            Some(&both_passed),
+            true,
+            ms(6_000),
+            grace
+        ));
     }
 }

@@ -41,7 +41,9 @@ pub use leader::leader_order;
 
 use crate::blame::Blame;
 use crate::chain::KeyEvent;
-use crate::engine::{DomainEngine, Event as EngineEvent, StepDone, StepRunner, WorkerPool};
+use crate::engine::{
+    DomainEngine, Event as EngineEvent, NodeMessage, StepDone, StepRunner, WorkerPool,
+};
 use crate::p2p::{Incoming, Network, NetworkConfig, Peers};
 use engines::{KeyerKey, Signer};
 use inbox::Inbox;
@@ -241,15 +243,16 @@ impl Daemon {
                 node.on_message(message);
             }
         }
-        // Liveness is judged only after taking in what arrived: a long turn must
-        // not make queued heartbeats look like silence.
-        if std::mem::take(&mut self.act) {
-            node.act(Instant::now());
-        }
         if let Some(link) = self.network.as_ref() {
             node.enforce_budgets(&link.network);
         }
         node.work_backlog();
+        node.on_events();
+        // Liveness is judged only after taking in what arrived: a long turn must
+        // not make queued heartbeats look like silence.
+        if std::mem::take(&mut self.act) | std::mem::take(&mut node.act_soon) {
+            node.act(Instant::now());
+        }
         if node.take_awaiting_chain() {
             // A leader saw a request before us: read the chain now, not at the tick.
             self.watcher.poll_now.notify_one();
@@ -257,7 +260,6 @@ impl Daemon {
         if let Some(link) = self.network.as_ref() {
             node.send_outboxes(&link.network);
         }
-        node.on_events();
     }
 
     /// Starts the network once this node knows its participant id.
@@ -360,10 +362,14 @@ struct Node {
 
     // Requests and answers (`requests`, `leader`, `writes`).
     requests: BTreeMap<RequestId, Tracked>,
-    /// Peers' words that they lead a request (`leader`).
-    leaders_heard: BTreeMap<RequestId, leader::LeaderHeard>,
-    /// Requests this node started leading this turn, to tell every peer.
-    announce: Vec<(DomainId, RequestId)>,
+    /// Peers' words that they lead a request or passed it on (`leader`).
+    heard_of: BTreeMap<RequestId, leader::HeardOf>,
+    /// Words of leading and passing this node has for every peer this turn.
+    announce: Vec<(DomainId, NodeMessage)>,
+    /// Act at the end of this turn rather than at the next heartbeat: stock was
+    /// made, confirmed or lost (a generation slot is free, a request may be led),
+    /// or a peer passed a request on.
+    act_soon: bool,
     writes: Writes,
 
     // Peers (`liveness`, `inbox`).
@@ -402,8 +408,9 @@ impl Node {
             vote_in_flight: false,
             aborted: BTreeSet::new(),
             requests: BTreeMap::new(),
-            leaders_heard: BTreeMap::new(),
+            heard_of: BTreeMap::new(),
             announce: Vec::new(),
+            act_soon: false,
             last_heard: HashMap::new(),
             was_live: BTreeSet::new(),
             blame: Blame::default(),

@@ -17,6 +17,9 @@ pub(super) struct Tracked {
     entropy: [u8; 32],
     /// When this node last started leading it.
     pub(super) led_at: Option<Instant>,
+    /// Whether this node passed it on (`leader`): it had no usable presignature
+    /// when its turn came.
+    pub(super) passed: bool,
     /// The signature this node computed for it, until `respond` lands.
     pub(super) answer: Option<Answer>,
 }
@@ -41,7 +44,7 @@ impl Node {
                 signer.engine.remove_request(id);
             }
         }
-        self.forget_leaders_heard(now);
+        self.forget_heard_of(now);
         for request in pending {
             let Some(signer) = self.signers.get_mut(&request.domain_id) else {
                 continue;
@@ -75,6 +78,7 @@ impl Node {
                     first_seen: now,
                     entropy: request.entropy.0,
                     led_at: None,
+                    passed: false,
                     answer: None,
                 },
             );
@@ -83,7 +87,9 @@ impl Node {
 
     /// What the signing engines report: a signature this node led becomes the
     /// request's answer (delivered by `deliver_answers`), stock made is counted,
-    /// and a failed lead of ours may be retried at once.
+    /// and a failed lead of ours may be retried at once. A run that ended frees a
+    /// generation slot and may have made a presignature to lead with: the node
+    /// acts this turn.
     pub(super) fn on_signer_events(&mut self) {
         let metrics = &self.config.metrics;
         for signer in self.signers.values_mut() {
@@ -109,10 +115,17 @@ impl Node {
                         }
                     }
                     Event::Signed { .. } | Event::KeyShareStored { .. } => {}
-                    Event::TripleStored(_) => metrics.triples_generated.inc(),
-                    Event::PresignatureStored(_) => metrics.presignatures_generated.inc(),
+                    Event::TripleStored(_) => {
+                        metrics.triples_generated.inc();
+                        self.act_soon = true;
+                    }
+                    Event::PresignatureStored(_) => {
+                        metrics.presignatures_generated.inc();
+                        self.act_soon = true;
+                    }
                     Event::Failed { job, reason } => {
                         metrics.protocol_failures.inc();
+                        self.act_soon = true;
                         tracing::info!(?job, %reason, "a protocol run ended without output");
                         if let Job::Sign {
                             request_id,

@@ -34,6 +34,10 @@ pub enum NodeMessage {
     /// Handled by the daemon, whose fallback leaders then hold back (see
     /// `daemon/leader.rs`).
     Leading([u8; 32]),
+    /// To every peer: request `0`'s turn came to the sender, which has no usable
+    /// presignature for it, so the next live node in its leader order may lead it
+    /// at once (see `daemon/leader.rs`).
+    Passing([u8; 32]),
 }
 
 impl NodeMessage {
@@ -54,7 +58,8 @@ impl NodeMessage {
             | NodeMessage::StoredPresignature(_)
             | NodeMessage::RetireTriple(_)
             | NodeMessage::RetirePresignature(_)
-            | NodeMessage::Leading(_) => true,
+            | NodeMessage::Leading(_)
+            | NodeMessage::Passing(_) => true,
         }
     }
 

@@ -519,7 +519,7 @@ impl<S: Scheme> Engine<S> {
                 result
             }
             // The daemon's own: never handed to an engine.
-            NodeMessage::Ping | NodeMessage::Leading(_) => Ok(()),
+            NodeMessage::Ping | NodeMessage::Leading(_) | NodeMessage::Passing(_) => Ok(()),
             NodeMessage::Decline { job, reason } => {
                 let instance = self.instance_of(&job);
                 let ours = self
@@ -546,12 +546,10 @@ impl<S: Scheme> Engine<S> {
                 Err(EngineError::Refused(format!("only the owner retires {id}")))
             }
             NodeMessage::StoredTriple(id) | NodeMessage::StoredPresignature(id) => {
-                if id.owner() == self.me {
-                    self.acks
-                        .entry(id)
-                        .or_insert_with(|| (self.clock.now(), BTreeSet::new()))
-                        .1
-                        .insert(from);
+                // Only for a run of ours (its entry is made at launch): a peer's
+                // confirmations of ids it made up take no room here.
+                if let Some((_, acked)) = self.acks.get_mut(&id) {
+                    acked.insert(from);
                 }
                 Ok(())
             }

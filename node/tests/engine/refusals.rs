@@ -179,6 +179,24 @@ async fn a_peer_declining_ends_the_run_and_garbage_does_no_harm<S: Suite>() {
         &NodeMessage::StoredPresignature(presignature).encode(d),
     )
     .unwrap();
+    // So are confirmations of ids of ours that no run of ours made: a peer
+    // cannot fill the owner's table of confirmations with made-up ids.
+    let confirmations = nodes[0].engine.acknowledged_ids();
+    for serial in 1_000..1_100 {
+        let made_up = RecordId::new(ParticipantId(0), serial);
+        for ack in [
+            NodeMessage::StoredTriple(made_up),
+            NodeMessage::StoredPresignature(made_up),
+        ] {
+            handle(
+                &mut nodes[0].engine,
+                ParticipantId(outsider as u32),
+                &ack.encode(d),
+            )
+            .unwrap();
+        }
+    }
+    assert_eq!(nodes[0].engine.acknowledged_ids(), confirmations);
     // An invitation to sign with a presignature its sender does not own.
     let forged = NodeMessage::Start(Start {
         epoch: 0,

@@ -1300,6 +1300,7 @@ fn message_text(message: &NodeMessage) -> String {
         NodeMessage::RetireTriple(id) => format!("retire triple {id}"),
         NodeMessage::RetirePresignature(id) => format!("retire presignature {id}"),
         NodeMessage::Leading(id) => format!("leading {}", hex::encode(&id[..4])),
+        NodeMessage::Passing(id) => format!("passing {}", hex::encode(&id[..4])),
     }
 }
 

@@ -298,18 +298,23 @@ impl Chain {
             .map_err(|e| ChainError::Rpc(format!("view {method}: not a JSON-RPC answer: {e}")))?;
         let result = match reply {
             ViewReply {
-                result: Some(CallResult {
-                    result: Some(result),
-                    ..
-                }),
+                result:
+                    Some(CallResult {
+                        result: Some(result),
+                        ..
+                    }),
                 ..
             } => result,
             ViewReply {
-                result: Some(CallResult { error: Some(error), .. }),
+                result:
+                    Some(CallResult {
+                        error: Some(error), ..
+                    }),
                 ..
             } => return Err(ChainError::Rpc(format!("view {method}: {error}"))),
             ViewReply { error, .. } => {
-                let error = error.map_or_else(|| "an answer without a result".into(), |e| e.to_string());
+                let error =
+                    error.map_or_else(|| "an answer without a result".into(), |e| e.to_string());
                 return Err(ChainError::Rpc(format!("view {method}: {error}")));
             }
         };

@@ -4,7 +4,7 @@
 //! of an attempt that ended.
 
 use super::instance::Output;
-use super::runs::STALL_FRACTION;
+use super::judge::STALL_FRACTION;
 use super::Engine;
 use super::{EngineError, Event, Job, ReshareSpec, Scheme, Start};
 use crate::blame::FailureKind;

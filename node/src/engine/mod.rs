@@ -43,6 +43,7 @@
 
 mod early;
 mod instance;
+mod judge;
 mod key_task;
 mod message;
 mod runs;

@@ -1,0 +1,167 @@
+//! Judging runs that went quiet: when each run last took a message, which single
+//! participant a stalled run waits on, and ending runs that timed out, stalled
+//! on one straggler (blamed), or lost a peer.
+//!
+//! The invariant both rules keep: blame goes only to a peer this node can prove
+//! behind from its own counts (it sent the peer more than the peer answered), and
+//! only when it is the one such peer; anything else ends without blame.
+
+use super::{Engine, Job, Running, Scheme};
+use crate::blame::FailureKind;
+use std::time::Instant;
+use threshold::{InstanceId, ParticipantId};
+
+/// A run that took no message for this share of the protocol timeout, waiting on
+/// one peer that sent nothing at all for as long, is ended early and that peer
+/// blamed (see [`Engine::expire`]): keeping it would hold a generation slot until
+/// the timeout. A quarter (7.5 s of the tests' 30 s, 15 s of the default 60 s)
+/// leaves a wide margin for an honest peer behind a queue of stock traffic.
+pub(super) const STALL_FRACTION: u32 = 4;
+
+/// Who proposed a stock or signing run (its record ids carry their owner);
+/// `None` for key runs, which every participant proposes.
+fn proposer(job: &Job) -> Option<ParticipantId> {
+    match job {
+        Job::Triple { id } | Job::Presign { id, .. } => Some(id.owner()),
+        Job::Sign { presignature, .. } => Some(presignature.owner()),
+        Job::Keygen { .. } | Job::Reshare { .. } => None,
+    }
+}
+
+impl<S: Scheme> Engine<S> {
+    /// Notes when each run last took a message. Messages waiting for the next
+    /// step came too; and a run whose step is away on a worker is this node's to
+    /// finish, not a peer's stall.
+    pub(super) fn note_progress(&mut self, now: Instant) {
+        for running in self.running.values_mut() {
+            let total = running.received.values().sum::<u32>() + running.inbox.len() as u32;
+            if total != running.progress.0 || running.away.is_some() {
+                running.progress = (total, now);
+            }
+        }
+    }
+
+    /// The one participant a stalled run was waiting on, if exactly one is behind.
+    ///
+    /// The runs blamed this way (triples, presignatures, signatures, keygen) are
+    /// rounds in which every participant sends to every other: a peer is behind if
+    /// it sent us fewer messages than we sent it. Its count is never compared with
+    /// another peer's: a byzantine peer can pad its own count with well-formed
+    /// junk (wrong rounds, replays, messages of other runs) to make an honest peer
+    /// look behind, but it cannot make us send that peer more than it answered.
+    /// Blame goes to a single straggler only: an honest peer stuck waiting on a
+    /// silent one is behind too in some schedules (the silent one withheld from it
+    /// alone), and then we cannot tell them apart, so nobody is blamed.
+    pub(super) fn straggler(&self, running: &Running<S>) -> Option<ParticipantId> {
+        // Messages still queued for a step count as received: they came.
+        let got = |p: &ParticipantId| {
+            let queued = running.inbox.iter().filter(|(from, _)| from == p).count();
+            running.received.get(p).copied().unwrap_or(0) + queued as u32
+        };
+        let sent = |p: &ParticipantId| running.sent.get(p).copied().unwrap_or(0);
+        let behind: Vec<ParticipantId> = running
+            .participants
+            .iter()
+            .filter(|p| *p != self.me)
+            .filter(|p| got(p) < sent(p))
+            .collect();
+        match behind[..] {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    pub(super) fn expire(&mut self, now: Instant) {
+        let timeout = self.timeout;
+        let stall_limit = timeout / STALL_FRACTION;
+        self.note_progress(now);
+        let mut ended: Vec<(InstanceId, bool)> = Vec::new();
+        for (id, running) in self.running.iter() {
+            let stalled = now.duration_since(running.progress.1) >= stall_limit;
+            if now.duration_since(running.started) > timeout {
+                ended.push((*id, false));
+            } else if stalled {
+                ended.push((*id, true));
+            }
+        }
+        for (id, early) in ended {
+            // Only runs where every participant sends to every other in each round
+            // are judged: stock, signing and keygen. Resharing is not symmetric
+            // (newcomers deal nothing), and the contract's attempts settle it.
+            let judged = !matches!(self.running[&id].job, Job::Reshare { .. });
+            let running = &self.running[&id];
+            // A participant that joined on an invitation blames only the proposer:
+            // a byzantine proposer may have invited it alone (say, replaying an old
+            // invitation with its old messages), leaving a third participant that
+            // never heard of the run to look behind. The proposer itself invited
+            // everyone, and every participant proposes a key run itself.
+            let straggler = self.straggler(running).filter(|peer| {
+                judged && (running.leader || proposer(&running.job).is_none_or(|p| p == *peer))
+            });
+            if early {
+                // Ended early only with one peer to blame: for a stock or signing
+                // run, a peer that sent this engine no protocol message at all for
+                // as long (a live peer that stopped talking; an honest one behind
+                // a long queue still answers in other runs); for keygen, whose
+                // traffic never queues, the run's own stall is enough. Anything
+                // else waits for the timeout: a key run's attempt is the
+                // contract's to end, and a slow honest run may still finish.
+                let key_run = self.running[&id].job.attempt().is_some();
+                let quiet = |peer: ParticipantId| {
+                    self.heard
+                        .get(&peer)
+                        .is_none_or(|at| now.duration_since(*at) >= stall_limit)
+                };
+                if !straggler.is_some_and(|peer| key_run || quiet(peer)) {
+                    continue;
+                }
+            }
+            let running = self.running.remove(&id).expect("listed above");
+            let waited = if early { "stalled" } else { "timed out" };
+            match straggler {
+                Some(peer) => {
+                    self.blame(
+                        peer,
+                        FailureKind::Timeout,
+                        format!("a run {waited} waiting on it"),
+                    );
+                    self.failed(
+                        running.job,
+                        format!("{waited} waiting on participant {}", peer.0),
+                    );
+                }
+                None => self.failed(running.job, waited.into()),
+            }
+        }
+        let early_before = self.early.len();
+        self.early
+            .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
+        if self.early.len() != early_before {
+            self.recount_early();
+        }
+        self.deferred
+            .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
+        // Confirmations of records long since used or retired.
+        self.acks
+            .retain(|_, (since, _)| now.duration_since(*since) <= timeout * 4);
+    }
+
+    /// Waiting for gone peers would only end at the timeout; the runs' inputs stay
+    /// consumed. Key-task runs are settled by the contract's attempts instead.
+    pub(super) fn abandon_runs_with(&mut self, gone: &[ParticipantId]) {
+        let doomed: Vec<InstanceId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.job.attempt().is_none())
+            .filter(|(_, r)| gone.iter().any(|p| r.participants.contains(*p)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in doomed {
+            let running = self.running.remove(&id).expect("listed above");
+            self.failed(
+                running.job,
+                "a participant of the run became unreachable".into(),
+            );
+        }
+    }
+}

@@ -34,7 +34,10 @@
 //! secp256k1|ed25519|both` (default both: each shape is measured for each; an
 //! Ed25519 cluster also has domain 0, fully stocked before its requests start, so
 //! the burst measures domain 1 alone). The crypto column is the cost with the
-//! runs' size: `threshold` parties for `threshold`, n for `all`.
+//! runs' size: `threshold` parties for `threshold`, n for `all`. Progress, each
+//! sequential request's latency and where the presignatures went (sign runs led,
+//! answers refused, leads passed on, shares stored, runs failed) go to stderr;
+//! `BENCH_KEEP=1` keeps each cluster's folder with its node logs.
 
 use integration_tests::{eddsa_request, request, Cluster, ClusterConfig, ED25519_DOMAIN};
 use primitives::derivation::Tweak;

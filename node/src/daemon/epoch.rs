@@ -66,7 +66,14 @@ impl Node {
         everyone.dedup();
         self.everyone = everyone;
         self.update_status(snapshot, &sets);
-        self.running_set = running.and_then(|r| to_participants(&r.participants));
+        let running_set = running.and_then(|r| to_participants(&r.participants));
+        if running_set != self.running_set {
+            // Leader orders rank the running set: rank again.
+            for tracked in self.requests.values_mut() {
+                tracked.leader_order = None;
+            }
+        }
+        self.running_set = running_set;
         self.running_threshold = running.map_or(0, |r| r.threshold);
         self.key_event = key_event.cloned();
         let running_epoch = running.map(|r| r.epoch);

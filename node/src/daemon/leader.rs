@@ -129,8 +129,11 @@ impl Node {
             let Some(signer) = self.signers.get_mut(&tracked.domain) else {
                 continue;
             };
-            let order: Vec<ParticipantId> = leader_order(request_id, all)
-                .into_iter()
+            let order: Vec<ParticipantId> = tracked
+                .leader_order
+                .get_or_insert_with(|| leader_order(request_id, all))
+                .iter()
+                .copied()
                 .filter(|p| live.contains(*p))
                 .collect();
             let Some(betters) = order

@@ -67,6 +67,11 @@ const LAG_PROBE: Duration = Duration::from_millis(100);
 
 /// Peer messages taken off the network per loop turn.
 const MAX_DRAIN: usize = 1024;
+/// The least time between two turns that act because stock moved or a peer
+/// passed a request on ([`Node::act_soon`]): peers' messages cannot make the node
+/// act (read its stock, judge its runs) more than 100 times a second. A later
+/// turn, at the latest the next lag probe, acts if it is still owed.
+const MIN_ACT_SPACING: Duration = Duration::from_millis(10);
 
 /// How long chain writes under way at shutdown may take to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -111,6 +116,7 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> std::io::Resu
         steps_done,
         network: None,
         act: false,
+        acted_at: Instant::now(),
     };
     let result = daemon.main_loop().await;
     daemon.shutdown().await;
@@ -161,6 +167,8 @@ struct Daemon {
     network: Option<Link>,
     /// Whether this turn ends with [`Node::act`] (after a snapshot or heartbeat).
     act: bool,
+    /// When [`Node::act`] last ran.
+    acted_at: Instant,
 }
 
 impl Daemon {
@@ -250,8 +258,12 @@ impl Daemon {
         node.on_events();
         // Liveness is judged only after taking in what arrived: a long turn must
         // not make queued heartbeats look like silence.
-        if std::mem::take(&mut self.act) | std::mem::take(&mut node.act_soon) {
-            node.act(Instant::now());
+        let now = Instant::now();
+        let soon = node.act_soon && now.duration_since(self.acted_at) >= MIN_ACT_SPACING;
+        if std::mem::take(&mut self.act) || soon {
+            node.act_soon = false;
+            node.act(now);
+            self.acted_at = now;
         }
         if node.take_awaiting_chain() {
             // A leader saw a request before us: read the chain now, not at the tick.

@@ -7,6 +7,7 @@ use crate::engine::{Event, Job};
 use primitives::{DomainId, PendingRequest, RequestId};
 use std::collections::BTreeSet;
 use std::time::Instant;
+use threshold::ParticipantId;
 
 /// A request as the loop tracks it.
 pub(super) struct Tracked {
@@ -20,6 +21,9 @@ pub(super) struct Tracked {
     /// Whether this node passed it on (`leader`): it had no usable presignature
     /// when its turn came.
     pub(super) passed: bool,
+    /// The running set in [`leader_order`](super::leader::leader_order), once
+    /// computed (a hash per participant; `lead` runs many times a second).
+    pub(super) leader_order: Option<Vec<ParticipantId>>,
     /// The signature this node computed for it, until `respond` lands.
     pub(super) answer: Option<Answer>,
 }
@@ -79,6 +83,7 @@ impl Node {
                     entropy: request.entropy.0,
                     led_at: None,
                     passed: false,
+                    leader_order: None,
                     answer: None,
                 },
             );

@@ -13,7 +13,10 @@
 //! a burst, or a resharing) some nodes have one and others not; without passing,
 //! a request whose first leader had none waited for that node's next one (12
 //! blocks at (5,3) in one bench run) while others sat unused. A node that passed
-//! takes its turn by time only.
+//! takes its turn by time only, once every node below it passed too (or a
+//! grace period after its pass): a node below may be leading on its pass, with
+//! its word on the way (4 duplicate leads in a burst of 120 at (3,2) without
+//! this wait).
 //!
 //! A node that starts leading a request says so to every peer
 //! ([`NodeMessage::Leading`]); while that word is fresh and its sender live, no
@@ -68,23 +71,36 @@ fn held_back(
     })
 }
 
-/// Whether a request's turn came to this node, whose betters (the live nodes
-/// ranked above it) are `betters`: by time, one grace period per better after
-/// the request was first seen here, or at once once every better passed it on,
-/// unless this node passed it too.
+/// Where this node stands in a request's live leader order: the live nodes
+/// ranked above it and below it.
+struct Standing<'a> {
+    betters: &'a [ParticipantId],
+    below: &'a [ParticipantId],
+}
+
+/// Whether a request's turn came to this node: by time, one grace period per
+/// better after the request was first seen here, or at once when every better
+/// passed it on. A node that passed it itself (`passed_for` ago) leads by time
+/// only, and only once every node below it passed too, or a grace period after
+/// its own pass: a node below may be leading on its pass, and its word that it
+/// does may still be on the way.
 fn turn_came(
-    betters: &[ParticipantId],
+    standing: &Standing<'_>,
     heard: Option<&HeardOf>,
-    passed_here: bool,
+    passed_for: Option<Duration>,
     waited: Duration,
     grace: Duration,
 ) -> bool {
-    let by_time = waited >= grace.saturating_mul(betters.len() as u32);
-    let handed_on = !passed_here
-        && betters
+    let all_passed = |nodes: &[ParticipantId]| {
+        nodes
             .iter()
-            .all(|p| heard.is_some_and(|h| h.passed.contains(p)));
-    by_time || handed_on
+            .all(|p| heard.is_some_and(|h| h.passed.contains(p)))
+    };
+    let by_time = waited >= grace.saturating_mul(standing.betters.len() as u32);
+    match passed_for {
+        None => by_time || all_passed(standing.betters),
+        Some(since) => by_time && (all_passed(standing.below) || since >= grace),
+    }
 }
 
 /// The deterministic leader order of a request: participants sorted by a hash of
@@ -136,16 +152,18 @@ impl Node {
                 .copied()
                 .filter(|p| live.contains(*p))
                 .collect();
-            let Some(betters) = order
-                .iter()
-                .position(|p| *p == me)
-                .and_then(|rank| order.get(..rank))
-            else {
+            let Some(rank) = order.iter().position(|p| *p == me) else {
                 continue;
+            };
+            let (betters, rest) = order.split_at(rank);
+            let standing = Standing {
+                betters,
+                below: rest.get(1..).unwrap_or_default(),
             };
             let waited = now.duration_since(tracked.first_seen);
             let grace = self.config.leader_grace;
-            if !turn_came(betters, heard, tracked.passed, waited, grace) {
+            let passed_for = tracked.passed_at.map(|at| now.duration_since(at));
+            if !turn_came(&standing, heard, passed_for, waited, grace) {
                 continue;
             }
             let led = if exhausted.contains(&tracked.domain) {
@@ -166,7 +184,8 @@ impl Node {
                 }
                 Ok(None) => {
                     exhausted.insert(tracked.domain);
-                    if !std::mem::replace(&mut tracked.passed, true) {
+                    if tracked.passed_at.is_none() {
+                        tracked.passed_at = Some(now);
                         self.config.metrics.leads_passed.inc();
                         tracing::debug!(request = %request_id, domain = tracked.domain.0, "no usable presignature: passing the lead on");
                         let word = NodeMessage::Passing(request_id.0);
@@ -266,52 +285,83 @@ mod tests {
         let now = Instant::now();
         let grace = Duration::from_secs(3);
         let ms = Duration::from_millis;
-        let betters = [ParticipantId(4), ParticipantId(1)];
-        // The first in order: at once, passed here or not.
-        assert!(turn_came(&[], None, false, ms(0), grace));
-        assert!(turn_came(&[], None, true, ms(0), grace));
+        let [p0, p1, p3, p4] = [0, 1, 3, 4].map(ParticipantId);
+        // The order is 4, 1, this node, 3, 0.
+        let third = Standing {
+            betters: &[p4, p1],
+            below: &[p3, p0],
+        };
+        let first = Standing {
+            betters: &[],
+            below: &[p1, p3],
+        };
+        // The first in order: at once.
+        assert!(turn_came(&first, None, None, ms(0), grace));
         // Third: two grace periods, or both betters passed.
-        assert!(!turn_came(&betters, None, false, ms(5_999), grace));
-        assert!(turn_came(&betters, None, false, ms(6_000), grace));
+        assert!(!turn_came(&third, None, None, ms(5_999), grace));
+        assert!(turn_came(&third, None, None, ms(6_000), grace));
         let one_passed = heard(None, &[4], now);
-        assert!(!turn_came(
-            &betters,
-            Some(&one_passed),
-            false,
-            ms(10),
-            grace
-        ));
+        assert!(!turn_came(&third, Some(&one_passed), None, ms(10), grace));
         let both_passed = heard(None, &[1, 4], now);
-        assert!(turn_came(
-            &betters,
-            Some(&both_passed),
-            false,
-            ms(10),
-            grace
-        ));
-        // Passes of nodes below or beside the betters count for nothing.
-        let others_passed = heard(None, &[0, 2, 3], now);
+        assert!(turn_came(&third, Some(&both_passed), None, ms(10), grace));
+        // Passes of nodes below or outside the order count for nothing.
+        let others_passed = heard(None, &[0, 2, 3, 7], now);
         assert!(!turn_came(
-            &betters,
+            &third,
             Some(&others_passed),
-            false,
+            None,
             ms(10),
             grace
         ));
-        // Having passed itself, a node waits for its turn by time.
+        // Having passed itself, a node leads by time only, once every node
+        // below passed or a grace period after its own pass.
+        let passed = Some(ms(10));
         assert!(!turn_came(
-            &betters,
+            &third,
             Some(&both_passed),
-            true,
+            passed,
             ms(10),
             grace
         ));
-        assert!(turn_came(
-            &betters,
+        assert!(!turn_came(
+            &third,
             Some(&both_passed),
-            true,
+            passed,
             ms(6_000),
             grace
         ));
+        let all_passed = heard(None, &[0, 1, 3, 4], now);
+        assert!(turn_came(
+            &third,
+            Some(&all_passed),
+            passed,
+            ms(6_000),
+            grace
+        ));
+        let long_ago = Some(ms(3_000));
+        assert!(turn_came(
+            &third,
+            Some(&both_passed),
+            long_ago,
+            ms(6_000),
+            grace
+        ));
+        // The first in order, having passed: not while a node below may be
+        // leading on its pass.
+        assert!(!turn_came(
+            &first,
+            Some(&heard(None, &[1], now)),
+            passed,
+            ms(10),
+            grace
+        ));
+        assert!(turn_came(
+            &first,
+            Some(&heard(None, &[1, 3], now)),
+            passed,
+            ms(10),
+            grace
+        ));
+        assert!(turn_came(&first, None, long_ago, ms(3_010), grace));
     }
 }

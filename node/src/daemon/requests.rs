@@ -18,9 +18,9 @@ pub(super) struct Tracked {
     entropy: [u8; 32],
     /// When this node last started leading it.
     pub(super) led_at: Option<Instant>,
-    /// Whether this node passed it on (`leader`): it had no usable presignature
+    /// When this node passed it on (`leader`): it had no usable presignature
     /// when its turn came.
-    pub(super) passed: bool,
+    pub(super) passed_at: Option<Instant>,
     /// The running set in [`leader_order`](super::leader::leader_order), once
     /// computed (a hash per participant; `lead` runs many times a second).
     pub(super) leader_order: Option<Vec<ParticipantId>>,
@@ -82,7 +82,7 @@ impl Node {
                     first_seen: now,
                     entropy: request.entropy.0,
                     led_at: None,
-                    passed: false,
+                    passed_at: None,
                     leader_order: None,
                     answer: None,
                 },

@@ -23,6 +23,8 @@ use tokio::sync::Mutex;
 
 /// Pending requests fetched per view call.
 const PAGE: u32 = 100;
+/// Requests each page of pending requests shares with the one before.
+const PAGE_OVERLAP: usize = 20;
 /// How long one RPC call may take before it is given up: longer than the RPC's
 /// own wait for a transaction's outcome (10 s in nearcore), so only an RPC that
 /// hangs (accepts, then never answers) is cut.
@@ -328,14 +330,18 @@ impl Chain {
     /// Every request waiting for a signature, oldest first.
     pub async fn pending_requests(&self) -> Result<Vec<PendingRequest>, ChainError> {
         let mut all: Vec<PendingRequest> = Vec::new();
+        let mut from = 0;
         loop {
             let page: Vec<PendingRequest> = self
                 .view(
                     "pending_requests",
-                    serde_json::json!({ "from_index": all.len(), "limit": PAGE }),
+                    serde_json::json!({ "from_index": from, "limit": PAGE }),
                 )
                 .await?;
             let done = page.len() < PAGE as usize;
+            // Requests that complete between two pages shift the rest forward:
+            // the next page overlaps this one, so those shifted are not missed.
+            from += page.len().saturating_sub(PAGE_OVERLAP);
             all.extend(page);
             if done {
                 // Pages shift when requests complete between calls: drop repeats.

@@ -374,6 +374,8 @@ struct Node {
 
     // Requests and answers (`requests`, `leader`, `writes`).
     requests: BTreeMap<RequestId, Tracked>,
+    /// Requests gone from the chain's list lately, with when (`requests`).
+    vanished: BTreeMap<RequestId, (Instant, Tracked)>,
     /// Peers' words that they lead a request or passed it on (`leader`).
     heard_of: BTreeMap<RequestId, leader::HeardOf>,
     /// Words of leading and passing this node has for every peer this turn.
@@ -420,6 +422,7 @@ impl Node {
             vote_in_flight: false,
             aborted: BTreeSet::new(),
             requests: BTreeMap::new(),
+            vanished: BTreeMap::new(),
             heard_of: BTreeMap::new(),
             announce: Vec::new(),
             act_soon: false,

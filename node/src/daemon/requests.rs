@@ -6,7 +6,7 @@ use super::Node;
 use crate::engine::{Event, Job};
 use primitives::{DomainId, PendingRequest, RequestId};
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use threshold::ParticipantId;
 
 /// A request as the loop tracks it.
@@ -28,24 +28,41 @@ pub(super) struct Tracked {
     pub(super) answer: Option<Answer>,
 }
 
+/// How long a request that vanished from the chain's pending list is remembered
+/// (its answer, whether this node led it), in case it shows up again: a list
+/// read in pages while requests complete can miss one (the pages shift), and so
+/// can an RPC that lags. Forgotten at once, it came back as new and was signed
+/// again, a presignature burnt on an answer the contract then refused (3 of 125
+/// requests in one burst at (3,2)).
+const VANISHED_KEPT: Duration = Duration::from_secs(10);
+
+/// Vanished requests remembered at most.
+const MAX_VANISHED: usize = 4096;
+
 impl Node {
     /// Tells the signing engines which requests are pending and forgets answered
-    /// ones. The node derives each request's tweak itself from the predecessor and
+    /// ones (after [`VANISHED_KEPT`]: see there). The node derives each request's tweak itself from the predecessor and
     /// path, and checks the request id against the fields, trusting no RPC with it.
     pub(super) fn track_requests(&mut self, pending: &[PendingRequest]) {
         let now = Instant::now();
         let current: BTreeSet<RequestId> = pending.iter().map(|r| r.request_id).collect();
-        let mut gone = Vec::new();
-        self.requests.retain(|id, tracked| {
-            let keep = current.contains(id);
-            if !keep {
-                gone.push((tracked.domain, *id));
+        let gone: Vec<RequestId> = self
+            .requests
+            .keys()
+            .filter(|id| !current.contains(id))
+            .copied()
+            .collect();
+        self.vanished
+            .retain(|_, (at, _)| now.duration_since(*at) < VANISHED_KEPT);
+        for id in gone {
+            let Some(tracked) = self.requests.remove(&id) else {
+                continue;
+            };
+            if let Some(signer) = self.signers.get_mut(&tracked.domain) {
+                signer.engine.remove_request(&id);
             }
-            keep
-        });
-        for (domain, id) in &gone {
-            if let Some(signer) = self.signers.get_mut(domain) {
-                signer.engine.remove_request(id);
+            if self.vanished.len() < MAX_VANISHED {
+                self.vanished.insert(id, (now, tracked));
             }
         }
         self.forget_heard_of(now);
@@ -72,6 +89,13 @@ impl Node {
             }
             if self.requests.contains_key(&request.request_id) {
                 continue; // a refreshed request keeps its place and any answer
+            }
+            if let Some((_, tracked)) = self.vanished.remove(&request.request_id) {
+                if tracked.entropy == request.entropy.0 {
+                    tracing::debug!(request = %request.request_id, "a request missing from one reading of the chain is back");
+                    self.requests.insert(request.request_id, tracked);
+                    continue;
+                }
             }
             self.config.metrics.requests_seen.inc();
             tracing::debug!(request = %request.request_id, domain = request.domain_id.0, "new request");

@@ -71,6 +71,15 @@ fn held_back(
     })
 }
 
+/// A request whose turn came to this node, in the order it is taken up: this
+/// node's rank among its live leaders, then the oldest first.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    rank: usize,
+    first_seen: Instant,
+    request_id: RequestId,
+}
+
 /// Where this node stands in a request's live leader order: the live nodes
 /// ranked above it and below it.
 struct Standing<'a> {
@@ -122,61 +131,37 @@ pub fn leader_order(request_id: &RequestId, participants: &Participants) -> Vec<
 
 impl Node {
     /// Leads the pending requests whose turn it is for this node, and passes on
-    /// those it has no presignature for.
+    /// those it has no presignature for. Its best-ranked requests go first, the
+    /// oldest first among equals: when several nodes may lead the same requests
+    /// (all passed, and the grace ran out), each starts with a different one
+    /// rather than all with the same.
     pub(super) fn lead(&mut self, live: &Participants, now: Instant) {
-        let (Some(me), Some(all)) = (self.me, self.running_set.as_ref()) else {
-            return;
-        };
-        let retry_after = self.config.protocol_timeout;
-        let hold = self.config.leader_grace * HELD_BACK_FOR_GRACES;
+        let mut due = self.requests_due(live, now);
+        due.sort();
         // Domains out of usable presignatures this turn.
         let mut exhausted = BTreeSet::new();
-        for (request_id, tracked) in self.requests.iter_mut() {
-            let led_lately = tracked
-                .led_at
-                .is_some_and(|at| now.duration_since(at) < retry_after);
-            if led_lately || tracked.answer.is_some() {
+        for Due {
+            rank, request_id, ..
+        } in due
+        {
+            let Some(tracked) = self.requests.get_mut(&request_id) else {
                 continue;
-            }
-            let heard = self.heard_of.get(request_id);
-            if held_back(heard, me, live, hold, now) {
-                continue;
-            }
+            };
             let Some(signer) = self.signers.get_mut(&tracked.domain) else {
                 continue;
             };
-            let order: Vec<ParticipantId> = tracked
-                .leader_order
-                .get_or_insert_with(|| leader_order(request_id, all))
-                .iter()
-                .copied()
-                .filter(|p| live.contains(*p))
-                .collect();
-            let Some(rank) = order.iter().position(|p| *p == me) else {
-                continue;
-            };
-            let (betters, rest) = order.split_at(rank);
-            let standing = Standing {
-                betters,
-                below: rest.get(1..).unwrap_or_default(),
-            };
-            let waited = now.duration_since(tracked.first_seen);
-            let grace = self.config.leader_grace;
-            let passed_for = tracked.passed_at.map(|at| now.duration_since(at));
-            if !turn_came(&standing, heard, passed_for, waited, grace) {
-                continue;
-            }
             let led = if exhausted.contains(&tracked.domain) {
                 Ok(None)
             } else {
-                signer.engine.propose_sign(*request_id, live)
+                signer.engine.propose_sign(request_id, live)
             };
+            let waited = now.duration_since(tracked.first_seen);
             match led {
                 Ok(Some(presignature)) => {
                     self.config.metrics.sign_runs_led.inc();
                     tracing::debug!(request = %request_id, %presignature, waited_ms = waited.as_millis() as u64, "leading a request");
-                    if !betters.is_empty() && waited >= grace {
-                        tracing::info!(request = %request_id, rank = betters.len(), "leading a request in place of a silent leader");
+                    if rank > 0 && waited >= self.config.leader_grace {
+                        tracing::info!(request = %request_id, rank, "leading a request in place of a silent leader");
                     }
                     tracked.led_at = Some(now);
                     let word = NodeMessage::Leading(request_id.0);
@@ -197,6 +182,55 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The requests whose turn came to this node, unanswered, not led by it
+    /// lately, and not held back by a peer's word that it leads them.
+    fn requests_due(&mut self, live: &Participants, now: Instant) -> Vec<Due> {
+        let (Some(me), Some(all)) = (self.me, self.running_set.as_ref()) else {
+            return Vec::new();
+        };
+        let retry_after = self.config.protocol_timeout;
+        let hold = self.config.leader_grace * HELD_BACK_FOR_GRACES;
+        let grace = self.config.leader_grace;
+        let mut due = Vec::new();
+        for (request_id, tracked) in self.requests.iter_mut() {
+            let led_lately = tracked
+                .led_at
+                .is_some_and(|at| now.duration_since(at) < retry_after);
+            if led_lately || tracked.answer.is_some() {
+                continue;
+            }
+            let heard = self.heard_of.get(request_id);
+            if held_back(heard, me, live, hold, now) {
+                continue;
+            }
+            let order: Vec<ParticipantId> = tracked
+                .leader_order
+                .get_or_insert_with(|| leader_order(request_id, all))
+                .iter()
+                .copied()
+                .filter(|p| live.contains(*p))
+                .collect();
+            let Some(rank) = order.iter().position(|p| *p == me) else {
+                continue;
+            };
+            let (betters, rest) = order.split_at(rank);
+            let standing = Standing {
+                betters,
+                below: rest.get(1..).unwrap_or_default(),
+            };
+            let waited = now.duration_since(tracked.first_seen);
+            let passed_for = tracked.passed_at.map(|at| now.duration_since(at));
+            if turn_came(&standing, heard, passed_for, waited, grace) {
+                due.push(Due {
+                    rank,
+                    first_seen: tracked.first_seen,
+                    request_id: *request_id,
+                });
+            }
+        }
+        due
     }
 
     /// A peer's word about leading `request_id`: that it leads it (only its

@@ -183,7 +183,12 @@ impl Node {
             } => (request_id, first_seen, result),
         };
         let metrics = &self.config.metrics;
-        let tracked = self.requests.get_mut(&request_id);
+        // A request missing from the last reading of the chain keeps its answer
+        // (and this outcome) in case it is back at the next.
+        let tracked = match self.requests.get_mut(&request_id) {
+            Some(tracked) => Some(tracked),
+            None => self.vanished.get_mut(&request_id).map(|(_, t)| t),
+        };
         match result {
             Ok(()) => {
                 tracing::info!(request = %request_id, ms = first_seen.elapsed().as_millis() as u64, "answered a request");

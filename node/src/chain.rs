@@ -7,6 +7,7 @@ use near_jsonrpc_client::{methods, JsonRpcClient};
 use near_jsonrpc_primitives::types::query::QueryResponseKind;
 use near_jsonrpc_primitives::types::transactions::RpcTransactionError;
 use near_primitives::account::{AccessKey, AccessKeyPermission, FunctionCallPermission};
+use near_primitives::hash::CryptoHash;
 use near_primitives::transaction::{
     Action, FunctionCallAction, SignedTransaction, Transaction, TransactionV0,
 };
@@ -23,8 +24,6 @@ use tokio::sync::Mutex;
 
 /// Pending requests fetched per view call.
 const PAGE: u32 = 100;
-/// Requests each page of pending requests shares with the one before.
-const PAGE_OVERLAP: usize = 20;
 /// How long one RPC call may take before it is given up: longer than the RPC's
 /// own wait for a transaction's outcome (10 s in nearcore), so only an RPC that
 /// hangs (accepts, then never answers) is cut.
@@ -47,6 +46,8 @@ struct ViewReply {
 struct CallResult {
     result: Option<Vec<u8>>,
     error: Option<String>,
+    /// The block whose state the view read.
+    block_hash: Option<CryptoHash>,
 }
 /// How long [`Chain::call`] waits for a transaction's outcome: long enough for a
 /// `sign` that re-yields a few times at one block a second.
@@ -275,8 +276,20 @@ impl Chain {
         method: &str,
         args: serde_json::Value,
     ) -> Result<T, ChainError> {
+        let final_block = BlockReference::Finality(Finality::Final);
+        Ok(self.view_at(method, args, final_block).await?.0)
+    }
+
+    /// [`Chain::view`] at `block`; also returns the hash of the block the RPC
+    /// read, when it says.
+    async fn view_at<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: serde_json::Value,
+        block: BlockReference,
+    ) -> Result<(T, Option<CryptoHash>), ChainError> {
         let request = methods::query::RpcQueryRequest {
-            block_reference: BlockReference::Finality(Finality::Final),
+            block_reference: block,
             request: QueryRequest::CallFunction {
                 account_id: self.contract.clone(),
                 method_name: method.to_string(),
@@ -298,15 +311,16 @@ impl Chain {
             .map_err(|e| ChainError::Rpc(format!("view {method}: reading the answer: {e}")))?;
         let reply: ViewReply = serde_json::from_slice(&reply)
             .map_err(|e| ChainError::Rpc(format!("view {method}: not a JSON-RPC answer: {e}")))?;
-        let result = match reply {
+        let (result, block_hash) = match reply {
             ViewReply {
                 result:
                     Some(CallResult {
                         result: Some(result),
+                        block_hash,
                         ..
                     }),
                 ..
-            } => result,
+            } => (result, block_hash),
             ViewReply {
                 result:
                     Some(CallResult {
@@ -320,31 +334,37 @@ impl Chain {
                 return Err(ChainError::Rpc(format!("view {method}: {error}")));
             }
         };
-        serde_json::from_slice(&result).map_err(|e| ChainError::Decode(format!("{method}: {e}")))
+        let value = serde_json::from_slice(&result)
+            .map_err(|e| ChainError::Decode(format!("{method}: {e}")))?;
+        Ok((value, block_hash))
     }
 
     pub async fn state(&self) -> Result<ContractState, ChainError> {
         self.view("state", serde_json::json!({})).await
     }
 
-    /// Every request waiting for a signature, oldest first.
+    /// Every request waiting for a signature (in the contract's storage order).
+    ///
+    /// Read in pages, every page at the block the first one read: the contract
+    /// removes a completed request by moving its last one into the hole, so pages
+    /// read at different blocks could miss a request (it moved to a page already
+    /// read) or list one twice.
     pub async fn pending_requests(&self) -> Result<Vec<PendingRequest>, ChainError> {
         let mut all: Vec<PendingRequest> = Vec::new();
-        let mut from = 0;
+        let mut block = BlockReference::Finality(Finality::Final);
         loop {
-            let page: Vec<PendingRequest> = self
-                .view(
-                    "pending_requests",
-                    serde_json::json!({ "from_index": from, "limit": PAGE }),
-                )
+            let args = serde_json::json!({ "from_index": all.len(), "limit": PAGE });
+            let (page, read_at): (Vec<PendingRequest>, _) = self
+                .view_at("pending_requests", args, block.clone())
                 .await?;
+            if let Some(hash) = read_at {
+                block = BlockReference::BlockId(near_primitives::types::BlockId::Hash(hash));
+            }
             let done = page.len() < PAGE as usize;
-            // Requests that complete between two pages shift the rest forward:
-            // the next page overlaps this one, so those shifted are not missed.
-            from += page.len().saturating_sub(PAGE_OVERLAP);
             all.extend(page);
             if done {
-                // Pages shift when requests complete between calls: drop repeats.
+                // An RPC that did not name its block may have read pages at
+                // different ones: drop repeats.
                 let mut seen = std::collections::HashSet::new();
                 all.retain(|r| seen.insert(r.request_id));
                 return Ok(all);
@@ -410,7 +430,7 @@ impl Chain {
     /// The height of block `hash`.
     pub async fn block_height(
         &self,
-        hash: near_primitives::hash::CryptoHash,
+        hash: CryptoHash,
     ) -> Result<u64, ChainError> {
         let block = self
             .client
@@ -499,7 +519,7 @@ impl Chain {
     /// Polls a sent transaction until it is final (or [`MAX_WAIT`] passes).
     async fn wait_for(
         &self,
-        hash: near_primitives::hash::CryptoHash,
+        hash: CryptoHash,
         sender: AccountId,
         method: &str,
     ) -> Result<near_jsonrpc_primitives::types::transactions::RpcTransactionResponse, ChainError>

@@ -69,7 +69,8 @@ impl Node {
         let running_set = running.and_then(|r| to_participants(&r.participants));
         if running_set != self.running_set {
             // Leader orders rank the running set: rank again.
-            for tracked in self.requests.values_mut() {
+            let vanished = self.vanished.values_mut().map(|(_, tracked)| tracked);
+            for tracked in self.requests.values_mut().chain(vanished) {
                 tracked.leader_order = None;
             }
         }

@@ -53,8 +53,8 @@ pub(super) struct HeardOf {
     leading: Option<(ParticipantId, Instant)>,
     /// The peers that passed it on.
     passed: BTreeSet<ParticipantId>,
-    /// When the last word came.
-    last: Instant,
+    /// When the first word came.
+    first: Instant,
 }
 
 /// Whether another live node's fresh word that it leads the request holds this
@@ -247,18 +247,24 @@ impl Node {
         {
             return;
         }
+        // Kept from the first word on (not renewed by later ones, so words
+        // about made-up ids cannot keep their entries alive).
         let heard = self.heard_of.entry(request_id).or_insert(HeardOf {
             leading: None,
             passed: BTreeSet::new(),
-            last: now,
+            first: now,
         });
-        heard.last = now;
         match word {
             NodeMessage::Leading(_) => {
                 heard.leading.get_or_insert((peer, now));
             }
             NodeMessage::Passing(_) => {
                 heard.passed.insert(peer);
+                // A leader whose run failed and that has no other presignature
+                // passes: it no longer holds anyone back.
+                if heard.leading.is_some_and(|(leader, _)| leader == peer) {
+                    heard.leading = None;
+                }
                 self.act_soon = true;
             }
             _ => {}
@@ -271,7 +277,7 @@ impl Node {
         let hold = self.config.leader_grace * HELD_BACK_FOR_GRACES;
         let requests = &self.requests;
         self.heard_of.retain(|id, heard| {
-            requests.contains_key(id) || now.saturating_duration_since(heard.last) < hold
+            requests.contains_key(id) || now.saturating_duration_since(heard.first) < hold
         });
     }
 }
@@ -284,7 +290,7 @@ mod tests {
         HeardOf {
             leading: leading.map(|(peer, at)| (ParticipantId(peer), at)),
             passed: passed.iter().map(|p| ParticipantId(*p)).collect(),
-            last: now,
+            first: now,
         }
     }
 

@@ -5,7 +5,7 @@ use super::writes::Answer;
 use super::Node;
 use crate::engine::{Event, Job};
 use primitives::{DomainId, PendingRequest, RequestId};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use threshold::ParticipantId;
 
@@ -38,6 +38,19 @@ const VANISHED_KEPT: Duration = Duration::from_secs(10);
 
 /// Vanished requests remembered at most.
 const MAX_VANISHED: usize = 4096;
+
+/// A request as tracked, also if it is missing from the last reading of the
+/// chain (what happens to it meanwhile is kept, in case it is back at the next).
+pub(super) fn tracked_mut<'a>(
+    requests: &'a mut BTreeMap<RequestId, Tracked>,
+    vanished: &'a mut BTreeMap<RequestId, (Instant, Tracked)>,
+    id: &RequestId,
+) -> Option<&'a mut Tracked> {
+    match requests.get_mut(id) {
+        Some(tracked) => Some(tracked),
+        None => vanished.get_mut(id).map(|(_, tracked)| tracked),
+    }
+}
 
 impl Node {
     /// Tells the signing engines which requests are pending and forgets answered
@@ -130,7 +143,9 @@ impl Node {
                         response,
                         leader: true,
                     } => {
-                        let Some(tracked) = self.requests.get_mut(&request_id) else {
+                        let Some(tracked) =
+                            tracked_mut(&mut self.requests, &mut self.vanished, &request_id)
+                        else {
                             continue; // answered meanwhile
                         };
                         if tracked.answer.is_none() {
@@ -164,7 +179,9 @@ impl Node {
                             // Our own failed lead may be retried at once (with another
                             // presignature; this one is spent).
                             if presignature.owner() == me {
-                                if let Some(tracked) = self.requests.get_mut(&RequestId(request_id))
+                                let id = RequestId(request_id);
+                                if let Some(tracked) =
+                                    tracked_mut(&mut self.requests, &mut self.vanished, &id)
                                 {
                                     tracked.led_at = None;
                                 }

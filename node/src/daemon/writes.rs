@@ -185,10 +185,8 @@ impl Node {
         let metrics = &self.config.metrics;
         // A request missing from the last reading of the chain keeps its answer
         // (and this outcome) in case it is back at the next.
-        let tracked = match self.requests.get_mut(&request_id) {
-            Some(tracked) => Some(tracked),
-            None => self.vanished.get_mut(&request_id).map(|(_, t)| t),
-        };
+        let tracked =
+            super::requests::tracked_mut(&mut self.requests, &mut self.vanished, &request_id);
         match result {
             Ok(()) => {
                 tracing::info!(request = %request_id, ms = first_seen.elapsed().as_millis() as u64, "answered a request");

@@ -428,10 +428,7 @@ impl Chain {
     }
 
     /// The height of block `hash`.
-    pub async fn block_height(
-        &self,
-        hash: CryptoHash,
-    ) -> Result<u64, ChainError> {
+    pub async fn block_height(&self, hash: CryptoHash) -> Result<u64, ChainError> {
         let block = self
             .client
             .call(methods::block::RpcBlockRequest {

@@ -29,11 +29,12 @@ pub(super) struct Tracked {
 }
 
 /// How long a request that vanished from the chain's pending list is remembered
-/// (its answer, whether this node led it), in case it shows up again: a list
-/// read in pages while requests complete can miss one (the pages shift), and so
-/// can an RPC that lags. Forgotten at once, it came back as new and was signed
-/// again, a presignature burnt on an answer the contract then refused (3 of 125
-/// requests in one burst at (3,2)).
+/// (its answer, whether this node led it), in case it shows up again: an RPC
+/// that lags, or that reads every page of the list at its newest state (the
+/// devnet does) while requests complete, can leave one out of a reading.
+/// Forgotten at once, it came back as new and was signed again, a presignature
+/// burnt on an answer the contract then refused (3 of 125 requests in one burst
+/// at (3,2)).
 const VANISHED_KEPT: Duration = Duration::from_secs(10);
 
 /// Vanished requests remembered at most.
@@ -54,8 +55,9 @@ pub(super) fn tracked_mut<'a>(
 
 impl Node {
     /// Tells the signing engines which requests are pending and forgets answered
-    /// ones (after [`VANISHED_KEPT`]: see there). The node derives each request's tweak itself from the predecessor and
-    /// path, and checks the request id against the fields, trusting no RPC with it.
+    /// ones (after [`VANISHED_KEPT`]: see there). The node derives each
+    /// request's tweak itself from the predecessor and path, and checks the
+    /// request id against the fields, trusting no RPC with it.
     pub(super) fn track_requests(&mut self, pending: &[PendingRequest]) {
         let now = Instant::now();
         let current: BTreeSet<RequestId> = pending.iter().map(|r| r.request_id).collect();

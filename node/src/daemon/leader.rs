@@ -24,10 +24,12 @@
 //! than the grace made every request's fallback leaders sign it too, each answer
 //! after the first refused by the contract: a presignature burnt per fallback,
 //! when presignatures are what a burst is short of (40 % of them at (3,2) in one
-//! bench run). Only a peer's first word per request counts, so a peer that says
-//! it leads and never signs delays a request by [`HELD_BACK_FOR_GRACES`] grace
-//! periods at most; a peer that passes when it could lead only hands the request
-//! on sooner.
+//! bench run). Only the first word of leading per request counts, so a peer that
+//! says it leads and never signs delays a request by [`HELD_BACK_FOR_GRACES`]
+//! grace periods at most. A leader whose run failed and that has no other
+//! presignature passes, which ends its hold at once; a peer that passed holds
+//! nobody back again. A peer that passes when it could lead only hands the
+//! request on sooner.
 
 use super::Node;
 use crate::engine::NodeMessage;
@@ -255,7 +257,9 @@ impl Node {
             first: now,
         });
         match word {
-            NodeMessage::Leading(_) => {
+            // A peer that passed holds nobody back again: leading, passing and
+            // leading again cannot stretch its hold.
+            NodeMessage::Leading(_) if !heard.passed.contains(&peer) => {
                 heard.leading.get_or_insert((peer, now));
             }
             NodeMessage::Passing(_) => {

@@ -5,9 +5,26 @@
 //! The invariant both rules keep: blame goes only to a peer this node can prove
 //! behind from its own counts (it sent the peer more than the peer answered), and
 //! only when it is the one such peer; anything else ends without blame.
+//!
+//! Counts alone can be gamed: a liar sends one honest participant junk under the
+//! run's header (which its instance takes, then ignores or fails on) and the
+//! proposer the true messages. The honest one waits, or aborts, and so answers
+//! the proposer's later rounds no more: it looks behind, the liar does not. So a
+//! participant whose instance has taken every message it got and sent all it
+//! could, and has sat idle for half the stall limit, says so to the others
+//! ([`NodeMessage::Waiting`]); one whose instance ended without output says that
+//! ([`NodeMessage::Abandoned`]). Neither is counted behind in that run after.
+//! An honest node's notice is true (idle means nothing is left for it to do), and
+//! it comes long before anyone judges the run (the stall limit, if quiet; else the
+//! timeout). A liar's notice only spares the liar, which padding spares anyway.
+//! And the notices sharpen blame too: a silent peer that withheld from one
+//! participant alone used to leave two peers behind; the one it starved now says
+//! it waits, and the silent one is the sole straggler.
 
+use super::message::{peer_text, NodeMessage};
 use super::{Engine, Job, Running, Scheme};
 use crate::blame::FailureKind;
+use primitives::RequestId;
 use std::time::Instant;
 use threshold::{InstanceId, ParticipantId};
 
@@ -63,6 +80,7 @@ impl<S: Scheme> Engine<S> {
             .participants
             .iter()
             .filter(|p| *p != self.me)
+            .filter(|p| !running.waiting.contains(p) && !running.abandoned.contains(p))
             .filter(|p| got(p) < sent(p))
             .collect();
         match behind[..] {
@@ -98,7 +116,10 @@ impl<S: Scheme> Engine<S> {
             let straggler = self.straggler(running).filter(|peer| {
                 judged && (running.leader || proposer(&running.job).is_none_or(|p| p == *peer))
             });
-            if early {
+            // A participant gave up on it, and nobody else is behind: waiting
+            // longer changes nothing (see the module docs).
+            let given_up = early && straggler.is_none() && !running.abandoned.is_empty();
+            if early && !given_up {
                 // Ended early only with one peer to blame: for a stock or signing
                 // run, a peer that sent this engine no protocol message at all for
                 // as long (a live peer that stopped talking; an honest one behind
@@ -125,14 +146,20 @@ impl<S: Scheme> Engine<S> {
                         FailureKind::Timeout,
                         format!("a run {waited} waiting on it"),
                     );
-                    self.failed(
-                        running.job,
+                    self.abandon(
+                        running,
                         format!("{waited} waiting on participant {}", peer.0),
                     );
                 }
-                None => self.failed(running.job, waited.into()),
+                None if given_up => {
+                    let by = running.abandoned.iter().map(|p| p.0).collect::<Vec<_>>();
+                    self.abandon(running, format!("stalled, abandoned by {by:?}"));
+                }
+                None => self.abandon(running, waited.into()),
             }
         }
+        // After the judging: a run ended above says `Abandoned` instead.
+        self.say_waiting(now, stall_limit / 2);
         let early_before = self.early.len();
         self.early
             .retain(|_, (since, _)| now.duration_since(*since) <= timeout);
@@ -146,6 +173,69 @@ impl<S: Scheme> Engine<S> {
             .retain(|_, (since, _)| now.duration_since(*since) <= timeout * 4);
     }
 
+    /// Tells the other participants of every run idle here for `idle` (nothing
+    /// away, nothing queued, no message taken) that this node waits on them.
+    fn say_waiting(&mut self, now: Instant, idle: std::time::Duration) {
+        let mut notices = Vec::new();
+        for running in self.running.values_mut() {
+            let quiet = running.away.is_none()
+                && running.inbox.is_empty()
+                && now.saturating_duration_since(running.progress.1) >= idle;
+            if quiet && !running.said_waiting {
+                running.said_waiting = true;
+                let others = running
+                    .participants
+                    .iter()
+                    .filter(|p| *p != self.me && !running.abandoned.contains(p));
+                let notice = NodeMessage::Waiting(running.job.clone());
+                notices.extend(others.map(|p| (p, notice.clone())));
+            }
+        }
+        for (peer, notice) in notices {
+            self.send(peer, &notice);
+        }
+    }
+
+    /// A participant's word that its instance of `job` waits idle (`ended`
+    /// `None`) or ended without output (`Some(reason)`).
+    pub(super) fn took_notice(&mut self, from: ParticipantId, job: Job, ended: Option<&str>) {
+        let instance = self.instance_of(&job);
+        if let Some(running) = self.running.get_mut(&instance) {
+            if from != self.me && running.participants.contains(from) {
+                match ended {
+                    Some(reason) => {
+                        tracing::debug!(
+                            peer = from.0,
+                            ?job,
+                            reason = %peer_text(reason),
+                            "a participant abandoned a run"
+                        );
+                        running.abandoned.insert(from);
+                    }
+                    None => {
+                        running.waiting.insert(from);
+                    }
+                }
+            }
+            return;
+        }
+        if ended.is_none() {
+            return;
+        }
+        // An invitation to sign still waiting for its request to show on chain
+        // here: its proposer gave up on it.
+        if let Job::Sign { request_id, .. } = &job {
+            let key = (RequestId(*request_id), from);
+            if self
+                .deferred
+                .get(&key)
+                .is_some_and(|(_, start)| start.job == job)
+            {
+                self.deferred.remove(&key);
+            }
+        }
+    }
+
     /// Waiting for gone peers would only end at the timeout; the runs' inputs stay
     /// consumed. Key-task runs are settled by the contract's attempts instead.
     pub(super) fn abandon_runs_with(&mut self, gone: &[ParticipantId]) {
@@ -157,9 +247,12 @@ impl<S: Scheme> Engine<S> {
             .map(|(id, _)| *id)
             .collect();
         for id in doomed {
-            let running = self.running.remove(&id).expect("listed above");
-            self.failed(
-                running.job,
+            let mut running = self.running.remove(&id).expect("listed above");
+            // The gone ones cannot hear it; a participant that still reaches them
+            // (a partition) must not take this node for the straggler.
+            running.abandoned.extend(gone.iter().copied());
+            self.abandon(
+                running,
                 "a participant of the run became unreachable".into(),
             );
         }

@@ -7,8 +7,10 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use primitives::DomainId;
 use threshold::ParticipantId;
 
-/// Version byte of the node's peer message format.
-const MESSAGE_VERSION: u8 = 3;
+/// Version byte of the node's peer message format (4: `Leading`, `Passing`,
+/// `Waiting` and `Abandoned` added; a node refuses frames of any other version, so nodes of
+/// different versions do not take each other's messages).
+const MESSAGE_VERSION: u8 = 4;
 
 /// A message between the engines of one domain.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -38,6 +40,14 @@ pub enum NodeMessage {
     /// presignature for it, so the next live node in its leader order may lead it
     /// at once (see `daemon/leader.rs`).
     Passing([u8; 32]),
+    /// To the run's other participants: the sender's instance of `job` has taken
+    /// every message it got, sent all it could, and waited so for a while. Nobody
+    /// counts it behind in that run after this (see `engine/judge.rs`).
+    Waiting(Job),
+    /// To the run's other participants: the sender's instance of `job` ended
+    /// without output (a check failed, a peer declined or went, the run stalled),
+    /// so it sends nothing more there; nobody counts it behind after this.
+    Abandoned { job: Job, reason: String },
 }
 
 impl NodeMessage {
@@ -46,8 +56,12 @@ impl NodeMessage {
     /// traffic of stock generation.
     pub fn is_urgent(&self) -> bool {
         match self {
-            NodeMessage::Start(start) => {
-                !matches!(start.job, Job::Triple { .. } | Job::Presign { .. })
+            // A run's notices go in the queue of its traffic, after its messages:
+            // an abandon must not overtake the invitation it is about.
+            NodeMessage::Start(Start { job, .. })
+            | NodeMessage::Waiting(job)
+            | NodeMessage::Abandoned { job, .. } => {
+                !matches!(job, Job::Triple { .. } | Job::Presign { .. })
             }
             NodeMessage::Protocol(message) => threshold::wire::Header::decode(message)
                 // Refused at once, whatever it was.
@@ -67,7 +81,9 @@ impl NodeMessage {
     pub fn is_key_event(&self) -> bool {
         match self {
             NodeMessage::Start(start) => start.job.attempt().is_some(),
-            NodeMessage::Decline { job, .. } => job.attempt().is_some(),
+            NodeMessage::Decline { job, .. }
+            | NodeMessage::Waiting(job)
+            | NodeMessage::Abandoned { job, .. } => job.attempt().is_some(),
             NodeMessage::Protocol(bytes) => threshold::wire::Header::decode(bytes)
                 .is_ok_and(|(header, _)| header.kind.is_key_event()),
             _ => false,

@@ -39,6 +39,15 @@ pub(super) struct Running<S: Scheme> {
     /// timeout they tell whom the run was waiting on (see [`Engine::straggler`]).
     pub(super) received: BTreeMap<ParticipantId, u32>,
     pub(super) sent: BTreeMap<ParticipantId, u32>,
+    /// Participants that said their instance of the run waits idle
+    /// ([`NodeMessage::Waiting`]): never counted behind in it.
+    pub(super) waiting: BTreeSet<ParticipantId>,
+    /// Participants that said their instance of the run ended without output
+    /// ([`NodeMessage::Abandoned`]): never counted behind, and the run cannot
+    /// finish any more.
+    pub(super) abandoned: BTreeSet<ParticipantId>,
+    /// This node told the others its instance waits idle (once per run).
+    pub(super) said_waiting: bool,
     /// Messages taken in total when [`Engine::expire`] last saw the count change,
     /// and when that was: how long the run has been stalled.
     pub(super) progress: (u32, Instant),
@@ -94,6 +103,9 @@ impl<S: Scheme> Engine<S> {
                 fresh: true,
                 received: BTreeMap::new(),
                 sent: BTreeMap::new(),
+                waiting: BTreeSet::new(),
+                abandoned: BTreeSet::new(),
+                said_waiting: false,
                 progress: (0, started),
             },
         );
@@ -368,9 +380,28 @@ impl<S: Scheme> Engine<S> {
                         self.blame(*culprit, FailureKind::Misbehaved, e.to_string());
                     }
                 }
-                self.failed(running.job, e.to_string());
+                self.abandon(running, e.to_string());
             }
         }
+    }
+
+    /// Ends a run here without output: tells its other participants (but those
+    /// that abandoned it first) that this node sends nothing more there, so none
+    /// of them takes it for a straggler, then reports the failure.
+    pub(super) fn abandon(&mut self, running: Running<S>, reason: String) {
+        let notice = NodeMessage::Abandoned {
+            job: running.job.clone(),
+            reason: reason.clone(),
+        };
+        let told: Vec<ParticipantId> = running
+            .participants
+            .iter()
+            .filter(|p| *p != self.me && !running.abandoned.contains(p))
+            .collect();
+        for peer in told {
+            self.send(peer, &notice);
+        }
+        self.failed(running.job, reason);
     }
 
     /// Declines `job` to its proposer (key tasks excepted: those are proposed by
@@ -468,11 +499,24 @@ impl<S: Scheme> Engine<S> {
                     .get(&instance)
                     .is_some_and(|r| r.leader && r.participants.contains(from));
                 if ours {
-                    self.running.remove(&instance);
+                    let mut running = self.running.remove(&instance).expect("checked above");
                     let reason = peer_text(&reason);
                     self.blame(from, FailureKind::Decline, reason.clone());
-                    self.failed(job, format!("participant {} declined: {reason}", from.0));
+                    // It never joined: nothing to tell it.
+                    running.abandoned.insert(from);
+                    self.abandon(
+                        running,
+                        format!("participant {} declined: {reason}", from.0),
+                    );
                 }
+                Ok(())
+            }
+            NodeMessage::Waiting(job) => {
+                self.took_notice(from, job, None);
+                Ok(())
+            }
+            NodeMessage::Abandoned { job, reason } => {
+                self.took_notice(from, job, Some(&reason));
                 Ok(())
             }
             NodeMessage::RetireTriple(id) if id.owner() == from => {
@@ -531,7 +575,7 @@ impl<S: Scheme> Engine<S> {
             Ok(output) => output,
             Err(why) => {
                 let running = self.running.remove(&tag.instance).expect("checked above");
-                self.failed(running.job, why);
+                self.abandon(running, why);
                 return true;
             }
         };
@@ -540,8 +584,8 @@ impl<S: Scheme> Engine<S> {
             Err(_) => {
                 // Only this engine makes steps with its serial: a bug, not input.
                 let running = self.running.remove(&tag.instance).expect("checked above");
-                self.failed(
-                    running.job,
+                self.abandon(
+                    running,
                     "a step came back with another scheme's result".into(),
                 );
             }

@@ -1,6 +1,7 @@
 //! Peers that refuse, misbehave or go silent: forged and unknown invitations
-//! refused, a decline ending the run at once, garbage doing no harm, and runs that
-//! time out or stall blamed on the silent participant alone.
+//! refused, a decline ending the run at once, garbage doing no harm, runs that
+//! time out or stall blamed on the silent participant alone, and an honest
+//! participant a liar made abort never blamed for it.
 
 use super::harness::*;
 
@@ -387,6 +388,153 @@ async fn a_stalled_run_ends_early_and_blames_the_silent_participant_alone<S: Sui
         assert_run_failed_on_participant_2(node, "stalled waiting on participant 2");
     }
     shut_down(&mut nodes).await;
+}
+
+/// What the liar of [`liar_frames_an_honest_participant`] sends node 1 in place
+/// of each of its messages after the first.
+#[derive(Clone, Copy, Debug)]
+enum Junk {
+    /// Too short for cait-sith's own header: dropped unread, so node 1 waits.
+    Ignored,
+    /// cait-sith's header, then a byte no MessagePack value starts with: node 1's
+    /// instance fails on it.
+    Fatal,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_participant_a_liar_starves_is_not_blamed() {
+    liar_frames_an_honest_participant(Junk::Ignored).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_honest_participant_a_liar_makes_abort_is_not_blamed() {
+    liar_frames_an_honest_participant(Junk::Fatal).await;
+}
+
+/// A liar (node 2) answers the proposer (node 0) as it should but sends the other
+/// honest participant (node 1) junk under the run's header after its first
+/// message. Node 1 waits, or aborts, and so answers node 0's later rounds no
+/// more, while the liar's count toward node 0 is full: by counts alone node 1 is
+/// the straggler. It says it waits (or abandoned the run), and node 0 blames
+/// nobody; an abandoned run ends at the stall.
+///
+/// ECDSA only: EdDSA's stock and signing runs are one round, whose message every
+/// participant sends before it reads any, so nobody can be starved midway.
+async fn liar_frames_an_honest_participant(junk: Junk) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, _root) = start::<Ecdsa>(3, 2, dir.path()).await;
+    let all = Participants::first(3).unwrap();
+    for node in nodes.iter_mut() {
+        node.engine.drain_peer_reports();
+    }
+    nodes[0].engine.set_stock_subset(StockSubset::All);
+    let runs = propose_stock(&mut nodes[0].engine, &all).len();
+    let mut first_to_1 = std::collections::BTreeSet::new();
+    let broken = exchange_with_liar(&mut nodes, junk, &mut first_to_1);
+    assert!(
+        broken >= runs,
+        "the liar broke {broken} messages of {runs} runs"
+    );
+    let ended_at_1 = match junk {
+        Junk::Ignored => 0,
+        Junk::Fatal => runs,
+    };
+    assert_eq!(nodes[1].engine.running(), runs - ended_at_1, "{junk:?}");
+    assert_eq!(nodes[0].engine.running(), runs, "{junk:?}");
+    assert_eq!(nodes[2].engine.running(), runs, "{junk:?}");
+
+    // Idle for half the stall limit (5 s of the 20 s timeout): the notices go out.
+    let now = Instant::now();
+    for node in nodes.iter_mut() {
+        node.engine.expire(now); // notes the runs' last progress
+        node.engine.expire(now + Duration::from_secs(3));
+    }
+    exchange_with_liar(&mut nodes, junk, &mut first_to_1);
+    let (judged_at, reason) = match junk {
+        // Stalled, but no straggler: kept until the timeout.
+        Junk::Ignored => (Duration::from_secs(21), "timed out".to_string()),
+        // Stalled and given up by a participant: ended at once.
+        Junk::Fatal => (Duration::from_secs(6), "abandoned by [1]".to_string()),
+    };
+    for node in nodes.iter_mut() {
+        node.engine.expire(now + judged_at);
+        assert_eq!(node.engine.running(), 0, "node {} {junk:?}", node.me);
+        let reports = node.engine.drain_peer_reports();
+        assert!(
+            !reports
+                .iter()
+                .any(|r| matches!(r, PeerReport::Failure { .. })),
+            "node {} {junk:?}: {reports:?}",
+            node.me
+        );
+    }
+    for i in [0, 2] {
+        let failed = nodes[i].engine.drain_events();
+        assert!(
+            failed.len() == runs
+                && failed.iter().all(
+                    |e| matches!(e, Event::Failed { reason: why, .. } if why.contains(&reason))
+                ),
+            "node {i} {junk:?}: {failed:?}"
+        );
+    }
+    shut_down(&mut nodes).await;
+}
+
+/// Runs steps and moves frames straight between engines until nothing moves,
+/// with node 2's protocol messages to node 1 made `junk` after each run's first
+/// (noted in `first_to_1`). Returns how many it broke.
+fn exchange_with_liar(
+    nodes: &mut [Node<Ecdsa>],
+    junk: Junk,
+    first_to_1: &mut std::collections::BTreeSet<InstanceId>,
+) -> usize {
+    let mut broken = 0;
+    loop {
+        let mut moved = 0;
+        for i in 0..nodes.len() {
+            moved += settle(&mut nodes[i]);
+            for (to, mut frame) in nodes[i].engine.drain_outbox() {
+                moved += 1;
+                if i == 2 && to == ParticipantId(1) {
+                    if let Some(bad) = junk_after_first(&frame, junk, first_to_1) {
+                        frame = bad;
+                        broken += 1;
+                    }
+                }
+                let from = ParticipantId(nodes[i].me);
+                handle(&mut nodes[to.0 as usize].engine, from, &frame).unwrap();
+            }
+            let events = nodes[i].engine.drain_events();
+            nodes[i].events.extend(events);
+        }
+        if moved == 0 {
+            return broken;
+        }
+    }
+}
+
+/// `frame` with its protocol message's payload made `junk`, unless it is the
+/// first of its run (noted in `first`) or not a protocol message.
+fn junk_after_first(
+    frame: &[u8],
+    junk: Junk,
+    first: &mut std::collections::BTreeSet<InstanceId>,
+) -> Option<Vec<u8>> {
+    let (domain, NodeMessage::Protocol(bytes)) = NodeMessage::decode(frame).unwrap() else {
+        return None;
+    };
+    let (header, payload) = threshold::wire::Header::decode(&bytes).unwrap();
+    if first.insert(header.instance) {
+        return None;
+    }
+    /// cait-sith's own message header: a channel tag of 20 bytes, a waitpoint of 8.
+    const CAIT_SITH_HEADER: usize = 28;
+    let body = match junk {
+        Junk::Ignored => vec![0],
+        Junk::Fatal => [&payload[..CAIT_SITH_HEADER], &[0xc1]].concat(),
+    };
+    Some(NodeMessage::Protocol(header.encode(&body)).encode(domain))
 }
 
 /// Three nodes, the third silent (down from the start: it never sees the

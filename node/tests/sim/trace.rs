@@ -38,6 +38,8 @@ pub(super) fn message_text(message: &NodeMessage) -> String {
         NodeMessage::RetirePresignature(id) => format!("retire presignature {id}"),
         NodeMessage::Leading(id) => format!("leading {}", hex::encode(&id[..4])),
         NodeMessage::Passing(id) => format!("passing {}", hex::encode(&id[..4])),
+        NodeMessage::Waiting(job) => format!("waiting in {}", job_text(job)),
+        NodeMessage::Abandoned { job, .. } => format!("abandoned {}", job_text(job)),
     }
 }
 

@@ -35,7 +35,7 @@ use super::Node;
 use crate::engine::NodeMessage;
 use primitives::RequestId;
 use sha3::{Digest, Sha3_256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use threshold::{ParticipantId, Participants};
 
@@ -43,10 +43,12 @@ use threshold::{ParticipantId, Participants};
 /// grace periods from when the word came.
 const HELD_BACK_FOR_GRACES: u32 = 2;
 
-/// Requests with peers' words kept at most: the contract's pending requests are
-/// fewer, so only a peer making up request ids fills it (and then words for
-/// requests already listed are still taken while it lasts).
-const MAX_REQUESTS_HEARD_OF: usize = 4096;
+/// Requests not (yet) pending here that one peer's words may open entries for:
+/// an honest peer is at most a few blocks ahead of this node's view of the
+/// chain, so only a peer making up request ids reaches it, and then it crowds
+/// out nobody else's words. Words about requests pending here are always taken
+/// (those entries are bounded by the contract's pending requests).
+const MAX_UNKNOWN_REQUESTS_PER_PEER: usize = 512;
 
 /// What peers said about leading one request.
 #[derive(Clone, Debug)]
@@ -57,6 +59,71 @@ pub(super) struct HeardOf {
     passed: BTreeSet<ParticipantId>,
     /// When the first word came.
     first: Instant,
+    /// The peer whose word opened the entry while the request was not pending
+    /// here (counted against its [`MAX_UNKNOWN_REQUESTS_PER_PEER`]).
+    opened_unknown_by: Option<ParticipantId>,
+}
+
+/// Peers' words about leading, per request, with what each peer opened for
+/// requests unknown here counted.
+#[derive(Debug, Default)]
+pub(super) struct WordsHeard {
+    by_request: BTreeMap<RequestId, HeardOf>,
+    unknown_opened: BTreeMap<ParticipantId, usize>,
+}
+
+impl WordsHeard {
+    pub(super) fn get(&self, request_id: &RequestId) -> Option<&HeardOf> {
+        self.by_request.get(request_id)
+    }
+
+    /// The entry `peer`'s word about `request_id` goes in, opened if need be;
+    /// `None` if the peer has opened its share of entries for unknown requests.
+    fn entry(
+        &mut self,
+        peer: ParticipantId,
+        request_id: RequestId,
+        known: bool,
+        now: Instant,
+    ) -> Option<&mut HeardOf> {
+        if !self.by_request.contains_key(&request_id) {
+            let opened_unknown_by = if known {
+                None
+            } else {
+                let opened = self.unknown_opened.entry(peer).or_default();
+                if *opened >= MAX_UNKNOWN_REQUESTS_PER_PEER {
+                    return None;
+                }
+                *opened += 1;
+                Some(peer)
+            };
+            self.by_request.insert(
+                request_id,
+                HeardOf {
+                    leading: None,
+                    passed: BTreeSet::new(),
+                    first: now,
+                    opened_unknown_by,
+                },
+            );
+        }
+        self.by_request.get_mut(&request_id)
+    }
+
+    /// Keeps the entries `keep` says to, giving back what dropped ones opened.
+    fn retain(&mut self, mut keep: impl FnMut(&RequestId, &HeardOf) -> bool) {
+        let unknown_opened = &mut self.unknown_opened;
+        self.by_request.retain(|id, heard| {
+            let kept = keep(id, heard);
+            if let (false, Some(peer)) = (kept, heard.opened_unknown_by) {
+                if let Some(opened) = unknown_opened.get_mut(&peer) {
+                    *opened = opened.saturating_sub(1);
+                }
+            }
+            kept
+        });
+        unknown_opened.retain(|_, opened| *opened > 0);
+    }
 }
 
 /// Whether another live node's fresh word that it leads the request holds this
@@ -245,17 +312,12 @@ impl Node {
         word: &NodeMessage,
         now: Instant,
     ) {
-        if self.heard_of.len() >= MAX_REQUESTS_HEARD_OF && !self.heard_of.contains_key(&request_id)
-        {
-            return;
-        }
         // Kept from the first word on (not renewed by later ones, so words
         // about made-up ids cannot keep their entries alive).
-        let heard = self.heard_of.entry(request_id).or_insert(HeardOf {
-            leading: None,
-            passed: BTreeSet::new(),
-            first: now,
-        });
+        let known = self.requests.contains_key(&request_id);
+        let Some(heard) = self.heard_of.entry(peer, request_id, known, now) else {
+            return;
+        };
         match word {
             // A peer that passed holds nobody back again: leading, passing and
             // leading again cannot stretch its hold.
@@ -295,7 +357,49 @@ mod tests {
             leading: leading.map(|(peer, at)| (ParticipantId(peer), at)),
             passed: passed.iter().map(|p| ParticipantId(*p)).collect(),
             first: now,
+            opened_unknown_by: None,
         }
+    }
+
+    /// A peer making up request ids fills its own share of entries, not the
+    /// others': their words, and words about pending requests, are still taken;
+    /// dropped entries give the share back.
+    #[test]
+    fn a_peer_making_up_requests_crowds_out_only_itself() {
+        let (liar, honest) = (ParticipantId(1), ParticipantId(2));
+        let now = Instant::now();
+        let id = |n: u64| {
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&n.to_be_bytes());
+            RequestId(bytes)
+        };
+        let mut words = WordsHeard::default();
+        for n in 0..MAX_UNKNOWN_REQUESTS_PER_PEER as u64 {
+            assert!(words.entry(liar, id(n), false, now).is_some());
+        }
+        let made_up = id(1 << 40);
+        assert!(words.entry(liar, made_up, false, now).is_none());
+        // An entry already open takes the liar's later words.
+        assert!(words.entry(liar, id(3), false, now).is_some());
+        // Another peer's word about an unknown request, and the liar's about a
+        // pending one, still open entries.
+        assert!(words.entry(honest, id(1 << 41), false, now).is_some());
+        assert!(words.entry(liar, id(1 << 42), true, now).is_some());
+        assert_eq!(words.by_request.len(), MAX_UNKNOWN_REQUESTS_PER_PEER + 2);
+        // Forgetting some of the liar's entries gives their room back.
+        words.retain(|request, _| *request != id(0) && *request != id(1));
+        assert_eq!(
+            words.unknown_opened[&liar],
+            MAX_UNKNOWN_REQUESTS_PER_PEER - 2
+        );
+        assert!(words.entry(liar, made_up, false, now).is_some());
+        // The entry the liar opened for a pending request counted for nothing.
+        words.retain(|request, _| *request == id(1 << 42));
+        assert!(
+            words.unknown_opened.is_empty(),
+            "{:?}",
+            words.unknown_opened
+        );
     }
 
     #[test]

@@ -377,7 +377,7 @@ struct Node {
     /// Requests gone from the chain's list lately, with when (`requests`).
     vanished: BTreeMap<RequestId, (Instant, Tracked)>,
     /// Peers' words that they lead a request or passed it on (`leader`).
-    heard_of: BTreeMap<RequestId, leader::HeardOf>,
+    heard_of: leader::WordsHeard,
     /// Words of leading and passing this node has for every peer this turn.
     announce: Vec<(DomainId, NodeMessage)>,
     /// Act at the end of this turn rather than at the next heartbeat: stock was
@@ -423,7 +423,7 @@ impl Node {
             aborted: BTreeSet::new(),
             requests: BTreeMap::new(),
             vanished: BTreeMap::new(),
-            heard_of: BTreeMap::new(),
+            heard_of: leader::WordsHeard::default(),
             announce: Vec::new(),
             act_soon: false,
             last_heard: HashMap::new(),

@@ -24,12 +24,14 @@
 //! than the grace made every request's fallback leaders sign it too, each answer
 //! after the first refused by the contract: a presignature burnt per fallback,
 //! when presignatures are what a burst is short of (40 % of them at (3,2) in one
-//! bench run). Only the first word of leading per request counts, so a peer that
-//! says it leads and never signs delays a request by [`HELD_BACK_FOR_GRACES`]
-//! grace periods at most. A leader whose run failed and that has no other
-//! presignature passes, which ends its hold at once; a peer that passed holds
-//! nobody back again. A peer that passes when it could lead only hands the
-//! request on sooner.
+//! bench run). Each peer's word of leading counts once per request, so a peer
+//! that says it leads and never signs delays a request by
+//! [`HELD_BACK_FOR_GRACES`] grace periods at most. A leader whose run failed and
+//! that has no other presignature passes, which ends its hold at once. A peer
+//! that passed and leads later (it made a presignature meanwhile, the usual
+//! course of a burst) holds the others back like any leader: ignoring that word
+//! made fallbacks sign 10 of 125 requests a second time in one bench run. A peer
+//! that passes when it could lead only hands the request on sooner.
 
 use super::Node;
 use crate::engine::NodeMessage;
@@ -53,8 +55,11 @@ const MAX_UNKNOWN_REQUESTS_PER_PEER: usize = 512;
 /// What peers said about leading one request.
 #[derive(Clone, Debug)]
 pub(super) struct HeardOf {
-    /// The peer that first said it leads the request, and when that came.
+    /// The peer whose word of leading holds the others back, and when that
+    /// came: the latest word taken (see `led`), cleared when its sender passes.
     leading: Option<(ParticipantId, Instant)>,
+    /// The peers whose word of leading was taken: one each.
+    led: BTreeSet<ParticipantId>,
     /// The peers that passed it on.
     passed: BTreeSet<ParticipantId>,
     /// When the first word came.
@@ -62,6 +67,33 @@ pub(super) struct HeardOf {
     /// The peer whose word opened the entry while the request was not pending
     /// here (counted against its [`MAX_UNKNOWN_REQUESTS_PER_PEER`]).
     opened_unknown_by: Option<ParticipantId>,
+}
+
+impl HeardOf {
+    /// Takes `peer`'s word; returns whether it passed (which may make this
+    /// node's turn).
+    fn take(&mut self, peer: ParticipantId, word: &NodeMessage, now: Instant) -> bool {
+        match word {
+            // Once per peer: leading, passing and leading again cannot stretch
+            // its hold.
+            NodeMessage::Leading(_) => {
+                if self.led.insert(peer) {
+                    self.leading = Some((peer, now));
+                }
+                false
+            }
+            NodeMessage::Passing(_) => {
+                self.passed.insert(peer);
+                // A leader whose run failed and that has no other presignature
+                // passes: it no longer holds anyone back.
+                if self.leading.is_some_and(|(leader, _)| leader == peer) {
+                    self.leading = None;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Peers' words about leading, per request, with what each peer opened for
@@ -101,6 +133,7 @@ impl WordsHeard {
                 request_id,
                 HeardOf {
                     leading: None,
+                    led: BTreeSet::new(),
                     passed: BTreeSet::new(),
                     first: now,
                     opened_unknown_by,
@@ -141,12 +174,33 @@ fn held_back(
 }
 
 /// A request whose turn came to this node, in the order it is taken up: this
-/// node's rank among its live leaders, then the oldest first.
+/// node's rank among its live leaders, then by [`Pick`].
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Due {
     rank: usize,
-    first_seen: Instant,
+    pick: Pick,
     request_id: RequestId,
+}
+
+/// Which requests of one rank go first. A node takes those it ranks first in
+/// oldest first; those it leads in another's place (the better ones passed, or
+/// their grace ran out) newest first, from the other end of the queue the
+/// better-ranked node is working through, so the two meet on one request at
+/// most rather than both taking the same oldest one while their words that they
+/// lead it are on the way (each such collision burns a presignature).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Pick {
+    Oldest(Instant),
+    Newest(std::cmp::Reverse<Instant>),
+}
+
+impl Pick {
+    fn at(rank: usize, first_seen: Instant) -> Pick {
+        match rank {
+            0 => Pick::Oldest(first_seen),
+            _ => Pick::Newest(std::cmp::Reverse(first_seen)),
+        }
+    }
 }
 
 /// Where this node stands in a request's live leader order: the live nodes
@@ -200,10 +254,10 @@ pub fn leader_order(request_id: &RequestId, participants: &Participants) -> Vec<
 
 impl Node {
     /// Leads the pending requests whose turn it is for this node, and passes on
-    /// those it has no presignature for. Its best-ranked requests go first, the
-    /// oldest first among equals: when several nodes may lead the same requests
-    /// (all passed, and the grace ran out), each starts with a different one
-    /// rather than all with the same.
+    /// those it has no presignature for. Its best-ranked requests go first (see
+    /// [`Pick`] for the order among equals): when several nodes may lead the
+    /// same requests (all passed, and the grace ran out), each starts with a
+    /// different one rather than all with the same.
     pub(super) fn lead(&mut self, live: &Participants, now: Instant) {
         let mut due = self.requests_due(live, now);
         due.sort();
@@ -294,7 +348,7 @@ impl Node {
             if turn_came(&standing, heard, passed_for, waited, grace) {
                 due.push(Due {
                     rank,
-                    first_seen: tracked.first_seen,
+                    pick: Pick::at(rank, tracked.first_seen),
                     request_id: *request_id,
                 });
             }
@@ -302,8 +356,8 @@ impl Node {
         due
     }
 
-    /// A peer's word about leading `request_id`: that it leads it (only its
-    /// first such word counts) or that it passed it on. A pass may make this
+    /// A peer's word about leading `request_id`: that it leads it (its first
+    /// such word counts, later ones do not) or that it passed it on. A pass may make this
     /// node's turn, so the node acts at once rather than at the next heartbeat.
     pub(super) fn heard_of_lead(
         &mut self,
@@ -318,22 +372,8 @@ impl Node {
         let Some(heard) = self.heard_of.entry(peer, request_id, known, now) else {
             return;
         };
-        match word {
-            // A peer that passed holds nobody back again: leading, passing and
-            // leading again cannot stretch its hold.
-            NodeMessage::Leading(_) if !heard.passed.contains(&peer) => {
-                heard.leading.get_or_insert((peer, now));
-            }
-            NodeMessage::Passing(_) => {
-                heard.passed.insert(peer);
-                // A leader whose run failed and that has no other presignature
-                // passes: it no longer holds anyone back.
-                if heard.leading.is_some_and(|(leader, _)| leader == peer) {
-                    heard.leading = None;
-                }
-                self.act_soon = true;
-            }
-            _ => {}
+        if heard.take(peer, word, now) {
+            self.act_soon = true;
         }
     }
 
@@ -355,10 +395,90 @@ mod tests {
     fn heard(leading: Option<(u32, Instant)>, passed: &[u32], now: Instant) -> HeardOf {
         HeardOf {
             leading: leading.map(|(peer, at)| (ParticipantId(peer), at)),
+            led: leading
+                .iter()
+                .map(|(peer, _)| ParticipantId(*peer))
+                .collect(),
             passed: passed.iter().map(|p| ParticipantId(*p)).collect(),
             first: now,
             opened_unknown_by: None,
         }
+    }
+
+    /// Requests this node ranks first go oldest first; those it would lead in
+    /// another's place, newest first, rank by rank.
+    #[test]
+    fn own_requests_go_oldest_first_and_others_newest_first() {
+        let t0 = Instant::now();
+        let due = |rank: usize, age: u64, tag: u8| Due {
+            rank,
+            pick: Pick::at(rank, t0 + Duration::from_secs(10 - age)),
+            request_id: RequestId([tag; 32]),
+        };
+        let mut list = [
+            due(1, 5, 1),
+            due(0, 1, 2),
+            due(1, 9, 3),
+            due(0, 9, 4),
+            due(2, 9, 5),
+            due(2, 1, 6),
+        ];
+        list.sort();
+        let order: Vec<u8> = list.iter().map(|d| d.request_id.0[0]).collect();
+        assert_eq!(order, vec![4, 2, 1, 3, 6, 5]);
+    }
+
+    /// A peer that passed and leads later holds the others back; a peer's
+    /// second word of leading does not, nor does a word after its own pass
+    /// ended its hold.
+    #[test]
+    fn each_peer_holds_back_once_even_after_passing() {
+        let me = ParticipantId(0);
+        let live = Participants::first(3).unwrap();
+        let hold = Duration::from_secs(6);
+        let t0 = Instant::now();
+        let (p1, p2) = (ParticipantId(1), ParticipantId(2));
+        let (lead, pass) = (NodeMessage::Leading([7; 32]), NodeMessage::Passing([7; 32]));
+        let mut heard = heard(None, &[], t0);
+        // Passed with no presignature, then made one and leads: it holds.
+        assert!(heard.take(p1, &pass, t0));
+        assert!(!held_back(Some(&heard), me, &live, hold, t0));
+        assert!(!heard.take(p1, &lead, t0 + Duration::from_secs(1)));
+        assert!(held_back(
+            Some(&heard),
+            me,
+            &live,
+            hold,
+            t0 + Duration::from_secs(6)
+        ));
+        // Its run failed: it passes, and holds nobody back; leading again
+        // counts for nothing.
+        heard.take(p1, &pass, t0 + Duration::from_secs(2));
+        heard.take(p1, &lead, t0 + Duration::from_secs(3));
+        assert!(!held_back(
+            Some(&heard),
+            me,
+            &live,
+            hold,
+            t0 + Duration::from_secs(3)
+        ));
+        // Another peer's first word still holds, from when it came.
+        heard.take(p2, &lead, t0 + Duration::from_secs(4));
+        heard.take(p2, &lead, t0 + Duration::from_secs(9));
+        assert!(held_back(
+            Some(&heard),
+            me,
+            &live,
+            hold,
+            t0 + Duration::from_secs(9)
+        ));
+        assert!(!held_back(
+            Some(&heard),
+            me,
+            &live,
+            hold,
+            t0 + Duration::from_secs(10)
+        ));
     }
 
     /// A peer making up request ids fills its own share of entries, not the

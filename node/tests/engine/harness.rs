@@ -430,6 +430,17 @@ pub(crate) fn route<S: Suite>(nodes: &mut [Node<S>], from: usize) -> usize {
     moved
 }
 
+/// What `engine` has queued to send, decoded, with each recipient.
+pub(crate) fn outbox_messages<S: Scheme>(
+    engine: &mut Engine<S>,
+) -> Vec<(ParticipantId, NodeMessage)> {
+    engine
+        .drain_outbox()
+        .into_iter()
+        .map(|(to, frame)| (to, NodeMessage::decode(&frame).unwrap().1))
+        .collect()
+}
+
 /// Runs every node's steps and moves every frame until nothing moves.
 pub(crate) fn exchange<S: Suite>(nodes: &mut [Node<S>]) {
     loop {

@@ -494,12 +494,7 @@ async fn a_key_run_that_failed_here_is_not_run_again_in_its_attempt<S: Suite>() 
     nodes[0].engine.expire(now + Duration::from_secs(6));
     assert_eq!(nodes[0].engine.running(), 0);
     assert_run_failed_on_participant_2(&mut nodes[0], "stalled waiting on participant 2");
-    let told: Vec<(ParticipantId, NodeMessage)> = nodes[0]
-        .engine
-        .drain_outbox()
-        .into_iter()
-        .map(|(to, frame)| (to, NodeMessage::decode(&frame).unwrap().1))
-        .collect();
+    let told = outbox_messages(&mut nodes[0].engine);
     assert!(
         matches!(
             &told[..],

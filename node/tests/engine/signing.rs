@@ -300,12 +300,7 @@ async fn a_presignature_is_never_used_twice_across_a_restart<S: Suite>() {
         &invitation
     )));
     assert_eq!(nodes[holder].engine.running(), 0);
-    let declines: Vec<(ParticipantId, NodeMessage)> = nodes[holder]
-        .engine
-        .drain_outbox()
-        .into_iter()
-        .map(|(to, frame)| (to, NodeMessage::decode(&frame).unwrap().1))
-        .collect();
+    let declines = outbox_messages(&mut nodes[holder].engine);
     assert!(
         matches!(&declines[..], [(ParticipantId(0), NodeMessage::Decline { job: Job::Sign { presignature: p, .. }, .. })] if *p == presignature),
         "{declines:?}"

@@ -143,6 +143,22 @@ impl WordsHeard {
         self.by_request.get_mut(&request_id)
     }
 
+    /// Entries opened for requests unknown then and pending here now count
+    /// against their opener no more (an honest peer ahead of this node's view of
+    /// the chain in a long burst would run out of room otherwise).
+    fn now_known(&mut self, known: impl Fn(&RequestId) -> bool) {
+        for (id, heard) in self.by_request.iter_mut() {
+            let Some(peer) = heard.opened_unknown_by.filter(|_| known(id)) else {
+                continue;
+            };
+            heard.opened_unknown_by = None;
+            if let Some(opened) = self.unknown_opened.get_mut(&peer) {
+                *opened = opened.saturating_sub(1);
+            }
+        }
+        self.unknown_opened.retain(|_, opened| *opened > 0);
+    }
+
     /// Keeps the entries `keep` says to, giving back what dropped ones opened.
     fn retain(&mut self, mut keep: impl FnMut(&RequestId, &HeardOf) -> bool) {
         let unknown_opened = &mut self.unknown_opened;
@@ -382,6 +398,7 @@ impl Node {
     pub(super) fn forget_heard_of(&mut self, now: Instant) {
         let hold = self.config.leader_grace * HELD_BACK_FOR_GRACES;
         let requests = &self.requests;
+        self.heard_of.now_known(|id| requests.contains_key(id));
         self.heard_of.retain(|id, heard| {
             requests.contains_key(id) || now.saturating_duration_since(heard.first) < hold
         });
@@ -506,15 +523,22 @@ mod tests {
         assert!(words.entry(honest, id(1 << 41), false, now).is_some());
         assert!(words.entry(liar, id(1 << 42), true, now).is_some());
         assert_eq!(words.by_request.len(), MAX_UNKNOWN_REQUESTS_PER_PEER + 2);
-        // Forgetting some of the liar's entries gives their room back.
+        // Forgetting some of the liar's entries gives their room back, and so
+        // does a request it was first to name showing up here.
         words.retain(|request, _| *request != id(0) && *request != id(1));
         assert_eq!(
             words.unknown_opened[&liar],
             MAX_UNKNOWN_REQUESTS_PER_PEER - 2
         );
+        words.now_known(|request| *request == id(2));
+        assert_eq!(
+            words.unknown_opened[&liar],
+            MAX_UNKNOWN_REQUESTS_PER_PEER - 3
+        );
         assert!(words.entry(liar, made_up, false, now).is_some());
-        // The entry the liar opened for a pending request counted for nothing.
-        words.retain(|request, _| *request == id(1 << 42));
+        // Entries of requests now known, or opened for a pending request,
+        // count for nothing.
+        words.retain(|request, _| *request == id(1 << 42) || *request == id(2));
         assert!(
             words.unknown_opened.is_empty(),
             "{:?}",

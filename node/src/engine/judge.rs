@@ -7,19 +7,29 @@
 //! only when it is the one such peer; anything else ends without blame.
 //!
 //! Counts alone can be gamed: a liar sends one honest participant junk under the
-//! run's header (which its instance takes, then ignores or fails on) and the
-//! proposer the true messages. The honest one waits, or aborts, and so answers
-//! the proposer's later rounds no more: it looks behind, the liar does not. So a
-//! participant whose instance has taken every message it got and sent all it
-//! could, and has sat idle for half the stall limit, says so to the others
-//! ([`NodeMessage::Waiting`]); one whose instance ended without output says that
-//! ([`NodeMessage::Abandoned`]). Neither is counted behind in that run after.
-//! An honest node's notice is true (idle means nothing is left for it to do), and
-//! it comes long before anyone judges the run (the stall limit, if quiet; else the
-//! timeout). A liar's notice only spares the liar, which padding spares anyway.
-//! And the notices sharpen blame too: a silent peer that withheld from one
+//! run's header (which its instance takes, then ignores or fails on), or its true
+//! messages late, and the proposer the true messages on time. The honest one
+//! waits, or aborts, and so answers the proposer's later rounds no more: it
+//! looks behind, the liar does not. So:
+//! - a participant whose instance has nothing away on a worker, nothing queued,
+//!   and has sent nothing for half the stall limit says it waits
+//!   ([`NodeMessage::Waiting`]), and again every half stall limit while that
+//!   lasts (a notice that came before the run existed there is not lost for
+//!   good); junk it took does not make it busy;
+//! - one whose instance ended without output says that
+//!   ([`NodeMessage::Abandoned`]);
+//! - neither is counted behind in that run after;
+//! - and a peer is blamed only if this node's last message to it is at least
+//!   [`NOTICE_MARGIN`] of the stall limit old: time for an honest peer stuck
+//!   since then to say it waits, however the liar timed its own messages.
+//!
+//! An honest node's notice is true: idle means nothing is left for it to do. A
+//! liar's notice only spares the liar, which padding its count spares anyway.
+//! The notices sharpen blame too: a silent peer that withheld from one
 //! participant alone used to leave two peers behind; the one it starved now says
-//! it waits, and the silent one is the sole straggler.
+//! it waits, and the silent one is the sole straggler. What they give up: an
+//! honest node whose messages of a run sit in its own backlog says it waits, and
+//! is not blamed for being slow.
 
 use super::message::{peer_text, NodeMessage};
 use super::{Engine, Job, Running, Scheme};
@@ -34,6 +44,11 @@ use threshold::{InstanceId, ParticipantId};
 /// the timeout. A quarter (7.5 s of the tests' 30 s, 15 s of the default 60 s)
 /// leaves a wide margin for an honest peer behind a queue of stock traffic.
 pub(super) const STALL_FRACTION: u32 = 4;
+
+/// How old, in quarters of the stall limit, this node's last message to a peer
+/// must be before that peer may be blamed: an honest peer stuck since says it
+/// waits after two quarters, and its word has the third to arrive.
+const NOTICE_MARGIN: u32 = 3;
 
 /// Who proposed a stock or signing run (its record ids carry their owner);
 /// `None` for key runs, which every participant proposes.
@@ -113,8 +128,12 @@ impl<S: Scheme> Engine<S> {
             // invitation with its old messages), leaving a third participant that
             // never heard of the run to look behind. The proposer itself invited
             // everyone, and every participant proposes a key run itself.
+            let answer_time = stall_limit / STALL_FRACTION * NOTICE_MARGIN;
             let straggler = self.straggler(running).filter(|peer| {
-                judged && (running.leader || proposer(&running.job).is_none_or(|p| p == *peer))
+                let last_sent = running.sent_at.get(peer).unwrap_or(&running.started);
+                judged
+                    && (running.leader || proposer(&running.job).is_none_or(|p| p == *peer))
+                    && now.saturating_duration_since(*last_sent) >= answer_time
             });
             // A participant gave up on it, and nobody else is behind: waiting
             // longer changes nothing (see the module docs).
@@ -174,15 +193,20 @@ impl<S: Scheme> Engine<S> {
     }
 
     /// Tells the other participants of every run idle here for `idle` (nothing
-    /// away, nothing queued, no message taken) that this node waits on them.
+    /// away, nothing queued, nothing sent) that this node waits on them; again
+    /// every `idle` while it stays so.
     fn say_waiting(&mut self, now: Instant, idle: std::time::Duration) {
         let mut notices = Vec::new();
         for running in self.running.values_mut() {
+            let last_sent = running.sent_at.values().max().unwrap_or(&running.started);
             let quiet = running.away.is_none()
                 && running.inbox.is_empty()
-                && now.saturating_duration_since(running.progress.1) >= idle;
-            if quiet && !running.said_waiting {
-                running.said_waiting = true;
+                && now.saturating_duration_since(*last_sent) >= idle;
+            let due = running
+                .said_waiting_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= idle);
+            if quiet && due {
+                running.said_waiting_at = Some(now);
                 let others = running
                     .participants
                     .iter()

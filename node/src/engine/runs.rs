@@ -46,8 +46,12 @@ pub(super) struct Running<S: Scheme> {
     /// ([`NodeMessage::Abandoned`]): never counted behind, and the run cannot
     /// finish any more.
     pub(super) abandoned: BTreeSet<ParticipantId>,
-    /// This node told the others its instance waits idle (once per run).
-    pub(super) said_waiting: bool,
+    /// When this node last sent each peer a protocol message of the run (none
+    /// yet: since the run started): a peer behind is blamed only once it had
+    /// time to say it waits (see `judge.rs`).
+    pub(super) sent_at: BTreeMap<ParticipantId, Instant>,
+    /// When this node last told the others its instance waits idle.
+    pub(super) said_waiting_at: Option<Instant>,
     /// Messages taken in total when [`Engine::expire`] last saw the count change,
     /// and when that was: how long the run has been stalled.
     pub(super) progress: (u32, Instant),
@@ -105,7 +109,8 @@ impl<S: Scheme> Engine<S> {
                 sent: BTreeMap::new(),
                 waiting: BTreeSet::new(),
                 abandoned: BTreeSet::new(),
-                said_waiting: false,
+                sent_at: BTreeMap::new(),
+                said_waiting_at: None,
                 progress: (0, started),
             },
         );
@@ -341,6 +346,7 @@ impl<S: Scheme> Engine<S> {
             return;
         };
         running.away = None;
+        let now = self.clock.now();
         for out in result.sent {
             let bytes = NodeMessage::Protocol(out.message).encode(self.domain);
             match out.to {
@@ -348,11 +354,13 @@ impl<S: Scheme> Engine<S> {
                     let others = running.participants.iter().filter(|p| *p != self.me);
                     for peer in others {
                         *running.sent.entry(peer).or_default() += 1;
+                        running.sent_at.insert(peer, now);
                         self.outbox.push_back((peer, bytes.clone()));
                     }
                 }
                 Recipient::One(peer) => {
                     *running.sent.entry(peer).or_default() += 1;
+                    running.sent_at.insert(peer, now);
                     self.outbox.push_back((peer, bytes));
                 }
             }

@@ -415,8 +415,8 @@ async fn an_honest_participant_a_liar_makes_abort_is_not_blamed() {
 /// honest participant (node 1) junk under the run's header after its first
 /// message. Node 1 waits, or aborts, and so answers node 0's later rounds no
 /// more, while the liar's count toward node 0 is full: by counts alone node 1 is
-/// the straggler. It says it waits (or abandoned the run), and node 0 blames
-/// nobody; an abandoned run ends at the stall.
+/// the straggler. It says it waits (even while more junk comes), or abandoned
+/// the run, and node 0 blames nobody; an abandoned run ends at the stall.
 ///
 /// ECDSA only: EdDSA's stock and signing runs are one round, whose message every
 /// participant sends before it reads any, so nobody can be starved midway.
@@ -430,7 +430,7 @@ async fn liar_frames_an_honest_participant(junk: Junk) {
     nodes[0].engine.set_stock_subset(StockSubset::All);
     let runs = propose_stock(&mut nodes[0].engine, &all).len();
     let mut first_to_1 = std::collections::BTreeSet::new();
-    let broken = exchange_with_liar(&mut nodes, junk, &mut first_to_1);
+    let (broken, last_junk) = exchange_with_liar(&mut nodes, junk, &mut first_to_1);
     assert!(
         broken >= runs,
         "the liar broke {broken} messages of {runs} runs"
@@ -447,6 +447,17 @@ async fn liar_frames_an_honest_participant(junk: Junk) {
     let now = Instant::now();
     for node in nodes.iter_mut() {
         node.engine.expire(now); // notes the runs' last progress
+    }
+    // Junk dropped unread keeps an instance looking busy, as it is taken. Node 0
+    // waits on node 1, and node 1 (a joiner) may blame node 0: the liar sends
+    // node 0 junk too, which node 0 takes but answers nothing, so node 0 still
+    // says it waits. (Fatal junk would end node 0's run.)
+    let junk_frame = last_junk.expect("the liar sent junk");
+    if let Junk::Ignored = junk {
+        handle(&mut nodes[0].engine, ParticipantId(2), &junk_frame).unwrap();
+        assert!(settle(&mut nodes[0]) > 0, "node 0 took the junk");
+    }
+    for node in nodes.iter_mut() {
         node.engine.expire(now + Duration::from_secs(3));
     }
     exchange_with_liar(&mut nodes, junk, &mut first_to_1);
@@ -483,13 +494,14 @@ async fn liar_frames_an_honest_participant(junk: Junk) {
 
 /// Runs steps and moves frames straight between engines until nothing moves,
 /// with node 2's protocol messages to node 1 made `junk` after each run's first
-/// (noted in `first_to_1`). Returns how many it broke.
+/// (noted in `first_to_1`). Returns how many it broke, and the last junk frame.
 fn exchange_with_liar(
     nodes: &mut [Node<Ecdsa>],
     junk: Junk,
     first_to_1: &mut std::collections::BTreeSet<InstanceId>,
-) -> usize {
+) -> (usize, Option<Vec<u8>>) {
     let mut broken = 0;
+    let mut last_junk = None;
     loop {
         let mut moved = 0;
         for i in 0..nodes.len() {
@@ -500,6 +512,7 @@ fn exchange_with_liar(
                     if let Some(bad) = junk_after_first(&frame, junk, first_to_1) {
                         frame = bad;
                         broken += 1;
+                        last_junk = Some(frame.clone());
                     }
                 }
                 let from = ParticipantId(nodes[i].me);
@@ -509,7 +522,7 @@ fn exchange_with_liar(
             nodes[i].events.extend(events);
         }
         if moved == 0 {
-            return broken;
+            return (broken, last_junk);
         }
     }
 }

@@ -65,47 +65,40 @@ fn eddsa_cost(n: usize, t: usize) -> Duration {
         tweak: Ed25519Tweak::derive("bench.near", "solana-1"),
     };
     let signers = Participants::first(t as u32).unwrap();
-    let mut times: Vec<Duration> = (0..9u8)
-        .map(|round| {
-            let started = Instant::now();
-            let presignatures = local::run(
-                parties
-                    .iter()
-                    .zip(&keys)
-                    .map(|(me, key)| {
-                        eddsa::presign(InstanceId([50 + round; 32]), me, parties.clone(), key)
-                            .unwrap()
-                    })
-                    .collect(),
-                &Schedule::default(),
-            )
-            .all_done()
-            .unwrap();
-            local::run(
-                signers
-                    .iter()
-                    .zip(keys.iter().zip(presignatures))
-                    .map(|(me, (key, presignature))| {
-                        eddsa::sign(
-                            InstanceId([90 + round; 32]),
-                            me,
-                            signers.clone(),
-                            key,
-                            presignature,
-                            &task,
-                        )
-                        .unwrap()
-                    })
-                    .collect(),
-                &Schedule::default(),
-            )
-            .all_done()
-            .unwrap();
-            started.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+    median_time(|round| {
+        let presignatures = local::run(
+            parties
+                .iter()
+                .zip(&keys)
+                .map(|(me, key)| {
+                    eddsa::presign(InstanceId([50 + round; 32]), me, parties.clone(), key).unwrap()
+                })
+                .collect(),
+            &Schedule::default(),
+        )
+        .all_done()
+        .unwrap();
+        local::run(
+            signers
+                .iter()
+                .zip(keys.iter().zip(presignatures))
+                .map(|(me, (key, presignature))| {
+                    eddsa::sign(
+                        InstanceId([90 + round; 32]),
+                        me,
+                        signers.clone(),
+                        key,
+                        presignature,
+                        &task,
+                    )
+                    .unwrap()
+                })
+                .collect(),
+            &Schedule::default(),
+        )
+        .all_done()
+        .unwrap();
+    })
 }
 
 /// cait-sith: two triples and a presignature among `n`, a signature among `t`.
@@ -120,10 +113,7 @@ fn ecdsa_cost(n: usize, t: usize) -> Duration {
     )
     .all_done()
     .unwrap();
-    let rounds = 9;
-    let mut times = Vec::new();
-    for round in 0..rounds {
-        let started = Instant::now();
+    median_time(|round| {
         let mut triples = Vec::new();
         for k in 0..2u8 {
             triples.push(
@@ -186,8 +176,20 @@ fn ecdsa_cost(n: usize, t: usize) -> Duration {
         )
         .all_done()
         .unwrap();
-        times.push(started.elapsed());
-    }
+    })
+}
+
+/// The median time of `ROUNDS` runs of `one` (given the round, for fresh
+/// instance ids): this machine is shared and noisy.
+fn median_time(mut one: impl FnMut(u8)) -> Duration {
+    const ROUNDS: u8 = 9;
+    let mut times: Vec<Duration> = (0..ROUNDS)
+        .map(|round| {
+            let started = Instant::now();
+            one(round);
+            started.elapsed()
+        })
+        .collect();
     times.sort();
     times[times.len() / 2]
 }

@@ -146,6 +146,13 @@ struct PageArgs {
 
 #[derive(Deserialize)]
 #[serde(crate = "near_sdk::serde")]
+struct ChangesArgs {
+    from: u64,
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(crate = "near_sdk::serde")]
 struct RequestIdArgs {
     request_id: RequestId,
 }
@@ -276,6 +283,11 @@ export! {
     fn pending_requests() {
         let a: PageArgs = args();
         returns(&load().pending_requests(a.from_index, a.limit));
+    }
+
+    fn pending_changes() {
+        let a: ChangesArgs = args();
+        returns(&load().pending_changes(a.from, a.limit));
     }
 
     fn pending_request() {

@@ -17,6 +17,7 @@
 //! The API is split by feature: [`sign`] (requests and answers), [`governance`]
 //! (membership, domains and key events, updates), views here.
 
+pub mod changes;
 pub mod config;
 pub mod entry;
 pub mod errors;
@@ -32,6 +33,7 @@ pub mod state;
 pub mod store;
 pub mod update;
 
+use changes::{ChangeLog, LoggedChange};
 use config::Config;
 use errors::{fail, Error, OrFail};
 use events::Event;
@@ -39,7 +41,10 @@ use near_sdk::json_types::U128;
 use near_sdk::{env, near, AccountId, BorshStorageKey, CurveType, NearToken, PublicKey};
 use pending::PendingEntry;
 use primitives::derivation::tweak_hash;
-use primitives::{DomainConfig, DomainId, PendingRequest, RequestId, SignatureScheme};
+use primitives::{
+    DomainConfig, DomainId, PendingChange, PendingChanges, PendingRequest, RequestId,
+    SignatureScheme,
+};
 use sorted::{SortedMap, SortedSet};
 use state::{
     check_threshold, CandidateInfo, DomainKey, InitializingContractState, KeyEvent, Participants,
@@ -64,6 +69,7 @@ enum StorageKey {
     Pending,
     Updates,
     PendingByCaller,
+    PendingChanges,
 }
 
 #[near(contract_state)]
@@ -81,6 +87,9 @@ pub struct MpcContract {
     next_update_id: u64,
     /// The id the next key-event attempt gets; attempts are numbered contract-wide.
     next_attempt: u64,
+    /// Requests that began or stopped waiting, for nodes to follow. Takes no bytes
+    /// of the root, so it must stay the last field.
+    pending_changes: ChangeLog,
 }
 
 impl Default for MpcContract {
@@ -263,6 +272,37 @@ impl MpcContract {
             .collect()
     }
 
+    /// The changes to the pending requests from change number `from` on (at most
+    /// `limit`), each `Added` shown as the request waits now. A node reads
+    /// `pending_requests` once and then follows this (see [`changes`]); when `from`
+    /// is no longer kept, `changes` is `None` and the node reads the list again.
+    pub fn pending_changes(&self, from: u64, limit: Option<u32>) -> PendingChanges {
+        let limit = limit.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
+        let range = self
+            .pending_changes
+            .read(StorageKey::PendingChanges, from, limit);
+        let changes = range.changes.map(|logged| {
+            logged
+                .into_iter()
+                .filter_map(|change| match change {
+                    LoggedChange::Added(id) => self.pending_request(id).map(PendingChange::Added),
+                    LoggedChange::Removed(id) => Some(PendingChange::Removed(id)),
+                })
+                .collect()
+        });
+        PendingChanges {
+            changes,
+            next: range.next,
+            latest: range.latest,
+        }
+    }
+
+    /// Notes that `request_id` began or stopped waiting, for [`Self::pending_changes`].
+    pub(crate) fn log_pending(&mut self, change: LoggedChange) {
+        self.pending_changes
+            .record(StorageKey::PendingChanges, change);
+    }
+
     /// One waiting request, if it still waits for an answer.
     pub fn pending_request(&self, request_id: RequestId) -> Option<PendingRequest> {
         self.pending
@@ -316,6 +356,7 @@ impl MpcContract {
             updates: IterableStore::new(StorageKey::Updates),
             next_update_id: 0,
             next_attempt: 0,
+            pending_changes: ChangeLog::new(),
         }
     }
 

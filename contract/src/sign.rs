@@ -1,5 +1,6 @@
 //! Signature requests and answers: `sign`, `respond` and the yield callback.
 
+use crate::changes::LoggedChange;
 use crate::errors::{fail, Error, OrFail};
 use crate::events::Event;
 use crate::keys::{derive_ed25519, derive_secp256k1};
@@ -203,9 +204,12 @@ impl MpcContract {
             self.remove_pending(&request_id);
             0
         } else {
+            // Answered: no longer pending for the nodes, though late callbacks
+            // still hold the entry.
             entry.answer = Some(response);
             let waiting = entry.tickets.len();
             self.pending.update(&request_id, &stored);
+            self.log_pending(LoggedChange::Removed(request_id));
             waiting
         };
         Event::SignatureResponded {
@@ -288,11 +292,16 @@ impl MpcContract {
         };
         self.pending.insert_new(&request_id, &entry);
         self.pending_by_caller.insert(predecessor, &(callers + 1));
+        self.log_pending(LoggedChange::Added(request_id));
     }
 
     /// Drops a request and its place in its caller's count.
     pub(crate) fn remove_pending(&mut self, request_id: &RequestId) -> Option<PendingEntry> {
         let entry = self.pending.remove(request_id)?;
+        if entry.answer.is_none() {
+            // (An answered one left the nodes' view when its answer came.)
+            self.log_pending(LoggedChange::Removed(*request_id));
+        }
         match self.pending_by_caller.get(&entry.predecessor) {
             Some(n) if n > 1 => {
                 self.pending_by_caller.insert(&entry.predecessor, &(n - 1));

@@ -16,7 +16,7 @@ use near_primitives::types::{AccountId, Balance, BlockReference, Finality, Gas};
 use near_primitives::views::{
     FinalExecutionOutcomeView, FinalExecutionStatus, QueryRequest, TxExecutionStatus,
 };
-use primitives::{PendingRequest, RequestId, SignatureResponse};
+use primitives::{PendingChanges, PendingRequest, RequestId, SignatureResponse};
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::time::Duration;
@@ -370,6 +370,21 @@ impl Chain {
                 return Ok(all);
             }
         }
+    }
+
+    /// Changes to the pending requests from change number `from` on, at most
+    /// `limit` (the contract's `pending_changes`, which a reader follows after one
+    /// [`Chain::pending_requests`]).
+    pub async fn pending_changes(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<PendingChanges, ChainError> {
+        self.view(
+            "pending_changes",
+            serde_json::json!({ "from": from, "limit": limit }),
+        )
+        .await
     }
 
     async fn next_nonce(

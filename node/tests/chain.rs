@@ -13,8 +13,8 @@ use near_crypto::{KeyType, SecretKey};
 use near_primitives::transaction::{Action, DeployContractAction};
 use primitives::derivation::Tweak;
 use primitives::{
-    near_key, DomainConfig, DomainId, EcdsaPayload, EcdsaSignature, Payload, PendingRequest,
-    RequestId, SignRequest, SignRequestArgs, SignatureResponse, SignatureScheme,
+    near_key, DomainConfig, DomainId, EcdsaPayload, EcdsaSignature, Payload, PendingChange,
+    PendingRequest, RequestId, SignRequest, SignRequestArgs, SignatureResponse, SignatureScheme,
 };
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -298,6 +298,13 @@ async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     // The node finds it among the pending requests, with everything it needs to
     // derive the tweak and check the id itself.
     let found = one_pending(&chains[0]).await;
+    // The log of changes shows it too, for nodes that follow it.
+    let changes = chains[0].pending_changes(0, 100).await.unwrap();
+    assert_eq!(
+        changes.changes,
+        Some(vec![PendingChange::Added(found.clone())])
+    );
+    assert_eq!((changes.next, changes.latest), (1, 1));
     assert_eq!(found.predecessor, "alice.test.near");
     assert_eq!(found.sign_request(), request);
     assert_eq!(found.request_id, RequestId::of("alice.test.near", &request));
@@ -333,6 +340,11 @@ async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     let returned: SignatureResponse = serde_json::from_slice(&returned).unwrap();
     assert_eq!(returned, response);
     assert!(chains[0].pending_requests().await.unwrap().is_empty());
+    let changes = chains[0].pending_changes(1, 100).await.unwrap();
+    assert_eq!(
+        changes.changes,
+        Some(vec![PendingChange::Removed(found.request_id)])
+    );
 
     // Node 3 joins; a threshold of votes starts resharing to the four, in a fresh
     // attempt of a key event for epoch 1 (all domains: no domain id).

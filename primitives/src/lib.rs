@@ -46,7 +46,8 @@ pub mod views;
 pub use derivation::Tweak;
 pub use domain::{DomainConfig, DomainId, SignatureScheme};
 pub use request::{
-    EcdsaPayload, EddsaPayload, Payload, PendingRequest, RequestId, SignRequest, SignRequestArgs,
+    EcdsaPayload, EddsaPayload, Payload, PendingChange, PendingChanges, PendingRequest, RequestId,
+    SignRequest, SignRequestArgs,
 };
 pub use response::{
     EcdsaSignature, Ed25519Signature, SerializableAffinePoint, SerializableScalar,

@@ -417,6 +417,31 @@ impl PendingRequest {
     }
 }
 
+/// One change to the set of pending requests, as the contract's `pending_changes`
+/// view shows it: a node that read `pending_requests` once follows these instead of
+/// reading the whole list again every poll.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum PendingChange {
+    /// The request began to wait, shown as it waits now. A request no longer
+    /// pending at the view's block is left out (its `Removed` follows in the log).
+    Added(PendingRequest),
+    /// The request was answered or timed out: it waits no more.
+    Removed(RequestId),
+}
+
+/// What `pending_changes(from, limit)` answers. Changes are numbered from 0 over
+/// the contract's life; the contract keeps the most recent ones only.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PendingChanges {
+    /// Changes `from..next`, oldest first; `None` when change `from` is no longer
+    /// kept: the reader has fallen behind and must read `pending_requests` again.
+    pub changes: Option<Vec<PendingChange>>,
+    /// Where to read from next time.
+    pub next: u64,
+    /// How many changes there have been so far (`next < latest`: more follow now).
+    pub latest: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

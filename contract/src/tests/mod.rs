@@ -447,6 +447,7 @@ fn sign_and_answer(contract: &mut MpcContract, who: &str, args: &SignRequestArgs
 
 mod callback;
 mod candidates;
+mod changes;
 mod domains;
 mod entry;
 mod keygen;

@@ -1,10 +1,15 @@
 //! The chain watcher: a task that reads the contract state and pending requests
 //! every poll interval and publishes them on a `watch` channel, so RPC latency
 //! never stalls the protocol loop.
+//!
+//! The pending requests are read whole once, then followed through the contract's
+//! log of changes ([`PendingFollower`]): a poll costs what changed since the last
+//! one, not the length of the list.
 
-use crate::chain::{Chain, ContractState};
+use crate::chain::{Chain, ChainError, ContractState};
 use crate::metrics::Metrics;
-use primitives::PendingRequest;
+use primitives::{PendingChange, PendingRequest, RequestId};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -73,6 +78,7 @@ async fn watch_chain(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut follower = PendingFollower::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -82,8 +88,11 @@ async fn watch_chain(
         let read = async {
             let state = chain.state().await?;
             let pending = match state.running() {
-                Some(_) => chain.pending_requests().await?,
-                None => Vec::new(),
+                Some(_) => follower.read(&chain).await?,
+                None => {
+                    follower = PendingFollower::default();
+                    Vec::new()
+                }
             };
             Ok::<_, crate::chain::ChainError>(Snapshot { state, pending })
         };
@@ -108,5 +117,164 @@ async fn watch_chain(
                 failing = true;
             }
         }
+    }
+}
+
+/// Changes read per view call, and pages read per poll at most (the rest waits
+/// for the next poll, so a flood of changes cannot hold the watcher).
+const CHANGES_PAGE: u32 = 100;
+const MAX_PAGES_PER_POLL: usize = 16;
+
+/// The pending requests as the watcher keeps them: the list read once, then the
+/// contract's changes applied in order.
+///
+/// Why reading where the log stands *before* reading the list is safe: the changes
+/// between the two reads are applied again on top of a list that already has them,
+/// and replaying a stretch of the log in order ends in the state its last change
+/// left (each change sets one request's presence; an `Added` carries the request
+/// as it waits at the read). Reading the list first could miss a request added
+/// between the two reads, for good.
+#[derive(Default)]
+pub(super) struct PendingFollower {
+    /// The next change to read; `None`: read the whole list first.
+    next: Option<u64>,
+    /// Each pending request with the order it arrived in here.
+    requests: BTreeMap<RequestId, (u64, PendingRequest)>,
+    arrived: u64,
+}
+
+impl PendingFollower {
+    /// Brings the requests up to the chain's and returns them, oldest first.
+    async fn read(&mut self, chain: &Chain) -> Result<Vec<PendingRequest>, ChainError> {
+        for _ in 0..MAX_PAGES_PER_POLL {
+            let Some(from) = self.next else {
+                let at = chain.pending_changes(0, 0).await?.latest;
+                let list = chain.pending_requests().await?;
+                self.restart(list, at);
+                continue;
+            };
+            let read = chain.pending_changes(from, CHANGES_PAGE).await?;
+            let Some(changes) = read.changes else {
+                tracing::info!(
+                    from,
+                    latest = read.latest,
+                    "fell behind the contract's log of pending requests; reading the list again"
+                );
+                self.next = None;
+                continue;
+            };
+            self.apply(changes);
+            // An RPC behind the last one answers from an older block: keep our place.
+            self.next = Some(read.next.max(from));
+            if read.next >= read.latest {
+                break;
+            }
+        }
+        Ok(self.requests())
+    }
+
+    /// Starts over from the whole `list`, read after the log stood at `at`.
+    fn restart(&mut self, list: Vec<PendingRequest>, at: u64) {
+        self.requests.clear();
+        self.apply(list.into_iter().map(PendingChange::Added));
+        self.next = Some(at);
+    }
+
+    fn apply(&mut self, changes: impl IntoIterator<Item = PendingChange>) {
+        for change in changes {
+            match change {
+                PendingChange::Added(request) => {
+                    let arrived = match self.requests.get(&request.request_id) {
+                        Some((arrived, _)) => *arrived,
+                        None => {
+                            self.arrived += 1;
+                            self.arrived
+                        }
+                    };
+                    self.requests.insert(request.request_id, (arrived, request));
+                }
+                PendingChange::Removed(id) => {
+                    self.requests.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// The pending requests, in the order they arrived here.
+    fn requests(&self) -> Vec<PendingRequest> {
+        let mut in_order: Vec<&(u64, PendingRequest)> = self.requests.values().collect();
+        in_order.sort_by_key(|(arrived, _)| *arrived);
+        in_order.into_iter().map(|(_, r)| r.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use primitives::request::Entropy;
+    use primitives::{DomainId, EcdsaPayload, Payload};
+
+    fn request(byte: u8, entropy: u8) -> PendingRequest {
+        PendingRequest {
+            request_id: RequestId([byte; 32]),
+            predecessor: "alice.near".into(),
+            payload: Payload::Ecdsa(EcdsaPayload::new([byte; 32]).expect("a valid payload")),
+            path: String::new(),
+            domain_id: DomainId(0),
+            entropy: Entropy([entropy; 32]),
+            block_height: 1,
+            waiting: 1,
+        }
+    }
+
+    fn ids(follower: &PendingFollower) -> Vec<u8> {
+        follower
+            .requests()
+            .iter()
+            .map(|r| r.request_id.0[0])
+            .collect()
+    }
+
+    #[test]
+    fn changes_replayed_over_a_list_that_has_them_change_nothing() {
+        // The log: 1 added, 2 added, 1 removed, 3 added, 1 added again (new entropy).
+        let log = vec![
+            PendingChange::Added(request(1, 0)),
+            PendingChange::Added(request(2, 0)),
+            PendingChange::Removed(RequestId([1; 32])),
+            PendingChange::Added(request(3, 0)),
+            PendingChange::Added(request(1, 7)),
+        ];
+        // The list read after change 2: requests 2, 3 and the new 1.
+        for read_at in 0..=log.len() {
+            let mut follower = PendingFollower::default();
+            follower.restart(
+                vec![request(2, 0), request(3, 0), request(1, 7)],
+                read_at as u64,
+            );
+            follower.apply(log.iter().skip(read_at).cloned());
+            let mut sorted = ids(&follower);
+            sorted.sort();
+            assert_eq!(sorted, vec![1, 2, 3], "log read from {read_at}");
+            let one = follower
+                .requests()
+                .into_iter()
+                .find(|r| r.request_id.0[0] == 1);
+            assert_eq!(one.map(|r| r.entropy.0), Some([7; 32]));
+        }
+    }
+
+    #[test]
+    fn requests_come_out_in_the_order_they_arrived() {
+        let mut follower = PendingFollower::default();
+        follower.restart(vec![request(9, 0), request(4, 0)], 0);
+        follower.apply([
+            PendingChange::Added(request(2, 0)),
+            PendingChange::Removed(RequestId([9; 32])),
+            PendingChange::Added(request(7, 0)),
+            // A replayed addition keeps its place.
+            PendingChange::Added(request(4, 0)),
+        ]);
+        assert_eq!(ids(&follower), vec![4, 2, 7]);
     }
 }

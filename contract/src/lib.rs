@@ -273,7 +273,8 @@ impl MpcContract {
     }
 
     /// The changes to the pending requests from change number `from` on (at most
-    /// `limit`), each `Added` shown as the request waits now. A node reads
+    /// `limit`), each `Added` shown as the request waits now, and a digest of
+    /// [`Self::state`]: what a node polls for, in one view. A node reads
     /// `pending_requests` once and then follows this (see [`changes`]); when `from`
     /// is no longer kept, `changes` is `None` and the node reads the list again.
     pub fn pending_changes(&self, from: u64, limit: Option<u32>) -> PendingChanges {
@@ -290,7 +291,10 @@ impl MpcContract {
                 })
                 .collect()
         });
+        let state_digest =
+            env::sha256_array(borsh::to_vec(&self.state()).unwrap_or_else(|_| env::abort()));
         PendingChanges {
+            state_digest,
             changes,
             next: range.next,
             latest: range.latest,

@@ -343,6 +343,15 @@ impl Chain {
         self.view("state", serde_json::json!({})).await
     }
 
+    /// The contract state at the block `block` names (the final one if `None`).
+    pub async fn state_at(&self, block: Option<CryptoHash>) -> Result<ContractState, ChainError> {
+        let block = match block {
+            Some(hash) => BlockReference::BlockId(near_primitives::types::BlockId::Hash(hash)),
+            None => BlockReference::Finality(Finality::Final),
+        };
+        Ok(self.view_at("state", serde_json::json!({}), block).await?.0)
+    }
+
     /// Every request waiting for a signature (in the contract's storage order).
     ///
     /// Read in pages, every page at the block the first one read: the contract
@@ -373,16 +382,19 @@ impl Chain {
     }
 
     /// Changes to the pending requests from change number `from` on, at most
-    /// `limit` (the contract's `pending_changes`, which a reader follows after one
-    /// [`Chain::pending_requests`]).
+    /// `limit`, and the digest of the contract state (the contract's
+    /// `pending_changes`, which a reader follows after one
+    /// [`Chain::pending_requests`]), read at the final block; also the hash of
+    /// that block, when the RPC says.
     pub async fn pending_changes(
         &self,
         from: u64,
         limit: u32,
-    ) -> Result<PendingChanges, ChainError> {
-        self.view(
+    ) -> Result<(PendingChanges, Option<CryptoHash>), ChainError> {
+        self.view_at(
             "pending_changes",
             serde_json::json!({ "from": from, "limit": limit }),
+            BlockReference::Finality(Finality::Final),
         )
         .await
     }

@@ -299,7 +299,7 @@ async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     // derive the tweak and check the id itself.
     let found = one_pending(&chains[0]).await;
     // The log of changes shows it too, for nodes that follow it.
-    let changes = chains[0].pending_changes(0, 100).await.unwrap();
+    let (changes, _) = chains[0].pending_changes(0, 100).await.unwrap();
     assert_eq!(
         changes.changes,
         Some(vec![PendingChange::Added(found.clone())])
@@ -340,7 +340,7 @@ async fn node_client_votes_the_key_in_and_answers_a_sign_request() {
     let returned: SignatureResponse = serde_json::from_slice(&returned).unwrap();
     assert_eq!(returned, response);
     assert!(chains[0].pending_requests().await.unwrap().is_empty());
-    let changes = chains[0].pending_changes(1, 100).await.unwrap();
+    let (changes, _) = chains[0].pending_changes(1, 100).await.unwrap();
     assert_eq!(
         changes.changes,
         Some(vec![PendingChange::Removed(found.request_id)])

@@ -118,6 +118,35 @@ async fn messages_reach_their_peer_attributed_to_the_sender() {
     }
     assert_eq!(next(&mut nodes[2].1).await.message, big);
 
+    // Queued together, messages go out in shared writes and chunks: lengths
+    // around a chunk's plaintext (65,519 bytes with the 4-byte length) and both
+    // queues, each queue's messages in order.
+    let sizes = [
+        3usize, 65_515, 65_516, 65_519, 65_520, 70_000, 0, 131_040, 1,
+    ];
+    for (i, size) in sizes.iter().enumerate() {
+        let message = Arc::new(vec![i as u8; *size]);
+        if i % 2 == 0 {
+            nodes[1].0.send(ParticipantId(2), message).unwrap();
+        } else {
+            nodes[1].0.send_bulk(ParticipantId(2), message).unwrap();
+        }
+    }
+    let mut urgent = Vec::new();
+    let mut bulk = Vec::new();
+    for _ in 0..sizes.len() {
+        let m = next(&mut nodes[2].1).await.message;
+        let i = m.first().map_or(6, |b| usize::from(*b)); // the empty one is #6
+        assert_eq!(m, vec![i as u8; sizes[i]], "message {i} arrived whole");
+        if i % 2 == 0 {
+            urgent.push(i)
+        } else {
+            bulk.push(i)
+        }
+    }
+    assert_eq!(urgent, vec![0, 2, 4, 6, 8]);
+    assert_eq!(bulk, vec![1, 3, 5, 7]);
+
     assert_eq!(
         nodes[0].0.send(ParticipantId(9), Arc::new(vec![1])),
         Err(SendError::UnknownPeer(ParticipantId(9)))

@@ -429,10 +429,14 @@ pub enum PendingChange {
     Removed(RequestId),
 }
 
-/// What `pending_changes(from, limit)` answers. Changes are numbered from 0 over
-/// the contract's life; the contract keeps the most recent ones only.
+/// What `pending_changes(from, limit)` answers: everything a node polls for, in
+/// one view. Changes are numbered from 0 over the contract's life; the contract
+/// keeps the most recent ones only.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct PendingChanges {
+    /// A digest of what the `state` view shows at this block (SHA-256 of its borsh
+    /// bytes): a node reads `state` again only when this changes.
+    pub state_digest: [u8; 32],
     /// Changes `from..next`, oldest first; `None` when change `from` is no longer
     /// kept: the reader has fallen behind and must read `pending_requests` again.
     pub changes: Option<Vec<PendingChange>>,

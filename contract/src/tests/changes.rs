@@ -167,3 +167,30 @@ fn the_log_survives_storing_and_loading_the_contract() {
     assert_eq!(read.latest, 2);
     assert_eq!(read.changes.map(|c| c.len()), Some(2));
 }
+
+#[test]
+fn the_state_digest_changes_exactly_when_the_state_view_does() {
+    let digest = |contract: &MpcContract| contract.pending_changes(0, Some(0)).state_digest;
+    let contract = initializing(2);
+    let at_start = digest(&contract);
+    assert_eq!(at_start, digest(&contract));
+    assert_eq!(
+        at_start,
+        env::sha256_array(borsh::to_vec(&contract.state()).unwrap())
+    );
+    // A request changes the pending log, not the state.
+    let mut signing = running();
+    let before = digest(&signing);
+    sign_as(&mut signing, ALICE, &ecdsa_request(1, "a"));
+    assert_eq!(digest(&signing), before);
+    // A key event's attempt that times out changes the state with no call at all.
+    let state_at_start = contract.state();
+    at_block(ALICE, START + TIMEOUT + 1);
+    assert_ne!(contract.state(), state_at_start, "the attempt expired");
+    assert_ne!(digest(&contract), at_start);
+    // A governance call changes it.
+    let mut resharing = running();
+    let before = digest(&resharing);
+    start_join_resharing(&mut resharing);
+    assert_ne!(digest(&resharing), before);
+}

@@ -8,7 +8,7 @@
 
 use crate::chain::{Chain, ChainError, ContractState};
 use crate::metrics::Metrics;
-use primitives::{PendingChange, PendingRequest, RequestId};
+use primitives::{PendingChange, PendingChanges, PendingRequest, RequestId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,23 +79,14 @@ async fn watch_chain(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     let mut follower = PendingFollower::default();
+    let mut known_state: Option<KnownState> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
             _ = poll_now.notified() => {}
         }
-        let read = async {
-            let state = chain.state().await?;
-            let pending = match state.running() {
-                Some(_) => follower.read(&chain).await?,
-                None => {
-                    follower = PendingFollower::default();
-                    Vec::new()
-                }
-            };
-            Ok::<_, crate::chain::ChainError>(Snapshot { state, pending })
-        };
+        let read = poll(&chain, &mut known_state, &mut follower);
         let read = tokio::select! {
             _ = cancel.cancelled() => return,
             read = read => read,
@@ -118,6 +109,46 @@ async fn watch_chain(
             }
         }
     }
+}
+
+/// The contract state last read, with its digest.
+struct KnownState {
+    digest: [u8; 32],
+    state: ContractState,
+}
+
+/// One read of the contract: the log of changes (one view, which also carries the
+/// state's digest), the state only if its digest changed, and the pending
+/// requests if a set is running.
+async fn poll(
+    chain: &Chain,
+    known: &mut Option<KnownState>,
+    follower: &mut PendingFollower,
+) -> Result<Snapshot, ChainError> {
+    let (from, limit) = follower.cursor();
+    let (page, block) = chain.pending_changes(from, limit).await?;
+    let state = match known {
+        Some(known) if known.digest == page.state_digest => known.state.clone(),
+        _ => {
+            // Read at the block the digest came from, so the two agree. An RPC that
+            // cannot say which block it read gets no cache: a state older than the
+            // digest kept with it would hide every change until the next one.
+            let state = chain.state_at(block).await?;
+            *known = block.map(|_| KnownState {
+                digest: page.state_digest,
+                state: state.clone(),
+            });
+            state
+        }
+    };
+    let pending = match state.running() {
+        Some(_) => follower.read(chain, page).await?,
+        None => {
+            *follower = PendingFollower::default();
+            Vec::new()
+        }
+    };
+    Ok(Snapshot { state, pending })
 }
 
 /// Changes read per view call, and pages read per poll at most (the rest waits
@@ -144,31 +175,44 @@ pub(super) struct PendingFollower {
 }
 
 impl PendingFollower {
-    /// Brings the requests up to the chain's and returns them, oldest first.
-    async fn read(&mut self, chain: &Chain) -> Result<Vec<PendingRequest>, ChainError> {
+    /// Where this poll reads the log from, and how far: nowhere (a page of none,
+    /// which still says where the log stands) when the list must be read first.
+    fn cursor(&self) -> (u64, u32) {
+        match self.next {
+            Some(next) => (next, CHANGES_PAGE),
+            None => (0, 0),
+        }
+    }
+
+    /// Brings the requests up to the chain's, starting from `page` (read at
+    /// [`Self::cursor`]), and returns them, oldest first.
+    async fn read(
+        &mut self,
+        chain: &Chain,
+        mut page: PendingChanges,
+    ) -> Result<Vec<PendingRequest>, ChainError> {
         for _ in 0..MAX_PAGES_PER_POLL {
-            let Some(from) = self.next else {
-                let at = chain.pending_changes(0, 0).await?.latest;
-                let list = chain.pending_requests().await?;
-                self.restart(list, at);
-                continue;
-            };
-            let read = chain.pending_changes(from, CHANGES_PAGE).await?;
-            let Some(changes) = read.changes else {
-                tracing::info!(
-                    from,
-                    latest = read.latest,
-                    "fell behind the contract's log of pending requests; reading the list again"
-                );
-                self.next = None;
-                continue;
-            };
-            self.apply(changes);
-            // An RPC behind the last one answers from an older block: keep our place.
-            self.next = Some(read.next.max(from));
-            if read.next >= read.latest {
-                break;
+            match (self.next, page.changes) {
+                (None, _) => {
+                    let list = chain.pending_requests().await?;
+                    self.restart(list, page.latest);
+                }
+                (Some(from), None) => {
+                    tracing::info!(from, latest = page.latest, "fell behind the contract's log of pending requests; reading the list again");
+                    self.next = None;
+                }
+                (Some(from), Some(changes)) => {
+                    self.apply(changes);
+                    // An RPC behind the last one answers from an older block: keep
+                    // our place.
+                    self.next = Some(page.next.max(from));
+                    if page.next >= page.latest {
+                        break;
+                    }
+                }
             }
+            let (from, limit) = self.cursor();
+            page = chain.pending_changes(from, limit).await?.0;
         }
         Ok(self.requests())
     }
@@ -238,7 +282,7 @@ mod tests {
     #[test]
     fn changes_replayed_over_a_list_that_has_them_change_nothing() {
         // The log: 1 added, 2 added, 1 removed, 3 added, 1 added again (new entropy).
-        let log = vec![
+        let log = [
             PendingChange::Added(request(1, 0)),
             PendingChange::Added(request(2, 0)),
             PendingChange::Removed(RequestId([1; 32])),

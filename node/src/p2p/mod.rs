@@ -587,8 +587,56 @@ struct Queues {
     bulk_bytes: Arc<AtomicUsize>,
 }
 
+/// A sender stops adding queued messages to a write once it holds this many
+/// bytes: about one Noise chunk, so an urgent message queued meanwhile waits for
+/// little more than that (or one long message).
+const BATCH_BYTES: usize = 64 << 10;
+
+/// Messages written together, each with whether it is bulk (its bytes stay counted
+/// against the peer's bulk queue until it is written or dropped).
+#[derive(Default)]
+struct Batch {
+    messages: Vec<(Arc<Vec<u8>>, bool)>,
+    bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, message: Arc<Vec<u8>>, bulk: bool) {
+        self.bytes += message.len();
+        self.messages.push((message, bulk));
+    }
+
+    /// Drops the messages no write would ever take (the connection stays fine).
+    fn drop_oversized(&mut self, to: ParticipantId, queues: &Queues) {
+        let (fit, oversized): (Vec<_>, Vec<_>) = std::mem::take(&mut self.messages)
+            .into_iter()
+            .partition(|(m, _)| m.len() <= noise::MAX_MESSAGE);
+        for (message, _) in &oversized {
+            let e = ChannelError::Oversized(message.len());
+            tracing::error!(peer = to.0, error = %e, "dropped an outgoing message");
+        }
+        Batch {
+            messages: oversized,
+            bytes: 0,
+        }
+        .release(queues);
+        self.bytes = fit.iter().map(|(m, _)| m.len()).sum();
+        self.messages = fit;
+    }
+
+    /// Gives the bulk messages' bytes back to the queue's count.
+    fn release(self, queues: &Queues) {
+        for (message, bulk) in self.messages {
+            if bulk {
+                queues.bulk_bytes.fetch_sub(message.len(), Ordering::AcqRel);
+            }
+        }
+    }
+}
+
 /// Keeps a connection to `to` and writes its queued messages, urgent ones first,
-/// reconnecting with exponential backoff.
+/// reconnecting with exponential backoff. Whatever is queued when the sender comes
+/// for the next message goes out in one write ([`Batch`]).
 async fn sender_loop(
     to: ParticipantId,
     mut queues: Queues,
@@ -598,9 +646,8 @@ async fn sender_loop(
     let config = &shared.config;
     let stats = &shared.stats;
     let mut backoff = Duration::from_millis(50);
-    // A message whose write failed, retried once on the next connection, and
-    // whether it is bulk (its bytes stay counted until it is gone).
-    let mut pending: Option<(Arc<Vec<u8>>, bool)> = None;
+    // A batch whose write failed, retried once on the next connection.
+    let mut pending: Option<Batch> = None;
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -625,44 +672,59 @@ async fn sender_loop(
             }
         };
         loop {
-            let (message, bulk) = match pending.take() {
-                Some(pending) => pending,
-                // `biased`: an urgent message never waits behind a bulk one.
-                None => tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return,
-                    next = queues.urgent.recv() => match next {
-                        Some(message) => (message, false),
-                        None => return,
-                    },
-                    next = queues.bulk.recv() => match next {
-                        Some(message) => (message, true),
-                        None => return,
-                    },
-                },
-            };
-            match sender.send(&message).await {
-                Ok(()) => {
-                    NetworkStats::bump(&stats.messages_out);
-                    if bulk {
-                        queues.bulk_bytes.fetch_sub(message.len(), Ordering::AcqRel);
-                    }
+            let batch = match pending.take() {
+                Some(batch) => batch,
+                None => {
+                    let mut batch = Batch::default();
+                    // `biased`: an urgent message never waits behind a bulk one.
+                    let (first, bulk) = tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return,
+                        next = queues.urgent.recv() => match next {
+                            Some(message) => (message, false),
+                            None => return,
+                        },
+                        next = queues.bulk.recv() => match next {
+                            Some(message) => (message, true),
+                            None => return,
+                        },
+                    };
+                    batch.push(first, bulk);
+                    fill(&mut batch, &mut queues);
+                    batch.drop_oversized(to, &queues);
+                    batch
                 }
-                // Refused before a byte was written: the connection is fine, and
-                // no retry would ever fit it.
-                Err(e @ ChannelError::Oversized(_)) => {
-                    tracing::error!(peer = to.0, error = %e, "dropped an outgoing message");
-                    if bulk {
-                        queues.bulk_bytes.fetch_sub(message.len(), Ordering::AcqRel);
-                    }
+            };
+            let sendable: Vec<&[u8]> = batch.messages.iter().map(|(m, _)| m.as_slice()).collect();
+            match sender.send_all(&sendable).await {
+                Ok(()) => {
+                    stats
+                        .messages_out
+                        .fetch_add(sendable.len() as u64, Ordering::Relaxed);
+                    batch.release(&queues);
                 }
                 Err(e) => {
                     tracing::debug!(peer = to.0, error = %e, "connection to peer broke; reconnecting");
-                    pending = Some((message, bulk));
+                    pending = Some(batch);
                     break;
                 }
             }
         }
+    }
+}
+
+/// Adds what is queued already to `batch`, urgent messages first, until it holds
+/// [`BATCH_BYTES`].
+fn fill(batch: &mut Batch, queues: &mut Queues) {
+    while batch.bytes < BATCH_BYTES {
+        let next = match queues.urgent.try_recv() {
+            Ok(message) => (message, false),
+            Err(_) => match queues.bulk.try_recv() {
+                Ok(message) => (message, true),
+                Err(_) => return,
+            },
+        };
+        batch.push(next.0, next.1);
     }
 }
 

@@ -22,9 +22,10 @@ use near_sdk::{env, near, IntoStorageKey};
 use primitives::RequestId;
 use std::cell::OnceCell;
 
-/// How many of the latest changes are kept. A node polls several times a second
-/// and `max_pending_requests` defaults to 1,024: a node that is up never falls this
-/// far behind, and one that does reads the list again.
+/// How many of the latest changes are kept: two per request (added, removed), so
+/// the last 512 requests' comings and goings. A node polls several times a second;
+/// one that falls further behind (down, or its RPC out for a while) reads the list
+/// again.
 pub const KEPT: u64 = 1024;
 
 /// The storage key of the number of changes so far.

@@ -88,7 +88,7 @@ pub struct MpcContract {
     /// The id the next key-event attempt gets; attempts are numbered contract-wide.
     next_attempt: u64,
     /// Requests that began or stopped waiting, for nodes to follow. Takes no bytes
-    /// of the root, so it must stay the last field.
+    /// of the root (see [`changes`]).
     pending_changes: ChangeLog,
 }
 

@@ -22,6 +22,14 @@ use std::fmt;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
+/// The block `hash` names, or the final block.
+fn block_reference(hash: Option<CryptoHash>) -> BlockReference {
+    match hash {
+        Some(hash) => BlockReference::BlockId(near_primitives::types::BlockId::Hash(hash)),
+        None => BlockReference::Finality(Finality::Final),
+    }
+}
+
 /// Pending requests fetched per view call.
 const PAGE: u32 = 100;
 /// How long one RPC call may take before it is given up: longer than the RPC's
@@ -345,22 +353,31 @@ impl Chain {
 
     /// The contract state at the block `block` names (the final one if `None`).
     pub async fn state_at(&self, block: Option<CryptoHash>) -> Result<ContractState, ChainError> {
-        let block = match block {
-            Some(hash) => BlockReference::BlockId(near_primitives::types::BlockId::Hash(hash)),
-            None => BlockReference::Finality(Finality::Final),
-        };
-        Ok(self.view_at("state", serde_json::json!({}), block).await?.0)
+        Ok(self
+            .view_at("state", serde_json::json!({}), block_reference(block))
+            .await?
+            .0)
     }
 
-    /// Every request waiting for a signature (in the contract's storage order).
+    /// Every request waiting for a signature (in the contract's storage order),
+    /// at the final block.
+    pub async fn pending_requests(&self) -> Result<Vec<PendingRequest>, ChainError> {
+        self.pending_requests_at(None).await
+    }
+
+    /// Every request waiting for a signature at the block `at` names (the final
+    /// one if `None`).
     ///
     /// Read in pages, every page at the block the first one read: the contract
     /// removes a completed request by moving its last one into the hole, so pages
     /// read at different blocks could miss a request (it moved to a page already
     /// read) or list one twice.
-    pub async fn pending_requests(&self) -> Result<Vec<PendingRequest>, ChainError> {
+    pub async fn pending_requests_at(
+        &self,
+        at: Option<CryptoHash>,
+    ) -> Result<Vec<PendingRequest>, ChainError> {
         let mut all: Vec<PendingRequest> = Vec::new();
-        let mut block = BlockReference::Finality(Finality::Final);
+        let mut block = block_reference(at);
         loop {
             let args = serde_json::json!({ "from_index": all.len(), "limit": PAGE });
             let (page, read_at): (Vec<PendingRequest>, _) = self

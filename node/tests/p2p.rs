@@ -342,6 +342,36 @@ async fn senders_reconnect_when_a_peer_comes_back() {
 }
 
 #[tokio::test]
+async fn a_peer_that_hangs_up_after_the_handshake_is_redialed_with_backoff() {
+    // Node 1 does not know node 0's key (its registry lags the chain's): it takes
+    // each handshake, then hangs up. Node 0 keeps having messages for it.
+    let keys = [StaticKey::generate(), StaticKey::generate()];
+    let config = NetworkConfig::new(ParticipantId(1), loopback(), keys[1].clone(), NETWORK);
+    let (listener, _) = Network::start(config, Peers::default()).await.unwrap();
+    let mut registry = BTreeMap::new();
+    registry.insert(
+        ParticipantId(1),
+        PeerInfo {
+            address: listener.local_addr().to_string(),
+            key: keys[1].public(),
+        },
+    );
+    let config = NetworkConfig::new(ParticipantId(0), loopback(), keys[0].clone(), NETWORK);
+    let (dialer, _) = Network::start(config, Peers::new(registry)).await.unwrap();
+    for i in 0..150u8 {
+        // Queue full while a dial waits is fine: the point is a steady supply.
+        let _ = dialer.send(ParticipantId(1), Arc::new(vec![i]));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Waits of 50, 100, 200, 400 and 800 ms fit 6 dials in 1.5 s; redialing at
+    // once made one per message.
+    let dials = NetworkStats::get(&listener.stats().unknown_peers);
+    assert!((1..=8).contains(&dials), "{dials} handshakes in 1.5 s");
+    dialer.shutdown().await;
+    listener.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_peer_over_budget_is_cut_off_while_another_keeps_flowing() {
     const BUDGET: usize = 256 << 10;
     let (mut nodes, peers, keys) = start_nodes_with(3, |c| {

@@ -422,8 +422,9 @@ impl PendingRequest {
 /// reading the whole list again every poll.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum PendingChange {
-    /// The request began to wait, shown as it waits now. A request no longer
-    /// pending at the view's block is left out (its `Removed` follows in the log).
+    /// The request began to wait, shown as it waits at the view's block (later
+    /// changes to `waiting` are not logged). A request no longer pending then is
+    /// left out (its `Removed` follows in the log).
     Added(PendingRequest),
     /// The request was answered or timed out: it waits no more.
     Removed(RequestId),

@@ -8,6 +8,7 @@
 
 use crate::chain::{Chain, ChainError, ContractState};
 use crate::metrics::Metrics;
+use near_primitives::hash::CryptoHash;
 use primitives::{PendingChange, PendingChanges, PendingRequest, RequestId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -142,7 +143,7 @@ async fn poll(
         }
     };
     let pending = match state.running() {
-        Some(_) => follower.read(chain, page).await?,
+        Some(_) => follower.read(chain, page, block).await?,
         None => {
             *follower = PendingFollower::default();
             Vec::new()
@@ -159,12 +160,16 @@ const MAX_PAGES_PER_POLL: usize = 16;
 /// The pending requests as the watcher keeps them: the list read once, then the
 /// contract's changes applied in order.
 ///
-/// Why reading where the log stands *before* reading the list is safe: the changes
-/// between the two reads are applied again on top of a list that already has them,
-/// and replaying a stretch of the log in order ends in the state its last change
-/// left (each change sets one request's presence; an `Added` carries the request
-/// as it waits at the read). Reading the list first could miss a request added
-/// between the two reads, for good.
+/// Why the list is read at the block where the log's place was read (or later,
+/// on an RPC that serves the newest state whatever block is asked): the changes
+/// between the two are applied again on top of a list that already has them, and
+/// replaying a stretch of the log in order ends in the state its last change left
+/// (each change sets one request's presence; an `Added` carries the request as it
+/// waits at the read). A list older than the place could miss a request added
+/// between the two, for good.
+///
+/// An RPC that does not say which block it read gets the list at the final block;
+/// NEAR's RPC always says.
 #[derive(Default)]
 pub(super) struct PendingFollower {
     /// The next change to read; `None`: read the whole list first.
@@ -185,34 +190,43 @@ impl PendingFollower {
     }
 
     /// Brings the requests up to the chain's, starting from `page` (read at
-    /// [`Self::cursor`]), and returns them, oldest first.
+    /// [`Self::cursor`], at `block` if the RPC said which), and returns them,
+    /// oldest first.
     async fn read(
         &mut self,
         chain: &Chain,
         mut page: PendingChanges,
+        mut block: Option<CryptoHash>,
     ) -> Result<Vec<PendingRequest>, ChainError> {
         for _ in 0..MAX_PAGES_PER_POLL {
             match (self.next, page.changes) {
                 (None, _) => {
-                    let list = chain.pending_requests().await?;
+                    // At the block the log's place came from: "final" asked again
+                    // of a load-balanced RPC could be an older block, without a
+                    // request that place already counts.
+                    let list = chain.pending_requests_at(block).await?;
                     self.restart(list, page.latest);
+                }
+                (Some(from), _) if page.latest < from => {
+                    // An RPC answering from an older block than the last one, or a
+                    // contract begun anew: the list read again is right either way.
+                    tracing::info!(from, latest = page.latest, "the contract's log of pending requests is behind this node's place; reading the list again");
+                    self.next = None;
                 }
                 (Some(from), None) => {
                     tracing::info!(from, latest = page.latest, "fell behind the contract's log of pending requests; reading the list again");
                     self.next = None;
                 }
-                (Some(from), Some(changes)) => {
+                (Some(_), Some(changes)) => {
                     self.apply(changes);
-                    // An RPC behind the last one answers from an older block: keep
-                    // our place.
-                    self.next = Some(page.next.max(from));
+                    self.next = Some(page.next);
                     if page.next >= page.latest {
                         break;
                     }
                 }
             }
             let (from, limit) = self.cursor();
-            page = chain.pending_changes(from, limit).await?.0;
+            (page, block) = chain.pending_changes(from, limit).await?;
         }
         Ok(self.requests())
     }

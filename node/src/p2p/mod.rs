@@ -40,7 +40,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use threshold::ParticipantId;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -105,7 +105,8 @@ pub struct NetworkConfig {
     /// Binds handshakes to one network, e.g. `b"chain-signatures p2p v1:" + contract id`.
     pub prologue: Vec<u8>,
     pub handshake_timeout: Duration,
-    /// Longest wait between reconnection attempts (they start at 50 ms and double).
+    /// Longest wait between reconnection attempts (they start at 50 ms and double;
+    /// a connection that lasts a second starts them over).
     pub max_backoff: Duration,
     /// Urgent messages queued per peer while it is unreachable; beyond it, sends
     /// fail fast.
@@ -236,7 +237,7 @@ struct Shared {
     /// Peers cut off for going over budget, until the node asks.
     over_budget: Mutex<Vec<ParticipantId>>,
     /// Peers cut off, refused until the instant given.
-    cut_off_until: Mutex<HashMap<ParticipantId, std::time::Instant>>,
+    cut_off_until: Mutex<HashMap<ParticipantId, Instant>>,
     next_connection: AtomicU64,
 }
 
@@ -282,7 +283,7 @@ impl Shared {
 
     /// Ends `peer`'s inbound connection and makes its queued messages stale.
     fn cut_off(&self, peer: ParticipantId) {
-        let until = std::time::Instant::now() + self.config.cut_off_for;
+        let until = Instant::now() + self.config.cut_off_for;
         self.cut_off_until
             .lock()
             .expect("cut-off map lock")
@@ -534,7 +535,7 @@ async fn serve_connection(
         .expect("cut-off map lock")
         .get(&from)
         .copied();
-    if refused_until.is_some_and(|until| std::time::Instant::now() < until) {
+    if refused_until.is_some_and(|until| Instant::now() < until) {
         NetworkStats::bump(&stats.refused_while_cut_off);
         tracing::debug!(peer = from.0, "refused a peer cut off a moment ago");
         return;
@@ -586,6 +587,12 @@ struct Queues {
     bulk: mpsc::UnboundedReceiver<Arc<Vec<u8>>>,
     bulk_bytes: Arc<AtomicUsize>,
 }
+
+/// A sender's first wait before dialing again; it doubles up to
+/// [`NetworkConfig::max_backoff`], and starts over once a connection has lasted
+/// [`LASTED`].
+const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+const LASTED: Duration = Duration::from_secs(1);
 
 /// A sender stops adding queued messages to a write once it holds this many
 /// bytes: about one Noise chunk, so an urgent message queued meanwhile waits for
@@ -645,19 +652,19 @@ async fn sender_loop(
 ) {
     let config = &shared.config;
     let stats = &shared.stats;
-    let mut backoff = Duration::from_millis(50);
-    // A batch whose write failed, retried once on the next connection.
+    // Starts over only after a connection that lasted: a peer that takes the
+    // handshake and then hangs up (it does not know our key yet, or cut us off)
+    // must not make us redial in a tight loop.
+    let mut backoff = INITIAL_BACKOFF;
+    // A batch whose write failed, sent again on the next connection.
     let mut pending: Option<Batch> = None;
     loop {
         let connected = tokio::select! {
             _ = cancel.cancelled() => return,
             connected = connect(to, config, &shared.peers) => connected,
         };
-        let mut sender = match connected {
-            Ok(sender) => {
-                backoff = Duration::from_millis(50);
-                sender
-            }
+        let (mut sender, connected_at) = match connected {
+            Ok(sender) => (sender, Instant::now()),
             Err(e) => {
                 if matches!(e, ChannelError::UnexpectedPeerKey) {
                     NetworkStats::bump(&stats.impostors);
@@ -704,8 +711,16 @@ async fn sender_loop(
                     batch.release(&queues);
                 }
                 Err(e) => {
-                    tracing::debug!(peer = to.0, error = %e, "connection to peer broke; reconnecting");
+                    if connected_at.elapsed() >= LASTED {
+                        backoff = INITIAL_BACKOFF;
+                    }
+                    tracing::debug!(peer = to.0, error = %e, ?backoff, "connection to peer broke; reconnecting");
                     pending = Some(batch);
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(config.max_backoff);
                     break;
                 }
             }

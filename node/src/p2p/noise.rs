@@ -202,10 +202,18 @@ impl Sender {
     /// readable (its FIN, a reset, or bytes it had no business sending) means the
     /// connection is done. Checked before each write: a write into a connection
     /// the peer has closed still succeeds locally, and its messages would be lost
-    /// rather than sent again on the next connection.
+    /// rather than sent again on the next connection. (A peer that closes while
+    /// a write is on its way still loses that write: delivery is best effort.)
+    ///
+    /// Asked of the socket itself (a non-blocking peek), not of tokio's cached
+    /// readiness, which lags until the reactor has seen the peer's FIN.
     fn peer_hung_up(&self) -> bool {
-        match self.stream.try_read(&mut [0u8; 1]) {
-            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+        match socket2::SockRef::from(&self.stream).peek(&mut byte) {
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            ),
             Ok(_) => true,
         }
     }

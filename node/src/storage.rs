@@ -368,31 +368,56 @@ impl Store {
         kind: RecordKind,
         id: RecordId,
     ) -> Result<Option<(u64, R)>, StoreError> {
-        let key = id.to_u64();
+        Ok(self.take_records(kind, &[id])?.pop().flatten())
+    }
+
+    /// [`Store::take_record`] for several records at once, in one committed
+    /// transaction (one disk sync for all of them): each of `ids` that is stored
+    /// is removed and tombstoned before this returns. The answers are in `ids`'
+    /// order, `None` for an id not stored.
+    pub fn take_records<R: StockRecord>(
+        &self,
+        kind: RecordKind,
+        ids: &[RecordId],
+    ) -> Result<Vec<Option<(u64, R)>>, StoreError> {
         let write = self.db.begin_write().map_err(db_error)?;
-        let value = {
+        let values = {
             let mut records = write.open_table(kind.records).map_err(db_error)?;
-            let Some(value) = records
-                .remove(key)
-                .map_err(db_error)?
-                .map(|v| v.value().to_vec())
-            else {
-                return Ok(None);
-            };
-            write
-                .open_table(kind.used)
-                .map_err(db_error)?
-                .insert(key, ())
-                .map_err(db_error)?;
-            value
+            let mut used = write.open_table(kind.used).map_err(db_error)?;
+            let mut values = Vec::with_capacity(ids.len());
+            for id in ids {
+                let key = id.to_u64();
+                let value = records
+                    .remove(key)
+                    .map_err(db_error)?
+                    .map(|v| v.value().to_vec());
+                if value.is_some() {
+                    used.insert(key, ()).map_err(db_error)?;
+                }
+                values.push(value);
+            }
+            values
         };
         write.commit().map_err(db_error)?;
-        let (holders, label_len) = Holders::decode(&value)
+        ids.iter()
+            .zip(values)
+            .map(|(id, value)| value.map(|v| self.open_record(kind, *id, &v)).transpose())
+            .collect()
+    }
+
+    /// A stored value of `kind` opened: its label's epoch and the record.
+    fn open_record<R: StockRecord>(
+        &self,
+        kind: RecordKind,
+        id: RecordId,
+        value: &[u8],
+    ) -> Result<(u64, R), StoreError> {
+        let (holders, label_len) = Holders::decode(value)
             .ok_or_else(|| StoreError::Corrupt(format!("{}/{id}: bad label", kind.name)))?;
         let (label, sealed) = value.split_at(label_len);
         let plain = self.open_sealed(&record_slot(kind.name, id, label), sealed)?;
         let record = R::from_bytes(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Some((holders.epoch, record)))
+        Ok((holders.epoch, record))
     }
 
     /// Drops record `id` of `kind` (tombstoned like [`Store::take_record`]) without

@@ -213,6 +213,44 @@ fn taken_records_are_gone_for_good_even_after_a_crash() {
 }
 
 #[test]
+fn records_taken_together_are_retired_in_one_commit_that_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let key = StorageKey::generate();
+    let (_, triples, _) = material();
+    {
+        let store = Store::open(&path, &key).unwrap();
+        store.add_record(TRIPLES, ID_1, 3, &triples[0]).unwrap();
+        store.add_record(TRIPLES, ID_2, 3, &triples[1]).unwrap();
+        let taken = store
+            .take_records::<Triple>(TRIPLES, &[ID_2, ID_9, ID_1])
+            .unwrap();
+        // In the order asked, the id never stored answered with None.
+        let answers: Vec<Option<(u64, usize)>> = taken
+            .into_iter()
+            .map(|record| record.map(|(epoch, t)| (epoch, t.threshold)))
+            .collect();
+        assert_eq!(answers, vec![Some((3, 2)), None, Some((3, 2))]);
+        // The process dies here: nothing else is written.
+    }
+    let store = Store::open(&path, &key).unwrap();
+    assert!(store.record_ids(TRIPLES).unwrap().is_empty());
+    for (id, triple) in [(ID_1, &triples[0]), (ID_2, &triples[1])] {
+        assert!(
+            matches!(
+                store.add_record(TRIPLES, id, 3, triple),
+                Err(StoreError::DuplicateId { kind: "triple", id: refused }) if refused == id
+            ),
+            "{id} was retired"
+        );
+    }
+    // Asking for an id that was not there retired nothing (the store knows ids,
+    // not contents: any record can go under it).
+    store.add_record(TRIPLES, ID_9, 3, &triples[0]).unwrap();
+    assert_eq!(store.record_ids(TRIPLES).unwrap(), vec![ID_9]);
+}
+
+#[test]
 fn records_are_listed_with_their_holders_and_retired_when_the_epoch_moves_on() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("node.redb"), &StorageKey::generate()).unwrap();

@@ -148,10 +148,11 @@ impl<S: Scheme> Engine<S> {
                 "presignature {id} exists already"
             )));
         }
-        // Taken (and retired) before the protocol sees them.
+        // Taken (and retired) before the protocol sees them, in one commit.
         let mut taken = Vec::with_capacity(triples.len());
-        for triple in triples {
-            match self.store.take_record::<S::Triple>(S::TRIPLES, *triple)? {
+        let records = self.store.take_records::<S::Triple>(S::TRIPLES, triples)?;
+        for (triple, record) in triples.iter().zip(records) {
+            match record {
                 Some((epoch, record)) if epoch == self.epoch => taken.push(record),
                 Some((epoch, _)) => {
                     return Err(EngineError::Refused(format!(

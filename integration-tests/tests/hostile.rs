@@ -193,8 +193,63 @@ async fn hostile_peers_and_responders_are_refused_and_service_continues() {
         .expect_err("a wrong signature is refused");
     assert!(wrong.to_string().contains("invalid signature"), "{wrong}");
 
-    // The nodes come back and answer the request that waited for them.
-    for i in 0..3 {
+    // 5. Node 0 comes back alone (no threshold to sign with) and sees the
+    //    request; node 1's stolen key tells it the forged answer is the answer.
+    //    It does not verify, so node 0 does not hold it (it would then never
+    //    sign the request) and blames node 1.
+    cluster.start_node(0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster
+        .node_state(0)
+        .await
+        .map_or(true, |state| state["pending_requests"].as_u64() != Some(1))
+    {
+        assert!(Instant::now() < deadline, "node 0 never saw the request");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stream = TcpStream::connect(&p2p_addr(&cluster, 0)).await.unwrap();
+    let mut impostor = Sender::handshake(
+        stream,
+        &p2p_key(&cluster, 1),
+        &prologue,
+        &cipher_pk(&cluster, 0),
+    )
+    .await
+    .unwrap();
+    let lie = NodeMessage::Answer {
+        request_id: pending.request_id.0,
+        response: forged,
+    };
+    impostor
+        .send(&lie.encode(primitives::DomainId(0)))
+        .await
+        .unwrap();
+    let blamed = "mpc_peer_failures_total{peer=\"node1.test.near\",id=\"1\",kind=\"misbehaved\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = cluster.http_get(0, "/metrics").await.unwrap();
+        if metrics.lines().any(|line| {
+            line.strip_prefix(blamed)
+                .and_then(|count| count.trim().parse::<u64>().ok())
+                .is_some_and(|count| count >= 1)
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 1 blamed for the lie");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        cluster
+            .node_metric(0, "mpc_answers_held_total")
+            .await
+            .unwrap(),
+        0.0,
+        "the lie is not held"
+    );
+    drop(impostor);
+
+    // The others come back and the request that waited for them is answered.
+    for i in 1..3 {
         cluster.start_node(i).unwrap();
     }
     let answer = tokio::time::timeout(Duration::from_secs(120), waiting)

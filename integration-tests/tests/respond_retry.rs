@@ -1,8 +1,11 @@
 //! A `respond` that fails is sent again with the same signature (DESIGN §8): with the
 //! nodes' transactions refused for a few seconds (reads still served, so they see
-//! the request and sign it), every leader keeps the signature it computed and sends
-//! it again with backoff. Once transactions pass, the request is answered, and no
-//! node spent a presignature per failed transaction.
+//! the request and sign it), the leader keeps the signature it computed and sends
+//! it again with backoff, and shares it with its peers, which check it and hold it
+//! instead of signing the request themselves. Once transactions pass, the request
+//! is answered, and no node spent a presignature per failed transaction, nor a
+//! fallback one of its own. If the leader dies before its answer lands, the nodes
+//! holding it send it.
 
 use integration_tests::{request, Cluster, ClusterConfig};
 use std::time::Duration;
@@ -41,10 +44,16 @@ async fn a_failed_respond_is_sent_again_not_signed_again() {
         refused >= 3 && failures >= 3,
         "refused {refused}, failed {failures}"
     );
-    assert!(
-        (1..=3).contains(&led),
-        "each leader signs once, however often respond fails: {led} runs for {failures} failures"
+    assert_eq!(
+        led, 1,
+        "one signing run, however often respond fails ({failures} failures): the \
+         others hold the leader's answer rather than sign as fallbacks"
     );
+    let held = cluster
+        .metric_total("mpc_answers_held_total")
+        .await
+        .unwrap();
+    assert_eq!(held, 2, "the co-signer and the third node hold the answer");
 
     cluster.rpc_gate.refuse_transactions(false);
     let answer = tokio::time::timeout(Duration::from_secs(60), waiting)
@@ -62,5 +71,75 @@ async fn a_failed_respond_is_sent_again_not_signed_again() {
         led_after, led,
         "no signing run after the outage: the kept signature landed"
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_whose_leader_died_is_sent_by_the_nodes_holding_it() {
+    let mut cluster = Cluster::start(ClusterConfig::new(3, 2)).await.unwrap();
+    let mut keys = cluster.user("frank.test.near", 2).await.unwrap();
+    let user = keys.remove(0);
+    let user_in_background = keys.remove(0);
+    for i in 0..3 {
+        cluster
+            .wait_stock(i, 1, Duration::from_secs(120))
+            .await
+            .unwrap();
+    }
+
+    cluster.rpc_gate.refuse_transactions(true);
+    let asked = request([0x62; 32], "leader-dies");
+    let args = integration_tests::ArgsShape::Current.args(&asked);
+    let waiting = tokio::spawn(async move { user_in_background.call("sign", args, 300, 1).await });
+    // Signed, and the answer held by both other nodes.
+    let held = cluster
+        .settled_metric_total("mpc_answers_held_total", 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(held, 2, "both other nodes hold the answer");
+    let mut leader = None;
+    for i in 0..3 {
+        if cluster
+            .node_metric(i, "mpc_sign_runs_led_total")
+            .await
+            .unwrap()
+            >= 1.0
+        {
+            assert!(leader.replace(i).is_none(), "one leader");
+        }
+    }
+    let leader = leader.expect("a node led the request");
+    // It dies with its answer unsent: the contract never got it.
+    cluster.kill_node(leader);
+    // Long past every fallback's turn (1 s grace each) and the holders' first
+    // sends, all refused.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let failures = cluster
+        .metric_total("mpc_respond_failures_total")
+        .await
+        .unwrap();
+    assert!(
+        failures >= 1,
+        "the holders tried to send it: {failures} failures"
+    );
+
+    cluster.rpc_gate.refuse_transactions(false);
+    let answer = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("answered once transactions pass")
+        .unwrap()
+        .expect("sign succeeds");
+    let signature = serde_json::from_slice(&answer).unwrap();
+    cluster.verify(&user, &asked, &signature).unwrap();
+    let landed = cluster
+        .settled_metric_total("mpc_signatures_total", 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let led = cluster
+        .metric_total("mpc_sign_runs_led_total")
+        .await
+        .unwrap();
+    assert_eq!(landed, 1, "a holder's send landed the dead leader's answer");
+    assert_eq!(led, 0, "no survivor signed the request again");
     cluster.shutdown().await;
 }

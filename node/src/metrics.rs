@@ -204,7 +204,8 @@ pub struct Stock {
 pub struct Metrics {
     /// Distinct sign requests seen pending on the contract.
     pub requests_seen: Counter,
-    /// Signatures this node led and saw accepted by `respond`.
+    /// Answers this node sent and saw accepted by `respond`: of runs it led, or
+    /// held as a backup for a leader whose own did not land.
     pub signatures: Counter,
     /// `respond` calls that failed (another leader answered first, or an error).
     pub respond_failures: Counter,
@@ -213,6 +214,10 @@ pub struct Metrics {
     /// Requests whose turn came to this node with none of its presignatures
     /// usable, passed on to the next live node at once.
     pub leads_passed: Counter,
+    /// Answers held for requests this node did not lead: its copy as a
+    /// co-signer, or a peer's answer it checked (either keeps it from signing the
+    /// request again).
+    pub answers_held: Counter,
     /// Protocol runs that ended without output (timeouts, unreachable peers, bad
     /// messages).
     pub protocol_failures: Counter,
@@ -244,6 +249,7 @@ impl Metrics {
             respond_failures: Counter::default(),
             sign_runs_led: Counter::default(),
             leads_passed: Counter::default(),
+            answers_held: Counter::default(),
             protocol_failures: Counter::default(),
             triples_generated: Counter::default(),
             presignatures_generated: Counter::default(),
@@ -321,7 +327,7 @@ impl Metrics {
             ),
             (
                 "mpc_signatures_total",
-                "Signatures led by this node and accepted by the contract.",
+                "Answers sent by this node and accepted by the contract (its own leads, or backups).",
                 &self.signatures,
             ),
             (
@@ -338,6 +344,11 @@ impl Metrics {
                 "mpc_leads_passed_total",
                 "Requests passed on to the next leader for want of a usable presignature here.",
                 &self.leads_passed,
+            ),
+            (
+                "mpc_answers_held_total",
+                "Answers held for requests led by another node (a co-signer's copy, or a peer's, checked).",
+                &self.answers_held,
             ),
             (
                 "mpc_protocol_failures_total",

@@ -151,6 +151,21 @@ fn keygen_presign_sign_for_derived_keys_with_t_and_more_signers() {
         assert_eq!(signatures.len(), t);
         assert!(signatures.iter().all(|s| s == &signatures[0]));
         assert_valid(&signatures[0], &root, "alice.near", "solana-1", &message);
+        let derived = root.derive_for("alice.near", "solana-1");
+        eddsa::verify(&derived, &message, &signatures[0]).expect("verifies as made");
+        // What a peer could send instead: another message, key or signature.
+        let mut forged = signatures[0];
+        forged.0[40] ^= 1;
+        for (key, message, signature) in [
+            (derived, &[0x5b; 32][..], &signatures[0]),
+            (root, &message[..], &signatures[0]),
+            (derived, &message[..], &forged),
+        ] {
+            assert!(matches!(
+                eddsa::verify(&key, message, signature),
+                Err(Error::VerificationFailed(_))
+            ));
+        }
 
         // ... and all n sign (more than t), another key and a long message.
         let presignatures = presign_all(&keys, &parties, seed + 100);

@@ -131,6 +131,14 @@ impl Node {
         }) else {
             return;
         };
+        if let NodeMessage::Answer {
+            request_id,
+            response,
+        } = message
+        {
+            self.take_shared_answer(from, domain, RequestId(request_id), response);
+            return;
+        }
         if let NodeMessage::Leading(request_id) | NodeMessage::Passing(request_id) = message {
             self.heard_of_lead(from, RequestId(request_id), &message, Instant::now());
             return;

@@ -1,10 +1,12 @@
 //! The pending requests as this node tracks them: handed to the signing engines,
 //! refreshed when the chain's copy changes, forgotten once answered.
 
+use super::leader::leader_order;
 use super::writes::Answer;
 use super::Node;
-use crate::engine::{Event, Job};
-use primitives::{DomainId, PendingRequest, RequestId};
+use crate::blame::FailureKind;
+use crate::engine::{Event, Job, NodeMessage};
+use primitives::{DomainId, PendingRequest, RequestId, SignatureResponse};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use threshold::ParticipantId;
@@ -39,6 +41,13 @@ const VANISHED_KEPT: Duration = Duration::from_secs(10);
 
 /// Vanished requests remembered at most.
 const MAX_VANISHED: usize = 4096;
+
+/// How long a node holding an answer another node led waits before sending it
+/// itself, in grace periods (plus one per place it ranks in the request's leader
+/// order). A leader's `respond` lands within a block or two, so a backup goes
+/// out only when the leader went down after signing or cannot reach the chain,
+/// and backups of different ranks do not all go at once.
+const BACKUP_AFTER_GRACES: u32 = 2;
 
 /// A request as tracked, also if it is missing from the last reading of the
 /// chain (what happens to it meanwhile is kept, in case it is back at the next).
@@ -136,6 +145,7 @@ impl Node {
     /// acts this turn.
     pub(super) fn on_signer_events(&mut self) {
         let metrics = &self.config.metrics;
+        let mut cosigned = Vec::new();
         for signer in self.signers.values_mut() {
             let me = signer.engine.me();
             for event in signer.engine.drain_events() {
@@ -150,17 +160,33 @@ impl Node {
                         else {
                             continue; // answered meanwhile
                         };
-                        if tracked.answer.is_none() {
-                            tracing::debug!(request = %request_id, since_seen_ms = tracked.first_seen.elapsed().as_millis() as u64, "signed; responding");
-                            tracked.answer = Some(Answer {
-                                response,
-                                sends: 0,
-                                next_send: Instant::now(),
-                                in_flight: false,
-                            });
+                        tracing::debug!(request = %request_id, since_seen_ms = tracked.first_seen.elapsed().as_millis() as u64, "signed; responding");
+                        let word = NodeMessage::Answer {
+                            request_id: request_id.0,
+                            response: response.clone(),
+                        };
+                        self.announce.push((tracked.domain, word));
+                        let now = Instant::now();
+                        match tracked.answer.as_mut() {
+                            None => {
+                                tracked.answer = Some(Answer {
+                                    response,
+                                    sends: 0,
+                                    next_send: now,
+                                    in_flight: false,
+                                })
+                            }
+                            // A peer's answer came first: either lands, and as a
+                            // leader this node sends now, not as a backup.
+                            Some(held) => held.next_send = held.next_send.min(now),
                         }
                     }
-                    Event::Signed { .. } | Event::KeyShareStored { .. } => {}
+                    Event::Signed {
+                        request_id,
+                        response,
+                        leader: false,
+                    } => cosigned.push((request_id, response)),
+                    Event::KeyShareStored { .. } => {}
                     Event::TripleStored(_) => {
                         metrics.triples_generated.inc();
                         self.act_soon = true;
@@ -193,5 +219,74 @@ impl Node {
                 }
             }
         }
+        let now = Instant::now();
+        for (request_id, response) in cosigned {
+            // The protocol checked it: the signers' outputs agree.
+            self.hold_answer(request_id, response, now);
+        }
+    }
+
+    /// A peer's answer to a request ([`NodeMessage::Answer`]): checked against
+    /// the request as this node read it on the chain, then held. One that does
+    /// not verify was made up by its sender (the transport authenticated it),
+    /// which is blamed. One this node cannot check yet (a request it has not
+    /// seen: the peer reads the chain ahead of it) is dropped; the leader's
+    /// word that it leads holds this node back meanwhile.
+    pub(super) fn take_shared_answer(
+        &mut self,
+        from: ParticipantId,
+        domain: DomainId,
+        request_id: RequestId,
+        response: SignatureResponse,
+    ) {
+        let now = Instant::now();
+        let held = tracked_mut(&mut self.requests, &mut self.vanished, &request_id)
+            .is_some_and(|tracked| tracked.answer.is_some());
+        let Some(signer) = self.signers.get(&domain).filter(|_| !held) else {
+            return;
+        };
+        match signer.engine.check_answer(&request_id, &response) {
+            Some(Ok(())) => {
+                tracing::debug!(request = %request_id, peer = from.0, "holding a peer's answer");
+                self.hold_answer(request_id, response, now);
+            }
+            Some(Err(why)) => {
+                tracing::info!(request = %request_id, peer = from.0, %why, "a peer's answer does not verify");
+                self.peer_failed(from, FailureKind::Misbehaved, &why, now);
+            }
+            None => {}
+        }
+    }
+
+    /// Holds `response` as the answer to `request_id`, which another node led,
+    /// unless an answer is held already. Holding it, this node leads the request
+    /// no more (a signature of its own would burn a presignature on an answer
+    /// the contract refuses), and sends it as a backup only if the request is
+    /// still pending [`BACKUP_AFTER_GRACES`] grace periods later, plus one per
+    /// place this node ranks in the request's leader order.
+    fn hold_answer(&mut self, request_id: RequestId, response: SignatureResponse, now: Instant) {
+        let Some(tracked) = tracked_mut(&mut self.requests, &mut self.vanished, &request_id) else {
+            return;
+        };
+        if tracked.answer.is_some() {
+            return;
+        }
+        let rank = match (self.me, self.running_set.as_ref()) {
+            (Some(me), Some(all)) => tracked
+                .leader_order
+                .get_or_insert_with(|| leader_order(&request_id, all))
+                .iter()
+                .position(|p| *p == me)
+                .unwrap_or(0),
+            _ => 0,
+        };
+        let wait = self.config.leader_grace * (BACKUP_AFTER_GRACES + rank as u32);
+        tracked.answer = Some(Answer {
+            response,
+            sends: 0,
+            next_send: now + wait,
+            in_flight: false,
+        });
+        self.config.metrics.answers_held.inc();
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::engine::{EngineError, ReshareSpec, Scheme};
 use crate::storage::RecordKind;
-use primitives::derivation::Tweak;
+use primitives::derivation::{derive_public_key, Tweak};
 use primitives::{
     near_key, EcdsaSignature, Payload, PendingRequest, SignatureResponse, SignatureScheme,
 };
@@ -114,5 +114,19 @@ impl Scheme for Ecdsa {
 
     fn response(signature: EcdsaSignature) -> SignatureResponse {
         SignatureResponse::Secp256k1(signature)
+    }
+
+    fn check_response(
+        key: &KeyShare,
+        task: &SignTask,
+        response: &SignatureResponse,
+    ) -> Result<(), String> {
+        let signature = response
+            .as_ecdsa()
+            .ok_or("an Ed25519 answer in a secp256k1 domain")?;
+        let derived = derive_public_key(&key.public_key, &task.tweak);
+        signature
+            .verify(&task.payload, &derived)
+            .map_err(|e| format!("the answer does not verify: {e}"))
     }
 }

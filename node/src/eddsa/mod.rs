@@ -154,4 +154,16 @@ impl Scheme for Eddsa {
     fn response(signature: Ed25519Signature) -> SignatureResponse {
         SignatureResponse::Ed25519 { signature }
     }
+
+    fn check_response(
+        key: &EddsaKeyShare,
+        task: &EddsaSignTask,
+        response: &SignatureResponse,
+    ) -> Result<(), String> {
+        let SignatureResponse::Ed25519 { signature } = response else {
+            return Err("a secp256k1 answer in an Ed25519 domain".into());
+        };
+        let derived = key.public_key.derive(&task.tweak);
+        eddsa::verify(&derived, task.payload.as_bytes(), signature).map_err(|e| e.to_string())
+    }
 }

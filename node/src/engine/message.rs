@@ -4,13 +4,14 @@
 use super::EngineError;
 use crate::record_id::RecordId;
 use borsh::{BorshDeserialize, BorshSerialize};
-use primitives::DomainId;
+use primitives::{DomainId, SignatureResponse};
 use threshold::ParticipantId;
 
 /// Version byte of the node's peer message format (4: `Leading`, `Passing`,
-/// `Waiting` and `Abandoned` added; a node refuses frames of any other version, so nodes of
-/// different versions do not take each other's messages).
-const MESSAGE_VERSION: u8 = 4;
+/// `Waiting` and `Abandoned` added; 5: `Answer`; a node refuses frames of any
+/// other version, so nodes of different versions do not take each other's
+/// messages).
+const MESSAGE_VERSION: u8 = 5;
 
 /// A message between the engines of one domain.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -48,6 +49,15 @@ pub enum NodeMessage {
     /// without output (a check failed, a peer declined or went, the run stalled),
     /// so it sends nothing more there; nobody counts it behind after this.
     Abandoned { job: Job, reason: String },
+    /// To every peer, from a leader whose run signed request `request_id`: the
+    /// answer it sends to the contract. A peer checks it against the request
+    /// as it read it on the chain, then holds it: it leads the request no more
+    /// and sends the answer itself only if the leader's does not land (see
+    /// `daemon/requests.rs`).
+    Answer {
+        request_id: [u8; 32],
+        response: SignatureResponse,
+    },
 }
 
 impl NodeMessage {
@@ -73,7 +83,8 @@ impl NodeMessage {
             | NodeMessage::RetireTriple(_)
             | NodeMessage::RetirePresignature(_)
             | NodeMessage::Leading(_)
-            | NodeMessage::Passing(_) => true,
+            | NodeMessage::Passing(_)
+            | NodeMessage::Answer { .. } => true,
         }
     }
 

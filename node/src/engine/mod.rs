@@ -265,6 +265,14 @@ pub trait DomainEngine: Send {
     fn add_request(&mut self, request: &PendingRequest) -> Result<(), String>;
     /// Forgets a request (answered or expired).
     fn remove_request(&mut self, request_id: &RequestId);
+    /// Whether `response` answers a request this node has seen, under this
+    /// engine's key (see [`Scheme::check_response`]); `None` if it cannot tell
+    /// (no key share here, or the request not seen here yet).
+    fn check_answer(
+        &self,
+        request_id: &RequestId,
+        response: &SignatureResponse,
+    ) -> Option<Result<(), String>>;
     /// Leads signing of a known request with one of this node's presignatures.
     /// Returns the presignature, or `None` if none is usable now.
     fn propose_sign(
@@ -505,6 +513,14 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn remove_request(&mut self, request_id: &RequestId) {
         Engine::remove_request(self, request_id)
+    }
+
+    fn check_answer(
+        &self,
+        request_id: &RequestId,
+        response: &SignatureResponse,
+    ) -> Option<Result<(), String>> {
+        Engine::check_answer(self, request_id, response)
     }
 
     fn propose_sign(

@@ -500,7 +500,10 @@ impl<S: Scheme> Engine<S> {
                 result
             }
             // The daemon's own: never handed to an engine.
-            NodeMessage::Ping | NodeMessage::Leading(_) | NodeMessage::Passing(_) => Ok(()),
+            NodeMessage::Ping
+            | NodeMessage::Leading(_)
+            | NodeMessage::Passing(_)
+            | NodeMessage::Answer { .. } => Ok(()),
             NodeMessage::Decline { job, reason } => {
                 let instance = self.instance_of(&job);
                 let ours = self

@@ -90,6 +90,15 @@ pub trait Scheme: Sized + Send + 'static {
 
     /// The answer `respond` carries for `signature`.
     fn response(signature: Self::Signature) -> SignatureResponse;
+
+    /// Whether `response` answers `task` under the key derived from `key`'s root
+    /// for it, as the contract checks it: for an answer a peer shares, which this
+    /// node then holds instead of signing the request itself.
+    fn check_response(
+        key: &Self::KeyShare,
+        task: &Self::SignTask,
+        response: &SignatureResponse,
+    ) -> Result<(), String>;
 }
 
 /// The inputs of one party to a resharing of a key, as the contract's key event

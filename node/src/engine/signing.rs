@@ -5,7 +5,7 @@
 use super::instance::Output;
 use super::stock::UsableRecord;
 use super::{Engine, EngineError, Job, NodeMessage, RecordId, Scheme};
-use primitives::{PendingRequest, RequestId};
+use primitives::{PendingRequest, RequestId, SignatureResponse};
 use threshold::{ParticipantId, Participants};
 
 impl<S: Scheme> Engine<S> {
@@ -34,6 +34,16 @@ impl<S: Scheme> Engine<S> {
 
     pub(super) fn remove_request(&mut self, request_id: &RequestId) {
         self.requests.remove(request_id);
+    }
+
+    pub(super) fn check_answer(
+        &self,
+        request_id: &RequestId,
+        response: &SignatureResponse,
+    ) -> Option<Result<(), String>> {
+        let key = self.key.as_ref()?;
+        let task = self.requests.get(request_id)?;
+        Some(S::check_response(key, task, response))
     }
 
     pub(super) fn propose_sign(

@@ -219,6 +219,33 @@ async fn keygen_then_a_burst_of_signatures<S: Suite>() {
         assert_eq!(signers, 3, "request {i}: the threshold signs");
         assert_eq!(leaders, vec![i as u32], "request {i}: its proposer leads");
     }
+    // The answer a leader shares with its peers: every node that saw the request
+    // takes it (the one that did not sign it too), under no other request; one
+    // for a request not seen here cannot be checked.
+    let answers: Vec<SignatureResponse> = requests
+        .iter()
+        .map(|request| {
+            nodes
+                .iter()
+                .flat_map(|n| signed(n))
+                .find(|(id, leader, _)| *id == request.request_id && *leader)
+                .map(|(_, _, response)| response.clone())
+                .expect("a leader's answer")
+        })
+        .collect();
+    for node in &nodes {
+        for (i, (request, answer)) in requests.iter().zip(&answers).enumerate() {
+            let check = |id| node.engine.check_answer(id, answer);
+            assert_eq!(check(&request.request_id), Some(Ok(())));
+            let other = &requests[(i + 1) % requests.len()].request_id;
+            assert!(matches!(check(other), Some(Err(_))), "request {i}'s answer");
+        }
+        assert_eq!(
+            node.engine
+                .check_answer(&RequestId([0xee; 32]), &answers[0]),
+            None
+        );
+    }
     // Every presignature was used once and is gone everywhere.
     for node in nodes.iter_mut() {
         assert!(presignature_ids(node).is_empty(), "node {}", node.me);

@@ -40,6 +40,9 @@ pub(super) fn message_text(message: &NodeMessage) -> String {
         NodeMessage::Passing(id) => format!("passing {}", hex::encode(&id[..4])),
         NodeMessage::Waiting(job) => format!("waiting in {}", job_text(job)),
         NodeMessage::Abandoned { job, .. } => format!("abandoned {}", job_text(job)),
+        NodeMessage::Answer { request_id, .. } => {
+            format!("answer {}", hex::encode(&request_id[..4]))
+        }
     }
 }
 

@@ -111,4 +111,4 @@ pub use dkg::keygen;
 pub use presign::presign;
 pub use records::{EddsaKeyShare, EddsaPresignature};
 pub use reshare::{reshare, EddsaReshareArgs};
-pub use sign::{sign, EddsaSignTask};
+pub use sign::{sign, verify, EddsaSignTask};

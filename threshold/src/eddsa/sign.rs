@@ -34,6 +34,22 @@ pub struct EddsaSignTask {
     pub tweak: Ed25519Tweak,
 }
 
+/// Checks `signature` over `message` for `key` (a derived key) as RFC 8032 asks
+/// (FROST's Ed25519 ciphersuite does the check, as it does for the signatures
+/// [`sign`] makes): for a node that takes a signature from a peer instead of
+/// signing itself.
+pub fn verify(
+    key: &Ed25519PublicKey,
+    message: &[u8],
+    signature: &Ed25519Signature,
+) -> Result<(), Error> {
+    let signature = frost::Signature::deserialize(&signature.0)
+        .map_err(|e| Error::VerificationFailed(format!("not a signature: {e}")))?;
+    codec::verifying_key(key)?
+        .verify(message, &signature)
+        .map_err(|e| Error::VerificationFailed(format!("the signature does not verify: {e}")))
+}
+
 /// Signs `task` with the derived key `root + ε·B`, consuming `presignature` (mark
 /// it used in durable storage first). `participants` are the signers: at least the
 /// key's threshold, all holders of the presignature. Every signer outputs the

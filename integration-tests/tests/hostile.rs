@@ -38,6 +38,19 @@ fn cipher_pk(cluster: &Cluster, i: usize) -> [u8; 32] {
     serde_json::from_value(cluster.nodes[i].candidate["cipher_pk"].clone()).unwrap()
 }
 
+/// A p2p channel to node 0 that authenticates as node 1, with node 1's stolen key.
+async fn impostor_of_node_1(cluster: &Cluster, prologue: &[u8]) -> Sender {
+    let stream = TcpStream::connect(&p2p_addr(cluster, 0)).await.unwrap();
+    Sender::handshake(
+        stream,
+        &p2p_key(cluster, 1),
+        prologue,
+        &cipher_pk(cluster, 0),
+    )
+    .await
+    .unwrap()
+}
+
 /// Waits (bounded) for the peer to close the connection.
 async fn closed_by_peer(mut stream: TcpStream) -> bool {
     let mut buffer = [0u8; 64];
@@ -96,15 +109,7 @@ async fn hostile_peers_and_responders_are_refused_and_service_continues() {
 
     // 3. Node 1's stolen key: valid channel, then messages that are no messages,
     //    a forged invitation, and finally a frame that does not decrypt.
-    let stream = TcpStream::connect(&target).await.unwrap();
-    let mut impostor = Sender::handshake(
-        stream,
-        &p2p_key(&cluster, 1),
-        &prologue,
-        &cipher_pk(&cluster, 0),
-    )
-    .await
-    .unwrap();
+    let mut impostor = impostor_of_node_1(&cluster, &prologue).await;
     impostor.send(&[0xFF; 100]).await.unwrap();
     impostor.send(&[]).await.unwrap();
     let forged = NodeMessage::Start(Start {
@@ -207,15 +212,7 @@ async fn hostile_peers_and_responders_are_refused_and_service_continues() {
         assert!(Instant::now() < deadline, "node 0 never saw the request");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let stream = TcpStream::connect(&p2p_addr(&cluster, 0)).await.unwrap();
-    let mut impostor = Sender::handshake(
-        stream,
-        &p2p_key(&cluster, 1),
-        &prologue,
-        &cipher_pk(&cluster, 0),
-    )
-    .await
-    .unwrap();
+    let mut impostor = impostor_of_node_1(&cluster, &prologue).await;
     let lie = NodeMessage::Answer {
         request_id: pending.request_id.0,
         response: forged,

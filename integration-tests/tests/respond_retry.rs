@@ -8,12 +8,24 @@
 //! holding it send it.
 
 use integration_tests::{request, Cluster, ClusterConfig};
+use mpc_node::chain::{Chain, ChainError};
+use primitives::SignRequest;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_respond_is_sent_again_not_signed_again() {
+/// A request made while the chain refuses the nodes' transactions (reads still
+/// served), on a stocked (3,2) cluster: the cluster, the caller, the request and
+/// its `sign` call under way.
+struct Refused {
+    cluster: Cluster,
+    user: Chain,
+    asked: SignRequest,
+    waiting: JoinHandle<Result<Vec<u8>, ChainError>>,
+}
+
+async fn request_while_transactions_are_refused(user: &str, payload: u8, path: &str) -> Refused {
     let cluster = Cluster::start(ClusterConfig::new(3, 2)).await.unwrap();
-    let mut keys = cluster.user("erin.test.near", 2).await.unwrap();
+    let mut keys = cluster.user(user, 2).await.unwrap();
     let user = keys.remove(0);
     let user_in_background = keys.remove(0);
     for i in 0..3 {
@@ -22,11 +34,26 @@ async fn a_failed_respond_is_sent_again_not_signed_again() {
             .await
             .unwrap();
     }
-
     cluster.rpc_gate.refuse_transactions(true);
-    let asked = request([0x61; 32], "through-an-outage");
+    let asked = request([payload; 32], path);
     let args = integration_tests::ArgsShape::Current.args(&asked);
     let waiting = tokio::spawn(async move { user_in_background.call("sign", args, 300, 1).await });
+    Refused {
+        cluster,
+        user,
+        asked,
+        waiting,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_respond_is_sent_again_not_signed_again() {
+    let Refused {
+        cluster,
+        user,
+        asked,
+        waiting,
+    } = request_while_transactions_are_refused("erin.test.near", 0x61, "through-an-outage").await;
     // Long enough for the first leader and both fallbacks (1 s grace each) to sign,
     // and for each to fail several sends.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -76,21 +103,12 @@ async fn a_failed_respond_is_sent_again_not_signed_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_whose_leader_died_is_sent_by_the_nodes_holding_it() {
-    let mut cluster = Cluster::start(ClusterConfig::new(3, 2)).await.unwrap();
-    let mut keys = cluster.user("frank.test.near", 2).await.unwrap();
-    let user = keys.remove(0);
-    let user_in_background = keys.remove(0);
-    for i in 0..3 {
-        cluster
-            .wait_stock(i, 1, Duration::from_secs(120))
-            .await
-            .unwrap();
-    }
-
-    cluster.rpc_gate.refuse_transactions(true);
-    let asked = request([0x62; 32], "leader-dies");
-    let args = integration_tests::ArgsShape::Current.args(&asked);
-    let waiting = tokio::spawn(async move { user_in_background.call("sign", args, 300, 1).await });
+    let Refused {
+        mut cluster,
+        user,
+        asked,
+        waiting,
+    } = request_while_transactions_are_refused("frank.test.near", 0x62, "leader-dies").await;
     // Signed, and the answer held by both other nodes.
     let held = cluster
         .settled_metric_total("mpc_answers_held_total", 2, Duration::from_secs(30))

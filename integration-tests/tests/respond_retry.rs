@@ -46,6 +46,24 @@ async fn request_while_transactions_are_refused(user: &str, payload: u8, path: &
     }
 }
 
+/// Lets the nodes' transactions through again: the request is answered with a
+/// signature that verifies.
+async fn answered_once_transactions_pass(
+    cluster: &Cluster,
+    user: &Chain,
+    asked: &SignRequest,
+    waiting: JoinHandle<Result<Vec<u8>, ChainError>>,
+) {
+    cluster.rpc_gate.refuse_transactions(false);
+    let answer = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("answered once transactions pass")
+        .unwrap()
+        .expect("sign succeeds");
+    let signature = serde_json::from_slice(&answer).unwrap();
+    cluster.verify(user, asked, &signature).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_respond_is_sent_again_not_signed_again() {
     let Refused {
@@ -54,8 +72,8 @@ async fn a_failed_respond_is_sent_again_not_signed_again() {
         asked,
         waiting,
     } = request_while_transactions_are_refused("erin.test.near", 0x61, "through-an-outage").await;
-    // Long enough for the first leader and both fallbacks (1 s grace each) to sign,
-    // and for each to fail several sends.
+    // Long past both fallbacks' turns (1 s grace each), which the shared answer
+    // skips, and long enough for several sends to fail.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let refused = cluster.rpc_gate.refused();
     let failures = cluster
@@ -82,14 +100,7 @@ async fn a_failed_respond_is_sent_again_not_signed_again() {
         .unwrap();
     assert_eq!(held, 2, "the co-signer and the third node hold the answer");
 
-    cluster.rpc_gate.refuse_transactions(false);
-    let answer = tokio::time::timeout(Duration::from_secs(60), waiting)
-        .await
-        .expect("answered once transactions pass")
-        .unwrap()
-        .expect("sign succeeds");
-    let signature = serde_json::from_slice(&answer).unwrap();
-    cluster.verify(&user, &asked, &signature).unwrap();
+    answered_once_transactions_pass(&cluster, &user, &asked, waiting).await;
     let led_after = cluster
         .metric_total("mpc_sign_runs_led_total")
         .await
@@ -141,14 +152,7 @@ async fn an_answer_whose_leader_died_is_sent_by_the_nodes_holding_it() {
         "the holders tried to send it: {failures} failures"
     );
 
-    cluster.rpc_gate.refuse_transactions(false);
-    let answer = tokio::time::timeout(Duration::from_secs(60), waiting)
-        .await
-        .expect("answered once transactions pass")
-        .unwrap()
-        .expect("sign succeeds");
-    let signature = serde_json::from_slice(&answer).unwrap();
-    cluster.verify(&user, &asked, &signature).unwrap();
+    answered_once_transactions_pass(&cluster, &user, &asked, waiting).await;
     let landed = cluster
         .settled_metric_total("mpc_signatures_total", 1, Duration::from_secs(10))
         .await

@@ -345,8 +345,7 @@ impl Node {
                 continue;
             }
             let order: Vec<ParticipantId> = tracked
-                .leader_order
-                .get_or_insert_with(|| leader_order(request_id, all))
+                .leader_order(request_id, all)
                 .iter()
                 .copied()
                 .filter(|p| live.contains(*p))

@@ -9,7 +9,7 @@ use crate::engine::{Event, Job, NodeMessage};
 use primitives::{DomainId, PendingRequest, RequestId, SignatureResponse};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use threshold::ParticipantId;
+use threshold::{ParticipantId, Participants};
 
 /// A request as the loop tracks it.
 pub(super) struct Tracked {
@@ -28,6 +28,18 @@ pub(super) struct Tracked {
     pub(super) leader_order: Option<Vec<ParticipantId>>,
     /// The signature this node computed for it, until `respond` lands.
     pub(super) answer: Option<Answer>,
+}
+
+impl Tracked {
+    /// The running set `all` in the request's [`leader_order`], computed once.
+    pub(super) fn leader_order(
+        &mut self,
+        request_id: &RequestId,
+        all: &Participants,
+    ) -> &[ParticipantId] {
+        self.leader_order
+            .get_or_insert_with(|| leader_order(request_id, all))
+    }
 }
 
 /// How long a request that vanished from the chain's pending list is remembered
@@ -168,14 +180,7 @@ impl Node {
                         self.announce.push((tracked.domain, word));
                         let now = Instant::now();
                         match tracked.answer.as_mut() {
-                            None => {
-                                tracked.answer = Some(Answer {
-                                    response,
-                                    sends: 0,
-                                    next_send: now,
-                                    in_flight: false,
-                                })
-                            }
+                            None => tracked.answer = Some(Answer::due_at(response, now)),
                             // A peer's answer came first: either lands, and as a
                             // leader this node sends now, not as a backup.
                             Some(held) => held.next_send = held.next_send.min(now),
@@ -273,20 +278,14 @@ impl Node {
         }
         let rank = match (self.me, self.running_set.as_ref()) {
             (Some(me), Some(all)) => tracked
-                .leader_order
-                .get_or_insert_with(|| leader_order(&request_id, all))
+                .leader_order(&request_id, all)
                 .iter()
                 .position(|p| *p == me)
                 .unwrap_or(0),
             _ => 0,
         };
         let wait = self.config.leader_grace * (BACKUP_AFTER_GRACES + rank as u32);
-        tracked.answer = Some(Answer {
-            response,
-            sends: 0,
-            next_send: now + wait,
-            in_flight: false,
-        });
+        tracked.answer = Some(Answer::due_at(response, now + wait));
         self.config.metrics.answers_held.inc();
     }
 }

@@ -137,6 +137,16 @@ const RESPOND_BACKOFF: Duration = Duration::from_millis(500);
 const RESPOND_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 impl Answer {
+    /// `response`, not sent yet, first due at `first_send`.
+    pub(super) fn due_at(response: SignatureResponse, first_send: Instant) -> Self {
+        Answer {
+            response,
+            sends: 0,
+            next_send: first_send,
+            in_flight: false,
+        }
+    }
+
     fn backoff(&self) -> Duration {
         let doublings = self.sends.saturating_sub(1).min(16);
         (RESPOND_BACKOFF * 2u32.pow(doublings)).min(RESPOND_BACKOFF_MAX)

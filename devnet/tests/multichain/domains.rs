@@ -160,16 +160,7 @@ async fn ed25519_domain_is_added_generated_and_signs() {
         .await;
     assert_success(&respond);
     let outcome = tx_outcome(&network.net, sign_hash, USER).await;
-    let value = assert_success(&outcome);
-    let json: Value = serde_json::from_slice(&value).unwrap();
-    let mut keys: Vec<&str> = json
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["scheme", "signature"], "{json}");
+    let json = answer_json(&outcome, &["scheme", "signature"]);
     assert_eq!(json["scheme"], "Ed25519");
     let bytes: Vec<u8> = json["signature"]
         .as_array()

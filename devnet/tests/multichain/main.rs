@@ -502,6 +502,22 @@ async fn send_together(net: &Net, calls: Vec<(&Signer, Action)>) -> Vec<FinalExe
     outcomes
 }
 
+/// The caller's result as JSON, which must be an object with exactly `fields`
+/// (listed in sorted order).
+fn answer_json(outcome: &FinalExecutionOutcomeView, fields: &[&str]) -> Value {
+    let value = assert_success(outcome);
+    let json: Value = serde_json::from_slice(&value).expect("the result is JSON");
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .expect("the result is an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, fields, "{json}");
+    json
+}
+
 /// The caller's result must be exactly the scheme-tagged ECDSA JSON, and verify for
 /// `payload` under the `derived_public_key` view of (USER, `path`, domain 0).
 async fn check_ecdsa_answer(
@@ -510,16 +526,7 @@ async fn check_ecdsa_answer(
     payload: &EcdsaPayload,
     path: &str,
 ) -> SignatureResponse {
-    let value = assert_success(outcome);
-    let json: Value = serde_json::from_slice(&value).expect("the result is JSON");
-    let mut keys: Vec<&str> = json
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["big_r", "recovery_id", "s", "scheme"], "{json}");
+    let json = answer_json(outcome, &["big_r", "recovery_id", "s", "scheme"]);
     assert_eq!(json["scheme"], "Secp256k1");
     let big_r = json["big_r"]["affine_point"].as_str().unwrap();
     assert_eq!(big_r.len(), 66, "33-byte SEC1 hex: {big_r}");

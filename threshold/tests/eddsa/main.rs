@@ -140,3 +140,20 @@ fn assert_consistent(keys: &[EddsaKeyShare], parties: &Participants, threshold: 
         assert_eq!(&EddsaKeyShare::from_bytes(&key.to_bytes()).unwrap(), key);
     }
 }
+
+/// A key run with message `garble` garbled: exactly one party fails, with a typed
+/// error naming the garbling as misbehaviour or a failed check; returns the
+/// shares of the parties that finished anyway.
+fn one_typed_failure(outcome: local::Outcome<EddsaKeyShare>, garble: usize) -> Vec<EddsaKeyShare> {
+    assert_eq!(outcome.failures.len(), 1, "garble {garble}: {outcome:?}");
+    for error in outcome.failures.values() {
+        assert!(
+            matches!(
+                error,
+                Error::Misbehaved { .. } | Error::VerificationFailed(_)
+            ),
+            "{error:?}"
+        );
+    }
+    outcome.outputs.into_values().collect()
+}

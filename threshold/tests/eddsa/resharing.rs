@@ -154,17 +154,7 @@ fn reshare_a_dropped_message_stalls_garbage_aborts_and_junk_is_refused() {
                 ..Schedule::default()
             },
         );
-        assert_eq!(outcome.failures.len(), 1, "garble {garble}: {outcome:?}");
-        for error in outcome.failures.values() {
-            assert!(
-                matches!(
-                    error,
-                    Error::Misbehaved { .. } | Error::VerificationFailed(_)
-                ),
-                "{error:?}"
-            );
-        }
-        let outputs: Vec<EddsaKeyShare> = outcome.outputs.into_values().collect();
+        let outputs = one_typed_failure(outcome, garble);
         assert!(outputs.len() < 4);
         if !outputs.is_empty() {
             assert_consistent(&outputs, &new_set, 3);

@@ -197,6 +197,12 @@ impl NodeProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// How the node ended, if it was started and has exited by itself (a node the
+    /// test stopped or killed is not started any more).
+    fn died(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
 }
 
 /// A running network: devnet, contract and nodes.
@@ -346,12 +352,29 @@ pub fn multichain_wasm() -> Result<Vec<u8>, String> {
     std::fs::read(&path).map_err(|e| format!("{}: {e} (run `make contract`)", path.display()))
 }
 
+/// The ports [`free_port`] hands out: below Linux's ephemeral range (32768–60999
+/// by default). A port from that range, found free and released, can be taken as
+/// the source port of any outgoing connection before its listener binds it, or
+/// while a node restarts on it; the node then fails to start with "address in
+/// use". Explicit binds, which nothing else here does in this range, cannot race.
+const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A port free to listen on (see [`TEST_PORTS`]), never the same twice in one
+/// process; each process starts at its own place in the range, so two test
+/// processes side by side seldom even try the same port.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919) % span));
+    for _ in 0..span {
+        let offset = next.fetch_add(1, Ordering::Relaxed) % span;
+        let port = u16::try_from(TEST_PORTS.start + offset).expect("TEST_PORTS fit in u16");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
 }
 
 impl Cluster {
@@ -606,6 +629,23 @@ impl Cluster {
         Err(format!("node {i} did not stop within 15 s of SIGTERM"))
     }
 
+    /// Fails, with the end of its log, if a node the test started has exited by
+    /// itself: waiting on the network then only ends in a timeout that says less.
+    pub fn check_none_died(&mut self) -> Result<(), String> {
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if let Some(status) = node.died() {
+                let log = node.log();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Err(format!(
+                    "node {i} exited by itself ({status}); the end of its log:\n{}",
+                    tail.join("\n")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until the contract is Running with a key in every configured domain,
     /// and returns its state.
     pub async fn wait_running(&mut self, limit: Duration) -> Result<ContractState, String> {
@@ -641,6 +681,7 @@ impl Cluster {
                     return Ok(ContractState::Running(running.clone()));
                 }
             }
+            self.check_none_died()?;
             if started.elapsed() > limit {
                 return Err(format!(
                     "the contract is not Running after {limit:?} ({state:?}); node logs in {}",

@@ -353,10 +353,11 @@ pub fn multichain_wasm() -> Result<Vec<u8>, String> {
 }
 
 /// The ports [`free_port`] hands out: below Linux's ephemeral range (32768–60999
-/// by default). A port from that range, found free and released, can be taken as
-/// the source port of any outgoing connection before its listener binds it, or
-/// while a node restarts on it; the node then fails to start with "address in
-/// use". Explicit binds, which nothing else here does in this range, cannot race.
+/// by default). A port from that range, found free with a bind to port 0 and
+/// released, can be handed out again by the next such bind (CI once gave a node
+/// the same port for HTTP and p2p) or taken as the source port of an outgoing
+/// connection before the node binds it, or while the node restarts; the node
+/// then stops with "address already in use". Here only our own binds compete.
 const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
 
 /// A port free to listen on (see [`TEST_PORTS`]), never the same twice in one

@@ -21,13 +21,16 @@ use tokio_util::sync::CancellationToken;
 mod common;
 use common::{create, id, multichain_wasm};
 
-/// A free port on 127.0.0.1 (bound and released; fine for tests).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `count` distinct free ports on 127.0.0.1: all bound at once, then released
+/// (one port bound and released at a time can be handed out again at once).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,10 +55,10 @@ async fn three_nodes_generate_the_key_and_answer_a_sign_request() {
     // Three nodes: NEAR accounts, p2p keys and addresses.
     let names = ["node0.test.near", "node1.test.near", "node2.test.near"];
     let mut nodes = Vec::new();
-    for name in names {
+    for (name, port) in names.into_iter().zip(free_ports(names.len())) {
         let account_key = create(&root, name, vec![]).await;
         let p2p_key = StaticKey::generate();
-        let listen: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         nodes.push((name, account_key, p2p_key, listen));
     }
     let candidates: serde_json::Map<String, serde_json::Value> = nodes

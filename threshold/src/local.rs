@@ -27,6 +27,9 @@ pub struct Schedule {
     pub garble: Option<usize>,
     /// Deliver random bytes, not a message, just before the n-th message.
     pub noise: Option<usize>,
+    /// Deliver the n-th message twice, as a transport does that sends again what a
+    /// broken connection may have delivered already.
+    pub repeat: Option<usize>,
 }
 
 /// What a run produced.
@@ -44,6 +47,8 @@ pub struct Outcome<T> {
     pub bytes_sent: BTreeMap<ParticipantId, u64>,
     /// Messages delivered in all.
     pub delivered: usize,
+    /// Messages the parties sent in all (a broadcast counts once per recipient).
+    pub sent: usize,
 }
 
 impl<T> Outcome<T> {
@@ -83,6 +88,7 @@ pub fn run<T>(instances: Vec<Instance<T>>, schedule: &Schedule) -> Outcome<T> {
         stalled: false,
         bytes_sent: BTreeMap::new(),
         delivered: 0,
+        sent: 0,
     };
     let mut queue: VecDeque<Envelope> = VecDeque::new();
     let mut sent = 0usize;
@@ -128,6 +134,13 @@ pub fn run<T>(instances: Vec<Instance<T>>, schedule: &Schedule) -> Outcome<T> {
                                 *byte = rng.gen();
                             }
                         }
+                        if schedule.repeat == Some(n) {
+                            queue.push_back(Envelope {
+                                from: id,
+                                to,
+                                message: message.clone(),
+                            });
+                        }
                         queue.push_back(Envelope {
                             from: id,
                             to,
@@ -167,5 +180,37 @@ pub fn run<T>(instances: Vec<Instance<T>>, schedule: &Schedule) -> Outcome<T> {
         }
     }
     outcome.stalled = parties.values().any(|p| !p.is_finished());
+    outcome.sent = sent;
     outcome
+}
+
+/// Runs the instances `make` builds once for every message they send, with that
+/// message delivered twice (the copies apart, in an order shuffled from `seed`),
+/// and returns each run's outputs. A transport that sends again what a broken
+/// connection may have delivered must change nothing: every run must end as one
+/// without the repeat does, with nothing refused.
+pub fn run_with_each_message_twice<T>(
+    make: impl Fn() -> Vec<Instance<T>>,
+    seed: u64,
+) -> Result<Vec<Vec<T>>, String> {
+    let sent = run(make(), &Schedule::default()).sent;
+    (0..sent)
+        .map(|k| {
+            let schedule = Schedule {
+                shuffle_seed: Some(seed.wrapping_add(k as u64)),
+                repeat: Some(k),
+                ..Schedule::default()
+            };
+            let outcome = run(make(), &schedule);
+            if !outcome.refused.is_empty() {
+                return Err(format!(
+                    "message {k} of {sent} twice: refused {:?}",
+                    outcome.refused
+                ));
+            }
+            outcome
+                .all_done()
+                .map_err(|e| format!("message {k} of {sent} twice: {e}"))
+        })
+        .collect()
 }

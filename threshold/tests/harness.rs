@@ -267,6 +267,89 @@ fn a_dropped_message_stalls_and_a_rerun_succeeds() {
 }
 
 #[test]
+fn a_message_delivered_twice_counts_once_in_every_protocol() {
+    let parties = Participants::first(3).unwrap();
+    let keygens = local::run_with_each_message_twice(
+        || {
+            parties
+                .iter()
+                .map(|me| keygen(id(1, 71), me, parties.clone(), 2).unwrap())
+                .collect()
+        },
+        71,
+    )
+    .unwrap();
+    for keys in &keygens {
+        assert_eq!(keys.len(), 3);
+        assert!(keys.iter().all(|k| k.public_key == keys[0].public_key));
+    }
+
+    // Stock and signing among a threshold subset, as the nodes make them; each
+    // run starts from the same records, read back from their bytes.
+    let keys = &keygens[0];
+    let root = keys[0].public_key;
+    let signers = Participants::new([0, 2].map(ParticipantId)).unwrap();
+    let triples = local::run_with_each_message_twice(
+        || {
+            signers
+                .iter()
+                .map(|me| generate_triple(id(3, 72), me, signers.clone(), 2).unwrap())
+                .collect()
+        },
+        72,
+    )
+    .unwrap();
+    let stored =
+        |triples: &[Triple]| -> Vec<Vec<u8>> { triples.iter().map(Triple::to_bytes).collect() };
+    let (first, second) = (stored(&triples[0]), stored(&triples[1]));
+    let presignatures = local::run_with_each_message_twice(
+        || {
+            signers
+                .iter()
+                .zip(first.iter().zip(&second))
+                .map(|(me, (t0, t1))| {
+                    let key = keys.iter().find(|k| k.me == me).unwrap();
+                    let (t0, t1) = (
+                        Triple::from_bytes(t0).unwrap(),
+                        Triple::from_bytes(t1).unwrap(),
+                    );
+                    presign(id(4, 73), me, signers.clone(), key, t0, t1).unwrap()
+                })
+                .collect()
+        },
+        73,
+    )
+    .unwrap();
+    for run in &presignatures {
+        assert!(run.iter().all(|p| p.big_r == presignatures[0][0].big_r));
+    }
+
+    let made: Vec<Vec<u8>> = presignatures[0]
+        .iter()
+        .map(Presignature::to_bytes)
+        .collect();
+    let sign_task = task("erin.near", "twice", [6; 32], [2; 32]);
+    let signatures = local::run_with_each_message_twice(
+        || {
+            signers
+                .iter()
+                .zip(&made)
+                .map(|(me, p)| {
+                    let p = Presignature::from_bytes(p).unwrap();
+                    sign(id(5, 74), me, signers.clone(), p, &root, &sign_task).unwrap()
+                })
+                .collect()
+        },
+        74,
+    )
+    .unwrap();
+    for run in &signatures {
+        assert!(run.iter().all(|s| s == &signatures[0][0]));
+    }
+    assert_valid(&signatures[0][0], &root, "erin.near", "twice", &sign_task);
+}
+
+#[test]
 fn garbage_aborts_the_instance_and_noise_is_refused_without_harm() {
     let parties = Participants::first(3).unwrap();
 

@@ -3,9 +3,10 @@
 //!
 //! A payload (after our 34-byte header) is one round-number byte and the round's
 //! body. The inbox keeps at most one message per (round, sender), so messages for a
-//! later round that arrive early wait for their turn; anything else (an unknown
-//! round, a second message for a round, an oversized body) names its sender in an
-//! [`Error::Misbehaved`] and aborts the instance at the next poke.
+//! later round that arrive early wait for their turn; the same message again is
+//! ignored (a transport may send again what it is not sure arrived); anything
+//! else (an unknown round, another message for a round, an oversized body) names
+//! its sender in an [`Error::Misbehaved`] and aborts the instance at the next poke.
 
 use crate::error::Error;
 use crate::instance::Driver;
@@ -66,11 +67,16 @@ impl Inbox {
         if body.len() > MAX_BODY {
             return Err(blame(format!("sent a {}-byte message", body.len())));
         }
-        if self.got.contains_key(&(round, from)) {
-            return Err(blame(format!("sent two round-{round} messages")));
+        match self.got.get(&(round, from)) {
+            // The same bytes again are the transport's repeat (a batch resent on
+            // a new connection), not a second message.
+            Some(first) if first.as_slice() == body => Ok(()),
+            Some(_) => Err(blame(format!("sent two different round-{round} messages"))),
+            None => {
+                self.got.insert((round, from), body.to_vec());
+                Ok(())
+            }
         }
-        self.got.insert((round, from), body.to_vec());
-        Ok(())
     }
 
     /// Whether every other participant's message for `round` is in.
@@ -181,5 +187,31 @@ impl<M: Machine> Driver<M::Output> for Driven<M> {
                 self.failed = Some(e);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_message_again_is_ignored_and_another_names_its_sender() {
+        let (a, b) = (ParticipantId(1), ParticipantId(2));
+        let mut inbox = Inbox::new(2, vec![a, b]);
+        inbox.put(a, vec![1, 7, 7]).expect("a's round-1 message");
+        inbox.put(a, vec![1, 7, 7]).expect("the same bytes again");
+        assert!(!inbox.complete(1), "a repeat is not b's message");
+        match inbox.put(a, vec![1, 7, 8]) {
+            Err(Error::Misbehaved { culprit, reason }) => {
+                assert_eq!(culprit, a);
+                assert!(reason.contains("two different round-1"), "{reason}");
+            }
+            other => panic!("another round-1 message from a: {other:?}"),
+        }
+        inbox.put(b, vec![1, 9]).expect("b's round-1 message");
+        assert!(inbox.complete(1));
+        let round = inbox.take(1);
+        assert_eq!(round.get(&a), Some(&vec![7, 7]), "the first, kept once");
+        assert_eq!(round.get(&b), Some(&vec![9]));
     }
 }

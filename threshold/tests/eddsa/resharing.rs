@@ -237,6 +237,22 @@ fn batched<T>(
 const ROUND_AT: usize = threshold::wire::HEADER_LEN;
 
 #[test]
+fn reshare_a_message_delivered_twice_counts_once() {
+    let old_set = Participants::first(3).unwrap();
+    let old = keygen_all(&old_set, 2, 251);
+    // Party 1 leaves, 3 joins, the threshold stays.
+    let new_set = set(&[0, 2, 3]);
+    let runs =
+        local::run_with_each_message_twice(|| reshare_instances(&old[..], &new_set, 2, 252), 252)
+            .unwrap();
+    for keys in &runs {
+        assert_consistent(keys, &new_set, 2);
+        assert_eq!(keys[0].public_key, old[0].public_key);
+    }
+    sign_with(&runs[0], &set(&[2, 3]), &old[0].public_key, 253);
+}
+
+#[test]
 fn reshare_a_dealer_that_sends_a_wrong_share_is_named() {
     let old_set = Participants::first(4).unwrap();
     let old = keygen_all(&old_set, 3, 401);

@@ -74,6 +74,61 @@ fn a_dropped_message_stalls_and_a_rerun_succeeds() {
 }
 
 #[test]
+fn a_message_delivered_twice_counts_once_in_keygen_presign_and_sign() {
+    let parties = Participants::first(3).unwrap();
+    let keygens = local::run_with_each_message_twice(
+        || {
+            parties
+                .iter()
+                .map(|me| eddsa::keygen(id(6, 71), me, parties.clone(), 2).unwrap())
+                .collect()
+        },
+        71,
+    )
+    .unwrap();
+    for keys in &keygens {
+        assert_consistent(keys, &parties, 2);
+    }
+
+    // Commitments and signing among a threshold subset, as the nodes make them;
+    // each signing run starts from the same records, read back from their bytes.
+    let keys = &keygens[0];
+    let root = keys[0].public_key;
+    let signers = set(&[0, 2]);
+    let presignatures = local::run_with_each_message_twice(
+        || {
+            signers
+                .iter()
+                .map(|me| eddsa::presign(id(7, 72), me, signers.clone(), key_of(keys, me)).unwrap())
+                .collect()
+        },
+        72,
+    )
+    .unwrap();
+    let made: Vec<Vec<u8>> = presignatures[0]
+        .iter()
+        .map(EddsaPresignature::to_bytes)
+        .collect();
+    let message = vec![0x17; 50];
+    let t = task("erin.near", "twice", message.clone());
+    let signatures = local::run_with_each_message_twice(
+        || {
+            let presignatures = made
+                .iter()
+                .map(|p| EddsaPresignature::from_bytes(p).unwrap())
+                .collect();
+            sign_instances(keys, presignatures, &signers, &t, 73)
+        },
+        73,
+    )
+    .unwrap();
+    for run in &signatures {
+        assert!(run.iter().all(|s| s == &signatures[0][0]));
+    }
+    assert_valid(&signatures[0][0], &root, "erin.near", "twice", &message);
+}
+
+#[test]
 fn garbled_payloads_abort_the_receiver_with_a_typed_error() {
     let parties = Participants::first(3).unwrap();
     // Keygen: 6 round-1, 6 round-2 and 6 round-3 messages.

@@ -361,6 +361,8 @@ pub struct Engine<S: Scheme> {
     requests: BTreeMap<RequestId, S::SignTask>,
     running: BTreeMap<InstanceId, Running<S>>,
     early: BTreeMap<InstanceId, EarlyMessages>,
+    /// Stock and signing runs that ended here lately (their repeats start nothing).
+    ended: runs::EndedRuns,
     /// Bytes in `early` per sender, for the cap per peer (see `early.rs`).
     early_bytes: BTreeMap<ParticipantId, usize>,
     /// Invitations to sign requests this node has not seen on the chain yet.
@@ -413,6 +415,7 @@ impl<S: Scheme> Engine<S> {
             running: BTreeMap::new(),
             early: BTreeMap::new(),
             early_bytes: BTreeMap::new(),
+            ended: runs::EndedRuns::default(),
             deferred: BTreeMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),

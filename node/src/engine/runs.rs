@@ -10,9 +10,44 @@ use super::{
 };
 use crate::blame::{FailureKind, PeerReport};
 use primitives::RequestId;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Instant;
 use threshold::{InstanceId, ParticipantId, Participants, Recipient};
+
+/// Ended runs remembered (see [`EndedRuns`]): at ~100 runs/s, the last 40 s or so,
+/// longer than a sender waits before it writes a broken connection's batch again.
+const ENDED_REMEMBERED: usize = 4096;
+
+/// Stock and signing runs that ended here lately. A sender whose connection broke
+/// writes its last batch again on the next one, though the peer may have read
+/// part of it: an invitation or protocol message of a run that ended here can
+/// come twice. Its repeat must start nothing (a new instance under the old id
+/// would wait for messages nobody sends) and take no room. Key runs are not
+/// here: their instance is the contract's attempt, which `key_done` and
+/// `key_failed` guard.
+#[derive(Default)]
+pub(super) struct EndedRuns {
+    order: VecDeque<InstanceId>,
+    ids: HashSet<InstanceId>,
+}
+
+impl EndedRuns {
+    fn remember(&mut self, instance: InstanceId) {
+        if self.ids.insert(instance) {
+            self.order.push_back(instance);
+        }
+        while self.order.len() > ENDED_REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+        debug_assert_eq!(self.order.len(), self.ids.len());
+    }
+
+    pub(super) fn contains(&self, instance: &InstanceId) -> bool {
+        self.ids.contains(instance)
+    }
+}
 
 /// Invitations to sign kept until the request shows up on our side.
 const MAX_DEFERRED: usize = 1024;
@@ -201,8 +236,16 @@ impl<S: Scheme> Engine<S> {
             return self.join_key_start(start, participants);
         }
         let instance = self.instance_of(&start.job);
-        if self.running.contains_key(&instance) {
+        if let Some(running) = self.running.get(&instance) {
+            if running.job == start.job && running.participants == participants {
+                // The same invitation again: the transport's repeat.
+                return Ok(());
+            }
             return Err(EngineError::Refused("this run is already under way".into()));
+        }
+        if self.ended.contains(&instance) {
+            // The repeat of an invitation to a run that ended here: nothing to do.
+            return Ok(());
         }
         let owned = |id: RecordId| {
             if id.owner() == from {
@@ -398,6 +441,7 @@ impl<S: Scheme> Engine<S> {
     /// that abandoned it first) that this node sends nothing more there, so none
     /// of them takes it for a straggler, then reports the failure.
     pub(super) fn abandon(&mut self, running: Running<S>, reason: String) {
+        self.remember_ended(&running.job);
         let notice = NodeMessage::Abandoned {
             job: running.job.clone(),
             reason: reason.clone(),
@@ -421,7 +465,16 @@ impl<S: Scheme> Engine<S> {
         }
     }
 
+    /// Notes that the run of `job` ended here (see [`EndedRuns`]).
+    fn remember_ended(&mut self, job: &Job) {
+        if job.attempt().is_none() {
+            let instance = self.instance_of(job);
+            self.ended.remember(instance);
+        }
+    }
+
     pub(super) fn finish(&mut self, running: Running<S>, done: Done<S>) {
+        self.remember_ended(&running.job);
         let job = running.job;
         let event = match (&job, done) {
             (Job::Keygen { .. } | Job::Reshare { .. }, Done::Key(_))
@@ -562,7 +615,7 @@ impl<S: Scheme> Engine<S> {
                 if self.running.contains_key(&header.instance) {
                     self.deliver(header.instance, from, message);
                     self.advance(header.instance);
-                } else {
+                } else if !self.ended.contains(&header.instance) {
                     self.buffer_early(header.instance, from, message);
                 }
                 Ok(())

@@ -1,14 +1,116 @@
 //! Signing end to end: key generation then a burst of signatures, each led by
 //! another node and checked as a user would against the derived key; ECDSA's
 //! triples, presignature and signature over the network; a presignature never
-//! used twice across a restart.
+//! used twice across a restart; every frame delivered twice.
 
 use super::harness::*;
 
 for_each_scheme!(
     keygen_then_a_burst_of_signatures,
     a_presignature_is_never_used_twice_across_a_restart,
+    every_frame_delivered_twice_changes_nothing,
 );
+
+/// A frame as [`exchange_twice`] delivered it: sender, recipient, bytes.
+type Delivered = (ParticipantId, usize, Vec<u8>);
+
+/// [`exchange`], but every frame is handed to its recipient twice in a row, and
+/// kept in `delivered`. Both copies must be taken without complaint.
+fn exchange_twice<S: Suite>(nodes: &mut [Node<S>], delivered: &mut Vec<Delivered>) {
+    loop {
+        let mut moved = 0;
+        for i in 0..nodes.len() {
+            moved += settle(&mut nodes[i]);
+            let from = ParticipantId(nodes[i].me);
+            for (to, frame) in nodes[i].engine.drain_outbox() {
+                moved += 1;
+                let to = to.0 as usize;
+                for copy in ["first", "second"] {
+                    handle(&mut nodes[to].engine, from, &frame)
+                        .unwrap_or_else(|e| panic!("node {to}, {copy} copy from {}: {e}", from.0));
+                }
+                delivered.push((from, to, frame));
+            }
+            let events = nodes[i].engine.drain_events();
+            nodes[i].events.extend(events);
+        }
+        if moved == 0 {
+            return;
+        }
+    }
+}
+
+/// A sender writes a broken connection's last batch again on the next one, though
+/// the peer may have read part of it, so any frame may come twice. Stock and a
+/// signature made among a threshold subset with every frame delivered twice, and
+/// then every frame once more after the runs ended: nothing is refused, nothing
+/// new starts, nobody is blamed, and the signature verifies.
+async fn every_frame_delivered_twice_changes_nothing<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, root) = start::<S>(3, 2, dir.path()).await;
+    let signers = participants(&[0, 1]);
+    let mut delivered = Vec::new();
+
+    if S::TRIPLES_PER_PRESIGNATURE > 0 {
+        nodes[0].engine.propose_triples(&signers).unwrap();
+        exchange_twice(&mut nodes, &mut delivered);
+    }
+    let presignature = nodes[0]
+        .engine
+        .propose_presignature(&signers)
+        .unwrap()
+        .expect("the inputs of a presignature");
+    exchange_twice(&mut nodes, &mut delivered);
+    let request = request::<S>("erin.near", "twice", 0x44);
+    add_request_everywhere(&mut nodes, &request);
+    assert_eq!(
+        nodes[0]
+            .engine
+            .propose_sign(request.request_id, &signers)
+            .unwrap(),
+        Some(presignature)
+    );
+    exchange_twice(&mut nodes, &mut delivered);
+    for node in &nodes[..2] {
+        let [(id, _, response)] = signed(node)[..] else {
+            panic!("node {} signed once: {:?}", node.me, node.events)
+        };
+        assert_eq!(id, request.request_id);
+        S::verify(&root, "erin.near", "twice", &request.payload, response).unwrap();
+    }
+
+    // Every frame once more, long after: no run starts again, none is held.
+    for (from, to, frame) in &delivered {
+        handle(&mut nodes[*to].engine, *from, frame).unwrap();
+    }
+    for node in nodes.iter_mut() {
+        assert_eq!(settle(node), 0, "node {}: no step to run", node.me);
+        assert_eq!(
+            node.engine.running(),
+            0,
+            "node {}: no run under way",
+            node.me
+        );
+        let failed: Vec<&Event> = node
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Failed { .. }))
+            .collect();
+        assert!(failed.is_empty(), "node {}: {failed:?}", node.me);
+        let blamed: Vec<PeerReport> = node
+            .engine
+            .drain_peer_reports()
+            .into_iter()
+            .filter(|r| !matches!(r, PeerReport::Success { .. }))
+            .collect();
+        assert!(blamed.is_empty(), "node {}: {blamed:?}", node.me);
+    }
+    assert!(
+        nodes.iter_mut().all(|n| n.engine.drain_outbox().is_empty()),
+        "nobody declines or answers a repeat"
+    );
+    shut_down(&mut nodes).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triples_presignature_and_signature_over_the_network() {

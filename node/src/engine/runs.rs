@@ -10,7 +10,7 @@ use super::{
 };
 use crate::blame::{FailureKind, PeerReport};
 use primitives::RequestId;
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 use threshold::{InstanceId, ParticipantId, Participants, Recipient};
 
@@ -28,7 +28,7 @@ const ENDED_REMEMBERED: usize = 4096;
 #[derive(Default)]
 pub(super) struct EndedRuns {
     order: VecDeque<InstanceId>,
-    ids: HashSet<InstanceId>,
+    ids: BTreeSet<InstanceId>,
 }
 
 impl EndedRuns {

@@ -376,6 +376,8 @@ struct Node {
     requests: BTreeMap<RequestId, Tracked>,
     /// Requests gone from the chain's list lately, with when (`requests`).
     vanished: BTreeMap<RequestId, (Instant, Tracked)>,
+    /// Peers' answers to requests this node has not seen yet (`requests`).
+    early_answers: requests::EarlyAnswers,
     /// Peers' words that they lead a request or passed it on (`leader`).
     heard_of: leader::WordsHeard,
     /// Words of leading and passing this node has for every peer this turn.
@@ -423,6 +425,7 @@ impl Node {
             aborted: BTreeSet::new(),
             requests: BTreeMap::new(),
             vanished: BTreeMap::new(),
+            early_answers: requests::EarlyAnswers::default(),
             heard_of: leader::WordsHeard::default(),
             announce: Vec::new(),
             act_soon: false,

@@ -61,6 +61,89 @@ const MAX_VANISHED: usize = 4096;
 /// and backups of different ranks do not all go at once.
 const BACKUP_AFTER_GRACES: u32 = 2;
 
+/// How long a peer's answer to a request this node has not seen on the chain is
+/// kept: a node reads the chain a poll or two behind another, or longer while
+/// its RPC is slow or unreachable.
+const EARLY_ANSWER_KEPT: Duration = Duration::from_secs(30);
+
+/// Early answers kept per peer: an honest leader shares at most its own
+/// signatures of the last poll or two; a liar's made-up request ids push out
+/// only its own.
+const MAX_EARLY_ANSWERS_PER_PEER: usize = 256;
+
+/// Answers peers shared for requests this node had not seen on the chain yet,
+/// by request and sender, each with when it came. A request that shows up takes
+/// them ([`Node::track_requests`]), checked then as any shared answer.
+#[derive(Default)]
+pub(super) struct EarlyAnswers {
+    answers: BTreeMap<(RequestId, ParticipantId), (DomainId, SignatureResponse, Instant)>,
+    per_peer: BTreeMap<ParticipantId, usize>,
+}
+
+impl EarlyAnswers {
+    /// Keeps `from`'s answer to `request_id` unless `from` has its fill kept.
+    fn keep(
+        &mut self,
+        from: ParticipantId,
+        domain: DomainId,
+        request_id: RequestId,
+        response: SignatureResponse,
+        now: Instant,
+    ) -> bool {
+        let kept = self.per_peer.entry(from).or_default();
+        if *kept >= MAX_EARLY_ANSWERS_PER_PEER || self.answers.contains_key(&(request_id, from)) {
+            return false;
+        }
+        *kept += 1;
+        self.answers
+            .insert((request_id, from), (domain, response, now));
+        true
+    }
+
+    /// The answers kept for `request_id`, taken out.
+    fn take(
+        &mut self,
+        request_id: &RequestId,
+    ) -> Vec<(ParticipantId, DomainId, SignatureResponse)> {
+        let senders: Vec<ParticipantId> = self
+            .answers
+            .range((*request_id, ParticipantId(0))..=(*request_id, ParticipantId(u32::MAX)))
+            .map(|((_, from), _)| *from)
+            .collect();
+        senders
+            .into_iter()
+            .filter_map(|from| {
+                let (domain, response, _) = self.answers.remove(&(*request_id, from))?;
+                self.forget_one_of(from);
+                Some((from, domain, response))
+            })
+            .collect()
+    }
+
+    /// Drops the answers kept longer than [`EARLY_ANSWER_KEPT`].
+    fn expire(&mut self, now: Instant) {
+        let old: Vec<(RequestId, ParticipantId)> = self
+            .answers
+            .iter()
+            .filter(|(_, (_, _, at))| now.duration_since(*at) >= EARLY_ANSWER_KEPT)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in old {
+            self.answers.remove(&key);
+            self.forget_one_of(key.1);
+        }
+    }
+
+    fn forget_one_of(&mut self, from: ParticipantId) {
+        if let Some(kept) = self.per_peer.get_mut(&from) {
+            *kept = kept.saturating_sub(1);
+            if *kept == 0 {
+                self.per_peer.remove(&from);
+            }
+        }
+    }
+}
+
 /// A request as tracked, also if it is missing from the last reading of the
 /// chain (what happens to it meanwhile is kept, in case it is back at the next).
 pub(super) fn tracked_mut<'a>(
@@ -90,6 +173,7 @@ impl Node {
             .collect();
         self.vanished
             .retain(|_, (at, _)| now.duration_since(*at) < VANISHED_KEPT);
+        self.early_answers.expire(now);
         for id in gone {
             let Some(tracked) = self.requests.remove(&id) else {
                 continue;
@@ -147,6 +231,9 @@ impl Node {
                     answer: None,
                 },
             );
+            for (from, domain, response) in self.early_answers.take(&request.request_id) {
+                self.take_shared_answer(from, domain, request.request_id, response);
+            }
         }
     }
 
@@ -234,9 +321,8 @@ impl Node {
     /// A peer's answer to a request ([`NodeMessage::Answer`]): checked against
     /// the request as this node read it on the chain, then held. One that does
     /// not verify was made up by its sender (the transport authenticated it),
-    /// which is blamed. One this node cannot check yet (a request it has not
-    /// seen: the peer reads the chain ahead of it) is dropped; the leader's
-    /// word that it leads holds this node back meanwhile.
+    /// which is blamed. One for a request this node has not seen (the peer reads
+    /// the chain ahead of it) is kept until it does ([`EarlyAnswers`]).
     pub(super) fn take_shared_answer(
         &mut self,
         from: ParticipantId,
@@ -245,8 +331,17 @@ impl Node {
         response: SignatureResponse,
     ) {
         let now = Instant::now();
-        let held = tracked_mut(&mut self.requests, &mut self.vanished, &request_id)
-            .is_some_and(|tracked| tracked.answer.is_some());
+        let Some(tracked) = tracked_mut(&mut self.requests, &mut self.vanished, &request_id) else {
+            if self.signers.contains_key(&domain)
+                && self
+                    .early_answers
+                    .keep(from, domain, request_id, response, now)
+            {
+                tracing::debug!(request = %request_id, peer = from.0, "keeping a peer's answer to a request not seen yet");
+            }
+            return;
+        };
+        let held = tracked.answer.is_some();
         let Some(signer) = self.signers.get(&domain).filter(|_| !held) else {
             return;
         };
@@ -287,5 +382,55 @@ impl Node {
         let wait = self.config.leader_grace * (BACKUP_AFTER_GRACES + rank as u32);
         tracked.answer = Some(Answer::due_at(response, now + wait));
         self.config.metrics.answers_held.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use primitives::Ed25519Signature;
+
+    fn answer(byte: u8) -> SignatureResponse {
+        SignatureResponse::Ed25519 {
+            signature: Ed25519Signature([byte; 64]),
+        }
+    }
+
+    #[test]
+    fn early_answers_are_taken_once_capped_per_peer_and_expire() {
+        let (a, b) = (ParticipantId(1), ParticipantId(2));
+        let d = DomainId(1);
+        let (r1, r2) = (RequestId([1; 32]), RequestId([2; 32]));
+        let now = Instant::now();
+        let mut early = EarlyAnswers::default();
+        assert!(early.keep(a, d, r1, answer(1), now));
+        assert!(
+            !early.keep(a, d, r1, answer(9), now),
+            "one per request and peer"
+        );
+        assert!(early.keep(b, d, r1, answer(2), now));
+        assert!(early.keep(a, d, r2, answer(3), now));
+
+        let taken = early.take(&r1);
+        assert_eq!(taken, vec![(a, d, answer(1)), (b, d, answer(2))]);
+        assert!(early.take(&r1).is_empty(), "taken once");
+
+        // A peer's fill: its further answers are not kept, another peer's are.
+        let id = |k: usize| {
+            let mut bytes = [7u8; 32];
+            bytes[..8].copy_from_slice(&(k as u64).to_le_bytes());
+            RequestId(bytes)
+        };
+        let fill = (0..MAX_EARLY_ANSWERS_PER_PEER * 2)
+            .filter(|k| early.keep(a, d, id(*k), answer(4), now))
+            .count();
+        assert_eq!(fill, MAX_EARLY_ANSWERS_PER_PEER - 1, "r2 is still kept");
+        assert!(early.keep(b, d, id(0), answer(5), now));
+
+        // Kept answers expire; the peer may then share new ones.
+        early.expire(now + EARLY_ANSWER_KEPT);
+        assert!(early.take(&r2).is_empty() && early.take(&id(0)).is_empty());
+        assert!(early.per_peer.is_empty());
+        assert!(early.keep(a, d, r2, answer(6), now + EARLY_ANSWER_KEPT));
     }
 }

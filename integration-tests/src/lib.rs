@@ -131,6 +131,10 @@ pub struct ClusterConfig {
     /// Put a loopback proxy in front of each node's p2p listener (its registered
     /// address), so a test can partition a node ([`Cluster::partition_node`]).
     pub p2p_proxies: bool,
+    /// Give each node a gate of its own ([`Cluster::node_rpc_gates`]) in front of
+    /// the devnet's RPC, in place of the shared [`Cluster::rpc_gate`], so a test
+    /// can cut one node off the chain.
+    pub rpc_gate_per_node: bool,
     /// Where node homes and logs go; removed on shutdown unless `keep_dir`.
     pub workdir: PathBuf,
     pub keep_dir: bool,
@@ -160,6 +164,7 @@ impl ClusterConfig {
             .collect(),
             misbehave: Vec::new(),
             p2p_proxies: false,
+            rpc_gate_per_node: false,
             workdir: std::env::temp_dir()
                 .join(format!("chain-signatures-{}-{n}", std::process::id())),
             keep_dir: false,
@@ -216,6 +221,8 @@ pub struct Cluster {
     /// The nodes reach the devnet's RPC through this gate, which a test can close
     /// to transactions or make unreachable.
     pub rpc_gate: rpc_gate::RpcGate,
+    /// With `rpc_gate_per_node`, node i's gate at index i (else empty).
+    pub node_rpc_gates: Vec<rpc_gate::RpcGate>,
     /// The p2p proxies, if `p2p_proxies`.
     p2p_proxies: Option<netproxy::P2pProxies>,
     mpc_node: PathBuf,
@@ -416,6 +423,7 @@ impl Cluster {
             contract: contract.clone(),
             nodes: Vec::new(),
             rpc_gate,
+            node_rpc_gates: Vec::new(),
             p2p_proxies: config.p2p_proxies.then(Default::default),
             mpc_node,
             misbehaving_node,
@@ -485,10 +493,20 @@ impl Cluster {
         let home = self.config.workdir.join(format!("node{index}"));
         let http_addr = format!("127.0.0.1:{}", free_port());
         let p2p_addr = format!("127.0.0.1:{}", free_port());
+        let rpc_url = if self.config.rpc_gate_per_node {
+            let gate = rpc_gate::RpcGate::start(self.devnet.rpc_url())
+                .await
+                .map_err(|e| format!("node {index}'s RPC gate: {e}"))?;
+            let url = gate.url().to_string();
+            self.node_rpc_gates.push(gate);
+            url
+        } else {
+            self.rpc_gate.url().to_string()
+        };
         let output = Command::new(&self.mpc_node)
             .args(["--home", &home.to_string_lossy(), "init"])
             .args(["--account", account.as_str(), "--contract", CONTRACT])
-            .args(["--rpc-url", self.rpc_gate.url()])
+            .args(["--rpc-url", &rpc_url])
             .args(["--p2p-addr", &p2p_addr])
             .args(["--http-addr", &http_addr])
             .env("MPC_NODE_ACCOUNT_KEY", account_key.to_string())

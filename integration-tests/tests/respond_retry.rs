@@ -5,7 +5,8 @@
 //! instead of signing the request themselves. Once transactions pass, the request
 //! is answered, and no node spent a presignature per failed transaction, nor a
 //! fallback one of its own. If the leader dies before its answer lands, the nodes
-//! holding it send it.
+//! holding it send it. A node that gets the answer before it sees the request
+//! (it reads the chain late) keeps it, and holds it once it does.
 
 use integration_tests::{request, Cluster, ClusterConfig};
 use mpc_node::chain::{Chain, ChainError};
@@ -163,5 +164,79 @@ async fn an_answer_whose_leader_died_is_sent_by_the_nodes_holding_it() {
         .unwrap();
     assert_eq!(landed, 1, "a holder's send landed the dead leader's answer");
     assert_eq!(led, 0, "no survivor signed the request again");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_shared_before_the_request_is_seen_is_held_once_it_is() {
+    let mut config = ClusterConfig::new(3, 2);
+    config.rpc_gate_per_node = true;
+    let cluster = Cluster::start(config).await.unwrap();
+    let mut keys = cluster.user("grace.test.near", 2).await.unwrap();
+    let user = keys.remove(0);
+    let user_in_background = keys.remove(0);
+    for i in 0..3 {
+        cluster
+            .wait_stock(i, 1, Duration::from_secs(120))
+            .await
+            .unwrap();
+    }
+    // Node 2 reads the chain late (here: not at all for a while), the way a node
+    // behind a slow RPC does; nobody's transactions land meanwhile, so the
+    // request stays pending.
+    let late = 2;
+    for gate in &cluster.node_rpc_gates {
+        gate.refuse_transactions(true);
+    }
+    cluster.node_rpc_gates[late].set_unreachable(true);
+    let asked = request([0x63; 32], "seen-late");
+    let args = integration_tests::ArgsShape::Current.args(&asked);
+    let waiting = tokio::spawn(async move { user_in_background.call("sign", args, 300, 1).await });
+    let held = cluster
+        .settled_metric_total("mpc_answers_held_total", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        held, 1,
+        "the co-signer holds the answer; node 2 has not seen the request"
+    );
+    let metric = |name| cluster.node_metric(late, name);
+    assert_eq!(metric("mpc_requests_seen_total").await.unwrap(), 0.0);
+
+    // Node 2 sees the request: it holds the answer it was given before, and so
+    // does not lead the request when its turn comes (1 s grace per place), nor
+    // does anybody else. (The others may have led it more than once before:
+    // a run with node 2 waited for it to see the request.) Without the kept
+    // answer, node 2 led the request again, more than once.
+    let led_before = cluster
+        .metric_total("mpc_sign_runs_led_total")
+        .await
+        .unwrap();
+    cluster.node_rpc_gates[late].set_unreachable(false);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(metric("mpc_requests_seen_total").await.unwrap(), 1.0);
+    assert_eq!(
+        metric("mpc_sign_runs_led_total").await.unwrap(),
+        0.0,
+        "node 2 did not sign the request again"
+    );
+    assert_eq!(
+        cluster
+            .metric_total("mpc_sign_runs_led_total")
+            .await
+            .unwrap(),
+        led_before,
+        "no signing run once node 2 saw the request"
+    );
+    assert_eq!(
+        metric("mpc_answers_held_total").await.unwrap(),
+        1.0,
+        "node 2 took the answer kept for the request"
+    );
+
+    for gate in &cluster.node_rpc_gates {
+        gate.refuse_transactions(false);
+    }
+    answered_once_transactions_pass(&cluster, &user, &asked, waiting).await;
     cluster.shutdown().await;
 }

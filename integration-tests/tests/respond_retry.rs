@@ -24,17 +24,24 @@ struct Refused {
     waiting: JoinHandle<Result<Vec<u8>, ChainError>>,
 }
 
-async fn request_while_transactions_are_refused(user: &str, payload: u8, path: &str) -> Refused {
-    let cluster = Cluster::start(ClusterConfig::new(3, 2)).await.unwrap();
+/// A cluster of `config` (3 nodes), each node with a presignature in stock, and
+/// two clients of account `user`: one for the test, one to wait on a `sign` in
+/// the background.
+async fn stocked(config: ClusterConfig, user: &str) -> (Cluster, Chain, Chain) {
+    let cluster = Cluster::start(config).await.unwrap();
     let mut keys = cluster.user(user, 2).await.unwrap();
-    let user = keys.remove(0);
-    let user_in_background = keys.remove(0);
+    let (user, user_in_background) = (keys.remove(0), keys.remove(0));
     for i in 0..3 {
         cluster
             .wait_stock(i, 1, Duration::from_secs(120))
             .await
             .unwrap();
     }
+    (cluster, user, user_in_background)
+}
+
+async fn request_while_transactions_are_refused(user: &str, payload: u8, path: &str) -> Refused {
+    let (cluster, user, user_in_background) = stocked(ClusterConfig::new(3, 2), user).await;
     cluster.rpc_gate.refuse_transactions(true);
     let asked = request([payload; 32], path);
     let args = integration_tests::ArgsShape::Current.args(&asked);
@@ -171,16 +178,7 @@ async fn an_answer_whose_leader_died_is_sent_by_the_nodes_holding_it() {
 async fn an_answer_shared_before_the_request_is_seen_is_held_once_it_is() {
     let mut config = ClusterConfig::new(3, 2);
     config.rpc_gate_per_node = true;
-    let cluster = Cluster::start(config).await.unwrap();
-    let mut keys = cluster.user("grace.test.near", 2).await.unwrap();
-    let user = keys.remove(0);
-    let user_in_background = keys.remove(0);
-    for i in 0..3 {
-        cluster
-            .wait_stock(i, 1, Duration::from_secs(120))
-            .await
-            .unwrap();
-    }
+    let (cluster, user, user_in_background) = stocked(config, "grace.test.near").await;
     // Node 2 reads the chain late (here: not at all for a while), the way a node
     // behind a slow RPC does; nobody's transactions land meanwhile, so the
     // request stays pending.

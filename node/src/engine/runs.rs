@@ -424,13 +424,8 @@ impl<S: Scheme> Engine<S> {
             }
             StepEnd::Failed(e) => {
                 let running = self.running.remove(&instance).expect("present above");
-                // Only a check that names its culprit is blame; other aborts
-                // (cait-sith's checks say what failed, not whose data it was)
-                // could be any participant's doing.
-                if let threshold::Error::Misbehaved { culprit, .. } = &e {
-                    if running.participants.contains(*culprit) {
-                        self.blame(*culprit, FailureKind::Misbehaved, e.to_string());
-                    }
+                if let Some(culprit) = self.culprit_of(&running, &e) {
+                    self.blame(culprit, FailureKind::Misbehaved, e.to_string());
                 }
                 self.abandon(running, e.to_string());
             }
@@ -463,6 +458,26 @@ impl<S: Scheme> Engine<S> {
         if job.attempt().is_none() {
             self.send(proposer, &NodeMessage::Decline { job, reason });
         }
+    }
+
+    /// Who a failed check of `running` is to blame on, if anyone can tell: the
+    /// culprit a check names, or, in a run with one other participant, that
+    /// participant (nobody else's data was in it). With more, a cait-sith check
+    /// names whose message did not verify, but a liar can make an honest
+    /// participant's message fail another's check (a confirmation hash over what
+    /// the liar told each differently), so such an abort blames nobody.
+    fn culprit_of(&self, running: &Running<S>, e: &threshold::Error) -> Option<ParticipantId> {
+        let culprit = match e {
+            threshold::Error::Misbehaved { culprit, .. } => *culprit,
+            _ => {
+                let mut others = running.participants.iter().filter(|p| *p != self.me);
+                match (others.next(), others.next()) {
+                    (Some(alone), None) => alone,
+                    _ => return None,
+                }
+            }
+        };
+        (culprit != self.me && running.participants.contains(culprit)).then_some(culprit)
     }
 
     /// Notes that the run of `job` ended here (see [`EndedRuns`]).

@@ -430,7 +430,7 @@ async fn liar_frames_an_honest_participant(junk: Junk) {
     nodes[0].engine.set_stock_subset(StockSubset::All);
     let runs = propose_stock(&mut nodes[0].engine, &all).len();
     let mut first_to_1 = std::collections::BTreeSet::new();
-    let (broken, last_junk) = exchange_with_liar(&mut nodes, junk, &mut first_to_1);
+    let (broken, last_junk) = exchange_with_liar(&mut nodes, junk, &mut first_to_1, 2, 1);
     assert!(
         broken >= runs,
         "the liar broke {broken} messages of {runs} runs"
@@ -460,7 +460,7 @@ async fn liar_frames_an_honest_participant(junk: Junk) {
     for node in nodes.iter_mut() {
         node.engine.expire(now + Duration::from_secs(3));
     }
-    exchange_with_liar(&mut nodes, junk, &mut first_to_1);
+    exchange_with_liar(&mut nodes, junk, &mut first_to_1, 2, 1);
     let (judged_at, reason) = match junk {
         // Stalled, but no straggler: kept until the timeout.
         Junk::Ignored => (Duration::from_secs(21), "timed out".to_string()),
@@ -493,12 +493,15 @@ async fn liar_frames_an_honest_participant(junk: Junk) {
 }
 
 /// Runs steps and moves frames straight between engines until nothing moves,
-/// with node 2's protocol messages to node 1 made `junk` after each run's first
-/// (noted in `first_to_1`). Returns how many it broke, and the last junk frame.
+/// with node `liar`'s protocol messages to node `victim` made `junk` after each
+/// run's first (noted in `first_to_victim`). Returns how many it broke, and the
+/// last junk frame.
 fn exchange_with_liar(
     nodes: &mut [Node<Ecdsa>],
     junk: Junk,
-    first_to_1: &mut std::collections::BTreeSet<InstanceId>,
+    first_to_victim: &mut std::collections::BTreeSet<InstanceId>,
+    liar: usize,
+    victim: u32,
 ) -> (usize, Option<Vec<u8>>) {
     let mut broken = 0;
     let mut last_junk = None;
@@ -508,8 +511,8 @@ fn exchange_with_liar(
             moved += settle(&mut nodes[i]);
             for (to, mut frame) in nodes[i].engine.drain_outbox() {
                 moved += 1;
-                if i == 2 && to == ParticipantId(1) {
-                    if let Some(bad) = junk_after_first(&frame, junk, first_to_1) {
+                if i == liar && to == ParticipantId(victim) {
+                    if let Some(bad) = junk_after_first(&frame, junk, first_to_victim) {
                         frame = bad;
                         broken += 1;
                         last_junk = Some(frame.clone());
@@ -525,6 +528,48 @@ fn exchange_with_liar(
             return (broken, last_junk);
         }
     }
+}
+
+/// In a run of two, a failed check can only be the other participant's doing:
+/// node 1 answers node 0's triple runs among the two of them with fatal junk,
+/// and node 0 blames node 1 for misbehaving, once per run. Nobody else is blamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_check_in_a_run_of_two_blames_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, _) = start::<Ecdsa>(3, 2, dir.path()).await;
+    for node in nodes.iter_mut() {
+        node.engine.drain_peer_reports();
+    }
+    let pair = participants(&[0, 1]);
+    nodes[0].engine.propose_triples(&pair).unwrap();
+    let mut first_to_0 = std::collections::BTreeSet::new();
+    let (broken, _) = exchange_with_liar(&mut nodes, Junk::Fatal, &mut first_to_0, 1, 0);
+    assert!(broken > 0, "node 1 sent junk");
+    assert_eq!(nodes[0].engine.running(), 0, "node 0's run failed on it");
+    let reports = nodes[0].engine.drain_peer_reports();
+    assert!(
+        !reports.is_empty()
+            && reports.iter().all(|r| matches!(
+                r,
+                PeerReport::Failure {
+                    peer: ParticipantId(1),
+                    kind: FailureKind::Misbehaved,
+                    ..
+                }
+            )),
+        "{reports:?}"
+    );
+    for node in &mut nodes[1..] {
+        let reports = node.engine.drain_peer_reports();
+        assert!(
+            !reports
+                .iter()
+                .any(|r| matches!(r, PeerReport::Failure { .. })),
+            "node {}: {reports:?}",
+            node.me
+        );
+    }
+    shut_down(&mut nodes).await;
 }
 
 /// `frame` with its protocol message's payload made `junk`, unless it is the

@@ -28,12 +28,13 @@ const ENDED_REMEMBERED: usize = 4096;
 #[derive(Default)]
 pub(super) struct EndedRuns {
     order: VecDeque<InstanceId>,
-    ids: BTreeSet<InstanceId>,
+    /// Each run, with whether it finished here with its output.
+    ids: BTreeMap<InstanceId, bool>,
 }
 
 impl EndedRuns {
-    fn remember(&mut self, instance: InstanceId) {
-        if self.ids.insert(instance) {
+    fn remember(&mut self, instance: InstanceId, finished: bool) {
+        if self.ids.insert(instance, finished).is_none() {
             self.order.push_back(instance);
         }
         while self.order.len() > ENDED_REMEMBERED {
@@ -45,7 +46,12 @@ impl EndedRuns {
     }
 
     pub(super) fn contains(&self, instance: &InstanceId) -> bool {
-        self.ids.contains(instance)
+        self.ids.contains_key(instance)
+    }
+
+    /// Whether `instance` finished here with its output.
+    fn finished(&self, instance: &InstanceId) -> bool {
+        self.ids.get(instance).copied().unwrap_or(false)
     }
 }
 
@@ -243,6 +249,25 @@ impl<S: Scheme> Engine<S> {
             }
             return Err(EngineError::Refused("this run is already under way".into()));
         }
+        let rounds_after_ours = matches!(
+            &start.job,
+            Job::Triple { .. } | Job::Presign { .. } if S::TRIPLES_PER_PRESIGNATURE > 0
+        );
+        if rounds_after_ours && self.ended.finished(&instance) {
+            // A run of several rounds (ECDSA stock) finished here, so the
+            // proposer's last messages, which answer ours, came after this
+            // invitation on its ordered stream, and a transport's repeat of the
+            // invitation (a failed batch written again) would have come before
+            // them. This one was sent again on purpose (a replay). A one-round
+            // run (signing, FROST commitments) can finish on the invitation's
+            // own batch, so its repeat is forgiven below. Nothing starts.
+            self.blame(
+                from,
+                FailureKind::Misbehaved,
+                "invited again to a run that finished here".into(),
+            );
+            return Ok(());
+        }
         if self.ended.contains(&instance) {
             // The repeat of an invitation to a run that ended here: nothing to do.
             return Ok(());
@@ -436,7 +461,7 @@ impl<S: Scheme> Engine<S> {
     /// that abandoned it first) that this node sends nothing more there, so none
     /// of them takes it for a straggler, then reports the failure.
     pub(super) fn abandon(&mut self, running: Running<S>, reason: String) {
-        self.remember_ended(&running.job);
+        self.remember_ended(&running.job, false);
         let notice = NodeMessage::Abandoned {
             job: running.job.clone(),
             reason: reason.clone(),
@@ -481,15 +506,15 @@ impl<S: Scheme> Engine<S> {
     }
 
     /// Notes that the run of `job` ended here (see [`EndedRuns`]).
-    fn remember_ended(&mut self, job: &Job) {
+    fn remember_ended(&mut self, job: &Job, finished: bool) {
         if job.attempt().is_none() {
             let instance = self.instance_of(job);
-            self.ended.remember(instance);
+            self.ended.remember(instance, finished);
         }
     }
 
     pub(super) fn finish(&mut self, running: Running<S>, done: Done<S>) {
-        self.remember_ended(&running.job);
+        self.remember_ended(&running.job, true);
         let job = running.job;
         let event = match (&job, done) {
             (Job::Keygen { .. } | Job::Reshare { .. }, Done::Key(_))

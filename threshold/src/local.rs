@@ -32,6 +32,22 @@ pub struct Schedule {
     pub repeat: Option<usize>,
 }
 
+/// First in, first out but for an order shuffled from `seed`; no other fault.
+pub fn shuffled(seed: u64) -> Schedule {
+    Schedule {
+        shuffle_seed: Some(seed),
+        ..Schedule::default()
+    }
+}
+
+/// An instance id for runs of tests and benches: `tag` in every byte but the
+/// first eight, which hold `n`.
+pub fn instance_id(tag: u8, n: u64) -> crate::InstanceId {
+    let mut bytes = [tag; 32];
+    bytes[..8].copy_from_slice(&n.to_le_bytes());
+    crate::InstanceId(bytes)
+}
+
 /// What a run produced.
 #[derive(Debug)]
 pub struct Outcome<T> {

@@ -8,22 +8,11 @@ use primitives::derivation::{derive_public_key_for, Tweak};
 use primitives::{near_key, EcdsaPayload, EcdsaSignature};
 use threshold::local::{self, Schedule};
 use threshold::{
-    generate_triple, keygen, presign, reshare, sign, Error, InstanceId, KeyShare, ParticipantId,
-    Participants, Presignature, ReshareArgs, SignTask, Triple,
+    generate_triple, keygen, presign, reshare, sign, Error, KeyShare, ParticipantId, Participants,
+    Presignature, ReshareArgs, SignTask, Triple,
 };
 
-fn id(tag: u8, n: u64) -> InstanceId {
-    let mut bytes = [tag; 32];
-    bytes[..8].copy_from_slice(&n.to_le_bytes());
-    InstanceId(bytes)
-}
-
-fn shuffled(seed: u64) -> Schedule {
-    Schedule {
-        shuffle_seed: Some(seed),
-        ..Schedule::default()
-    }
-}
+use threshold::local::{instance_id as id, shuffled};
 
 fn keygen_all(parties: &Participants, threshold: usize, seed: u64) -> Vec<KeyShare> {
     let instances = parties

@@ -19,20 +19,9 @@ use sha2::{Digest, Sha512};
 use std::collections::{BTreeMap, VecDeque};
 use threshold::eddsa::{self, EddsaKeyShare, EddsaPresignature, EddsaSignTask};
 use threshold::local::{self, Schedule};
-use threshold::{Error, Instance, InstanceId, ParticipantId, Participants, Recipient, Step};
+use threshold::{Error, Instance, ParticipantId, Participants, Recipient, Step};
 
-fn id(tag: u8, n: u64) -> InstanceId {
-    let mut bytes = [tag; 32];
-    bytes[..8].copy_from_slice(&n.to_le_bytes());
-    InstanceId(bytes)
-}
-
-fn shuffled(seed: u64) -> Schedule {
-    Schedule {
-        shuffle_seed: Some(seed),
-        ..Schedule::default()
-    }
-}
+use threshold::local::{instance_id as id, shuffled};
 
 fn set(ids: &[u32]) -> Participants {
     Participants::new(ids.iter().copied().map(ParticipantId)).unwrap()

@@ -93,6 +93,21 @@ pub enum TxState {
     },
 }
 
+/// How far a transaction has come, without its outcome: what a waiter checks at
+/// every block. Building the outcome's views is most of [`Chain::tx_state`]'s
+/// cost, and a `sign` call waits through many blocks for its `respond`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxProgress {
+    /// The chain never saw it.
+    Unknown,
+    /// Accepted, waiting for the next block.
+    Pending,
+    /// Refused when its block tried to include it.
+    Rejected,
+    /// Included; `complete` once every receipt of its tree has run.
+    Included { complete: bool },
+}
+
 /// The whole chain state. Not thread-safe by itself: the node keeps it behind a lock.
 #[derive(BorshSerialize, BorshDeserialize)]
 pub struct Chain {
@@ -619,6 +634,31 @@ impl Chain {
     }
 
     // ---------------------------------------------------------------- outcomes
+
+    /// [`Chain::tx_state`] without building its outcome: the same answer, read
+    /// from the same records.
+    pub fn tx_progress(&self, hash: &CryptoHash) -> TxProgress {
+        if self.rejected.contains_key(hash) {
+            return TxProgress::Rejected;
+        }
+        if !self.transactions.contains_key(hash) {
+            return if self.pool.iter().any(|t| &t.get_hash() == hash) {
+                TxProgress::Pending
+            } else {
+                TxProgress::Unknown
+            };
+        }
+        let tx_outcome = &self.outcomes[hash];
+        let mut queue: VecDeque<&CryptoHash> =
+            tx_outcome.outcome.outcome.receipt_ids.iter().collect();
+        while let Some(id) = queue.pop_front() {
+            match self.outcomes.get(id) {
+                Some(stored) => queue.extend(stored.outcome.outcome.receipt_ids.iter()),
+                None => return TxProgress::Included { complete: false },
+            }
+        }
+        TxProgress::Included { complete: true }
+    }
 
     /// Where transaction `hash` stands, or `None` if the chain never saw it.
     pub fn tx_state(&self, hash: &CryptoHash) -> Option<TxState> {

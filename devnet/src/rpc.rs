@@ -2,7 +2,7 @@
 //! the `near-jsonrpc-primitives` and `near-primitives` view types so that real
 //! clients work unchanged.
 
-use crate::chain::{Block, Chain, TxState};
+use crate::chain::{Block, Chain, TxProgress, TxState};
 use crate::node::Shared;
 use crate::runtime::ViewError;
 use near_jsonrpc_primitives::errors::RpcError;
@@ -611,7 +611,8 @@ fn tx_error(error: near_primitives::errors::InvalidTxError) -> RpcError {
 }
 
 /// Waits until transaction `hash` reaches `wait_until` (or the chain says it never
-/// will) and answers like nearcore.
+/// will) and answers like nearcore. At each new head it checks only the
+/// transaction's progress; the outcome is built once, when it is answered.
 async fn wait_tx(
     shared: &Arc<Shared>,
     hash: CryptoHash,
@@ -621,41 +622,18 @@ async fn wait_tx(
     let mut stopping = shared.shutting_down();
     let deadline = tokio::time::Instant::now() + WAIT_TIMEOUT;
     loop {
-        let state = shared.with_chain(|chain| Ok::<_, RpcError>(chain.tx_state(&hash)))?;
-        let response = match state {
-            None => {
-                return Err(RpcTransactionError::UnknownTransaction {
-                    requested_transaction_hash: hash,
-                }
-                .into())
-            }
-            Some(TxState::Rejected(error)) => return Err(tx_error(error)),
-            Some(TxState::Pending) => None,
-            Some(TxState::Included { outcome, complete }) => {
-                let status = if complete {
-                    TxExecutionStatus::Final
-                } else {
-                    TxExecutionStatus::IncludedFinal
-                };
-                Some(RpcTransactionResponse {
-                    final_execution_outcome: Some(
-                        near_primitives::views::FinalExecutionOutcomeViewEnum::FinalExecutionOutcome(*outcome),
-                    ),
-                    final_execution_status: status,
-                })
-            }
-        };
-        let reached = match (&response, &wait_until) {
-            (_, TxExecutionStatus::None) => true,
-            (Some(_), TxExecutionStatus::Included | TxExecutionStatus::IncludedFinal) => true,
-            (Some(r), _) => r.final_execution_status == TxExecutionStatus::Final,
-            (None, _) => false,
-        };
-        if reached {
-            return Ok(response.unwrap_or(RpcTransactionResponse {
-                final_execution_outcome: None,
-                final_execution_status: TxExecutionStatus::None,
-            }));
+        let settled = shared.with_chain(|chain| {
+            let progress = chain.tx_progress(&hash);
+            Ok::<_, RpcError>(settles(progress, &wait_until).then(|| chain.tx_state(&hash)))
+        })?;
+        if let Some(state) = settled {
+            // Still waiting for a block: only `wait_until: NONE` settles there.
+            return Ok(
+                tx_response(&hash, state)?.unwrap_or(RpcTransactionResponse {
+                    final_execution_outcome: None,
+                    final_execution_status: TxExecutionStatus::None,
+                }),
+            );
         }
         let changed = tokio::time::timeout_at(deadline, async {
             tokio::select! {
@@ -665,7 +643,8 @@ async fn wait_tx(
         })
         .await;
         if changed != Ok(true) {
-            let cause = match response {
+            let state = shared.with_chain(|chain| Ok::<_, RpcError>(chain.tx_state(&hash)))?;
+            let cause = match tx_response(&hash, state)? {
                 Some(status) => TimeoutErrorCause::Pending {
                     status: Box::new(status),
                 },
@@ -673,6 +652,52 @@ async fn wait_tx(
             };
             return Err(RpcTransactionError::TimeoutError(Some(cause)).into());
         }
+    }
+}
+
+/// Whether a waiter for `wait_until` is answered now: the transaction is unknown or
+/// rejected (an error), or it has come as far as asked.
+fn settles(progress: TxProgress, wait_until: &TxExecutionStatus) -> bool {
+    match progress {
+        TxProgress::Unknown | TxProgress::Rejected => true,
+        TxProgress::Pending => *wait_until == TxExecutionStatus::None,
+        TxProgress::Included { complete } => {
+            complete
+                || matches!(
+                    wait_until,
+                    TxExecutionStatus::None
+                        | TxExecutionStatus::Included
+                        | TxExecutionStatus::IncludedFinal
+                )
+        }
+    }
+}
+
+/// The answer to a `tx` query for a transaction in `state`: an error if the chain
+/// never saw it or refused it, `None` while it waits for a block.
+fn tx_response(
+    hash: &CryptoHash,
+    state: Option<TxState>,
+) -> Result<Option<RpcTransactionResponse>, RpcError> {
+    match state {
+        None => Err(RpcTransactionError::UnknownTransaction {
+            requested_transaction_hash: *hash,
+        }
+        .into()),
+        Some(TxState::Rejected(error)) => Err(tx_error(error)),
+        Some(TxState::Pending) => Ok(None),
+        Some(TxState::Included { outcome, complete }) => Ok(Some(RpcTransactionResponse {
+            final_execution_outcome: Some(
+                near_primitives::views::FinalExecutionOutcomeViewEnum::FinalExecutionOutcome(
+                    *outcome,
+                ),
+            ),
+            final_execution_status: if complete {
+                TxExecutionStatus::Final
+            } else {
+                TxExecutionStatus::IncludedFinal
+            },
+        })),
     }
 }
 

@@ -161,6 +161,38 @@ async fn yield_resume_and_timeout() {
         })
         .await
         .unwrap();
+    // A waiter for the final outcome, asked before the resume: it must wake at the
+    // block that completes the receipt tree, not earlier and not never.
+    let client = net.client.clone();
+    let early_waiter = tokio::spawn(async move {
+        client
+            .call(methods::tx::RpcTransactionStatusRequest {
+                transaction_info: TransactionInfo::TransactionId {
+                    tx_hash: wait_hash,
+                    sender_account_id: id(B),
+                },
+                wait_until: TxExecutionStatus::Final,
+            })
+            .await
+    });
+    // Included but not executed: the yield is still waiting.
+    let included = net
+        .client
+        .call(methods::tx::RpcTransactionStatusRequest {
+            transaction_info: TransactionInfo::TransactionId {
+                tx_hash: wait_hash,
+                sender_account_id: id(B),
+            },
+            wait_until: TxExecutionStatus::IncludedFinal,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        included.final_execution_status,
+        TxExecutionStatus::IncludedFinal
+    );
+    let pending = included.final_execution_outcome.unwrap().into_outcome();
+    assert_eq!(pending.status, FinalExecutionStatus::Started);
     // Resume once the yield exists (the `wait` receipt has run).
     let mut resumed = json!(false);
     for _ in 0..50 {
@@ -190,6 +222,10 @@ async fn yield_resume_and_timeout() {
         .unwrap();
     let outcome = done.final_execution_outcome.unwrap().into_outcome();
     assert_eq!(value(&outcome.status), json!("\"hello\""));
+    let early = early_waiter.await.unwrap().unwrap();
+    assert_eq!(early.final_execution_status, TxExecutionStatus::Final);
+    let early = early.final_execution_outcome.unwrap().into_outcome();
+    assert_eq!(value(&early.status), json!("\"hello\""));
 
     // Unanswered: after the timeout (200 blocks) the callback gets a failed result.
     let wait = net

@@ -26,6 +26,10 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Upper bounds (seconds) of the latency buckets: from one fast block to the
@@ -233,6 +237,9 @@ pub struct Metrics {
     /// How long protocol steps take on the worker threads, per [`StepKind`]
     /// (in [`StepKind::ALL`] order; see [`Metrics::step_time`]).
     step_times: [Histogram; 4],
+    /// CPU microseconds of the protocols' own code on worker threads, per kind of
+    /// run (in [`StepKind::ALL`] order; see [`Metrics::add_protocol_cpu`]).
+    protocol_cpu_micros: [Counter; 4],
     /// Protocol steps waiting for a worker thread.
     pub steps_queued: Gauge,
     status: Mutex<NodeStatus>,
@@ -257,6 +264,7 @@ impl Metrics {
             sign_latency: Histogram::new(LATENCY_BOUNDS),
             loop_lag: Histogram::new(LAG_BOUNDS),
             step_times: StepKind::ALL.map(|_| Histogram::new(STEP_BOUNDS)),
+            protocol_cpu_micros: StepKind::ALL.map(|_| Counter::default()),
             steps_queued: Gauge::default(),
             status: Mutex::new(NodeStatus {
                 account_id: account_id.to_string(),
@@ -269,11 +277,14 @@ impl Metrics {
 
     /// The step-time histogram of `kind`.
     pub fn step_time(&self, kind: StepKind) -> &Histogram {
-        let index = StepKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .expect("ALL lists every kind");
-        &self.step_times[index]
+        &self.step_times[kind_index(kind)]
+    }
+
+    /// Counts `cpu`, the CPU time a step of `kind` spent in the protocol's own
+    /// code: over a stretch of work, what the cryptography cost in this node.
+    pub fn add_protocol_cpu(&self, kind: StepKind, cpu: Duration) {
+        let micros = u64::try_from(cpu.as_micros()).unwrap_or(u64::MAX);
+        self.protocol_cpu_micros[kind_index(kind)].add(micros);
     }
 
     pub fn set_status(&self, update: impl FnOnce(&mut NodeStatus)) {
@@ -396,6 +407,16 @@ impl Metrics {
                 name,
                 &format!("kind=\"{}\",", kind.name()),
             );
+        }
+        let name = "mpc_protocol_cpu_seconds_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} CPU time of the protocols' own code on worker threads (the cryptography, without storing outputs), by kind of run."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (kind, micros) in StepKind::ALL.iter().zip(&self.protocol_cpu_micros) {
+            let seconds = micros.get() as f64 / 1e6;
+            let _ = writeln!(out, "{name}{{kind=\"{}\"}} {seconds:.6}", kind.name());
         }
         series(
             &mut out,
@@ -532,6 +553,14 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Where `kind` sits in [`StepKind::ALL`] (and in the per-kind series).
+fn kind_index(kind: StepKind) -> usize {
+    StepKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .expect("ALL lists every kind")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,5 +610,21 @@ mod tests {
             assert!(text.contains(line), "missing {line}: {text}");
         }
         assert_eq!(text.matches("# TYPE mpc_step_seconds histogram").count(), 1);
+    }
+
+    #[test]
+    fn protocol_cpu_adds_up_per_kind_in_seconds() {
+        let metrics = Metrics::new("node.near");
+        metrics.add_protocol_cpu(StepKind::Triple, Duration::from_micros(1_500_250));
+        metrics.add_protocol_cpu(StepKind::Triple, Duration::from_millis(500));
+        metrics.add_protocol_cpu(StepKind::Sign, Duration::from_micros(7));
+        let text = metrics.render();
+        for line in [
+            "mpc_protocol_cpu_seconds_total{kind=\"triple\"} 2.000250",
+            "mpc_protocol_cpu_seconds_total{kind=\"sign\"} 0.000007",
+            "mpc_protocol_cpu_seconds_total{kind=\"presign\"} 0.000000",
+        ] {
+            assert!(text.contains(line), "missing {line}: {text}");
+        }
     }
 }

@@ -25,7 +25,13 @@
 //!   after it stops (the mean of the two); with `cores` cores the
 //!   network cannot exceed cores / that time. Node CPU per signature is read from /proc, and so
 //!   is the CPU this process (the devnet and the clients) used meanwhile, which the
-//!   nodes could not have: the table also shows the bound with it taken away.
+//!   nodes could not have: the table also shows the bound with it taken away;
+//! - *the cryptography in the run*: the CPU time the nodes' protocol code took
+//!   over the same stretch (each node counts it per step on its worker threads,
+//!   `mpc_protocol_cpu_seconds_total`), per signature, its share of the nodes'
+//!   CPU, and the bound at that cost. Measured in the same seconds as the
+//!   throughput, it does not move with this machine's speed between the
+//!   separate measurements above (which moved by up to 20 % within one run).
 //!
 //! Prints a Markdown table. Flags: `--latency N` (default 30), `--burst N` (default
 //! 120; spread over accounts of 100 keys, under the contract's per-caller limit),
@@ -267,6 +273,9 @@ struct Row {
     chain_cores: f64,
     crypto: Duration,
     node_cpu_per_signature: f64,
+    /// CPU seconds of the nodes' protocol code per signature, over the same
+    /// stretch: the cryptography measured in the run itself.
+    protocol_cpu_per_signature: f64,
 }
 
 async fn measure(
@@ -354,17 +363,20 @@ async fn measure(
     let half = calls.len() / 2;
     let mut answered = 0usize;
     let mut from = (Instant::now(), cpu_now(), own_now());
+    let mut protocol_before = 0.0;
     while let Some(done) = calls.join_next().await {
         done.map_err(|e| e.to_string())??;
         answered += 1;
         if answered == half {
             from = (Instant::now(), cpu_now(), own_now());
+            protocol_before = protocol_cpu(&cluster, n).await?;
         }
     }
     let (started, cpu_before, own_before) = from;
     let answered = answered - half;
     let elapsed = started.elapsed();
     let (cpu_after, own_after) = (cpu_now(), own_now());
+    let protocol_after = protocol_cpu(&cluster, n).await?;
     // This process is the devnet (the chain) and the clients: the cores it used
     // were not available to the nodes.
     let chain_cores = (own_after - own_before) / elapsed.as_secs_f64();
@@ -435,7 +447,25 @@ async fn measure(
         chain_cores,
         crypto,
         node_cpu_per_signature: (cpu_after - cpu_before) / answered as f64,
+        protocol_cpu_per_signature: (protocol_after - protocol_before) / answered as f64,
     })
+}
+
+/// CPU seconds the nodes' protocol code has used so far (all kinds of run, all
+/// nodes), from their /metrics: the cryptography as it ran in this run.
+async fn protocol_cpu(cluster: &Cluster, n: usize) -> Result<f64, String> {
+    let mut total = 0.0;
+    for i in 0..n {
+        for kind in ["sign", "key", "presign", "triple"] {
+            total += cluster
+                .node_metric(
+                    i,
+                    &format!("mpc_protocol_cpu_seconds_total{{kind=\"{kind}\"}}"),
+                )
+                .await?;
+        }
+    }
+    Ok(total)
 }
 
 /// The presignature stock each node keeps (the nodes' default unless `--set`).
@@ -482,6 +512,26 @@ async fn bench(args: Args) -> Result<(), String> {
             row.chain_cores,
             row.bound_beside_chain,
             100.0 * row.throughput / row.bound_beside_chain,
+        );
+    }
+    println!();
+    println!(
+        "| scheme | (n,t) | stock_subset | node CPU ms/sig | protocol CPU in the nodes ms/sig | its share of node CPU | bound at that cost sig/s ({cores} cores) | throughput / that bound |"
+    );
+    println!("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    for row in &rows {
+        let in_run_bound = cores as f64 / row.protocol_cpu_per_signature;
+        println!(
+            "| {} | ({},{}) | {} | {:.0} | {:.0} | {:.0} % | {:.2} | {:.0} % |",
+            row.scheme,
+            row.shape.0,
+            row.shape.1,
+            row.subset,
+            row.node_cpu_per_signature * 1e3,
+            row.protocol_cpu_per_signature * 1e3,
+            100.0 * row.protocol_cpu_per_signature / row.node_cpu_per_signature,
+            in_run_bound,
+            100.0 * row.throughput / in_run_bound,
         );
     }
     println!();

@@ -33,6 +33,9 @@ impl Node {
     pub(super) fn on_step_done(&mut self, done: StepDone, pool: &WorkerPool) {
         let metrics = &self.config.metrics;
         metrics.step_time(done.tag.kind).observe(done.elapsed);
+        if let Ok(output) = &done.output {
+            metrics.add_protocol_cpu(done.tag.kind, output.protocol_cpu);
+        }
         metrics.steps_queued.set(pool.queued() as u64);
         let domain = done.tag.domain;
         let signer = self.signers.get_mut(&domain).map(|s| &mut s.engine);

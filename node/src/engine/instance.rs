@@ -3,7 +3,7 @@
 //! sent, and the step itself as a worker runs it (storing a finished triple or
 //! presignature there, off the loop).
 
-use super::steps::{StepOutput, StoredRecord};
+use super::steps::{thread_cpu_time, StepOutput, StoredRecord};
 use super::{RecordId, Scheme, StepKind};
 use crate::storage::{Store, StoreError};
 use std::sync::Arc;
@@ -90,14 +90,18 @@ pub(super) fn run_step<S: Scheme>(
     inbox: Vec<(ParticipantId, Vec<u8>)>,
     record: Option<RecordTarget>,
 ) -> StepOutput {
+    let cpu_at_start = thread_cpu_time();
     let receipts = inbox
         .into_iter()
         .map(|(from, message)| (from, output.receive(from, &message)))
         .collect();
     let mut sent = Vec::new();
     let mut stored = None;
+    let mut protocol_cpu;
     let end = loop {
-        match output.poke() {
+        let poked = output.poke();
+        protocol_cpu = thread_cpu_time().saturating_sub(cpu_at_start);
+        match poked {
             Ok(Poked::Send(out)) => sent.push(out),
             Ok(Poked::Wait) => break StepEnd::Wait(output),
             Ok(Poked::Done(done)) => {
@@ -137,5 +141,6 @@ pub(super) fn run_step<S: Scheme>(
             end,
         }),
         stored,
+        protocol_cpu,
     }
 }

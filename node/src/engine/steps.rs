@@ -97,6 +97,18 @@ pub struct StoredRecord {
 pub struct StepOutput {
     pub result: Box<dyn Any + Send>,
     pub stored: Option<StoredRecord>,
+    /// CPU time the protocol's own code took on the worker's thread (taking in
+    /// messages and poking), without storing its output: the cryptography.
+    pub protocol_cpu: Duration,
+}
+
+/// CPU time this thread has used so far (zero where the clock cannot be read).
+pub fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
 }
 
 type Work = Box<dyn FnOnce() -> StepOutput + Send>;
@@ -425,6 +437,7 @@ mod tests {
         StepWork::new(tag, || StepOutput {
             result: Box::new(()),
             stored: None,
+            protocol_cpu: Duration::ZERO,
         })
     }
 
@@ -509,12 +522,37 @@ mod tests {
             StepOutput {
                 result: Box::new(()),
                 stored: None,
+                protocol_cpu: Duration::ZERO,
             }
         });
         (work, started_rx, release_tx)
     }
 
     const WAIT: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn the_thread_clock_counts_work_and_not_sleep() {
+        let start = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(60));
+        let slept = thread_cpu_time().saturating_sub(start);
+        assert!(slept < Duration::from_millis(30), "sleeping used {slept:?}");
+        let start = thread_cpu_time();
+        let wall = Instant::now();
+        let mut x = 0u64;
+        while wall.elapsed() < Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let worked = thread_cpu_time().saturating_sub(start);
+        // Another process may take the core for part of the spin; not for all of it.
+        assert!(
+            worked > Duration::from_millis(5),
+            "spinning used {worked:?}"
+        );
+        assert!(
+            worked <= wall.elapsed() + Duration::from_millis(5),
+            "{worked:?}"
+        );
+    }
 
     #[test]
     fn an_urgent_step_runs_while_every_stock_worker_is_busy() {

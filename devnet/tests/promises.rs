@@ -6,10 +6,11 @@ mod common;
 
 use common::*;
 use near_crypto::Signer;
-use near_jsonrpc_client::methods;
+use near_jsonrpc_client::{methods, JsonRpcClient};
 use near_jsonrpc_primitives::types::query::QueryResponseKind;
-use near_jsonrpc_primitives::types::transactions::TransactionInfo;
+use near_jsonrpc_primitives::types::transactions::{RpcTransactionResponse, TransactionInfo};
 use near_primitives::errors::{ActionErrorKind, TxExecutionError};
+use near_primitives::hash::CryptoHash;
 use near_primitives::types::{BlockReference, Finality};
 use near_primitives::views::{FinalExecutionStatus, QueryRequest, TxExecutionStatus};
 use serde_json::json;
@@ -25,6 +26,24 @@ async fn with_contracts() -> (Net, Signer, Signer) {
     net.send_ok(&a, &id(A), vec![deploy(wasm.clone())]).await;
     net.send_ok(&b, &id(B), vec![deploy(wasm)]).await;
     (net, a, b)
+}
+
+/// `tx` for B's transaction `hash`, waiting until `wait_until`.
+async fn tx_status(
+    client: &JsonRpcClient,
+    hash: CryptoHash,
+    wait_until: TxExecutionStatus,
+) -> RpcTransactionResponse {
+    client
+        .call(methods::tx::RpcTransactionStatusRequest {
+            transaction_info: TransactionInfo::TransactionId {
+                tx_hash: hash,
+                sender_account_id: id(B),
+            },
+            wait_until,
+        })
+        .await
+        .unwrap()
 }
 
 fn value(status: &FinalExecutionStatus) -> serde_json::Value {
@@ -164,29 +183,10 @@ async fn yield_resume_and_timeout() {
     // A waiter for the final outcome, asked before the resume: it must wake at the
     // block that completes the receipt tree, not earlier and not never.
     let client = net.client.clone();
-    let early_waiter = tokio::spawn(async move {
-        client
-            .call(methods::tx::RpcTransactionStatusRequest {
-                transaction_info: TransactionInfo::TransactionId {
-                    tx_hash: wait_hash,
-                    sender_account_id: id(B),
-                },
-                wait_until: TxExecutionStatus::Final,
-            })
-            .await
-    });
+    let early_waiter =
+        tokio::spawn(async move { tx_status(&client, wait_hash, TxExecutionStatus::Final).await });
     // Included but not executed: the yield is still waiting.
-    let included = net
-        .client
-        .call(methods::tx::RpcTransactionStatusRequest {
-            transaction_info: TransactionInfo::TransactionId {
-                tx_hash: wait_hash,
-                sender_account_id: id(B),
-            },
-            wait_until: TxExecutionStatus::IncludedFinal,
-        })
-        .await
-        .unwrap();
+    let included = tx_status(&net.client, wait_hash, TxExecutionStatus::IncludedFinal).await;
     assert_eq!(
         included.final_execution_status,
         TxExecutionStatus::IncludedFinal
@@ -209,20 +209,10 @@ async fn yield_resume_and_timeout() {
         }
     }
     assert_eq!(resumed, json!(true));
-    let done = net
-        .client
-        .call(methods::tx::RpcTransactionStatusRequest {
-            transaction_info: TransactionInfo::TransactionId {
-                tx_hash: wait_hash,
-                sender_account_id: id(B),
-            },
-            wait_until: TxExecutionStatus::Final,
-        })
-        .await
-        .unwrap();
+    let done = tx_status(&net.client, wait_hash, TxExecutionStatus::Final).await;
     let outcome = done.final_execution_outcome.unwrap().into_outcome();
     assert_eq!(value(&outcome.status), json!("\"hello\""));
-    let early = early_waiter.await.unwrap().unwrap();
+    let early = early_waiter.await.unwrap();
     assert_eq!(early.final_execution_status, TxExecutionStatus::Final);
     let early = early.final_execution_outcome.unwrap().into_outcome();
     assert_eq!(value(&early.status), json!("\"hello\""));
@@ -242,17 +232,7 @@ async fn yield_resume_and_timeout() {
         .call(methods::sandbox_fast_forward::RpcSandboxFastForwardRequest { delta_height: 205 })
         .await
         .unwrap();
-    let done = net
-        .client
-        .call(methods::tx::RpcTransactionStatusRequest {
-            transaction_info: TransactionInfo::TransactionId {
-                tx_hash: wait_hash,
-                sender_account_id: id(B),
-            },
-            wait_until: TxExecutionStatus::Final,
-        })
-        .await
-        .unwrap();
+    let done = tx_status(&net.client, wait_hash, TxExecutionStatus::Final).await;
     let outcome = done.final_execution_outcome.unwrap().into_outcome();
     assert_eq!(value(&outcome.status), json!("timeout"));
     // A late resume finds nothing waiting.

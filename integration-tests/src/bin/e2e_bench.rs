@@ -32,6 +32,8 @@
 //!   CPU, and the bound at that cost. Measured in the same seconds as the
 //!   throughput, it does not move with this machine's speed between the
 //!   separate measurements above (which moved by up to 20 % within one run).
+//!   Work thrown away (runs that failed) would count in that cost and flatter
+//!   this bound: the runs failed are printed with the presignatures' fate.
 //!
 //! Prints a Markdown table. Flags: `--latency N` (default 30), `--burst N` (default
 //! 120; spread over accounts of 100 keys, under the contract's per-caller limit),

@@ -102,7 +102,7 @@ pub struct StepOutput {
     pub protocol_cpu: Duration,
 }
 
-/// CPU time this thread has used so far (zero where the clock cannot be read).
+/// CPU time this thread has used so far (the kernel's per-thread clock).
 pub fn thread_cpu_time() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(

@@ -648,16 +648,26 @@ impl Chain {
                 TxProgress::Unknown
             };
         }
-        let tx_outcome = &self.outcomes[hash];
-        let mut queue: VecDeque<&CryptoHash> =
-            tx_outcome.outcome.outcome.receipt_ids.iter().collect();
+        let (_, complete) = self.receipt_tree(&self.outcomes[hash]);
+        TxProgress::Included { complete }
+    }
+
+    /// The outcomes of the receipts under `root` that have run, breadth first,
+    /// and whether every receipt of the tree has (none is still to run).
+    fn receipt_tree<'a>(&'a self, root: &'a StoredOutcome) -> (Vec<&'a StoredOutcome>, bool) {
+        let mut ran = Vec::new();
+        let mut complete = true;
+        let mut queue: VecDeque<&CryptoHash> = root.outcome.outcome.receipt_ids.iter().collect();
         while let Some(id) = queue.pop_front() {
             match self.outcomes.get(id) {
-                Some(stored) => queue.extend(stored.outcome.outcome.receipt_ids.iter()),
-                None => return TxProgress::Included { complete: false },
+                Some(stored) => {
+                    queue.extend(stored.outcome.outcome.receipt_ids.iter());
+                    ran.push(stored);
+                }
+                None => complete = false,
             }
         }
-        TxProgress::Included { complete: true }
+        (ran, complete)
     }
 
     /// Where transaction `hash` stands, or `None` if the chain never saw it.
@@ -673,24 +683,8 @@ impl Chain {
                 .then_some(TxState::Pending);
         };
         let tx_outcome = &self.outcomes[hash];
-        let mut receipts = Vec::new();
-        let mut complete = true;
-        let mut queue: VecDeque<CryptoHash> = tx_outcome
-            .outcome
-            .outcome
-            .receipt_ids
-            .iter()
-            .copied()
-            .collect();
-        while let Some(id) = queue.pop_front() {
-            match self.outcomes.get(&id) {
-                Some(stored) => {
-                    queue.extend(stored.outcome.outcome.receipt_ids.iter().copied());
-                    receipts.push(view(stored));
-                }
-                None => complete = false,
-            }
-        }
+        let (ran, complete) = self.receipt_tree(tx_outcome);
+        let receipts = ran.into_iter().map(view).collect();
         let mut status = FinalExecutionStatus::Started;
         let mut current = &tx_outcome.outcome.outcome;
         loop {

@@ -33,11 +33,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod artifacts;
 pub mod foreign;
 pub mod load;
 pub mod netproxy;
+mod observe;
 pub mod rpc_gate;
 pub mod solana;
+
+pub(crate) use artifacts::{install_tool, workspace_root};
+pub use artifacts::{misbehaving_node_binary, mpc_node_binary, multichain_wasm, workspace_binary};
 
 pub const NEAR: u128 = 10u128.pow(24);
 
@@ -230,133 +235,6 @@ pub struct Cluster {
     misbehaving_node: Option<PathBuf>,
     root_key: Option<AffinePoint>,
     ed25519_root_key: Option<Ed25519PublicKey>,
-}
-
-/// The binaries the tests and the demo run. They are built together, in one cargo
-/// invocation, so their dependencies are compiled once with one feature set.
-const BINARIES: [&str; 2] = ["mpc-node", "chainsig"];
-
-/// The `mpc-node` binary (see [`workspace_binary`]).
-pub fn mpc_node_binary() -> Result<PathBuf, String> {
-    workspace_binary("mpc-node")
-}
-
-/// A binary of this workspace next to the running executable (`target/debug` or
-/// `target/release`), built first (all of [`BINARIES`] at once) when run under
-/// cargo, so it is never stale.
-pub fn workspace_binary(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = exe.parent().ok_or("no executable directory")?;
-    // Test executables live in target/debug/deps, examples in target/debug/examples,
-    // binaries in target/debug.
-    let dir = if dir.ends_with("deps") || dir.ends_with("examples") {
-        dir.parent().ok_or("no target directory")?
-    } else {
-        dir
-    };
-    if let Ok(cargo) = std::env::var("CARGO") {
-        static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-        BUILT
-            .get_or_init(|| build_binaries(&cargo, dir.ends_with("release"), None))
-            .clone()?;
-    }
-    let binary = dir.join(name);
-    if !binary.exists() {
-        return Err(format!(
-            "{} not found: build it with `cargo build -p {name}` (make demo builds mpc-node)",
-            binary.display()
-        ));
-    }
-    Ok(binary)
-}
-
-/// `mpc-node` built with its test-only `misbehave` feature, as
-/// `target/<profile>/mpc-node-misbehave`. Under cargo it is built first (the
-/// feature changes no dependency, so only mpc-node is compiled again), then the
-/// plain binary is put back in place for every other test (cargo only relinks it),
-/// so no default build ever contains the misbehaviour.
-pub fn misbehaving_node_binary() -> Result<PathBuf, String> {
-    let plain = mpc_node_binary()?;
-    let dir = plain.parent().ok_or("no target directory")?.to_path_buf();
-    let target = dir.join("mpc-node-misbehave");
-    if let Ok(cargo) = std::env::var("CARGO") {
-        static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-        BUILT
-            .get_or_init(|| {
-                // All of BINARIES, as `workspace_binary` builds them: the same
-                // packages give the dependencies the same features (nothing but
-                // mpc-node is compiled again).
-                let release = dir.ends_with("release");
-                build_binaries(&cargo, release, Some("mpc-node/misbehave"))?;
-                std::fs::copy(&plain, &target)
-                    .map_err(|e| format!("copying to {}: {e}", target.display()))?;
-                build_binaries(&cargo, release, None)
-            })
-            .clone()?;
-    }
-    if !target.exists() {
-        return Err(format!(
-            "{} not found: build it with `cargo build -p mpc-node --features misbehave` \
-             and copy target/debug/mpc-node there",
-            target.display()
-        ));
-    }
-    Ok(target)
-}
-
-/// Builds all of [`BINARIES`] in one cargo invocation (with `features`, if given).
-fn build_binaries(cargo: &str, release: bool, features: Option<&str>) -> Result<(), String> {
-    let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "--locked"]);
-    for package in BINARIES {
-        build.args(["-p", package]);
-    }
-    if let Some(features) = features {
-        build.args(["--features", features]);
-    }
-    if release {
-        build.arg("--release");
-    }
-    let status = build
-        .current_dir(workspace_root())
-        .status()
-        .map_err(|e| format!("cargo build {BINARIES:?}: {e}"))?;
-    status
-        .success()
-        .then_some(())
-        .ok_or_else(|| format!("cargo build {BINARIES:?} failed"))
-}
-
-/// The repository's root folder.
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Runs an idempotent install script of `scripts/` (pinned tools from the npm
-/// registry into `target/tools`) and returns the path it prints.
-pub(crate) fn install_tool(script: &str) -> Result<PathBuf, String> {
-    let script = workspace_root().join("scripts").join(script);
-    let output = Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{}: {e}", script.display()))?;
-    if !output.status.success() {
-        return Err(format!("{} failed", script.display()));
-    }
-    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    path.exists().then_some(path.clone()).ok_or_else(|| {
-        format!(
-            "{} printed {}, which does not exist",
-            script.display(),
-            path.display()
-        )
-    })
-}
-
-/// The contract wasm, built by scripts/build-contract.sh (`make contract`).
-pub fn multichain_wasm() -> Result<Vec<u8>, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/near/multichain.wasm");
-    std::fs::read(&path).map_err(|e| format!("{}: {e} (run `make contract`)", path.display()))
 }
 
 /// The ports [`free_port`] hands out: below Linux's ephemeral range (32768–60999
@@ -844,120 +722,6 @@ impl Cluster {
             .verify(payload, &derived)
             .map_err(|e| format!("the signature does not verify: {e}"))?;
         Ok(derived)
-    }
-
-    /// GETs `path` from node `i`'s HTTP endpoint: (status code, body).
-    pub async fn http_get(&self, i: usize, path: &str) -> Result<(u16, String), String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = &self.nodes[i].http_addr;
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("not an HTTP response: {response:.80}"))?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        Ok((status, body))
-    }
-
-    /// Node `i`'s `/state`.
-    pub async fn node_state(&self, i: usize) -> Result<serde_json::Value, String> {
-        let (status, body) = self.http_get(i, "/state").await?;
-        if status != 200 {
-            return Err(format!("/state answered {status}"));
-        }
-        serde_json::from_str(&body).map_err(|e| format!("/state: {e}"))
-    }
-
-    /// Series `name` (without labels) from node `i`'s `/metrics`.
-    pub async fn node_metric(&self, i: usize, name: &str) -> Result<f64, String> {
-        let (_, text) = self.http_get(i, "/metrics").await?;
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .ok_or_else(|| format!("{name} missing from node {i}'s /metrics"))
-    }
-
-    /// The sum over the running nodes of counter `name` from their `/metrics`.
-    pub async fn metric_total(&self, name: &str) -> Result<u64, String> {
-        let mut total = 0;
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].child.is_some() {
-                total += self.node_metric(i, name).await? as u64;
-            }
-        }
-        Ok(total)
-    }
-
-    /// Waits (up to `limit`) for counter `name` summed over the nodes to reach
-    /// `expected`, then returns its value: a respond transaction completes a block
-    /// or so after the answer it carried reached the caller.
-    pub async fn settled_metric_total(
-        &self,
-        name: &str,
-        expected: u64,
-        limit: Duration,
-    ) -> Result<u64, String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let total = self.metric_total(name).await?;
-            if total >= expected || Instant::now() > deadline {
-                return Ok(total);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Waits until node `i` reports at least `presignatures` usable presignatures
-    /// in domain 0.
-    pub async fn wait_stock(
-        &self,
-        i: usize,
-        presignatures: u64,
-        limit: Duration,
-    ) -> Result<(), String> {
-        self.wait_stock_in(i, DomainId::LEGACY_ECDSA, presignatures, limit)
-            .await
-    }
-
-    /// Waits until node `i` reports at least `presignatures` usable presignatures
-    /// in `domain`.
-    pub async fn wait_stock_in(
-        &self,
-        i: usize,
-        domain: DomainId,
-        presignatures: u64,
-        limit: Duration,
-    ) -> Result<(), String> {
-        let started = Instant::now();
-        loop {
-            if let Ok(state) = self.node_state(i).await {
-                let stock = &state["stock_by_domain"][domain.0.to_string()];
-                if stock["presignatures"].as_u64() >= Some(presignatures) {
-                    return Ok(());
-                }
-            }
-            if started.elapsed() > limit {
-                return Err(format!(
-                    "node {i} has no {presignatures} presignatures in domain {domain} after {limit:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// Stops every node (gracefully) and the devnet; removes the work directory

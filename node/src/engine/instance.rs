@@ -82,6 +82,21 @@ pub(super) enum StepEnd<S: Scheme> {
     Done(Done<S>),
     Failed(threshold::Error),
 }
+/// Pokes `output` until it waits (`None`), ends (its output) or fails; what it
+/// sends meanwhile goes to `sent`.
+fn poke_until_settled<S: Scheme>(
+    output: &mut Output<S>,
+    sent: &mut Vec<threshold::Outgoing>,
+) -> Result<Option<Done<S>>, threshold::Error> {
+    loop {
+        match output.poke()? {
+            Poked::Send(out) => sent.push(out),
+            Poked::Wait => return Ok(None),
+            Poked::Done(done) => return Ok(Some(done)),
+        }
+    }
+}
+
 /// One step of an instance, as a worker runs it: the messages that came, then
 /// pokes until it waits; a finished triple or presignature is stored here too, so
 /// the durable write is off the loop as well.
@@ -96,43 +111,42 @@ pub(super) fn run_step<S: Scheme>(
         .map(|(from, message)| (from, output.receive(from, &message)))
         .collect();
     let mut sent = Vec::new();
+    let settled = poke_until_settled(&mut output, &mut sent);
+    // Read once the instance has settled, before a record is written: the write
+    // is storage, not protocol. (The thread clock is a system call: one per step,
+    // not one per poke.)
+    let protocol_cpu = thread_cpu_time().saturating_sub(cpu_at_start);
     let mut stored = None;
-    let mut protocol_cpu;
-    let end = loop {
-        let poked = output.poke();
-        protocol_cpu = thread_cpu_time().saturating_sub(cpu_at_start);
-        match poked {
-            Ok(Poked::Send(out)) => sent.push(out),
-            Ok(Poked::Wait) => break StepEnd::Wait(output),
-            Ok(Poked::Done(done)) => {
-                let kind_and_write = match (&done, &record) {
-                    (Done::Triple(t), Some(r)) => Some((
-                        S::TRIPLES,
-                        r.store.add_record(S::TRIPLES, r.id, r.epoch, t.as_ref()),
-                    )),
-                    (Done::Presign(p), Some(r)) => Some((
-                        S::PRESIGNATURES,
-                        r.store
-                            .add_record(S::PRESIGNATURES, r.id, r.epoch, p.as_ref()),
-                    )),
-                    _ => None,
-                };
-                break match (kind_and_write, record) {
-                    (Some((kind, written)), Some(r)) => {
-                        if written.is_ok() {
-                            stored = Some(StoredRecord {
-                                store: r.store,
-                                kind,
-                                id: r.id,
-                            });
-                        }
-                        StepEnd::Done(Done::Stored(written))
+    let end = match settled {
+        Ok(None) => StepEnd::Wait(output),
+        Ok(Some(done)) => {
+            let kind_and_write = match (&done, &record) {
+                (Done::Triple(t), Some(r)) => Some((
+                    S::TRIPLES,
+                    r.store.add_record(S::TRIPLES, r.id, r.epoch, t.as_ref()),
+                )),
+                (Done::Presign(p), Some(r)) => Some((
+                    S::PRESIGNATURES,
+                    r.store
+                        .add_record(S::PRESIGNATURES, r.id, r.epoch, p.as_ref()),
+                )),
+                _ => None,
+            };
+            match (kind_and_write, record) {
+                (Some((kind, written)), Some(r)) => {
+                    if written.is_ok() {
+                        stored = Some(StoredRecord {
+                            store: r.store,
+                            kind,
+                            id: r.id,
+                        });
                     }
-                    _ => StepEnd::Done(done),
-                };
+                    StepEnd::Done(Done::Stored(written))
+                }
+                _ => StepEnd::Done(done),
             }
-            Err(e) => break StepEnd::Failed(e),
         }
+        Err(e) => StepEnd::Failed(e),
     };
     StepOutput {
         result: Box::new(StepResult::<S> {

@@ -6,7 +6,7 @@ use super::Node;
 use crate::blame::FailureKind;
 use crate::engine::NodeMessage;
 use crate::p2p::budget::Charge;
-use crate::p2p::{Incoming, Network};
+use crate::p2p::{Incoming, Network, SendError};
 use primitives::{DomainId, RequestId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -243,17 +243,42 @@ impl Node {
             None => frames,
         };
         for (to, bytes) in frames {
+            let decoded = NodeMessage::decode(&bytes).ok();
             // Stock traffic goes in the peer's bulk queue, behind everything
             // someone waits for (heartbeats, signing, key tasks, confirmations).
-            let urgent = NodeMessage::decode(&bytes).map_or(true, |(_, m)| m.is_urgent());
+            let urgent = decoded.as_ref().is_none_or(|(_, m)| m.is_urgent());
             let queued = if urgent {
                 network.send(to, Arc::new(bytes))
             } else {
                 network.send_bulk(to, Arc::new(bytes))
             };
-            if let Err(e) = queued {
-                tracing::debug!(peer = to.0, error = %e, "could not queue a message");
+            match (queued, decoded) {
+                (Ok(()), _) => {}
+                (Err(SendError::QueueFull(_)), Some((domain, message))) => {
+                    self.message_refused(to, domain, &message)
+                }
+                (Err(e), _) => {
+                    tracing::debug!(peer = to.0, error = %e, "could not queue a message")
+                }
             }
+        }
+    }
+
+    /// A message to `to` found its queue full: the run it belongs to, which
+    /// would wait for `to` until the stall rule, ends now.
+    fn message_refused(&mut self, to: ParticipantId, domain: DomainId, message: &NodeMessage) {
+        let ended = self
+            .signers
+            .get_mut(&domain)
+            .is_some_and(|signer| signer.engine.unsent(to, message));
+        if ended {
+            tracing::warn!(
+                peer = to.0,
+                domain = domain.0,
+                "the queue to a peer is full: a run with it ended"
+            );
+        } else {
+            tracing::debug!(peer = to.0, "could not queue a message: the queue is full");
         }
     }
 }

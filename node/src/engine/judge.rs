@@ -31,7 +31,7 @@
 //! honest node whose messages of a run sit in its own backlog says it waits, and
 //! is not blamed for being slow.
 
-use super::message::{peer_text, NodeMessage};
+use super::message::{peer_text, NodeMessage, Start};
 use super::{Engine, Job, Running, Scheme};
 use crate::blame::FailureKind;
 use primitives::RequestId;
@@ -258,6 +258,44 @@ impl<S: Scheme> Engine<S> {
                 self.deferred.remove(&key);
             }
         }
+    }
+
+    /// This node's `message` to `to` was refused: the outbound queue to `to` is
+    /// full, so `to` never gets it, and the run it belongs to would wait on `to`
+    /// until the stall rule. That run ends here now instead, and says so to its
+    /// other participants. Nobody is blamed: a queue can fill behind a slow link
+    /// as well as a peer that does not read, and this node cannot tell which
+    /// (see the invariant above). Returns whether a run ended. Key-task runs are
+    /// settled by the contract's attempts instead.
+    pub(super) fn unsent(&mut self, to: ParticipantId, message: &NodeMessage) -> bool {
+        let instance = match message {
+            NodeMessage::Start(Start { job, .. }) | NodeMessage::Waiting(job) => {
+                self.instance_of(job)
+            }
+            NodeMessage::Protocol(bytes) => match threshold::wire::Header::decode(bytes) {
+                Ok((header, _)) => header.instance,
+                Err(_) => return false,
+            },
+            _ => return false,
+        };
+        let ends = self
+            .running
+            .get(&instance)
+            .is_some_and(|r| r.job.attempt().is_none() && r.participants.contains(to));
+        if !ends {
+            return false;
+        }
+        let mut running = self.running.remove(&instance).expect("present above");
+        // Its notice would be refused like the message was.
+        running.abandoned.insert(to);
+        self.abandon(
+            running,
+            format!(
+                "a message to participant {} was refused: the queue to it is full",
+                to.0
+            ),
+        );
+        true
     }
 
     /// Waiting for gone peers would only end at the timeout; the runs' inputs stay

@@ -296,6 +296,9 @@ pub trait DomainEngine: Send {
     fn expire(&mut self, now: Instant);
     /// Ends every run that involves one of `gone` (peers that stopped answering).
     fn abandon_runs_with(&mut self, gone: &[ParticipantId]);
+    /// This node's `message` to `to` could not be queued (the queue to `to` is
+    /// full): ends the run it belongs to now. Returns whether a run ended.
+    fn unsent(&mut self, to: ParticipantId, message: &NodeMessage) -> bool;
     /// Frames to send: (recipient, bytes).
     fn drain_outbox(&mut self) -> Vec<(ParticipantId, Vec<u8>)>;
     fn drain_events(&mut self) -> Vec<Event>;
@@ -556,6 +559,10 @@ impl<S: Scheme> DomainEngine for Engine<S> {
 
     fn abandon_runs_with(&mut self, gone: &[ParticipantId]) {
         Engine::abandon_runs_with(self, gone)
+    }
+
+    fn unsent(&mut self, to: ParticipantId, message: &NodeMessage) -> bool {
+        Engine::unsent(self, to, message)
     }
 
     fn drain_outbox(&mut self) -> Vec<(ParticipantId, Vec<u8>)> {

@@ -9,6 +9,7 @@ for_each_scheme!(
     a_peer_declining_ends_the_run_and_garbage_does_no_harm,
     a_timed_out_run_blames_the_silent_participant_alone,
     a_stalled_run_ends_early_and_blames_the_silent_participant_alone,
+    a_message_its_queue_refuses_ends_the_run_at_once,
 );
 
 #[tokio::test]
@@ -387,6 +388,67 @@ async fn a_stalled_run_ends_early_and_blames_the_silent_participant_alone<S: Sui
         assert_eq!(node.engine.running(), 0, "node {}", node.me);
         assert_run_failed_on_participant_2(node, "stalled waiting on participant 2");
     }
+    shut_down(&mut nodes).await;
+}
+
+/// Node 0 proposes a stock run among three; the daemon finds the queue to
+/// participant 2 full and cannot queue the invitation. Participant 2 would never
+/// join, and the run would wait for it until the stall rule: it ends at once
+/// instead. Node 0 tells participant 1 (not 2: that notice would find the same
+/// full queue), reports the run failed and blames nobody (a full queue may be a
+/// slow link). A refused message of no running run ends nothing.
+async fn a_message_its_queue_refuses_ends_the_run_at_once<S: Suite>() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, _root) = start::<S>(3, 2, dir.path()).await;
+    nodes[0].engine.drain_peer_reports();
+    nodes[0].engine.set_stock_subset(StockSubset::All);
+    propose_stock(&mut nodes[0].engine, &Participants::first(3).unwrap());
+    let runs = nodes[0].engine.running();
+    assert!(runs > 0);
+    let invitations = outbox_messages(&mut nodes[0].engine);
+    let Some(refused) = invitations.iter().find_map(|(to, message)| match message {
+        NodeMessage::Start(start) if *to == ParticipantId(2) => Some(start.clone()),
+        _ => None,
+    }) else {
+        panic!("no invitation to participant 2: {invitations:?}");
+    };
+    let refused = NodeMessage::Start(refused);
+    assert!(nodes[0].engine.unsent(ParticipantId(2), &refused));
+    assert_eq!(nodes[0].engine.running(), runs - 1, "that run alone ended");
+    let NodeMessage::Start(Start { job, .. }) = &refused else {
+        unreachable!()
+    };
+    let notices = outbox_messages(&mut nodes[0].engine);
+    assert!(
+        matches!(&notices[..], [(ParticipantId(1), NodeMessage::Abandoned { job: ended, .. })] if ended == job),
+        "participant 1 alone is told: {notices:?}"
+    );
+    let failed = nodes[0].engine.drain_events();
+    assert!(
+        matches!(&failed[..], [Event::Failed { job: ended, reason }]
+            if ended == job && reason.contains("the queue to it is full")),
+        "{failed:?}"
+    );
+    assert!(nodes[0].engine.drain_peer_reports().is_empty(), "no blame");
+    // Refused again (another of its messages), or a message of no run: nothing ends.
+    assert!(!nodes[0].engine.unsent(ParticipantId(2), &refused));
+    assert!(!nodes[0].engine.unsent(ParticipantId(2), &NodeMessage::Ping));
+    assert_eq!(nodes[0].engine.running(), runs - 1);
+
+    // A protocol message of a run under way is refused the same way.
+    let before = nodes[0].engine.running();
+    propose_stock(&mut nodes[0].engine, &Participants::first(3).unwrap());
+    settle(&mut nodes[0]);
+    let Some((_, message)) = outbox_messages(&mut nodes[0].engine)
+        .into_iter()
+        .find(|(to, m)| *to == ParticipantId(2) && matches!(m, NodeMessage::Protocol(_)))
+    else {
+        panic!("node 0's first step sent participant 2 nothing");
+    };
+    let started = nodes[0].engine.running() - before;
+    assert!(nodes[0].engine.unsent(ParticipantId(2), &message));
+    assert_eq!(nodes[0].engine.running() - before, started - 1);
+    assert!(nodes[0].engine.drain_peer_reports().is_empty(), "no blame");
     shut_down(&mut nodes).await;
 }
 

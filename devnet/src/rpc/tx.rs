@@ -20,6 +20,7 @@ use std::time::Duration;
 /// (nearcore's default polling timeout).
 const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A signed transaction from its base64 borsh bytes.
 pub(super) fn decode_tx(base64: &str) -> Result<SignedTransaction, RpcError> {
     let bytes = near_primitives::serialize::from_base64(base64)
         .map_err(|e| RpcError::parse_error(format!("Failed to decode transaction: {e}")))?;
@@ -42,6 +43,8 @@ pub(super) fn signed_tx_param(params: &Value) -> Result<SignedTransaction, RpcEr
     decode_tx(text)
 }
 
+/// The transaction a `tx` query asks about, and how far to wait for it: by
+/// hash and sender, or by the signed transaction itself (legacy arrays too).
 pub(super) fn tx_status_params(params: Value) -> Result<(CryptoHash, TxExecutionStatus), RpcError> {
     if let Value::Array(items) = &params {
         // Legacy: [tx_hash, sender_account_id] or [signed_tx_base64].
@@ -73,6 +76,7 @@ pub(super) fn tx_status_params(params: Value) -> Result<(CryptoHash, TxExecution
     Ok((by_id.tx_hash, wait_until))
 }
 
+/// A transaction the chain refused, in nearcore's error shape.
 pub(super) fn tx_error(error: near_primitives::errors::InvalidTxError) -> RpcError {
     RpcTransactionError::InvalidTransaction { context: error }.into()
 }

@@ -52,6 +52,26 @@ impl Cluster {
             .ok_or_else(|| format!("{name} missing from node {i}'s /metrics"))
     }
 
+    /// The sum of every series of `name` on node `i`'s `/metrics`, whatever its
+    /// labels (e.g. one per kind of run).
+    pub async fn node_metric_sum(&self, i: usize, name: &str) -> Result<f64, String> {
+        let (_, text) = self.http_get(i, "/metrics").await?;
+        let mut total = 0.0;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                continue; // another metric whose name starts with this one
+            }
+            let value = rest
+                .rsplit_once(' ')
+                .and_then(|(_, v)| v.parse::<f64>().ok());
+            total += value.ok_or_else(|| format!("node {i}: unreadable series {line}"))?;
+        }
+        Ok(total)
+    }
+
     /// The sum over the running nodes of counter `name` from their `/metrics`.
     pub async fn metric_total(&self, name: &str) -> Result<u64, String> {
         let mut total = 0;

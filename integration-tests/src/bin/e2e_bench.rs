@@ -458,16 +458,9 @@ async fn measure(
 async fn protocol_cpu(cluster: &Cluster, n: usize) -> Result<f64, String> {
     let mut total = 0.0;
     for i in 0..n {
-        let (_, text) = cluster.http_get(i, "/metrics").await?;
-        // One series per kind of run: sign, key, presign, triple.
-        for line in text.lines() {
-            if let Some(series) = line.strip_prefix("mpc_protocol_cpu_seconds_total{") {
-                let value = series.rsplit_once(' ').map(|(_, v)| v.parse::<f64>());
-                total += value
-                    .and_then(Result::ok)
-                    .ok_or_else(|| format!("node {i}: unreadable series {line}"))?;
-            }
-        }
+        total += cluster
+            .node_metric_sum(i, "mpc_protocol_cpu_seconds_total")
+            .await?;
     }
     Ok(total)
 }
